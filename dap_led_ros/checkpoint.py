@@ -1,0 +1,73 @@
+"""Checkpoints: safetensors weights plus a YAML config beside them. Nothing is unpickled."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from safetensors.torch import load_file, save_file
+
+from .model import DAPLED, ModelConfig, build_model
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+DEFAULT_CHECKPOINT_NAME = "dapled_tiny"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, incomplete or does not match its config."""
+
+
+def checkpoint_paths(path: str | Path) -> tuple[Path, Path]:
+    """(weights.safetensors, config.yaml) for `path` given with or without an extension."""
+    p = Path(path)
+    stem = p.with_suffix("") if p.suffix in (".safetensors", ".yaml", ".yml") else p
+    return stem.with_suffix(".safetensors"), stem.with_suffix(".yaml")
+
+
+def default_checkpoint() -> Path:
+    """The model shipped inside the package."""
+    return WEIGHTS_DIR / f"{DEFAULT_CHECKPOINT_NAME}.safetensors"
+
+
+def save_checkpoint(model: DAPLED, cfg: ModelConfig, path: str | Path,
+                    extra: dict[str, Any] | None = None) -> Path:
+    """Write `path`.safetensors and `path`.yaml (model config + `extra` metadata)."""
+    weights, meta = checkpoint_paths(path)
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    save_file(state, str(weights))
+    doc = {"model": cfg.to_dict(), "extra": extra or {}}
+    meta.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return weights
+
+
+def read_checkpoint_config(path: str | Path) -> tuple[ModelConfig, dict[str, Any]]:
+    weights, meta = checkpoint_paths(path)
+    if not weights.is_file():
+        raise CheckpointError(f"checkpoint weights not found: {weights}")
+    if not meta.is_file():
+        raise CheckpointError(f"checkpoint config not found: {meta} (expected beside {weights.name})")
+    try:
+        doc = yaml.safe_load(meta.read_text()) or {}
+        cfg = ModelConfig.from_dict(doc["model"])
+    except (yaml.YAMLError, KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"invalid checkpoint config {meta}: {exc}") from exc
+    return cfg, dict(doc.get("extra") or {})
+
+
+def load_checkpoint(path: str | Path | None = None, device: str | torch.device = "cpu"
+                    ) -> tuple[DAPLED, ModelConfig, dict[str, Any]]:
+    """Build the network from the YAML and load the safetensors weights (strict)."""
+    weights, _ = checkpoint_paths(path or default_checkpoint())
+    cfg, extra = read_checkpoint_config(weights)
+    model = build_model(cfg, load_clip_weights=False)
+    try:
+        state = load_file(str(weights), device="cpu")
+    except Exception as exc:  # safetensors raises its own error types
+        raise CheckpointError(f"cannot read {weights}: {exc}") from exc
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{weights} does not match its config: {str(exc)[:500]}") from exc
+    return model.to(device).eval(), cfg, extra

@@ -1,0 +1,211 @@
+"""The offline pool of clean photos that synthetic training pairs are made from.
+
+Sources, each used only when installed (no network access is needed or attempted):
+- scikit-image's bundled colour photos (`skimage/data`),
+- scikit-learn's sample images (`sklearn/datasets/images`), optional,
+- PyPI's `mvtb-data` (Machine Vision Toolbox data, MIT): colour photos incl. street and campus
+  scenes; calibration targets, synthetic drawings, aerial mosaics, paintings and mono images
+  are left out.
+
+Photos are found by file path without importing the owning packages, and read with OpenCV.
+`split_photos` splits by *group* so near-duplicates (stereo pairs, `-1`/`-2` views, the same
+photo in two formats) never straddle the train/validation split.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import re
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Callable, Sequence
+
+import cv2
+import numpy as np
+
+# scikit-image files that are natural colour photos (the rest are mono, medical, astronomy or drawings).
+SKIMAGE_PHOTOS: tuple[str, ...] = (
+    "astronaut.png",
+    "chelsea.png",
+    "coffee.png",
+    "motorcycle_left.png",  # motorcycle_right.png is the other stereo view: left out
+    "rocket.jpg",
+)
+
+# mvtb-data images that are not natural photos of a scene or are duplicates (by relative path
+# without extension, or by folder prefix ending in "/").
+MVTB_EXCLUDED: tuple[str, ...] = (
+    "calibration/",  # checkerboard calibration frames (mono anyway)
+    "mosaic/",  # aerial mosaics
+    "seq/",  # mono image sequence
+    "adelson",  # rendered illusion
+    "apriltag12",
+    "arucoboard",
+    "church.jpg",  # same photo as church.png
+    "fisheye_target",
+    "greenscreen",
+    "monalisa",  # painting
+    "multiblobs_edgecase",
+    "tags",
+    "yellowtargets",
+)
+
+MIN_PHOTO_SIDE = 200  # shorter side in pixels; smaller images are icons and test patterns
+_PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg")
+# Trailing "-1", "_14", "-l", "_right"... mark views of one scene; they share a split group.
+_VIEW_SUFFIX = re.compile(r"[-_](\d+|l|r|left|right)$")
+
+
+@dataclass(frozen=True)
+class CleanPhotoRef:
+    """One clean photo: a stable name, a split group and a picklable loader."""
+
+    name: str  # "<source>/<relative path without extension>", e.g. "mvtb/campus/P1070491"
+    group: str  # photos of one group always land in the same split
+    loader: Callable[[], np.ndarray] = field(compare=False, repr=False)
+
+
+def read_rgb(path: str | Path) -> np.ndarray:
+    """Read an image file as HxWx3 uint8 RGB (alpha dropped, mono expanded, 16 bit scaled)."""
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise OSError(f"cannot read image file {path} (missing, unreadable or not an image)")
+    if img.dtype == np.uint16:
+        img = ((img.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    elif img.dtype != np.uint8:
+        raise ValueError(f"unsupported image dtype {img.dtype} in {path}")
+    if img.ndim == 2:
+        return np.ascontiguousarray(np.repeat(img[:, :, None], 3, axis=2))
+    if img.shape[2] == 4:
+        return cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
+    if img.shape[2] == 3:
+        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    raise ValueError(f"unsupported channel count {img.shape[2]} in {path}")
+
+
+def _package_dir(package: str) -> Path | None:
+    """Install folder of a top-level package, found without importing it."""
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _group_of(name: str) -> str:
+    return _VIEW_SUFFIX.sub("", name)
+
+
+def _is_colour_photo(path: Path) -> bool:
+    """Cheap header check (PIL opens lazily): colour and not tiny."""
+    from PIL import Image  # a scikit-image dependency; only the header is read
+
+    with Image.open(path) as im:
+        return im.mode in ("RGB", "RGBA") and min(im.size) >= MIN_PHOTO_SIDE
+
+
+def _skimage_refs() -> list[CleanPhotoRef]:
+    root = _package_dir("skimage")
+    if root is None:
+        return []
+    refs = []
+    for fname in SKIMAGE_PHOTOS:
+        path = root / "data" / fname
+        if path.is_file():
+            name = "skimage/" + Path(fname).stem
+            refs.append(CleanPhotoRef(name, _group_of(name), partial(read_rgb, path)))
+    return refs
+
+
+def _sklearn_refs() -> list[CleanPhotoRef]:
+    root = _package_dir("sklearn")
+    folder = root / "datasets" / "images" if root else None
+    if folder is None or not folder.is_dir():
+        return []
+    return [
+        CleanPhotoRef("sklearn/" + p.stem, "sklearn/" + p.stem, partial(read_rgb, p))
+        for p in sorted(folder.glob("*.jpg"))
+    ]
+
+
+def _mvtb_excluded(rel_no_ext: str, rel: str) -> bool:
+    for item in MVTB_EXCLUDED:
+        if item.endswith("/") and rel.startswith(item):
+            return True
+        if item in (rel_no_ext, rel):
+            return True
+    return False
+
+
+def _mvtb_refs() -> list[CleanPhotoRef]:
+    root = _package_dir("mvtbdata")
+    folder = root / "images" if root else None
+    if folder is None or not folder.is_dir():
+        return []
+    refs = []
+    for path in sorted(folder.rglob("*")):
+        if path.suffix.lower() not in _PHOTO_SUFFIXES or not path.is_file():
+            continue
+        rel = path.relative_to(folder).as_posix()
+        rel_no_ext = rel[: -len(path.suffix)]
+        if _mvtb_excluded(rel_no_ext, rel) or not _is_colour_photo(path):
+            continue
+        name = "mvtb/" + rel_no_ext
+        refs.append(CleanPhotoRef(name, _group_of(name), partial(read_rgb, path)))
+    return refs
+
+
+def list_clean_photos() -> list[CleanPhotoRef]:
+    """All clean colour photos available offline, sorted by name (stable across runs)."""
+    refs = _skimage_refs() + _sklearn_refs() + _mvtb_refs()
+    return sorted(refs, key=lambda r: r.name)
+
+
+def load_clean_photo(ref: CleanPhotoRef, max_side: int | None = None) -> np.ndarray:
+    """The photo as HxWx3 uint8 RGB, downscaled (area filter) so its longer side <= max_side."""
+    img = ref.loader()
+    if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
+        raise ValueError(f"photo {ref.name}: loader returned {img.dtype} {img.shape}, want HxWx3 uint8")
+    if max_side is not None and max(img.shape[:2]) > max_side:
+        scale = max_side / max(img.shape[:2])
+        size = (max(1, round(img.shape[1] * scale)), max(1, round(img.shape[0] * scale)))
+        img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+    return img
+
+
+def split_photos(
+    refs: Sequence[CleanPhotoRef], val_fraction: float = 0.15, seed: int = 0
+) -> tuple[list[CleanPhotoRef], list[CleanPhotoRef]]:
+    """Deterministic (train, val) split by photo group.
+
+    Groups are ordered by a hash of (seed, group name), not by list position, so the split does
+    not depend on the order of `refs`; groups are taken in that order until they hold
+    `val_fraction` of the photos (at least one group for each side when there are two or more).
+    """
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    groups: dict[str, list[CleanPhotoRef]] = {}
+    for ref in refs:
+        groups.setdefault(ref.group, []).append(ref)
+
+    def rank(group: str) -> str:
+        return hashlib.sha256(f"{seed}:{group}".encode()).hexdigest()
+
+    target = val_fraction * len(refs)
+    val_groups: set[str] = set()
+    n_val = 0
+    for group in sorted(groups, key=rank):
+        if len(groups) < 2 or val_fraction == 0.0:
+            break
+        if n_val >= target and val_groups:
+            break
+        if len(val_groups) == len(groups) - 1:  # keep at least one group for training
+            break
+        val_groups.add(group)
+        n_val += len(groups[group])
+    train = [r for r in refs if r.group not in val_groups]
+    val = [r for r in refs if r.group in val_groups]
+    return train, val

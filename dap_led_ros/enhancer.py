@@ -1,0 +1,153 @@
+"""`Enhancer`: the one Python API that the CLI, the ROS nodes and the bag tool share."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, fields
+from typing import Any
+
+import cv2
+import numpy as np
+
+from .backends import Backend, create_backend
+from .tiling import blend_weights, crop_upsampled, plan_tiles
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EnhancerConfig:
+    model: str | None = None          # checkpoint (.safetensors + .yaml); None = shipped default
+    backend: str = "auto"             # auto | torch | onnxruntime | tensorrt
+    device: str = "cpu"               # cpu | cuda | cuda:N
+    engine: str | None = None         # ONNX file or TensorRT engine (cache) path for those backends
+    threads: int = 0                  # CPU threads for the backend; 0 = library default
+    max_pixels: int = 1920 * 1088     # frames above this are restored in overlapping tiles
+    tile_size: int = 768
+    tile_overlap: int = 96
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> "EnhancerConfig":
+        known = {f.name for f in fields(EnhancerConfig)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown enhancer settings {sorted(unknown)}; known: {sorted(known)}")
+        cfg = EnhancerConfig(**d)
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        if self.max_pixels <= 0:
+            raise ValueError("max_pixels must be positive")
+        if self.tile_size < 64 or not 0 <= self.tile_overlap < self.tile_size // 2:
+            raise ValueError(f"need tile_size >= 64 and 0 <= tile_overlap < tile_size/2, "
+                             f"got {self.tile_size}/{self.tile_overlap}")
+
+
+def to_input(rgb: np.ndarray) -> np.ndarray:
+    """H x W x 3 uint8 -> 1 x 3 x H x W float32 in [0, 1]."""
+    return (rgb.astype(np.float32) * (1.0 / 255.0)).transpose(2, 0, 1)[None]
+
+
+def to_rgb8(x: np.ndarray) -> np.ndarray:
+    """3 x H x W float in [0, 1] -> H x W x 3 uint8 (rounded)."""
+    return np.clip(x.transpose(1, 2, 0) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+class Enhancer:
+    """Restores H x W x 3 uint8 RGB frames of any size with the configured backend."""
+
+    def __init__(self, cfg: EnhancerConfig | None = None, backend: Backend | None = None) -> None:
+        self.cfg = cfg or EnhancerConfig()
+        self.cfg.validate()
+        self.backend = backend or create_backend(self.cfg.backend, self.cfg.model, self.cfg.device,
+                                                 **self._backend_options())
+        log.info("enhancer backend: %s", self.backend.describe())
+
+    def _backend_options(self) -> dict[str, Any]:
+        opts: dict[str, Any] = {}
+        if self.cfg.threads:
+            opts["threads"] = self.cfg.threads
+        if self.cfg.engine and self.cfg.backend != "torch":
+            opts["engine"] = self.cfg.engine
+        return opts
+
+    @property
+    def backend_name(self) -> str:
+        return self.backend.name
+
+    @staticmethod
+    def _check(rgb: np.ndarray) -> None:
+        if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+            raise ValueError(f"expected an H x W x 3 uint8 RGB image, got {rgb.dtype} {rgb.shape}")
+        if rgb.shape[0] < 1 or rgb.shape[1] < 1:
+            raise ValueError(f"empty image {rgb.shape}")
+
+    def enhance(self, rgb: np.ndarray) -> np.ndarray:
+        self._check(rgb)
+        h, w = rgb.shape[:2]
+        if h * w > self.cfg.max_pixels:
+            return self._enhance_tiled(rgb)
+        return to_rgb8(self.backend.infer(to_input(rgb))[0])
+
+    def enhance_batch(self, frames: list[np.ndarray]) -> list[np.ndarray]:
+        """Frames of one size go through the backend together; others one by one."""
+        for f in frames:
+            self._check(f)
+        if len({f.shape for f in frames}) == 1 and frames and \
+                frames[0].shape[0] * frames[0].shape[1] <= self.cfg.max_pixels:
+            out = self.backend.infer(np.concatenate([to_input(f) for f in frames]))
+            return [to_rgb8(o) for o in out]
+        return [self.enhance(f) for f in frames]
+
+    def _enhance_tiled(self, rgb: np.ndarray) -> np.ndarray:
+        h, w = rgb.shape[:2]
+        x = to_input(rgb)
+        maps = self._whole_frame_heatmaps(rgb)
+        acc = np.zeros((3, h, w), np.float64)
+        weight = np.zeros((h, w), np.float64)
+        for t in plan_tiles(h, w, self.cfg.tile_size, self.cfg.tile_overlap):
+            tile = x[:, :, t.y0:t.y1, t.x0:t.x1]
+            if maps is not None:
+                out = self.backend.infer_with_prior(tile, [crop_upsampled(m, (h, w), t) for m in maps])
+            else:
+                out = self.backend.infer(tile)
+            wgt = blend_weights(t.y1 - t.y0, t.x1 - t.x0, self.cfg.tile_overlap)
+            acc[:, t.y0:t.y1, t.x0:t.x1] += out[0] * wgt
+            weight[t.y0:t.y1, t.x0:t.x1] += wgt
+        return to_rgb8((acc / weight).astype(np.float32))
+
+    def _whole_frame_heatmaps(self, rgb: np.ndarray) -> list[np.ndarray] | None:
+        """Heatmaps of the whole frame so every tile sees the same prior (None: not supported)."""
+        if not self.backend.supports_prior_input:
+            log.debug("backend %s restores tiles with per-tile heatmaps", self.backend.name)
+            return None
+        maps = self.backend.heatmaps(to_input(self._prior_view(rgb)))
+        return maps or None
+
+    @staticmethod
+    def _prior_view(rgb: np.ndarray, longest: int = 1024) -> np.ndarray:
+        """A downscaled copy for the CLIP crops (they are resized to the encoder size anyway)."""
+        h, w = rgb.shape[:2]
+        s = longest / max(h, w)
+        if s >= 1:
+            return rgb
+        return cv2.resize(rgb, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+
+    def heatmap_image(self, rgb: np.ndarray) -> np.ndarray:
+        """Colour visualisation (H x W x 3 uint8) of the finest grid's heatmaps: one tile per prompt."""
+        self._check(rgb)
+        if not self.backend.supports_prior_input:
+            raise ValueError(f"backend {self.backend.name} does not expose heatmaps")
+        maps = self.backend.heatmaps(to_input(self._prior_view(rgb)))
+        if not maps:
+            raise ValueError("this model has no CLIP prior (use_prior=false)")
+        h, w = rgb.shape[:2]
+        k = maps[-1].shape[1]
+        tw = max(1, w // k)
+        panels = [cv2.applyColorMap(cv2.resize((maps[-1][0, i] * 255).astype(np.uint8), (tw, h),
+                                               interpolation=cv2.INTER_LINEAR), cv2.COLORMAP_JET)
+                  for i in range(k)]
+        return cv2.cvtColor(np.concatenate(panels, axis=1), cv2.COLOR_BGR2RGB)
+
+    def close(self) -> None:
+        self.backend.close()

@@ -1,0 +1,413 @@
+"""Conversion between sensor_msgs/Image fields and numpy arrays, without ROS.
+
+The functions take and return plain fields (encoding, width, height, step, is_bigendian, data),
+so they work on rclpy messages, `rosbags` messages and raw buffers alike.
+
+Semantics follow cv_bridge (``toCvCopy(msg, "rgb8")`` and ``CvImage(...).toImageMsg()``):
+
+- 16-bit to 8-bit scales by 255/65535 with rounding (``round(v / 257)``); 8-bit to 16-bit
+  multiplies by 257, so 8-bit values survive a round trip through a 16-bit encoding exactly.
+- Colour to mono is OpenCV's ``RGB2GRAY`` luma (BT.601 weights), computed before any depth change.
+- ROS Bayer names give the 2x2 pattern at the top-left corner (``bayer_rggb8``: R G / G B).
+  OpenCV's historical two-letter codes name the second row instead (ROS rggb == OpenCV
+  ``BayerBG``); we use OpenCV's four-letter aliases, which follow the ROS reading.
+  Demosaicing is OpenCV's bilinear one, as in cv_bridge (edge-aware on request).
+- ``yuv422`` is UYVY and ``yuv422_yuy2`` is YUYV, converted with OpenCV (BT.601, video range).
+- Rows may be padded (``step`` larger than ``width * bytes_per_pixel``); 16-bit data honours
+  ``is_bigendian``.
+
+Decoding yields RGB uint8 for processing plus what an RGB image cannot hold (alpha, the full
+16-bit values), so that a node can publish its output in the input's encoding.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+
+# Decoded images larger than this are rejected (a corrupt header must not allocate gigabytes).
+DEFAULT_MAX_PIXELS = 8192 * 8192
+
+# Output encoding policy that keeps the input's encoding family (see output_encoding_for).
+SAME_FAMILY = "same_family"
+
+_BAYER_PATTERNS = ("rggb", "bggr", "gbrg", "grbg")
+_DEMOSAIC_METHODS = ("bilinear", "edge_aware")
+
+
+class ImageEncodingError(ValueError):
+    """Base class of the errors raised by this module."""
+
+
+class ImageDecodeError(ImageEncodingError):
+    """The Image fields do not describe a valid image we can convert."""
+
+
+class ImageEncodeError(ImageEncodingError):
+    """An array cannot be encoded into the requested encoding."""
+
+
+@dataclass(frozen=True)
+class _Format:
+    """Layout of one ROS encoding in memory."""
+
+    channels: int
+    bytes_per_channel: int  # 1 or 2
+    family: str  # "rgb", "bgr", "rgba", "bgra", "mono", "bayer", "uyvy", "yuyv"
+    bayer_pattern: str | None = None
+
+    @property
+    def bytes_per_pixel(self) -> int:
+        return self.channels * self.bytes_per_channel
+
+    @property
+    def is_16bit(self) -> bool:
+        return self.bytes_per_channel == 2
+
+
+_FORMATS: dict[str, _Format] = {
+    "rgb8": _Format(3, 1, "rgb"),
+    "bgr8": _Format(3, 1, "bgr"),
+    "rgba8": _Format(4, 1, "rgba"),
+    "bgra8": _Format(4, 1, "bgra"),
+    "rgb16": _Format(3, 2, "rgb"),
+    "bgr16": _Format(3, 2, "bgr"),
+    "mono8": _Format(1, 1, "mono"),
+    "mono16": _Format(1, 2, "mono"),
+    # Two bytes per pixel, chroma shared by horizontal pixel pairs.
+    "yuv422": _Format(2, 1, "uyvy"),
+    "yuv422_yuy2": _Format(2, 1, "yuyv"),
+}
+for _pattern in _BAYER_PATTERNS:
+    _FORMATS[f"bayer_{_pattern}8"] = _Format(1, 1, "bayer", _pattern)
+    _FORMATS[f"bayer_{_pattern}16"] = _Format(1, 2, "bayer", _pattern)
+
+SUPPORTED_ENCODINGS: tuple[str, ...] = tuple(_FORMATS)
+
+# ROS pattern name -> OpenCV demosaic code. The four-letter aliases name the top-left 2x2 block
+# like ROS does (COLOR_BayerRGGB2RGB == the historical COLOR_BayerBG2RGB).
+_DEMOSAIC_CODES: dict[str, dict[str, int]] = {
+    "bilinear": {p: getattr(cv2, f"COLOR_Bayer{p.upper()}2RGB") for p in _BAYER_PATTERNS},
+    "edge_aware": {p: getattr(cv2, f"COLOR_Bayer{p.upper()}2RGB_EA") for p in _BAYER_PATTERNS},
+}
+# Where each colour sits in the 2x2 block: (row, col) of R and of B; G fills the other two.
+_BAYER_SITES: dict[str, tuple[tuple[int, int], tuple[int, int]]] = {
+    "rggb": ((0, 0), (1, 1)),
+    "bggr": ((1, 1), (0, 0)),
+    "gbrg": ((1, 0), (0, 1)),
+    "grbg": ((0, 1), (1, 0)),
+}
+_YUV_TO_RGB = {"uyvy": cv2.COLOR_YUV2RGB_UYVY, "yuyv": cv2.COLOR_YUV2RGB_YUY2}
+_RGB_TO_YUV = {"uyvy": cv2.COLOR_RGB2YUV_UYVY, "yuyv": cv2.COLOR_RGB2YUV_YUY2}
+
+# Output encoding for each input family under the "same_family" policy, when it is not the
+# input encoding itself. Bayer input becomes rgb8: a restored image is full colour, and
+# re-mosaicking it would throw two thirds of it away for no consumer's benefit.
+_SAME_FAMILY_OVERRIDES = {"bayer": "rgb8"}
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """An Image message decoded for processing.
+
+    rgb: HxWx3 uint8, C-contiguous. When it could be taken straight from the message buffer
+        (rgb8 without row padding) it is a read-only view of that buffer, not a copy.
+    encoding: the (normalised) encoding it was decoded from.
+    alpha: HxW uint8 alpha channel for rgba8/bgra8, else None.
+    full_depth: the 16-bit values at full precision for 16-bit encodings (native byte order):
+        HxW for mono16, HxWx3 in RGB order for rgb16/bgr16/bayer_*16; else None.
+    """
+
+    rgb: np.ndarray
+    encoding: str
+    alpha: np.ndarray | None = None
+    full_depth: np.ndarray | None = None
+
+    @property
+    def height(self) -> int:
+        return int(self.rgb.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.rgb.shape[1])
+
+
+@dataclass(frozen=True)
+class EncodedImage:
+    """The fields of a sensor_msgs/Image (apart from the header)."""
+
+    data: bytes
+    width: int
+    height: int
+    step: int
+    encoding: str
+    is_bigendian: int
+
+
+def normalize_encoding(encoding: Any) -> str:
+    """Canonical (lower-case) name of a supported encoding; ImageDecodeError otherwise."""
+    if not isinstance(encoding, str):
+        raise ImageDecodeError(
+            f"image encoding must be a string, got {type(encoding).__name__}")
+    name = encoding.strip().lower()
+    if name not in _FORMATS:
+        raise ImageDecodeError(
+            f"unsupported image encoding '{encoding}'; supported: {', '.join(SUPPORTED_ENCODINGS)}")
+    return name
+
+
+def bytes_per_pixel(encoding: str) -> int:
+    """Bytes one pixel takes in `encoding` (yuv422 variants: 2, averaged over a pixel pair)."""
+    return _FORMATS[normalize_encoding(encoding)].bytes_per_pixel
+
+
+def output_encoding_for(input_encoding: str, policy: str = SAME_FAMILY) -> str:
+    """Encoding to publish a processed image in, given the input's encoding.
+
+    policy "same_family" (default) keeps the input's encoding: rgb8->rgb8, bgr8->bgr8,
+    rgba8/bgra8 -> the same (alpha passed through), mono8->mono8, mono16->mono16, rgb16/bgr16 ->
+    the same, yuv422/yuv422_yuy2 -> the same; bayer_* -> rgb8 (a restored frame is full colour;
+    mosaicking it again would discard two thirds of it). Any other policy must be a supported
+    encoding name, which is then used whatever the input.
+    """
+    source = normalize_encoding(input_encoding)
+    if not isinstance(policy, str):
+        raise ImageEncodeError(
+            f"output encoding policy must be a string, got {type(policy).__name__}")
+    if policy.strip().lower() == SAME_FAMILY:
+        return _SAME_FAMILY_OVERRIDES.get(_FORMATS[source].family, source)
+    try:
+        return normalize_encoding(policy)
+    except ImageDecodeError:
+        raise ImageEncodeError(
+            f"unsupported output encoding policy '{policy}'; use '{SAME_FAMILY}' or one of: "
+            f"{', '.join(SUPPORTED_ENCODINGS)}") from None
+
+
+# ----------------------------------------------------------------------------- decoding
+
+def _as_count(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ImageDecodeError(f"image {name} must be an integer, got {value!r}")
+    return int(value)
+
+
+def _to_8bit(values16: np.ndarray) -> np.ndarray:
+    """cv_bridge's 16->8 bit scaling: round(v * 255 / 65535) == round(v / 257) (never a tie)."""
+    return ((values16.astype(np.uint32) + 128) // 257).astype(np.uint8)
+
+
+def _to_16bit(values8: np.ndarray) -> np.ndarray:
+    """cv_bridge's 8->16 bit scaling: v * 65535 / 255 == v * 257."""
+    return values8.astype(np.uint16) * np.uint16(257)
+
+
+def decode_image(
+    encoding: str,
+    width: int,
+    height: int,
+    step: int,
+    is_bigendian: int | bool,
+    data: Any,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    demosaic: str = "bilinear",
+) -> DecodedImage:
+    """Decode Image fields into RGB uint8 (plus alpha / full-depth values where they exist).
+
+    data is any bytes-like object (bytes, bytearray, memoryview, array.array('B') as rclpy
+    uses, numpy uint8 array); it is read through np.frombuffer without copying.
+    Raises ImageDecodeError naming the problem for any malformed input.
+    """
+    name = normalize_encoding(encoding)
+    fmt = _FORMATS[name]
+    width = _as_count("width", width)
+    height = _as_count("height", height)
+    step = _as_count("step", step)
+    if width <= 0 or height <= 0:
+        raise ImageDecodeError(f"image width and height must be positive, got {width}x{height}")
+    if width * height > max_pixels:
+        raise ImageDecodeError(
+            f"image {width}x{height} has {width * height} pixels, "
+            f"more than max_pixels={max_pixels}")
+    if fmt.family in ("uyvy", "yuyv") and width % 2:
+        raise ImageDecodeError(
+            f"{name} needs an even width, got {width} (pixel pairs share chroma)")
+    if fmt.family == "bayer" and (width < 3 or height < 3):
+        # OpenCV's demosaicing silently returns black below 3x3.
+        raise ImageDecodeError(
+            f"{name} needs at least 3x3 pixels to demosaic, got {width}x{height}")
+    row_bytes = width * fmt.bytes_per_pixel
+    if step < row_bytes:
+        raise ImageDecodeError(
+            f"step {step} is smaller than width*bytes_per_pixel = {width}*{fmt.bytes_per_pixel} "
+            f"= {row_bytes} for {name}")
+    if demosaic not in _DEMOSAIC_METHODS:
+        raise ImageDecodeError(
+            f"unknown demosaic method '{demosaic}'; use one of: {', '.join(_DEMOSAIC_METHODS)}")
+    try:
+        buffer = np.frombuffer(data, dtype=np.uint8)
+    except (TypeError, ValueError) as exc:
+        raise ImageDecodeError(
+            f"image data must be a bytes-like object, got {type(data).__name__} ({exc})") from None
+    if buffer.size < step * height:
+        raise ImageDecodeError(
+            f"image data has {buffer.size} bytes, fewer than step*height = {step}*{height} "
+            f"= {step * height}")
+
+    # Zero-copy view of the pixel bytes, row padding (and any trailing bytes) excluded.
+    rows = buffer[: step * height].reshape(height, step)[:, :row_bytes]
+    if fmt.is_16bit:
+        byte_order = ">" if is_bigendian else "<"
+        # astype copies into native byte order (swapping bytes when needed).
+        samples = rows.view(f"{byte_order}u2").astype(np.uint16)
+    else:
+        samples = rows
+    pixels = samples.reshape(height, width, fmt.channels)
+    return _decode_pixels(name, fmt, pixels, demosaic)
+
+
+def _decode_pixels(name: str, fmt: _Format, pixels: np.ndarray, demosaic: str) -> DecodedImage:
+    family = fmt.family
+    if family in ("uyvy", "yuyv"):
+        rgb = cv2.cvtColor(np.ascontiguousarray(pixels), _YUV_TO_RGB[family])
+        return DecodedImage(rgb=rgb, encoding=name)
+    if family == "bayer":
+        mosaic = np.ascontiguousarray(pixels[:, :, 0])
+        demosaiced = cv2.cvtColor(mosaic, _DEMOSAIC_CODES[demosaic][fmt.bayer_pattern])
+        if fmt.is_16bit:
+            return DecodedImage(rgb=_to_8bit(demosaiced), encoding=name, full_depth=demosaiced)
+        return DecodedImage(rgb=demosaiced, encoding=name)
+
+    alpha = None
+    if family == "mono":
+        colour = np.repeat(pixels, 3, axis=2)
+    elif family in ("rgb", "rgba"):
+        colour = pixels[:, :, :3]
+    else:  # bgr, bgra
+        colour = pixels[:, :, 2::-1]
+    if family in ("rgba", "bgra"):
+        alpha = np.ascontiguousarray(pixels[:, :, 3])
+
+    if fmt.is_16bit:
+        full = np.ascontiguousarray(colour)
+        full_depth = full[:, :, 0].copy() if family == "mono" else full
+        return DecodedImage(rgb=_to_8bit(full), encoding=name, full_depth=full_depth)
+
+    rgb = np.ascontiguousarray(colour)
+    if np.may_share_memory(rgb, pixels):
+        # A view of the caller's buffer: make sure processing cannot write into the message.
+        rgb = rgb.view()
+        rgb.flags.writeable = False
+    return DecodedImage(rgb=rgb, encoding=name, alpha=alpha)
+
+
+# ----------------------------------------------------------------------------- encoding
+
+def _check_image(image: Any) -> np.ndarray:
+    if not isinstance(image, np.ndarray):
+        raise ImageEncodeError(f"image must be a numpy array, got {type(image).__name__}")
+    if image.dtype not in (np.uint8, np.uint16):
+        raise ImageEncodeError(f"image dtype must be uint8 or uint16, got {image.dtype}")
+    if not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 3)):
+        raise ImageEncodeError(
+            f"image must be HxWx3 (RGB) or HxW (mono), got shape {tuple(image.shape)}")
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise ImageEncodeError(f"image must not be empty, got shape {tuple(image.shape)}")
+    return image
+
+
+def _set_depth(values: np.ndarray, bytes_per_channel: int) -> np.ndarray:
+    if bytes_per_channel == 2:
+        return values if values.dtype == np.uint16 else _to_16bit(values)
+    return values if values.dtype == np.uint8 else _to_8bit(values)
+
+
+def _mosaic(rgb: np.ndarray, pattern: str) -> np.ndarray:
+    """Sample an RGB image through a Bayer colour filter (top-left block named by `pattern`)."""
+    (r_row, r_col), (b_row, b_col) = _BAYER_SITES[pattern]
+    mosaic = rgb[:, :, 1].copy()  # green everywhere, then the R and B sites
+    mosaic[r_row::2, r_col::2] = rgb[r_row::2, r_col::2, 0]
+    mosaic[b_row::2, b_col::2] = rgb[b_row::2, b_col::2, 2]
+    return mosaic
+
+
+def encode_image(
+    rgb: np.ndarray,
+    encoding: str,
+    alpha: np.ndarray | None = None,
+    bigendian: bool = False,
+) -> EncodedImage:
+    """Encode an image into Image fields (rows unpadded: step = width * bytes_per_pixel).
+
+    rgb: HxWx3 uint8 RGB (the processing format). Also accepted: HxW grey (mono input kept
+        as is), and uint16 values for the 16-bit encodings (e.g. DecodedImage.full_depth to
+        pass 16-bit data through at full precision); other depths are scaled like cv_bridge.
+    alpha: HxW uint8 for rgba8/bgra8 (None: opaque 255); ignored by encodings without alpha.
+    bigendian: byte order of 16-bit encodings; 8-bit encodings always report is_bigendian 0.
+    """
+    try:
+        name = normalize_encoding(encoding)
+    except ImageDecodeError as exc:
+        raise ImageEncodeError(str(exc)) from None
+    fmt = _FORMATS[name]
+    image = _check_image(rgb)
+    height, width = image.shape[:2]
+    family = fmt.family
+
+    if family in ("uyvy", "yuyv"):
+        if width % 2:
+            raise ImageEncodeError(
+                f"{name} needs an even width, got {width} (pixel pairs share chroma)")
+        colour = _set_depth(image, 1)
+        if colour.ndim == 2:
+            colour = np.repeat(colour[:, :, None], 3, axis=2)
+        out = cv2.cvtColor(np.ascontiguousarray(colour), _RGB_TO_YUV[family])
+    elif family == "mono":
+        # Colour to grey first, at the input's depth, then the depth change (cv_bridge order).
+        if image.ndim == 2:
+            grey = image
+        else:
+            grey = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
+        out = _set_depth(grey, fmt.bytes_per_channel)
+    else:
+        colour = image if image.ndim == 3 else np.repeat(image[:, :, None], 3, axis=2)
+        colour = _set_depth(colour, fmt.bytes_per_channel)
+        if family == "bayer":
+            out = _mosaic(colour, fmt.bayer_pattern)
+        else:
+            if family in ("bgr", "bgra"):
+                colour = colour[:, :, ::-1]
+            if family in ("rgba", "bgra"):
+                alpha_plane = _alpha_plane(alpha, height, width)
+                colour = np.concatenate([colour, alpha_plane[:, :, None]], axis=2)
+            out = colour
+
+    if fmt.is_16bit:
+        out = out.astype(">u2" if bigendian else "<u2", copy=False)
+        is_bigendian = int(bool(bigendian))
+    else:
+        is_bigendian = 0
+    data = np.ascontiguousarray(out).tobytes()
+    return EncodedImage(
+        data=data,
+        width=int(width),
+        height=int(height),
+        step=int(width) * fmt.bytes_per_pixel,
+        encoding=name,
+        is_bigendian=is_bigendian,
+    )
+
+
+def _alpha_plane(alpha: np.ndarray | None, height: int, width: int) -> np.ndarray:
+    if alpha is None:
+        return np.full((height, width), 255, dtype=np.uint8)
+    valid = (isinstance(alpha, np.ndarray) and alpha.dtype == np.uint8
+             and alpha.shape == (height, width))
+    if not valid:
+        got = (f"{alpha.dtype} {tuple(alpha.shape)}" if isinstance(alpha, np.ndarray)
+               else type(alpha).__name__)
+        raise ImageEncodeError(f"alpha must be a uint8 array of shape {(height, width)}, got {got}")
+    return alpha

@@ -1,0 +1,133 @@
+"""Model configuration: the named variants table and the CLIP prior settings.
+
+The dataclass fields are the single source of defaults; YAML/JSON files override them.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+DEFAULT_PROMPTS: tuple[str, ...] = (
+    "a photo taken in low light",
+    "a blurry photo",
+    "a dark and blurry night photo",
+    "a clear, well-exposed, sharp photo",
+)
+
+# A CLIP architecture small enough for the CPU (open_clip CLIP config dict).
+# ~2M vision parameters; the text tower is only built when prompts must be embedded.
+TINY_CLIP_ARCH: dict[str, Any] = {
+    "embed_dim": 128,
+    "vision_cfg": {"layers": 4, "width": 192, "patch_size": 16, "image_size": 112},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 128, "heads": 2, "layers": 2},
+}
+
+
+@dataclass
+class PriorConfig:
+    """The CLIP-guided cross-fusion module (CCM)."""
+
+    # "clip-learned": small CLIP image encoder + learned prompt embeddings, trained here.
+    # "clip-pretrained": open_clip weights from a local file, frozen; prompts embedded once.
+    mode: str = "clip-learned"
+    # open_clip model name (e.g. "ViT-B-32") or "dapled-tiny" for TINY_CLIP_ARCH.
+    clip_model: str = "dapled-tiny"
+    # Local weights file (safetensors or a torch state dict) for clip-pretrained mode.
+    clip_weights: str | None = None
+    prompts: tuple[str, ...] = DEFAULT_PROMPTS
+    # Crop grids: 1 = whole frame, 2 = 2x2 crops, 4 = 4x4 crops.
+    grids: tuple[int, ...] = (1, 2, 4)
+    # Channels of the per-level degradation feature map fused from the heatmaps.
+    feature_channels: int = 16
+    # CLIP's logit scale (100 for pretrained CLIP); learned mode starts here and learns it.
+    logit_scale: float = 100.0
+
+    def validate(self) -> None:
+        if self.mode not in ("clip-learned", "clip-pretrained"):
+            raise ValueError(f"prior.mode must be 'clip-learned' or 'clip-pretrained', got {self.mode!r}")
+        if self.mode == "clip-pretrained" and not self.clip_weights:
+            raise ValueError("prior.mode 'clip-pretrained' needs prior.clip_weights (a local file path)")
+        if len(self.prompts) < 2:
+            raise ValueError("prior.prompts needs at least two prompts")
+        if not self.grids or any(g < 1 for g in self.grids):
+            raise ValueError(f"prior.grids must be positive integers, got {self.grids}")
+
+
+@dataclass
+class ModelConfig:
+    """DAP-LED network hyper-parameters."""
+
+    variant: str = "tiny"
+    width: int = 16
+    blocks: tuple[int, int, int, int] = (1, 1, 1, 2)
+    heads: tuple[int, int, int, int] = (1, 1, 2, 4)
+    refinement_blocks: int = 0
+    ffn_expansion: float = 2.0
+    # Pixel-unshuffle factor before the first level (1 = Restormer; 2 halves the working resolution).
+    stem_unshuffle: int = 1
+    use_prior: bool = True
+    prior: PriorConfig = field(default_factory=PriorConfig)
+
+    @staticmethod
+    def from_variant(name: str, **overrides: Any) -> "ModelConfig":
+        if name not in VARIANTS:
+            raise ValueError(f"unknown model variant {name!r}; known: {sorted(VARIANTS)}")
+        cfg = replace(VARIANTS[name], prior=replace(VARIANTS[name].prior))
+        return replace(cfg, **overrides) if overrides else cfg
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["blocks"] = list(self.blocks)
+        d["heads"] = list(self.heads)
+        d["prior"]["prompts"] = list(self.prior.prompts)
+        d["prior"]["grids"] = list(self.prior.grids)
+        return d
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> "ModelConfig":
+        d = dict(d)
+        base = ModelConfig.from_variant(d.pop("variant")) if "variant" in d else ModelConfig()
+        prior_d = d.pop("prior", None) or {}
+        _reject_unknown(d, ModelConfig, "model")
+        _reject_unknown(prior_d, PriorConfig, "model.prior")
+        for key in ("blocks", "heads"):
+            if key in d:
+                d[key] = tuple(int(v) for v in d[key])
+        for key in ("prompts", "grids"):
+            if key in prior_d:
+                prior_d[key] = tuple(prior_d[key])
+        cfg = replace(base, **d, prior=replace(base.prior, **prior_d))
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        if self.stem_unshuffle not in (1, 2, 4):
+            raise ValueError(f"model.stem_unshuffle must be 1, 2 or 4, got {self.stem_unshuffle}")
+        if len(self.blocks) != 4 or len(self.heads) != 4:
+            raise ValueError("model.blocks and model.heads need 4 entries (one per level)")
+        for level, h in enumerate(self.heads):
+            if (self.width * 2**level) % h:
+                raise ValueError(f"level {level} width {self.width * 2**level} not divisible by {h} heads")
+        if self.use_prior:
+            self.prior.validate()
+
+
+def _reject_unknown(d: dict[str, Any], cls: type, where: str) -> None:
+    known = {f.name for f in fields(cls)}
+    unknown = set(d) - known
+    if unknown:
+        raise ValueError(f"unknown {where} keys {sorted(unknown)}; known: {sorted(known)}")
+
+
+# Named configurations. `base` is Restormer size.
+VARIANTS: dict[str, ModelConfig] = {
+    "tiny": ModelConfig(variant="tiny", width=16, blocks=(1, 1, 1, 2), heads=(1, 1, 2, 4),
+                        refinement_blocks=0, ffn_expansion=2.0, stem_unshuffle=2,
+                        prior=PriorConfig(grids=(1, 2, 4), feature_channels=16)),
+    "small": ModelConfig(variant="small", width=24, blocks=(2, 3, 3, 4), heads=(1, 2, 4, 8),
+                         refinement_blocks=2, ffn_expansion=2.66,
+                         prior=PriorConfig(grids=(1, 2, 4), feature_channels=24)),
+    "base": ModelConfig(variant="base", width=48, blocks=(4, 6, 6, 8), heads=(1, 2, 4, 8),
+                        refinement_blocks=4, ffn_expansion=2.66,
+                        prior=PriorConfig(grids=(1, 2, 4), feature_channels=32)),
+}

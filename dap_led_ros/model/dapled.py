@@ -1,0 +1,87 @@
+"""DAP-LED: 4-level transformer encoder-decoder steered by CLIP degradation heatmaps."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .blocks import BlockStack, Downsample, Upsample
+from .clip_prior import CLIPPrior
+from .config import ModelConfig
+
+PAD_MULTIPLE = 8  # three 2x downsamplings (times the stem's unshuffle factor)
+
+
+class DAPLED(nn.Module):
+    """Input and output: B x 3 x H x W in [0, 1], any H and W."""
+
+    def __init__(self, cfg: ModelConfig, load_clip_weights: bool = True) -> None:
+        super().__init__()
+        cfg.validate()
+        self.cfg = cfg
+        c = cfg.width
+        dims = [c, c * 2, c * 4, c * 8]
+        pc = cfg.prior.feature_channels if cfg.use_prior else 0
+        self.prior = CLIPPrior(cfg.prior, dims, load_weights=load_clip_weights) if cfg.use_prior else None
+        e = cfg.ffn_expansion
+        s = cfg.stem_unshuffle
+        self.pad_multiple = PAD_MULTIPLE * s
+        self.embed = nn.Sequential(nn.PixelUnshuffle(s), nn.Conv2d(3 * s * s, c, 3, padding=1, bias=False))
+        # Encoder: the heatmap features are added to each level's input.
+        self.enc_prior = nn.ModuleList(nn.Conv2d(pc, d, 1) for d in dims) if pc else None
+        self.encoders = nn.ModuleList(BlockStack(n, d, h, e) for n, d, h in zip(cfg.blocks[:3], dims, cfg.heads))
+        self.downs = nn.ModuleList(Downsample(d) for d in dims[:3])
+        self.latent = BlockStack(cfg.blocks[3], dims[3], cfg.heads[3], e, pc)
+        # Decoder: CLIP-enhanced blocks (CeTB) at every level.
+        self.ups = nn.ModuleList(Upsample(d) for d in dims[1:][::-1])  # 8c->4c, 4c->2c, 2c->c
+        self.reduce = nn.ModuleList(nn.Conv2d(2 * d, d, 1, bias=False) for d in dims[:3][::-1])
+        self.decoders = nn.ModuleList(BlockStack(n, d, h, e, pc)
+                                      for n, d, h in zip(cfg.blocks[:3][::-1], dims[:3][::-1], cfg.heads[:3][::-1]))
+        self.refine = BlockStack(cfg.refinement_blocks, c, cfg.heads[0], e, pc)
+        self.out = nn.Sequential(nn.Conv2d(c, 3 * s * s, 3, padding=1, bias=False), nn.PixelShuffle(s))
+
+    def heatmaps(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Per-grid degradation heatmaps (B x K x g x g each); empty without the prior."""
+        return self.prior(x) if self.prior is not None else []
+
+    def forward(self, x: torch.Tensor, prior_maps: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """Restore `x`. `prior_maps` overrides the heatmaps (e.g. a crop of whole-frame maps for a tile)."""
+        return self.forward_with_heatmaps(x, prior_maps)[0]
+
+    def forward_with_heatmaps(self, x: torch.Tensor, prior_maps: list[torch.Tensor] | None = None
+                              ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        h, w = x.shape[-2:]
+        m = self.pad_multiple
+        pad_h = (m - h % m) % m
+        pad_w = (m - w % m) % m
+        maps = self.heatmaps(x) if prior_maps is None and self.prior is not None else (prior_maps or [])
+        xp = F.pad(x, (0, pad_w, 0, pad_h), mode="reflect") if (pad_h or pad_w) else x
+        y = self._restore(xp, maps)
+        return torch.clamp(x + y[..., :h, :w], 0.0, 1.0), maps
+
+    def _restore(self, x: torch.Tensor, maps: list[torch.Tensor]) -> torch.Tensor:
+        s = self.cfg.stem_unshuffle
+        hp, wp = x.shape[-2] // s, x.shape[-1] // s
+        sizes = [(hp >> i, wp >> i) for i in range(4)]
+        feats = self.prior.level_features(maps, sizes) if (self.prior is not None and maps) else [None] * 4
+        f = self.embed(x)
+        skips = []
+        for lvl in range(3):
+            if self.enc_prior is not None and feats[lvl] is not None:
+                f = f + self.enc_prior[lvl](feats[lvl])
+            f = self.encoders[lvl](f)
+            skips.append(f)
+            f = self.downs[lvl](f)
+        if self.enc_prior is not None and feats[3] is not None:
+            f = f + self.enc_prior[3](feats[3])
+        f = self.latent(f, feats[3])
+        for i, lvl in enumerate((2, 1, 0)):
+            f = self.ups[i](f)
+            f = self.reduce[i](torch.cat([f, skips[lvl]], dim=1))
+            f = self.decoders[i](f, feats[lvl])
+        f = self.refine(f, feats[0])
+        return self.out(f)
+
+
+def build_model(cfg: ModelConfig, load_clip_weights: bool = True) -> DAPLED:
+    return DAPLED(cfg, load_clip_weights=load_clip_weights)
