@@ -7,7 +7,7 @@ Sources, each used only when installed (no network access is needed or attempted
   scenes; calibration targets, synthetic drawings, aerial mosaics, paintings and mono images
   are left out.
 
-Photos are found by file path without importing the owning packages, and read with OpenCV.
+Photos are found by file path without importing the owning packages.
 `split_photos` splits by *group* so near-duplicates (stereo pairs, `-1`/`-2` views, the same
 photo in two formats) never straddle the train/validation split.
 """
@@ -23,6 +23,8 @@ from typing import Callable, Sequence
 
 import cv2
 import numpy as np
+
+from .image_io import read_image
 
 # scikit-image files that are natural colour photos (the rest are mono, medical, astronomy or drawings).
 SKIMAGE_PHOTOS: tuple[str, ...] = (
@@ -66,22 +68,8 @@ class CleanPhotoRef:
     loader: Callable[[], np.ndarray] = field(compare=False, repr=False)
 
 
-def read_rgb(path: str | Path) -> np.ndarray:
-    """Read an image file as HxWx3 uint8 RGB (alpha dropped, mono expanded, 16 bit scaled)."""
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise OSError(f"cannot read image file {path} (missing, unreadable or not an image)")
-    if img.dtype == np.uint16:
-        img = ((img.astype(np.uint32) + 128) // 257).astype(np.uint8)
-    elif img.dtype != np.uint8:
-        raise ValueError(f"unsupported image dtype {img.dtype} in {path}")
-    if img.ndim == 2:
-        return np.ascontiguousarray(np.repeat(img[:, :, None], 3, axis=2))
-    if img.shape[2] == 4:
-        return cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
-    if img.shape[2] == 3:
-        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    raise ValueError(f"unsupported channel count {img.shape[2]} in {path}")
+def _read_rgb(path: Path) -> np.ndarray:
+    return read_image(path).rgb
 
 
 def _package_dir(package: str) -> Path | None:
@@ -116,7 +104,7 @@ def _skimage_refs() -> list[CleanPhotoRef]:
         path = root / "data" / fname
         if path.is_file():
             name = "skimage/" + Path(fname).stem
-            refs.append(CleanPhotoRef(name, _group_of(name), partial(read_rgb, path)))
+            refs.append(CleanPhotoRef(name, _group_of(name), partial(_read_rgb, path)))
     return refs
 
 
@@ -126,7 +114,7 @@ def _sklearn_refs() -> list[CleanPhotoRef]:
     if folder is None or not folder.is_dir():
         return []
     return [
-        CleanPhotoRef("sklearn/" + p.stem, "sklearn/" + p.stem, partial(read_rgb, p))
+        CleanPhotoRef("sklearn/" + p.stem, "sklearn/" + p.stem, partial(_read_rgb, p))
         for p in sorted(folder.glob("*.jpg"))
     ]
 
@@ -154,7 +142,7 @@ def _mvtb_refs() -> list[CleanPhotoRef]:
         if _mvtb_excluded(rel_no_ext, rel) or not _is_colour_photo(path):
             continue
         name = "mvtb/" + rel_no_ext
-        refs.append(CleanPhotoRef(name, _group_of(name), partial(read_rgb, path)))
+        refs.append(CleanPhotoRef(name, _group_of(name), partial(_read_rgb, path)))
     return refs
 
 

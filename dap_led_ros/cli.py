@@ -9,6 +9,7 @@ import sys
 # Modules exposing `add_parser(subparsers)` and `run(args) -> int`.
 SUBCOMMANDS: list[str] = [
     "dap_led_ros.enhance_cli",
+    "dap_led_ros.model_info",
 ]
 
 

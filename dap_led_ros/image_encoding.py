@@ -99,6 +99,8 @@ _BAYER_SITES: dict[str, tuple[tuple[int, int], tuple[int, int]]] = {
     "gbrg": ((1, 0), (0, 1)),
     "grbg": ((0, 1), (1, 0)),
 }
+_TO_RGB = {"rgba": cv2.COLOR_RGBA2RGB, "bgr": cv2.COLOR_BGR2RGB, "bgra": cv2.COLOR_BGRA2RGB}
+_FROM_RGB = {"rgba": cv2.COLOR_RGB2RGBA, "bgr": cv2.COLOR_RGB2BGR, "bgra": cv2.COLOR_RGB2BGRA}
 _YUV_TO_RGB = {"uyvy": cv2.COLOR_YUV2RGB_UYVY, "yuyv": cv2.COLOR_YUV2RGB_YUY2}
 _RGB_TO_YUV = {"uyvy": cv2.COLOR_RGB2YUV_UYVY, "yuyv": cv2.COLOR_RGB2YUV_YUY2}
 
@@ -195,8 +197,8 @@ def _as_count(name: str, value: Any) -> int:
 
 
 def _to_8bit(values16: np.ndarray) -> np.ndarray:
-    """cv_bridge's 16->8 bit scaling: round(v * 255 / 65535) == round(v / 257) (never a tie)."""
-    return ((values16.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    """cv_bridge's 16->8 bit scaling: round(v * 255 / 65535), i.e. round(v / 257)."""
+    return cv2.convertScaleAbs(values16, alpha=1.0 / 257.0)
 
 
 def _to_16bit(values8: np.ndarray) -> np.ndarray:
@@ -281,27 +283,30 @@ def _decode_pixels(name: str, fmt: _Format, pixels: np.ndarray, demosaic: str) -
             return DecodedImage(rgb=_to_8bit(demosaiced), encoding=name, full_depth=demosaiced)
         return DecodedImage(rgb=demosaiced, encoding=name)
 
-    alpha = None
     if family == "mono":
-        colour = np.repeat(pixels, 3, axis=2)
-    elif family in ("rgb", "rgba"):
-        colour = pixels[:, :, :3]
-    else:  # bgr, bgra
-        colour = pixels[:, :, 2::-1]
-    if family in ("rgba", "bgra"):
-        alpha = np.ascontiguousarray(pixels[:, :, 3])
+        grey = pixels[:, :, 0]
+        if fmt.is_16bit:
+            full_depth = np.ascontiguousarray(grey)
+            grey = _to_8bit(full_depth)
+        else:
+            full_depth = None
+        rgb = cv2.cvtColor(grey, cv2.COLOR_GRAY2RGB)
+        return DecodedImage(rgb=rgb, encoding=name, full_depth=full_depth)
+
+    # OpenCV reads the strided (row-padded) view directly and returns a contiguous copy.
+    alpha = cv2.extractChannel(pixels, 3) if family in ("rgba", "bgra") else None
+    if family == "rgb":
+        colour = np.ascontiguousarray(pixels)  # a copy only when rows are padded
+    else:
+        colour = cv2.cvtColor(pixels, _TO_RGB[family])
 
     if fmt.is_16bit:
-        full = np.ascontiguousarray(colour)
-        full_depth = full[:, :, 0].copy() if family == "mono" else full
-        return DecodedImage(rgb=_to_8bit(full), encoding=name, full_depth=full_depth)
-
-    rgb = np.ascontiguousarray(colour)
-    if np.may_share_memory(rgb, pixels):
+        return DecodedImage(rgb=_to_8bit(colour), encoding=name, full_depth=colour)
+    if np.may_share_memory(colour, pixels):
         # A view of the caller's buffer: make sure processing cannot write into the message.
-        rgb = rgb.view()
-        rgb.flags.writeable = False
-    return DecodedImage(rgb=rgb, encoding=name, alpha=alpha)
+        colour = colour.view()
+        colour.flags.writeable = False
+    return DecodedImage(rgb=colour, encoding=name, alpha=alpha)
 
 
 # ----------------------------------------------------------------------------- encoding
@@ -361,10 +366,10 @@ def encode_image(
         if width % 2:
             raise ImageEncodeError(
                 f"{name} needs an even width, got {width} (pixel pairs share chroma)")
-        colour = _set_depth(image, 1)
+        colour = np.ascontiguousarray(_set_depth(image, 1))
         if colour.ndim == 2:
-            colour = np.repeat(colour[:, :, None], 3, axis=2)
-        out = cv2.cvtColor(np.ascontiguousarray(colour), _RGB_TO_YUV[family])
+            colour = cv2.cvtColor(colour, cv2.COLOR_GRAY2RGB)
+        out = cv2.cvtColor(colour, _RGB_TO_YUV[family])
     elif family == "mono":
         # Colour to grey first, at the input's depth, then the depth change (cv_bridge order).
         if image.ndim == 2:
@@ -373,26 +378,25 @@ def encode_image(
             grey = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
         out = _set_depth(grey, fmt.bytes_per_channel)
     else:
-        colour = image if image.ndim == 3 else np.repeat(image[:, :, None], 3, axis=2)
-        colour = _set_depth(colour, fmt.bytes_per_channel)
+        colour = np.ascontiguousarray(_set_depth(image, fmt.bytes_per_channel))
+        if colour.ndim == 2:
+            colour = cv2.cvtColor(colour, cv2.COLOR_GRAY2RGB)
         if family == "bayer":
             out = _mosaic(colour, fmt.bayer_pattern)
-        else:
-            if family in ("bgr", "bgra"):
-                colour = colour[:, :, ::-1]
-            if family in ("rgba", "bgra"):
-                alpha_plane = _alpha_plane(alpha, height, width)
-                colour = np.concatenate([colour, alpha_plane[:, :, None]], axis=2)
+        elif family == "rgb":
             out = colour
+        else:
+            out = cv2.cvtColor(colour, _FROM_RGB[family])
+            if family in ("rgba", "bgra") and alpha is not None:  # else opaque, from cvtColor
+                out[:, :, 3] = _checked_alpha(alpha, height, width)
 
     if fmt.is_16bit:
         out = out.astype(">u2" if bigendian else "<u2", copy=False)
         is_bigendian = int(bool(bigendian))
     else:
         is_bigendian = 0
-    data = np.ascontiguousarray(out).tobytes()
     return EncodedImage(
-        data=data,
+        data=out.tobytes(),  # C order, whatever the strides of `out`
         width=int(width),
         height=int(height),
         step=int(width) * fmt.bytes_per_pixel,
@@ -401,9 +405,7 @@ def encode_image(
     )
 
 
-def _alpha_plane(alpha: np.ndarray | None, height: int, width: int) -> np.ndarray:
-    if alpha is None:
-        return np.full((height, width), 255, dtype=np.uint8)
+def _checked_alpha(alpha: Any, height: int, width: int) -> np.ndarray:
     valid = (isinstance(alpha, np.ndarray) and alpha.dtype == np.uint8
              and alpha.shape == (height, width))
     if not valid:

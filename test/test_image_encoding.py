@@ -32,11 +32,13 @@ def random_rgb(seed: int = 0, height: int = H, width: int = W) -> np.ndarray:
 def smooth_rgb(height: int = H, width: int = W) -> np.ndarray:
     """Gentle gradients, away from the clipping limits."""
     y, x = np.mgrid[0:height, 0:width]
-    return np.stack([40 + 3 * x, 30 + 2 * y + x, 200 - 2 * x - y], axis=-1).clip(0, 255).astype(np.uint8)
+    ramps = np.stack([40 + 3 * x, 30 + 2 * y + x, 200 - 2 * x - y], axis=-1)
+    return ramps.clip(0, 255).astype(np.uint8)
 
 
 def decode(enc: EncodedImage, **kwargs) -> DecodedImage:
-    return decode_image(enc.encoding, enc.width, enc.height, enc.step, enc.is_bigendian, enc.data, **kwargs)
+    return decode_image(
+        enc.encoding, enc.width, enc.height, enc.step, enc.is_bigendian, enc.data, **kwargs)
 
 
 # ----------------------------------------------------------------------------- round trips
@@ -127,7 +129,8 @@ def test_yuv422_byte_order_uyvy_vs_yuy2():
 def test_rgb8_from_hand_built_bytes():
     data = bytes([255, 0, 0, 0, 255, 0, 0, 0, 255, 9, 9, 9])  # red, green, blue, grey
     out = decode_image("rgb8", 2, 2, 6, 0, data)
-    np.testing.assert_array_equal(out.rgb.reshape(-1, 3), [[255, 0, 0], [0, 255, 0], [0, 0, 255], [9, 9, 9]])
+    expected = [[255, 0, 0], [0, 255, 0], [0, 0, 255], [9, 9, 9]]
+    np.testing.assert_array_equal(out.rgb.reshape(-1, 3), expected)
     out = decode_image("bgr8", 2, 2, 6, 0, data)
     np.testing.assert_array_equal(out.rgb[0, 0], [0, 0, 255])
 
@@ -148,7 +151,8 @@ def hand_mosaic(pattern: str, colour: str, height: int = 8, width: int = 8) -> b
 @pytest.mark.parametrize("demosaic", ["bilinear", "edge_aware"])
 def test_bayer_pattern_names_match_ros(pattern, demosaic):
     for colour, channel in (("r", 0), ("g", 1), ("b", 2)):
-        out = decode_image(f"bayer_{pattern}8", 8, 8, 8, 0, hand_mosaic(pattern, colour), demosaic=demosaic)
+        data = hand_mosaic(pattern, colour)
+        out = decode_image(f"bayer_{pattern}8", 8, 8, 8, 0, data, demosaic=demosaic)
         centre = out.rgb[2:-2, 2:-2].reshape(-1, 3).astype(int)
         others = [c for c in range(3) if c != channel]
         assert (centre[:, channel] >= 190).all(), (colour, centre[:4])
@@ -184,6 +188,23 @@ def test_padded_rgb8_rows_decode_to_the_right_pixels():
     rows[:, : 7 * 3] = rgb.reshape(5, -1)
     out = decode_image("rgb8", 7, 5, step, 0, rows.tobytes())
     np.testing.assert_array_equal(out.rgb, rgb)
+
+
+@pytest.mark.parametrize("encoding", SUPPORTED_ENCODINGS)
+def test_every_encoding_decodes_padded_rows_like_unpadded_ones(encoding):
+    rgb = random_rgb(11, 6, 8)
+    enc = encode_image(rgb, encoding, alpha=np.full((6, 8), 77, np.uint8))
+    step = enc.step + 6
+    rows = np.full((6, step), 0x5A, dtype=np.uint8)
+    rows[:, : enc.step] = np.frombuffer(enc.data, np.uint8).reshape(6, enc.step)
+    padded = decode_image(encoding, 8, 6, step, enc.is_bigendian, rows.tobytes())
+    plain = decode(enc)
+    np.testing.assert_array_equal(padded.rgb, plain.rgb)
+    for name in ("alpha", "full_depth"):
+        if getattr(plain, name) is None:
+            assert getattr(padded, name) is None
+        else:
+            np.testing.assert_array_equal(getattr(padded, name), getattr(plain, name))
 
 
 @pytest.mark.parametrize("bigendian", [False, True])
@@ -254,7 +275,8 @@ def test_rgb8_decode_is_a_read_only_view_of_the_buffer():
     np.testing.assert_array_equal(out.rgb, rgb)
 
 
-@pytest.mark.parametrize("wrap", [bytes, bytearray, memoryview, lambda b: np.frombuffer(b, np.uint8)])
+@pytest.mark.parametrize(
+    "wrap", [bytes, bytearray, memoryview, lambda b: np.frombuffer(b, np.uint8)])
 def test_accepts_any_bytes_like_data(wrap):
     rgb = random_rgb(9)
     out = decode_image("bgr8", W, H, 3 * W, 0, wrap(rgb[..., ::-1].tobytes()))
@@ -269,9 +291,9 @@ def test_trailing_bytes_and_case_are_tolerated():
 
 
 def test_decode_mono16_to_rgb8_rounds_like_cv_bridge():
-    values = np.arange(0, 65536, 97, dtype=np.uint16)[None, :]
-    out = decode_image("mono16", values.shape[1], 1, 2 * values.shape[1], 0, values.tobytes())
-    expected = np.round(values.astype(float) / 257).astype(np.uint8)
+    values = np.arange(65536, dtype=np.uint16).reshape(256, 256)  # every 16-bit value
+    out = decode_image("mono16", 256, 256, 512, 0, values.tobytes())
+    expected = np.round(values.astype(float) * 255 / 65535).astype(np.uint8)
     np.testing.assert_array_equal(out.rgb[..., 0], expected)
 
 
@@ -309,7 +331,8 @@ def test_malformed_fields_raise_specific_errors(overrides, fragment):
 
 
 def test_absurd_size_is_rejected_before_touching_data():
-    with pytest.raises(ImageDecodeError, match="100000x100000 has 10000000000 pixels, more than max_pixels"):
+    with pytest.raises(ImageDecodeError,
+                       match="100000x100000 has 10000000000 pixels, more than max_pixels"):
         decode_image("rgb8", 100000, 100000, 300000, 0, b"")
     with pytest.raises(ImageDecodeError, match="max_pixels=100"):
         decode_image(**good_fields(width=20, height=10, step=60, data=bytes(600)), max_pixels=100)
@@ -335,7 +358,8 @@ def test_unknown_demosaic_method():
         (np.zeros((0, 4, 3), np.uint8), "rgb8", {}, "must not be empty"),
         ([[1, 2, 3]], "rgb8", {}, "must be a numpy array, got list"),
         (np.zeros((4, 5, 3), np.uint8), "yuv422", {}, "even width, got 5"),
-        (np.zeros((4, 4, 3), np.uint8), "rgba8", {"alpha": np.zeros((4, 5), np.uint8)}, "alpha must be a uint8 array of shape (4, 4)"),
+        (np.zeros((4, 4, 3), np.uint8), "rgba8", {"alpha": np.zeros((4, 5), np.uint8)},
+         "alpha must be a uint8 array of shape (4, 4)"),
     ],
 )
 def test_encode_errors(image, encoding, kwargs, fragment):
@@ -371,7 +395,8 @@ def test_output_encoding_same_family(source, expected):
 def test_output_encoding_explicit_and_invalid():
     assert output_encoding_for("bayer_rggb8", "bgr8") == "bgr8"
     assert output_encoding_for("mono16", "Mono8") == "mono8"
-    with pytest.raises(ImageEncodeError, match="unsupported output encoding policy 'jpeg'; use 'same_family'"):
+    with pytest.raises(ImageEncodeError,
+                       match="unsupported output encoding policy 'jpeg'; use 'same_family'"):
         output_encoding_for("rgb8", "jpeg")
     with pytest.raises(ImageDecodeError, match="unsupported image encoding 'xyz'"):
         output_encoding_for("xyz")

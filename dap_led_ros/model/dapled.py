@@ -55,7 +55,9 @@ class DAPLED(nn.Module):
         pad_h = (m - h % m) % m
         pad_w = (m - w % m) % m
         maps = self.heatmaps(x) if prior_maps is None and self.prior is not None else (prior_maps or [])
-        xp = F.pad(x, (0, pad_w, 0, pad_h), mode="reflect") if (pad_h or pad_w) else x
+        # Reflection needs the pad smaller than the side; tiny inputs fall back to edge replication.
+        mode = "reflect" if pad_h < h and pad_w < w else "replicate"
+        xp = F.pad(x, (0, pad_w, 0, pad_h), mode=mode) if (pad_h or pad_w) else x
         y = self._restore(xp, maps)
         return torch.clamp(x + y[..., :h, :w], 0.0, 1.0), maps
 

@@ -1,0 +1,202 @@
+"""Monocular depth from a user-supplied ONNX model, run with ONNX Runtime (no ROS here).
+
+Made for Depth Anything V2 exported to ONNX by the user (see docs/pipeline.md), and for any
+model with the same contract: one input N x 3 x H x W float32 (RGB, normalised with a mean and
+std), one output N x H' x W' or N x 1 x H' x W'. The output is resized to the frame and
+returned as it is: relative inverse depth (disparity) for the relative Depth Anything models,
+metres for the metric ones. `DepthConfig.output` says which, so the preview colours near
+objects the same way for both.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+# Used when neither the config nor the model fixes the input size (Depth Anything's default).
+DEFAULT_INPUT_SIZE = 518
+OUTPUT_KINDS = ("disparity", "depth")
+COLORMAPS: dict[str, int] = {
+    name[len("COLORMAP_"):].lower(): getattr(cv2, name)
+    for name in dir(cv2) if name.startswith("COLORMAP_")
+}
+INTERPOLATIONS = {"nearest": cv2.INTER_NEAREST, "linear": cv2.INTER_LINEAR,
+                  "cubic": cv2.INTER_CUBIC}
+
+
+class DepthModelError(RuntimeError):
+    """The depth model cannot be loaded or does not follow the expected contract."""
+
+
+@dataclass
+class DepthConfig:
+    model: str = ""                   # ONNX file (required)
+    device: str = "cpu"               # cpu | cuda | cuda:N
+    threads: int = 0                  # ONNX Runtime intra-op threads; 0 = library default
+    input_width: int = 0              # 0 = the model's static width, else DEFAULT_INPUT_SIZE
+    input_height: int = 0             # 0 = the model's static height, else DEFAULT_INPUT_SIZE
+    mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])  # ImageNet, RGB
+    std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
+    output: str = "disparity"         # what the model predicts: disparity (big = near) | depth
+    interpolation: str = "linear"     # resize of the prediction to the frame size
+    colormap: str = "inferno"         # preview colormap (OpenCV name, lower case)
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> "DepthConfig":
+        known = {f.name for f in fields(DepthConfig)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown depth settings {sorted(unknown)}; known: {sorted(known)}")
+        cfg = DepthConfig(**d)
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        if not self.model:
+            raise ValueError("depth 'model' (path of an ONNX file) is required")
+        if self.input_width < 0 or self.input_height < 0:
+            raise ValueError(f"input size must be >= 0 (0 = from the model), got "
+                             f"{self.input_width}x{self.input_height}")
+        if len(self.mean) != 3 or len(self.std) != 3:
+            raise ValueError(f"mean and std need 3 values (R, G, B), got {self.mean} / {self.std}")
+        if any(s <= 0 for s in self.std):
+            raise ValueError(f"std values must be positive, got {self.std}")
+        if self.output not in OUTPUT_KINDS:
+            raise ValueError(f"output must be one of {OUTPUT_KINDS}, got {self.output!r}")
+        if self.interpolation not in INTERPOLATIONS:
+            raise ValueError(f"interpolation must be one of {sorted(INTERPOLATIONS)}, "
+                             f"got {self.interpolation!r}")
+        if self.colormap not in COLORMAPS:
+            raise ValueError(f"unknown colormap {self.colormap!r}; choose from {sorted(COLORMAPS)}")
+        if self.threads < 0:
+            raise ValueError(f"threads must be >= 0, got {self.threads}")
+        _providers(self.device)  # raises for a bad device string
+
+
+def _providers(device: str) -> list[Any]:
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    if device == "cuda" or device.startswith("cuda:"):
+        index = device.partition(":")[2] or "0"
+        if not index.isdigit():
+            raise ValueError(f"bad device {device!r}; use cpu, cuda or cuda:N")
+        return [("CUDAExecutionProvider", {"device_id": int(index)}), "CPUExecutionProvider"]
+    raise ValueError(f"bad device {device!r}; use cpu, cuda or cuda:N")
+
+
+def _static_dim(value: Any) -> int:
+    """A fixed ONNX dimension, or 0 for a symbolic/unknown one."""
+    return value if isinstance(value, int) and value > 0 else 0
+
+
+class DepthEstimator:
+    """Predicts an H x W float32 depth (or disparity) map for an H x W x 3 uint8 RGB frame.
+
+    Not thread-safe: use one estimator per thread.
+    """
+
+    def __init__(self, cfg: DepthConfig) -> None:
+        import onnxruntime as ort  # heavy; only needed once a model is really loaded
+
+        cfg.validate()
+        self.cfg = cfg
+        path = Path(cfg.model).expanduser()
+        if not path.is_file():
+            raise DepthModelError(f"depth model file not found: {path}")
+        providers = _providers(cfg.device)
+        if cfg.device != "cpu" and "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise DepthModelError(f"device {cfg.device!r} asked for, but this ONNX Runtime has "
+                                  f"no CUDAExecutionProvider ({ort.get_available_providers()})")
+        options = ort.SessionOptions()
+        if cfg.threads:
+            options.intra_op_num_threads = cfg.threads
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=providers)
+        except Exception as exc:  # ORT raises its own exception types for bad files
+            raise DepthModelError(f"cannot load depth model {path}: {exc}") from exc
+
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1 or len(inputs[0].shape) != 4:
+            raise DepthModelError(
+                f"depth model must have one N x 3 x H x W input, has "
+                f"{[(i.name, i.shape) for i in inputs]}")
+        self._input_name = inputs[0].name
+        _, channels, model_h, model_w = inputs[0].shape
+        if _static_dim(channels) not in (0, 3):
+            raise DepthModelError(f"depth model input has {channels} channels, need 3")
+        self.input_height = self._resolve_size("height", cfg.input_height, _static_dim(model_h))
+        self.input_width = self._resolve_size("width", cfg.input_width, _static_dim(model_w))
+        self._mean = np.asarray(cfg.mean, np.float32) * 255.0
+        self._inv_std = 1.0 / (np.asarray(cfg.std, np.float32) * 255.0)
+        log.info("depth model %s: input %dx%d, output %s, providers %s", path.name,
+                 self.input_width, self.input_height, cfg.output, self.session.get_providers())
+
+    @staticmethod
+    def _resolve_size(name: str, configured: int, static: int) -> int:
+        if configured and static and configured != static:
+            raise DepthModelError(f"input_{name} {configured} set, but the model's input "
+                                  f"{name} is fixed at {static}")
+        return configured or static or DEFAULT_INPUT_SIZE
+
+    def preprocess(self, rgb: np.ndarray) -> np.ndarray:
+        """H x W x 3 uint8 RGB -> 1 x 3 x h x w float32, resized and normalised."""
+        resized = cv2.resize(rgb, (self.input_width, self.input_height),
+                             interpolation=cv2.INTER_CUBIC)
+        x = (resized.astype(np.float32) - self._mean) * self._inv_std
+        return np.ascontiguousarray(x.transpose(2, 0, 1)[None])
+
+    def estimate(self, rgb: np.ndarray) -> np.ndarray:
+        """H x W x 3 uint8 RGB -> H x W float32 map in the model's units, at the frame's size."""
+        if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3 or 0 in rgb.shape:
+            raise ValueError(f"expected a non-empty H x W x 3 uint8 image, got "
+                             f"{rgb.dtype} {rgb.shape}")
+        (pred,) = self.session.run(None, {self._input_name: self.preprocess(rgb)})[:1]
+        pred = np.asarray(pred)
+        if pred.ndim == 4 and pred.shape[:2] == (1, 1):
+            pred = pred[0, 0]
+        elif pred.ndim == 3 and pred.shape[0] == 1:
+            pred = pred[0]
+        elif pred.ndim != 2:
+            raise DepthModelError(f"depth model output has shape {pred.shape}; expected "
+                                  f"1 x H x W, 1 x 1 x H x W or H x W")
+        height, width = rgb.shape[:2]
+        return cv2.resize(pred.astype(np.float32, copy=False), (width, height),
+                          interpolation=INTERPOLATIONS[self.cfg.interpolation])
+
+    def colorize(self, depth: np.ndarray) -> np.ndarray:
+        """Preview of a map from `estimate` with this estimator's colormap and output kind."""
+        return colorize_depth(depth, self.cfg.colormap, near_is_high=self.cfg.output == "disparity")
+
+    def close(self) -> None:
+        self.session = None
+
+
+def colorize_depth(depth: np.ndarray, colormap: str = "inferno", near_is_high: bool = True,
+                   percentiles: tuple[float, float] = (2.0, 98.0)) -> np.ndarray:
+    """H x W float map -> H x W x 3 uint8 RGB preview, near objects bright.
+
+    Scaled per frame between two percentiles of the finite values, so one outlier does not wash
+    the preview out; non-finite pixels are black.
+    """
+    if depth.ndim != 2:
+        raise ValueError(f"expected an H x W map, got shape {depth.shape}")
+    if colormap not in COLORMAPS:
+        raise ValueError(f"unknown colormap {colormap!r}; choose from {sorted(COLORMAPS)}")
+    finite = np.isfinite(depth)
+    scaled = np.zeros(depth.shape, np.float32)
+    if finite.any():
+        lo, hi = np.percentile(depth[finite], percentiles)
+        span = hi - lo if hi > lo else 1.0
+        scaled = np.clip((np.where(finite, depth, lo) - lo) / span, 0.0, 1.0).astype(np.float32)
+        if not near_is_high:
+            scaled = 1.0 - scaled
+    gray = (scaled * 255.0 + 0.5).astype(np.uint8)
+    bgr = cv2.applyColorMap(gray, COLORMAPS[colormap])
+    bgr[~finite] = 0
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)

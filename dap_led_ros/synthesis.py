@@ -1,0 +1,526 @@
+"""LOL-Blur-like degradation synthesis: clean sRGB photo -> (dark, blurry, noisy) low image + labels.
+
+Pipeline, in linear light (sRGB decoded):
+1. scene = clean photo (+ optional small synthetic light sources, which the clean target also shows);
+2. highlight boosting: the brightest pixels (light sources, top percentile of luminance) are
+   multiplied by `highlight_gain / exposure`, so after darkening they are still
+   `highlight_gain` times over-exposed;
+3. camera-shake motion blur with a random-trajectory kernel, applied *before* any clipping so
+   boosted lights smear into saturated streaks; optionally its strength varies smoothly across
+   the frame (blend of blurred and sharp, weight map `w`);
+4. darkening by a smoothly varying exposure map (a coarse random field around `exposure`);
+5. Poisson-Gaussian sensor noise (shot noise with variance `shot_gain * signal`, plus read noise);
+6. clip to [0, 1], sRGB encode, optional JPEG.
+
+The high (target) image is the clean photo itself (with the synthetic lights drawn in, if any).
+The labels are per-pixel maps of what was applied, and `patch_labels(grid)` turns them into a
+soft distribution over `DEGRADATION_PROMPTS` for every cell of a grid x grid split of the frame.
+
+No torch here: numpy + OpenCV only.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import cv2
+import numpy as np
+
+DEGRADATION_PROMPTS: tuple[str, ...] = (
+    "a photo taken in low light",
+    "a blurry photo",
+    "a dark and blurry night photo",
+    "a clear, well-exposed, sharp photo",
+)
+LOW_LIGHT, BLURRY, DARK_BLURRY, CLEAR = range(4)
+
+# Colours (linear RGB, max 1) of synthetic lights: sodium, warm white, cool LED, red, green.
+_LIGHT_COLOURS = np.array(
+    [[1.0, 0.55, 0.2], [1.0, 0.85, 0.6], [0.85, 0.92, 1.0], [1.0, 0.12, 0.08], [0.3, 1.0, 0.45]],
+    dtype=np.float32,
+)
+_LUMA = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)  # linear-light luminance weights
+
+
+# ---------------------------------------------------------------------------------------------
+# sRGB transfer function (lookup tables: fast and exact enough for 8-bit data)
+
+
+def _srgb_to_linear(v: np.ndarray) -> np.ndarray:
+    return np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4)
+
+
+def _linear_to_srgb(v: np.ndarray) -> np.ndarray:
+    return np.where(v <= 0.0031308, v * 12.92, 1.055 * np.power(v, 1.0 / 2.4) - 0.055)
+
+
+_DECODE_LUT = _srgb_to_linear(np.arange(256, dtype=np.float64) / 255.0).astype(np.float32)
+_ENCODE_STEPS = 65535  # linear values are quantised to 1/65535 before the 8-bit lookup
+_ENCODE_LUT = np.round(
+    _linear_to_srgb(np.arange(_ENCODE_STEPS + 1, dtype=np.float64) / _ENCODE_STEPS) * 255.0
+).astype(np.uint8)
+
+
+def srgb_decode(img: np.ndarray) -> np.ndarray:
+    """uint8 sRGB -> float32 linear light in [0, 1]."""
+    if img.dtype != np.uint8:
+        raise TypeError(f"srgb_decode wants uint8, got {img.dtype}")
+    return _DECODE_LUT[img]
+
+
+def srgb_encode(lin: np.ndarray) -> np.ndarray:
+    """float linear light (clipped to [0, 1]) -> uint8 sRGB."""
+    idx = (np.clip(lin, 0.0, 1.0) * _ENCODE_STEPS + 0.5).astype(np.uint16)
+    return _ENCODE_LUT[idx]
+
+
+# ---------------------------------------------------------------------------------------------
+# Configuration and parameters
+
+
+@dataclass(frozen=True)
+class LabelRule:
+    """How per-patch prompt targets follow from the degradation maps.
+
+    darkness d = clip(ln(1/e) / ln(1/dark_exposure), 0, 1), e = geometric mean exposure in the
+    patch (exposure 1 -> 0, `dark_exposure` or darker -> 1);
+    blurriness b = clip((L - sharp_px) / (blurry_px - sharp_px), 0, 1), L = mean blur length (px).
+    The target treats the two as independent:
+    [low light, blurry, dark and blurry, clear] = [d(1-b), (1-d)b, db, (1-d)(1-b)].
+    Noise and JPEG are not part of the rule (they come with darkness in practice).
+    """
+
+    dark_exposure: float = 0.05
+    sharp_px: float = 1.0
+    blurry_px: float = 12.0
+
+    def validate(self) -> None:
+        if not 0 < self.dark_exposure < 1:
+            raise ValueError(f"label dark_exposure must be in (0, 1), got {self.dark_exposure}")
+        if not 0 <= self.sharp_px < self.blurry_px:
+            raise ValueError(f"label sharp_px must be >= 0 and < blurry_px, got {self.sharp_px}, {self.blurry_px}")
+
+    def distribution(self, exposure: np.ndarray, blur_length: np.ndarray) -> np.ndarray:
+        """Soft targets (..., 4) from exposure and blur length arrays of the same shape."""
+        e = np.maximum(np.asarray(exposure, dtype=np.float64), 1e-6)
+        d = np.clip(np.log(1.0 / e) / math.log(1.0 / self.dark_exposure), 0.0, 1.0)
+        b = np.clip((np.asarray(blur_length, np.float64) - self.sharp_px) / (self.blurry_px - self.sharp_px), 0.0, 1.0)
+        out = np.empty(d.shape + (4,), dtype=np.float32)
+        out[..., LOW_LIGHT] = d * (1 - b)
+        out[..., BLURRY] = (1 - d) * b
+        out[..., DARK_BLURRY] = d * b
+        out[..., CLEAR] = (1 - d) * (1 - b)
+        return out
+
+
+@dataclass
+class SynthesisConfig:
+    """Sampling ranges of the degradations. The field defaults are the single source of defaults."""
+
+    # Exposure factor (linear light), log-uniform; the exposure map stays inside this range.
+    exposure_range: tuple[float, float] = (0.03, 0.3)
+    # Probability that exposure varies smoothly across the frame, and the max/min ratio range.
+    p_exposure_varies: float = 0.7
+    exposure_spread_range: tuple[float, float] = (1.5, 4.0)
+    # Probability of camera-shake blur and its trajectory length in pixels (uniform).
+    p_blur: float = 0.85
+    blur_length_range: tuple[float, float] = (3.0, 25.0)
+    # Max turning rate of the trajectory (radians per pixel travelled).
+    blur_max_curvature: float = 0.25
+    # Probability that blur strength varies across the frame, and the weight drop range.
+    p_blur_varies: float = 0.3
+    blur_spread_range: tuple[float, float] = (0.3, 1.0)
+    # Sensor noise in linear light: read-noise std and shot-noise gain (variance per unit
+    # signal), both log-uniform. `exact_poisson` draws real Poisson counts (~4x slower) instead
+    # of the Gaussian with the same signal-dependent variance.
+    read_noise_range: tuple[float, float] = (0.0005, 0.004)
+    shot_gain_range: tuple[float, float] = (0.0002, 0.004)
+    exact_poisson: bool = False
+    # JPEG compression probability and quality range.
+    p_jpeg: float = 0.3
+    jpeg_quality_range: tuple[int, int] = (60, 95)
+    # Highlights: factor by which they stay over-exposed after darkening (log-uniform), the top
+    # percentage of luminance treated as light sources, and the minimum linear luminance for that.
+    highlight_gain_range: tuple[float, float] = (1.5, 12.0)
+    highlight_top_percent: float = 1.0
+    highlight_min_level: float = 0.8
+    # Synthetic point lights added to the scene (count range inclusive, Gaussian radius in px,
+    # peak intensity in clean-image linear units).
+    lights_range: tuple[int, int] = (0, 3)
+    light_radius_range: tuple[float, float] = (1.0, 4.0)
+    light_intensity_range: tuple[float, float] = (1.0, 3.0)
+    # Coarse grid size of the smooth random fields (exposure, blur strength).
+    field_grid: int = 3
+    # Patch-label rule (see `LabelRule`).
+    label_rule: LabelRule = field(default_factory=LabelRule)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> "SynthesisConfig":
+        data = dict(data or {})
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise ValueError(f"unknown synthesis config keys {unknown}; known: {sorted(known)}")
+        defaults = cls()
+        for key, value in data.items():
+            if key == "label_rule":
+                if isinstance(value, dict):
+                    rule_keys = {f.name for f in fields(LabelRule)}
+                    if set(value) - rule_keys:
+                        raise ValueError(f"unknown synthesis.label_rule keys {sorted(set(value) - rule_keys)}")
+                    data[key] = LabelRule(**value)
+                elif not isinstance(value, LabelRule):
+                    raise ValueError(f"synthesis.label_rule must be a mapping, got {value!r}")
+            elif isinstance(getattr(defaults, key), tuple):
+                if not isinstance(value, (list, tuple)) or len(value) != 2:
+                    raise ValueError(f"synthesis.{key} must be a [low, high] pair, got {value!r}")
+                data[key] = tuple(value)
+        cfg = cls(**data)
+        cfg.validate()
+        return cfg
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+        out["label_rule"] = asdict(self.label_rule)
+        return out
+
+    def validate(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name.startswith("p_") and not 0.0 <= value <= 1.0:
+                raise ValueError(f"synthesis.{f.name} must be a probability in [0, 1], got {value}")
+            if isinstance(value, tuple):
+                lo, hi = value
+                if lo > hi or lo < 0:
+                    raise ValueError(f"synthesis.{f.name} must be [low, high] with 0 <= low <= high, got {value}")
+        lo, hi = self.exposure_range
+        if lo <= 0 or hi > 1:
+            raise ValueError(f"synthesis.exposure_range must lie in (0, 1], got {self.exposure_range}")
+        if self.exposure_spread_range[0] < 1:
+            raise ValueError("synthesis.exposure_spread_range values must be >= 1 (max/min ratio)")
+        if self.blur_spread_range[1] > 1:
+            raise ValueError("synthesis.blur_spread_range values must be <= 1")
+        if self.highlight_gain_range[0] < 1:
+            raise ValueError("synthesis.highlight_gain_range values must be >= 1")
+        q_lo, q_hi = self.jpeg_quality_range
+        if not 1 <= q_lo <= q_hi <= 100:
+            raise ValueError(f"synthesis.jpeg_quality_range must be within [1, 100], got {self.jpeg_quality_range}")
+        if self.field_grid < 2:
+            raise ValueError("synthesis.field_grid must be >= 2")
+        self.label_rule.validate()
+
+
+@dataclass(frozen=True)
+class LightSource:
+    """A small Gaussian light added to the scene (position relative to the frame)."""
+
+    y: float  # 0 = top, 1 = bottom
+    x: float  # 0 = left, 1 = right
+    radius: float  # Gaussian sigma in pixels
+    colour: tuple[float, float, float]  # linear RGB, max 1
+    intensity: float  # peak, in clean-image linear units (>= 1 saturates the clean image too)
+
+
+@dataclass(eq=False)  # holds arrays: compare fields explicitly
+class DegradationParams:
+    """One sampled degradation. The defaults mean "no degradation" (low == high)."""
+
+    exposure: float = 1.0  # geometric centre of the exposure map
+    exposure_spread: float = 1.0  # max/min ratio of the exposure map (1 = uniform)
+    exposure_field: np.ndarray | None = None  # coarse grid in [-1, 1]; None = uniform
+    blur_kernel: np.ndarray | None = None  # normalised, odd square; None = no blur
+    blur_length: float = 0.0  # trajectory length of the kernel in pixels
+    blur_spread: float = 0.0  # blur weight falls to (1 - blur_spread) where the field is 1
+    blur_field: np.ndarray | None = None  # coarse grid in [0, 1]; None = uniform blur
+    read_noise: float = 0.0  # std, linear light
+    shot_gain: float = 0.0  # shot-noise variance per unit linear signal
+    exact_poisson: bool = False
+    jpeg_quality: int | None = None
+    highlight_gain: float = 1.0  # highlights stay this many times over-exposed after darkening
+    highlight_top_percent: float = 1.0
+    highlight_min_level: float = 0.8
+    lights: tuple[LightSource, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not 0 < self.exposure <= 1:
+            raise ValueError(f"exposure must be in (0, 1], got {self.exposure}")
+        if self.exposure_spread < 1:
+            raise ValueError(f"exposure_spread must be >= 1, got {self.exposure_spread}")
+        if self.blur_kernel is not None:
+            k = self.blur_kernel
+            if k.ndim != 2 or k.shape[0] != k.shape[1] or k.shape[0] % 2 == 0:
+                raise ValueError(f"blur_kernel must be an odd square 2-D array, got shape {k.shape}")
+        if not 0 <= self.blur_spread <= 1:
+            raise ValueError(f"blur_spread must be in [0, 1], got {self.blur_spread}")
+        if self.read_noise < 0 or self.shot_gain < 0:
+            raise ValueError("read_noise and shot_gain must be >= 0")
+        if self.jpeg_quality is not None and not 1 <= self.jpeg_quality <= 100:
+            raise ValueError(f"jpeg_quality must be in [1, 100] or None, got {self.jpeg_quality}")
+        if self.highlight_gain < 1:
+            raise ValueError(f"highlight_gain must be >= 1, got {self.highlight_gain}")
+
+    def scalars(self) -> dict[str, float]:
+        """Scalar summary (for logs and dataset items)."""
+        return {
+            "exposure": float(self.exposure),
+            "exposure_spread": float(self.exposure_spread),
+            "blur_length": float(self.blur_length if self.blur_kernel is not None else 0.0),
+            "read_noise": float(self.read_noise),
+            "shot_gain": float(self.shot_gain),
+            "jpeg_quality": float(self.jpeg_quality or 0),
+            "highlight_gain": float(self.highlight_gain),
+        }
+
+
+@dataclass(eq=False)
+class DegradationLabels:
+    """Per-pixel maps (H x W float32) of what was applied to make the low image."""
+
+    exposure: np.ndarray  # exposure factor
+    blur_length: np.ndarray  # effective blur trajectory length in pixels
+    noise_sigma: np.ndarray  # expected noise std in linear light (before clipping/JPEG)
+    rule: LabelRule = field(default_factory=LabelRule)
+
+    @classmethod
+    def clean(cls, height: int, width: int, rule: LabelRule | None = None) -> "DegradationLabels":
+        """Labels of an undegraded image (e.g. the high target)."""
+        return cls(
+            exposure=np.ones((height, width), np.float32),
+            blur_length=np.zeros((height, width), np.float32),
+            noise_sigma=np.zeros((height, width), np.float32),
+            rule=rule or LabelRule(),
+        )
+
+    def patch_labels(self, grid: int) -> np.ndarray:
+        """grid x grid x K soft targets over `DEGRADATION_PROMPTS`; cell [i, j] is row i, column j
+        of an equal split of the frame (the CLIP prior's crop layout)."""
+        if grid < 1:
+            raise ValueError(f"grid must be >= 1, got {grid}")
+        h, w = self.exposure.shape
+        if grid > min(h, w):
+            raise ValueError(f"grid {grid} is larger than the {h}x{w} label maps")
+        ys = np.linspace(0, h, grid + 1).round().astype(int)
+        xs = np.linspace(0, w, grid + 1).round().astype(int)
+        counts = np.outer(np.diff(ys), np.diff(xs))
+
+        def cell_mean(m: np.ndarray) -> np.ndarray:
+            sums = np.add.reduceat(np.add.reduceat(m.astype(np.float64), ys[:-1], axis=0), xs[:-1], axis=1)
+            return sums / counts
+
+        exposure = np.exp(cell_mean(np.log(np.maximum(self.exposure, 1e-6))))
+        return self.rule.distribution(exposure, cell_mean(self.blur_length))
+
+
+@dataclass
+class SyntheticPair:
+    low: np.ndarray  # HxWx3 uint8 RGB, degraded
+    high: np.ndarray  # HxWx3 uint8 RGB, clean target
+    labels: DegradationLabels
+    params: DegradationParams
+
+
+# ---------------------------------------------------------------------------------------------
+# Sampling
+
+
+def _log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
+    return float(math.exp(rng.uniform(math.log(lo), math.log(hi)))) if lo > 0 else float(rng.uniform(lo, hi))
+
+
+def motion_blur_kernel(length: float, rng: np.random.Generator, max_curvature: float = 0.25) -> np.ndarray:
+    """Camera-shake kernel: a random smooth trajectory of arc length `length` px, rasterised.
+
+    The heading turns with a random, temporally correlated rate (up to `max_curvature` rad/px)
+    and the speed varies along the path (slow parts collect more light). The kernel sums to 1
+    and its centroid is at the centre pixel, so blurring does not shift the image.
+    """
+    if length <= 0:
+        raise ValueError(f"blur length must be > 0, got {length}")
+    n = max(32, int(math.ceil(length * 4)))
+    turn = np.zeros(n)
+    rate_sd = rng.uniform(0.0, max_curvature)
+    for t in range(1, n):  # AR(1) turning rate: smooth curves with occasional changes
+        turn[t] = 0.9 * turn[t - 1] + rng.normal(0.0, rate_sd)
+    speed = np.exp(rng.normal(0.0, 0.4, n))
+    step = speed / speed.sum() * length  # arc length adds up to `length`
+    heading = rng.uniform(0, 2 * math.pi) + np.cumsum(turn * step)
+    pts = np.cumsum(np.stack([step * np.sin(heading), step * np.cos(heading)], axis=1), axis=0)
+    pts -= pts.mean(axis=0)  # equal time per sample: centroid of the light at the origin
+    half = int(math.ceil(np.abs(pts).max())) + 1
+    size = 2 * half + 1
+    kernel = np.zeros((size, size), np.float64)
+    py, px = pts[:, 0] + half, pts[:, 1] + half
+    y0, x0 = np.floor(py).astype(int), np.floor(px).astype(int)
+    fy, fx = py - y0, px - x0
+    for dy, dx, wgt in ((0, 0, (1 - fy) * (1 - fx)), (0, 1, (1 - fy) * fx), (1, 0, fy * (1 - fx)), (1, 1, fy * fx)):
+        np.add.at(kernel, (y0 + dy, x0 + dx), wgt)  # bilinear splat keeps the centroid exact
+    return (kernel / kernel.sum()).astype(np.float32)
+
+
+def sample_params(rng: np.random.Generator, cfg: SynthesisConfig | None = None) -> DegradationParams:
+    """Draw one degradation from the config's ranges."""
+    cfg = cfg or SynthesisConfig()
+    lo, hi = cfg.exposure_range
+    spread = 1.0
+    exposure_field = None
+    if rng.random() < cfg.p_exposure_varies and hi > lo:
+        spread = min(_log_uniform(rng, *cfg.exposure_spread_range), hi / lo)
+        exposure_field = rng.uniform(-1.0, 1.0, (cfg.field_grid, cfg.field_grid)).astype(np.float32)
+    # Centre chosen so that centre * spread**(+-1/2) stays inside the exposure range.
+    exposure = _log_uniform(rng, lo * math.sqrt(spread), hi / math.sqrt(spread))
+
+    kernel, length, blur_spread, blur_field = None, 0.0, 0.0, None
+    if rng.random() < cfg.p_blur and cfg.blur_length_range[1] > 0:
+        length = float(rng.uniform(*cfg.blur_length_range))
+        if length > 0:
+            kernel = motion_blur_kernel(length, rng, cfg.blur_max_curvature)
+            if rng.random() < cfg.p_blur_varies:
+                blur_spread = float(rng.uniform(*cfg.blur_spread_range))
+                blur_field = rng.uniform(0.0, 1.0, (cfg.field_grid, cfg.field_grid)).astype(np.float32)
+        else:
+            length = 0.0
+
+    jpeg = None
+    if rng.random() < cfg.p_jpeg:
+        jpeg = int(rng.integers(cfg.jpeg_quality_range[0], cfg.jpeg_quality_range[1] + 1))
+    lights = tuple(
+        LightSource(
+            y=float(rng.random()),
+            x=float(rng.random()),
+            radius=float(rng.uniform(*cfg.light_radius_range)),
+            colour=tuple(float(c) for c in _LIGHT_COLOURS[rng.integers(len(_LIGHT_COLOURS))]),
+            intensity=float(rng.uniform(*cfg.light_intensity_range)),
+        )
+        for _ in range(int(rng.integers(cfg.lights_range[0], cfg.lights_range[1] + 1)))
+    )
+    return DegradationParams(
+        exposure=exposure,
+        exposure_spread=spread,
+        exposure_field=exposure_field,
+        blur_kernel=kernel,
+        blur_length=length,
+        blur_spread=blur_spread,
+        blur_field=blur_field,
+        read_noise=_log_uniform(rng, *cfg.read_noise_range),
+        shot_gain=_log_uniform(rng, *cfg.shot_gain_range),
+        exact_poisson=cfg.exact_poisson,
+        jpeg_quality=jpeg,
+        highlight_gain=_log_uniform(rng, *cfg.highlight_gain_range),
+        highlight_top_percent=cfg.highlight_top_percent,
+        highlight_min_level=cfg.highlight_min_level,
+        lights=lights,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Synthesis
+
+
+def _upsample_field(coarse: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Smooth H x W field from a coarse grid (bicubic, clipped to the grid's value range)."""
+    up = cv2.resize(coarse.astype(np.float32), (width, height), interpolation=cv2.INTER_CUBIC)
+    return np.clip(up, float(coarse.min()), float(coarse.max()))
+
+
+def _add_lights(scene: np.ndarray, lights: tuple[LightSource, ...]) -> None:
+    h, w = scene.shape[:2]
+    for light in lights:
+        cy, cx = light.y * (h - 1), light.x * (w - 1)
+        r = int(math.ceil(4 * light.radius))
+        y0, y1 = max(0, int(cy) - r), min(h, int(cy) + r + 2)
+        x0, x1 = max(0, int(cx) - r), min(w, int(cx) + r + 2)
+        if y0 >= y1 or x0 >= x1:
+            continue
+        yy, xx = np.mgrid[y0:y1, x0:x1]
+        blob = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * light.radius**2)).astype(np.float32)
+        scene[y0:y1, x0:x1] += light.intensity * blob[:, :, None] * np.asarray(light.colour, np.float32)
+
+
+def _highlight_mask(scene: np.ndarray, top_percent: float, min_level: float) -> np.ndarray:
+    """Soft mask (H x W) of light sources: luminance above the top-percentile threshold."""
+    luma = scene @ _LUMA
+    threshold = max(min_level, float(np.percentile(luma[::4, ::4], 100.0 - top_percent)))
+    if threshold >= 1.0 - 1e-6:
+        return (luma >= threshold).astype(np.float32)
+    return np.clip((luma - threshold) / (1.0 - threshold), 0.0, 1.0)
+
+
+def synthesize(
+    clean_rgb: np.ndarray,
+    params: DegradationParams,
+    rng: np.random.Generator,
+    rule: LabelRule | None = None,
+) -> SyntheticPair:
+    """Degrade a clean HxWx3 uint8 RGB photo. `rng` draws the sensor noise only."""
+    if clean_rgb.dtype != np.uint8 or clean_rgb.ndim != 3 or clean_rgb.shape[2] != 3:
+        raise ValueError(f"clean image must be HxWx3 uint8 RGB, got {clean_rgb.dtype} {clean_rgb.shape}")
+    h, w = clean_rgb.shape[:2]
+    scene = srgb_decode(clean_rgb)
+    if params.lights:
+        scene = scene.copy()
+        _add_lights(scene, params.lights)
+        high = srgb_encode(scene)
+    else:
+        high = clean_rgb.copy()
+
+    # Exposure map around the centre value.
+    if params.exposure_field is not None and params.exposure_spread > 1:
+        f = _upsample_field(params.exposure_field, h, w)
+        exposure = (params.exposure * params.exposure_spread ** (0.5 * f)).astype(np.float32)
+    else:
+        exposure = np.full((h, w), params.exposure, np.float32)
+
+    # Light sources: boost so they stay `highlight_gain` times over-exposed after darkening.
+    if params.highlight_gain > 1 or np.any(exposure < 1):
+        mask = _highlight_mask(scene, params.highlight_top_percent, params.highlight_min_level)
+        boost = 1.0 + (params.highlight_gain / exposure - 1.0) * mask
+        radiance = scene * boost[:, :, None]
+    else:
+        radiance = scene
+
+    # Camera shake, before clipping.
+    blur_length = np.zeros((h, w), np.float32)
+    if params.blur_kernel is not None:
+        blurred = cv2.filter2D(radiance, -1, params.blur_kernel, borderType=cv2.BORDER_REFLECT)
+        if params.blur_field is not None and params.blur_spread > 0:
+            weight = 1.0 - params.blur_spread * _upsample_field(params.blur_field, h, w)
+            radiance = radiance + weight[:, :, None] * (blurred - radiance)
+            blur_length = (params.blur_length * weight).astype(np.float32)
+        else:
+            radiance = blurred
+            blur_length[:] = params.blur_length
+
+    signal = radiance * exposure[:, :, None]
+
+    # Poisson-Gaussian noise (variance = shot_gain * signal + read_noise^2).
+    expected = np.clip(signal, 0.0, 1.0)
+    variance = params.shot_gain * expected + params.read_noise**2
+    noisy = signal
+    if params.shot_gain > 0:
+        if params.exact_poisson:
+            noisy = rng.poisson(np.maximum(signal, 0.0) / params.shot_gain).astype(np.float32) * params.shot_gain
+        else:
+            shot_sd = np.sqrt(params.shot_gain * np.maximum(signal, 0.0))
+            noisy = signal + shot_sd * rng.standard_normal(signal.shape, dtype=np.float32)
+    if params.read_noise > 0:
+        noisy = noisy + params.read_noise * rng.standard_normal(signal.shape, dtype=np.float32)
+    low = srgb_encode(noisy)
+
+    if params.jpeg_quality is not None:
+        ok, buf = cv2.imencode(".jpg", low[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(params.jpeg_quality)])
+        if not ok:
+            raise RuntimeError("OpenCV JPEG encoding failed")
+        low = cv2.imdecode(buf, cv2.IMREAD_COLOR)[:, :, ::-1]
+    low = np.ascontiguousarray(low)
+
+    labels = DegradationLabels(
+        exposure=exposure,
+        blur_length=blur_length,
+        noise_sigma=np.sqrt(variance @ (np.ones(3, np.float32) / 3)).astype(np.float32),
+        rule=rule or LabelRule(),
+    )
+    return SyntheticPair(low=low, high=high, labels=labels, params=params)
