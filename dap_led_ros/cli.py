@@ -10,6 +10,7 @@ import sys
 SUBCOMMANDS: list[str] = [
     "dap_led_ros.enhance_cli",
     "dap_led_ros.model_info",
+    "dap_led_ros.bag.bag_enhance",
 ]
 
 

@@ -27,13 +27,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-DEGRADATION_PROMPTS: tuple[str, ...] = (
-    "a photo taken in low light",
-    "a blurry photo",
-    "a dark and blurry night photo",
-    "a clear, well-exposed, sharp photo",
-)
-LOW_LIGHT, BLURRY, DARK_BLURRY, CLEAR = range(4)
+from .prompts import BLURRY, CLEAR, DARK_BLURRY, DEGRADATION_PROMPTS, LOW_LIGHT  # noqa: F401 (re-exported)
 
 # Colours (linear RGB, max 1) of synthetic lights: sodium, warm white, cool LED, red, green.
 _LIGHT_COLOURS = np.array(

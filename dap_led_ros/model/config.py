@@ -7,12 +7,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
-DEFAULT_PROMPTS: tuple[str, ...] = (
-    "a photo taken in low light",
-    "a blurry photo",
-    "a dark and blurry night photo",
-    "a clear, well-exposed, sharp photo",
-)
+from ..prompts import DEGRADATION_PROMPTS as DEFAULT_PROMPTS
 
 # A CLIP architecture small enough for the CPU (open_clip CLIP config dict).
 # ~2M vision parameters; the text tower is only built when prompts must be embedded.

@@ -1,0 +1,327 @@
+"""Typed node settings: one dataclass per node, the single source of defaults.
+
+A settings dataclass maps onto ROS parameters field by field; a nested dataclass becomes a
+dotted prefix (``qos.input.depth``), which is also how a ROS params file nests them:
+
+    enhance_node:
+      ros__parameters:
+        backend: torch
+        qos:
+          input: {reliability: reliable, depth: 1}
+
+The same dataclass loads from ROS parameters (`declare_node_parameters` + `read_node_parameters`)
+and from a params file without ROS (`load_params_file`, used by `dap-led pipeline`).
+Values are checked here, with messages that name the parameter and the accepted values.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar, get_type_hints
+
+import yaml
+
+from dap_led_ros.enhancer import EnhancerConfig
+from dap_led_ros.image_encoding import SAME_FAMILY, SUPPORTED_ENCODINGS
+
+RELIABILITIES = ("best_effort", "reliable")
+DURABILITIES = ("volatile", "transient_local")
+MAX_QUEUE_DEPTH = 1000
+
+C = TypeVar("C")
+
+
+class ConfigError(ValueError):
+    """A node setting is missing, unknown, of the wrong type or out of range."""
+
+
+def _help(text: str) -> dict[str, str]:
+    """Field metadata: the parameter's description (shown by `ros2 param describe`)."""
+    return {"help": text}
+
+
+@dataclass
+class QosSettings:
+    """QoS of one side of a node (history is always keep-last)."""
+
+    reliability: str = field(default="reliable", metadata=_help("best_effort | reliable"))
+    depth: int = field(default=10, metadata=_help("keep-last queue depth (1..1000)"))
+    durability: str = field(default="volatile", metadata=_help("volatile | transient_local"))
+
+    def validate(self, prefix: str) -> None:
+        _check_choice(f"{prefix}.reliability", self.reliability, RELIABILITIES)
+        _check_choice(f"{prefix}.durability", self.durability, DURABILITIES)
+        if not 1 <= self.depth <= MAX_QUEUE_DEPTH:
+            raise ConfigError(f"{prefix}.depth must be in 1..{MAX_QUEUE_DEPTH}, got {self.depth}")
+
+
+def _sensor_data_qos() -> QosSettings:
+    """REP-2003 input side: best effort, shallow queue (as rclpy's qos_profile_sensor_data)."""
+    return QosSettings(reliability="best_effort", depth=5, durability="volatile")
+
+
+def _output_qos() -> QosSettings:
+    """REP-2003 output side: reliable (the system default) so any subscriber matches."""
+    return QosSettings(reliability="reliable", depth=10, durability="volatile")
+
+
+@dataclass
+class QosConfig:
+    input: QosSettings = field(default_factory=_sensor_data_qos)
+    output: QosSettings = field(default_factory=_output_qos)
+
+    def validate(self) -> None:
+        self.input.validate("qos.input")
+        self.output.validate("qos.output")
+
+
+@dataclass
+class ManagedNodeConfig:
+    """Settings every dap_led_ros image node has (lifecycle, enable switch, rate, QoS)."""
+
+    autostart: bool = field(default=True, metadata=_help(
+        "configure and activate at start; false: wait for a lifecycle manager"))
+    enabled: bool = field(default=True, metadata=_help(
+        "initial state of the ~/enable switch"))
+    passthrough_when_disabled: bool = field(default=True, metadata=_help(
+        "while disabled: true republishes input frames untouched, false publishes nothing"))
+    max_rate_hz: float = field(default=0.0, metadata=_help(
+        "process at most this many frames per second (0: as fast as possible)"))
+    diagnostics_period_s: float = field(default=1.0, metadata=_help(
+        "period of the /diagnostics status"))
+    qos: QosConfig = field(default_factory=QosConfig)
+
+    def validate(self) -> None:
+        if self.max_rate_hz < 0:
+            raise ConfigError(f"max_rate_hz must be >= 0 (0 = unlimited), got {self.max_rate_hz}")
+        if self.diagnostics_period_s <= 0:
+            raise ConfigError(f"diagnostics_period_s must be > 0, got {self.diagnostics_period_s}")
+        self.qos.validate()
+
+
+_ENHANCER_DEFAULTS = EnhancerConfig()
+
+
+@dataclass
+class EnhanceNodeConfig(ManagedNodeConfig):
+    """`enhance_node` settings. Network settings default to EnhancerConfig's."""
+
+    model: str = field(default="", metadata=_help(
+        "checkpoint (.safetensors with its .yaml); empty: the model shipped with the package"))
+    backend: str = field(default=_ENHANCER_DEFAULTS.backend, metadata=_help(
+        "auto | torch | onnxruntime | tensorrt"))
+    device: str = field(default=_ENHANCER_DEFAULTS.device, metadata=_help("cpu | cuda | cuda:N"))
+    engine: str = field(default="", metadata=_help(
+        "ONNX model / TensorRT engine (cache) path for those backends; empty: derived"))
+    threads: int = field(default=_ENHANCER_DEFAULTS.threads, metadata=_help(
+        "CPU threads for the backend (0: library default)"))
+    tile_max_pixels: int = field(default=_ENHANCER_DEFAULTS.max_pixels, metadata=_help(
+        "frames with more pixels than this are restored in overlapping tiles"))
+    tile_size: int = field(default=_ENHANCER_DEFAULTS.tile_size, metadata=_help("tile side (px)"))
+    tile_overlap: int = field(default=_ENHANCER_DEFAULTS.tile_overlap, metadata=_help(
+        "tile overlap (px)"))
+    max_input_pixels: int = field(default=4096 * 4096, metadata=_help(
+        "frames larger than this are rejected as malformed (guards against corrupt headers)"))
+    output_encoding: str = field(default=SAME_FAMILY, metadata=_help(
+        "same_family (the input's encoding; bayer -> rgb8) or an encoding name, e.g. rgb8"))
+    demosaic: str = field(default="bilinear", metadata=_help(
+        "Bayer demosaicing: bilinear | edge_aware"))
+    publish_heatmap: bool = field(default=False, metadata=_help(
+        "publish the CLIP degradation heatmaps on enhanced/degradation (costs a prior pass)"))
+
+    def validate(self) -> None:
+        super().validate()
+        if self.output_encoding != SAME_FAMILY and self.output_encoding not in SUPPORTED_ENCODINGS:
+            raise ConfigError(f"output_encoding must be '{SAME_FAMILY}' or one of "
+                              f"{', '.join(SUPPORTED_ENCODINGS)}; got '{self.output_encoding}'")
+        _check_choice("demosaic", self.demosaic, ("bilinear", "edge_aware"))
+        if self.max_input_pixels <= 0:
+            raise ConfigError(f"max_input_pixels must be positive, got {self.max_input_pixels}")
+        if not (self.device == "cpu" or self.device.startswith("cuda")):
+            raise ConfigError(f"device must be cpu, cuda or cuda:N, got '{self.device}'")
+        try:
+            self.enhancer_config().validate()
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+
+    def enhancer_config(self) -> EnhancerConfig:
+        return EnhancerConfig(model=self.model or None, backend=self.backend, device=self.device,
+                              engine=self.engine or None, threads=self.threads,
+                              max_pixels=self.tile_max_pixels, tile_size=self.tile_size,
+                              tile_overlap=self.tile_overlap)
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}; got '{value}'")
+
+
+# ----------------------------------------------------------------------------- flat views
+
+def flat_defaults(cls: type) -> dict[str, Any]:
+    """Dotted parameter name -> default value, for every leaf field of a settings dataclass."""
+    return flatten(cls())
+
+
+def flatten(cfg: Any, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            out.update(flatten(value, f"{prefix}{f.name}."))
+        else:
+            out[f"{prefix}{f.name}"] = value
+    return out
+
+
+def descriptions(cls: type, prefix: str = "") -> dict[str, str]:
+    """Dotted parameter name -> help text."""
+    out: dict[str, str] = {}
+    hints = get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            out.update(descriptions(hints[f.name], f"{prefix}{f.name}."))
+        else:
+            out[f"{prefix}{f.name}"] = f.metadata.get("help", "")
+    return out
+
+
+def _coerce(name: str, value: Any, kind: type) -> Any:
+    """Check one value against the field's type (ints are accepted where floats are)."""
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+    elif kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif kind is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif kind is str:
+        if isinstance(value, str):
+            return value
+    else:
+        raise TypeError(f"unsupported settings field type {kind} for {name}")
+    raise ConfigError(f"parameter '{name}' must be a {kind.__name__}, got {value!r} "
+                      f"({type(value).__name__})")
+
+
+def _build(cls: type[C], flat: dict[str, Any], prefix: str) -> C:
+    hints = get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        name = f"{prefix}{f.name}"
+        kind = hints[f.name]
+        if dataclasses.is_dataclass(kind):
+            kwargs[f.name] = _build(kind, flat, f"{name}.")
+        elif name in flat:
+            kwargs[f.name] = _coerce(name, flat[name], kind)
+    return cls(**kwargs)
+
+
+def config_from_flat(cls: type[C], flat: dict[str, Any], *, strict: bool = True) -> C:
+    """Build and validate settings from dotted names; missing names keep their defaults.
+
+    strict: unknown names are an error (they are typos more often than not).
+    """
+    if strict:
+        unknown = sorted(set(flat) - set(flat_defaults(cls)))
+        if unknown:
+            raise ConfigError(f"unknown parameter(s) {', '.join(unknown)} for {cls.__name__}; "
+                              f"known: {', '.join(sorted(flat_defaults(cls)))}")
+    cfg = _build(cls, flat, "")
+    cfg.validate()  # type: ignore[attr-defined]
+    return cfg
+
+
+# ----------------------------------------------------------------------------- params files
+
+def _flatten_mapping(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in d.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flatten_mapping(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+def _node_keys(node_name: str, namespace: str) -> list[str]:
+    """Keys of a params file that address this node, most general first (later ones win)."""
+    ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
+    return ["/**", "**", node_name, f"/{node_name}", f"{ns}/{node_name}" if ns else "",
+            f"{ns.lstrip('/')}/{node_name}" if ns else ""]
+
+
+def read_params_file(path: str | Path, node_name: str, namespace: str = "") -> dict[str, Any]:
+    """Dotted parameter name -> value for one node from a ROS 2 params file.
+
+    Sections apply in the order `/**`, `node_name`, `/namespace/node_name` (later ones win),
+    as `ros2 run ... --params-file` would apply them.
+    """
+    p = Path(path)
+    try:
+        doc = yaml.safe_load(p.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read params file {p}: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"params file {p} is not valid YAML: {exc}") from None
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict):
+        raise ConfigError(f"params file {p} must map node names to 'ros__parameters'")
+    flat: dict[str, Any] = {}
+    for key in filter(None, _node_keys(node_name, namespace)):
+        section = doc.get(key)
+        if section is None:
+            continue
+        if not isinstance(section, dict) or not isinstance(section.get("ros__parameters"), dict):
+            raise ConfigError(f"params file {p}: section '{key}' needs a 'ros__parameters' mapping")
+        flat.update(_flatten_mapping(section["ros__parameters"]))
+    return flat
+
+
+def load_params_file(cls: type[C], path: str | Path, node_name: str, namespace: str = "") -> C:
+    """Settings for one node from a ROS 2 params file (defaults for what it does not set)."""
+    flat = read_params_file(path, node_name, namespace)
+    for name in ROS_BUILTIN_PARAMETERS:
+        flat.pop(name, None)
+    try:
+        return config_from_flat(cls, flat)
+    except ConfigError as exc:
+        raise ConfigError(f"{path} [{node_name}]: {exc}") from None
+
+
+# Parameters rclpy itself declares or reads; never "unknown".
+ROS_BUILTIN_PARAMETERS = ("use_sim_time", "start_type_description_service")
+
+
+# ----------------------------------------------------------------------------- ROS parameters
+
+def declare_node_parameters(node: Any, cls: type) -> None:
+    """Declare one ROS parameter per settings field, with its default and description.
+
+    Types are checked by `read_node_parameters` (dynamic typing here, so that `rate: 5` in a
+    params file is not rejected by rclpy for being an int where a float is declared).
+    """
+    from rcl_interfaces.msg import ParameterDescriptor
+
+    helps = descriptions(cls)
+    for name, default in flat_defaults(cls).items():
+        node.declare_parameter(name, default,
+                               ParameterDescriptor(description=helps[name], dynamic_typing=True))
+
+
+def read_node_parameters(node: Any, cls: type[C]) -> C:
+    """Current values of the declared parameters as validated settings (ConfigError if bad)."""
+    flat = {name: node.get_parameter(name).value for name in flat_defaults(cls)}
+    return config_from_flat(cls, flat)
+
+
+def unknown_parameter_overrides(node: Any, cls: type) -> list[str]:
+    """Names given to the node (params file, -p) that no settings field declares: likely typos."""
+    given = getattr(node, "_parameter_overrides", {}) or {}
+    known = set(flat_defaults(cls)) | set(ROS_BUILTIN_PARAMETERS)
+    return sorted(name for name in given if name not in known and not name.startswith("qos_overrides."))
