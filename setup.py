@@ -25,6 +25,9 @@ setup(
     entry_points={
         "console_scripts": [
             "dap-led = dap_led_ros.cli:main",
+            "enhance_node = dap_led_ros.ros.enhance_node:main",
+            "depth_node = dap_led_ros.ros.depth_node:main",
+            "detect_node = dap_led_ros.ros.detect_node:main",
         ],
     },
 )

@@ -10,7 +10,15 @@ import sys
 SUBCOMMANDS: list[str] = [
     "dap_led_ros.enhance_cli",
     "dap_led_ros.model_info",
+    "dap_led_ros.train",
+    "dap_led_ros.evaluate",
+    "dap_led_ros.export",
+    "dap_led_ros.bench",
     "dap_led_ros.bag.bag_enhance",
+    "dap_led_ros.bag.sample_bag",
+    "dap_led_ros.bag.replay",
+    "dap_led_ros.demo",
+    "dap_led_ros.pipeline",
 ]
 
 

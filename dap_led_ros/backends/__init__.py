@@ -1,19 +1,100 @@
 """Inference backends behind one interface: torch, onnxruntime, tensorrt, and `auto`."""
 from __future__ import annotations
 
+import inspect
+import logging
+from pathlib import Path
+from typing import Any
+
 from .base import Backend, BackendError
 
-BACKEND_NAMES = ("auto", "torch")
+log = logging.getLogger(__name__)
+
+BACKEND_NAMES = ("auto", "tensorrt", "onnxruntime", "torch")
 
 
-def create_backend(name: str = "auto", model_path: str | None = None, device: str = "cpu",
-                   **options) -> Backend:
-    """Make the named backend. `auto` picks the best one that works and logs why."""
-    if name in ("torch", "auto"):
+def _backend_class(name: str) -> type[Backend]:
+    if name == "torch":
         from .torch_backend import TorchBackend
 
-        return TorchBackend(model_path, device=device, **options)
+        return TorchBackend
+    if name == "onnxruntime":
+        from .onnxruntime_backend import OnnxRuntimeBackend
+
+        return OnnxRuntimeBackend
+    if name == "tensorrt":
+        from .tensorrt_backend import TensorRTBackend
+
+        return TensorRTBackend
     raise BackendError(f"unknown backend {name!r}; choose from {', '.join(BACKEND_NAMES)}")
 
 
-__all__ = ["BACKEND_NAMES", "Backend", "BackendError", "create_backend"]
+def _accepted(cls: type[Backend], options: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    params = inspect.signature(cls.__init__).parameters
+    kept = {k: v for k, v in options.items() if k in params}
+    return kept, sorted(set(options) - set(kept))
+
+
+def resolve_device(device: str) -> str:
+    """'auto' -> 'cuda' when torch sees a GPU, else 'cpu'; other values unchanged."""
+    if device != "auto":
+        return device
+    try:
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    except ImportError:
+        return "cpu"
+
+
+def _auto_plan(device: str, engine: str | None) -> list[tuple[str, str, dict[str, Any]]]:
+    """(backend, device, option overrides) to try in order, best first."""
+    suffix = Path(engine).suffix if engine else ""
+    onnx_engine = {"engine": engine} if suffix == ".onnx" else {"engine": None}
+    if device.startswith("cuda"):
+        return [("tensorrt", device, {"build": False}), ("onnxruntime", device, onnx_engine),
+                ("torch", device, {})]
+    return [("onnxruntime", device, onnx_engine), ("torch", device, {})]
+
+
+def _create_auto(model_path: str | None, device: str, options: dict[str, Any]) -> Backend:
+    rejected: list[str] = []
+    if not device.startswith("cuda"):
+        rejected.append(f"tensorrt: device is {device!r} (TensorRT needs cuda)")
+    for name, dev, overrides in _auto_plan(device, options.get("engine")):
+        cls = _backend_class(name)
+        kwargs, _ = _accepted(cls, {**options, **overrides})
+        try:
+            backend = cls(model_path, device=dev, **kwargs)
+        except (BackendError, ImportError, OSError, RuntimeError, ValueError) as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            rejected.append(f"{name}: {reason}")
+            log.debug("auto backend: %s rejected", name, exc_info=True)
+            continue
+        log.info("auto backend: chose %s%s", backend.describe(),
+                 "; rejected " + " | ".join(rejected) if rejected else "")
+        return backend
+    raise BackendError("no backend could be created: " + " | ".join(rejected))
+
+
+def create_backend(name: str = "auto", model_path: str | None = None, device: str = "cpu",
+                   **options: Any) -> Backend:
+    """Make the named backend. `auto` picks the best one that works and logs why.
+
+    Options: threads (CPU threads), engine (.onnx for onnxruntime/tensorrt, .engine for tensorrt),
+    cache_dir, fp16 / cuda_graphs (torch on CUDA), engine_config / build / cuda_memory (tensorrt).
+    Options a backend does not take are an error for a named backend and ignored for `auto`.
+    `device` may be "auto" (cuda when a GPU is visible).
+    """
+    device = resolve_device(device)
+    options = {k: v for k, v in options.items() if v is not None}
+    if name == "auto":
+        return _create_auto(model_path, device, options)
+    cls = _backend_class(name)
+    kwargs, unknown = _accepted(cls, options)
+    if unknown:
+        raise BackendError(f"backend {name!r} does not take option(s) {', '.join(unknown)}")
+    return cls(model_path, device=device, **kwargs)
+
+
+__all__ = ["BACKEND_NAMES", "Backend", "BackendError", "create_backend", "resolve_device"]

@@ -3,16 +3,14 @@
 Every input message is copied byte for byte (same topic, type, definition, offered QoS,
 timestamp). For every Image / CompressedImage on the chosen topics one enhanced message with
 the same header and timestamp is added on `<ns>/enhanced/image` (raw) or
-`<ns>/enhanced/image/compressed` (same codec), see `bag_io.enhanced_topic`. A frame that cannot
+`<ns>/enhanced/image/compressed` (same codec), see `bag_io.enhanced_topic`, and `<ns>/camera_info`
+is copied to `<ns>/enhanced/camera_info`, as the enhance node does live. A frame that cannot
 be decoded is reported with its topic and timestamp and only copied. OUT is written in a hidden
 folder beside it and renamed into place at the end, so an interrupted run leaves no OUT.
 """
 from __future__ import annotations
 
 import argparse
-import logging
-import os
-import shutil
 import sys
 import time
 from collections import Counter
@@ -26,10 +24,15 @@ from tqdm import tqdm
 
 from ..enhance_cli import add_backend_args, enhancer_config_from_args
 from ..enhancer import Enhancer
+from ..image_encoding import ImageEncodingError
 from .bag_io import (
+    CAMERA_INFO,
     STORAGES,
     BagError,
     add_connection_like,
+    atomic_bag_output,
+    camera_info_topics,
+    check_output_path,
     enhanced_topic,
     format_stamp,
     is_image_connection,
@@ -37,11 +40,6 @@ from .bag_io import (
     storage_of,
 )
 from .frames import BagFrame, CompressionSettings, FrameDecodeError, decode_frame, encode_frame
-
-log = logging.getLogger(__name__)
-
-_PARTIAL = ".partial-"    # hidden work folder: .<OUT name>.partial-<pid>
-_REPLACED = ".replaced-"  # an old OUT being replaced under --force
 
 
 @dataclass
@@ -78,7 +76,8 @@ class BagSummary:
     output: Path
     storage: str
     enhanced: Counter = field(default_factory=Counter)   # input topic -> enhanced frames
-    topic_map: dict[str, str] = field(default_factory=dict)
+    topic_map: dict[str, str] = field(default_factory=dict)          # input -> enhanced topic
+    camera_info_map: dict[str, str] = field(default_factory=dict)    # camera_info -> its copy
     failures: list[FrameFailure] = field(default_factory=list)
     copied: int = 0                                       # input messages copied
     seconds: float = 0.0
@@ -96,6 +95,8 @@ class BagSummary:
                  f"{self.frames} frames enhanced in {self.seconds:.1f} s ({self.fps:.2f} frames/s)"]
         for src, dst in self.topic_map.items():
             lines.append(f"  {src} -> {dst}: {self.enhanced[src]} frames")
+        for src, dst in self.camera_info_map.items():
+            lines.append(f"  {src} -> {dst}: copied")
         if self.failures:
             lines.append(f"  {len(self.failures)} frame(s) not enhanced (copied unchanged):")
             lines += [f"    {f}" for f in self.failures]
@@ -137,12 +138,15 @@ class _EnhancedSink:
     def flush(self) -> None:
         if self.frames:
             for (slot, frame, topic), out in zip(self.frames, self._enhance([f for _, f, _ in self.frames])):
+                if not isinstance(out, Exception):
+                    try:
+                        slot.data = encode_frame(frame, out, self.settings)
+                        self.summary.enhanced[topic] += 1
+                    except (ImageEncodingError, FrameDecodeError) as exc:
+                        out = exc
                 if isinstance(out, Exception):
                     self.summary.failures.append(FrameFailure(topic, slot.timestamp, f"enhancement failed: {out}"))
-                    tqdm.write(f"warning: {self.summary.failures[-1]}", file=sys.stderr)
-                else:
-                    slot.data = encode_frame(frame, out, self.settings)
-                    self.summary.enhanced[topic] += 1
+                    tqdm.write(f"warning: {self.summary.failures[-1]}; copied unchanged", file=sys.stderr)
                 self.on_frame()
             self.frames.clear()
         for p in self.queue:
@@ -166,8 +170,14 @@ class _EnhancedSink:
         return out
 
 
-def _select_topics(reader: Reader, wanted: list[str] | None) -> dict[str, str]:
-    """Input image topic -> enhanced output topic, checked for unknown names and collisions."""
+@dataclass
+class _TopicPlan:
+    images: dict[str, str]        # input image topic -> enhanced topic
+    camera_infos: dict[str, str]  # <ns>/camera_info -> <ns>/enhanced/camera_info (copied beside)
+
+
+def _plan_topics(reader: Reader, wanted: list[str] | None) -> _TopicPlan:
+    """Which topics are enhanced where, checked for unknown names and collisions."""
     by_topic = {c.topic: c for c in reader.connections}
     images = {c.topic: c.msgtype for c in reader.connections if is_image_connection(c)}
     if wanted:
@@ -181,59 +191,33 @@ def _select_topics(reader: Reader, wanted: list[str] | None) -> dict[str, str]:
                            f"({', '.join(by_topic[t].msgtype for t in not_images)})")
         images = {t: images[t] for t in wanted}
     mapping = {t: enhanced_topic(t, m) for t, m in sorted(images.items())}
+    infos = {}
+    for t, m in sorted(images.items()):
+        src, dst = camera_info_topics(t, m)
+        if src in by_topic and by_topic[src].msgtype == CAMERA_INFO:
+            infos[src] = dst
     seen: dict[str, str] = {}
-    for src, dst in mapping.items():
+    for src, dst in list(mapping.items()) + list(infos.items()):
         if dst in by_topic:
             raise BagError(f"output topic {dst} for {src} already exists in the input bag "
                            f"(was it enhanced before?); choose topics with --topics")
-        if dst in seen:
+        if seen.get(dst, src) != src:
             raise BagError(f"{seen[dst]} and {src} would both be written to {dst}; "
                            f"enhance one of them per run with --topics")
         seen[dst] = src
-    return mapping
+    return _TopicPlan(mapping, infos)
 
 
 def _check_paths(src: Path, dst: Path, force: bool) -> None:
     if dst.resolve() == src.resolve() or src.resolve() in dst.resolve().parents:
         raise BagError(f"OUT {dst} must not be IN or lie inside it")
-    if dst.exists() and not force:
-        raise BagError(f"{dst} exists; pass --force to replace it")
-    if dst.exists() and not dst.is_dir():
-        raise BagError(f"{dst} exists and is not a bag folder; remove it yourself")
-    if not dst.parent.is_dir():
-        raise BagError(f"the folder {dst.parent} for OUT does not exist")
-
-
-def _remove_stale_partials(dst: Path) -> None:
-    """Work folders of earlier runs that were killed (their process is gone)."""
-    for p in dst.parent.glob(f".{dst.name}{_PARTIAL}*"):
-        try:
-            pid = int(p.name.rsplit("-", 1)[1])
-            os.kill(pid, 0)
-            continue  # that run is still going
-        except ProcessLookupError:
-            pass
-        except (ValueError, PermissionError):
-            continue
-        log.info("removing %s left by an interrupted run", p)
-        shutil.rmtree(p, ignore_errors=True)
+    check_output_path(dst, force)
 
 
 def _set_compression(writer: Writer, reader: Reader) -> None:
     mode = {"file": CompressionMode.FILE, "message": CompressionMode.MESSAGE}.get(reader.compression_mode or "")
     if mode is not None:
         writer.set_compression(mode, CompressionFormat.ZSTD)
-
-
-def _install(work: Path, dst: Path) -> None:
-    """Move the finished bag to `dst`, replacing an old one only once the new one is complete."""
-    old = None
-    if dst.exists():
-        old = dst.parent / f".{dst.name}{_REPLACED}{os.getpid()}"
-        dst.rename(old)
-    (work / dst.name).rename(dst)
-    if old is not None:
-        shutil.rmtree(old)
 
 
 def enhance_bag(src: Path, dst: Path, enhancer: Enhancer, options: BagEnhanceOptions | None = None,
@@ -245,18 +229,12 @@ def enhance_bag(src: Path, dst: Path, enhancer: Enhancer, options: BagEnhanceOpt
     _check_paths(src, dst, options.force)
     reader = open_reader(src)
     try:
-        mapping = _select_topics(reader, options.topics)
-        if not mapping:
+        plan = _plan_topics(reader, options.topics)
+        if not plan.images:
             raise BagError(f"{src} has no Image or CompressedImage topics to enhance")
         storage = options.storage or storage_of(src)
-        _remove_stale_partials(dst)
-        work = dst.parent / f".{dst.name}{_PARTIAL}{os.getpid()}"
-        work.mkdir()
-        try:
-            summary = _convert(reader, work / dst.name, storage, mapping, enhancer, options, progress)
-            _install(work, dst)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
+        with atomic_bag_output(dst) as out:
+            summary = _convert(reader, out, storage, plan, enhancer, options, progress)
     finally:
         reader.close()
     summary.output = dst
@@ -276,9 +254,10 @@ def _messages(reader: Reader) -> Iterator[tuple[Connection, int, bytes]]:
         yield item
 
 
-def _convert(reader: Reader, out: Path, storage: str, mapping: dict[str, str], enhancer: Enhancer,
+def _convert(reader: Reader, out: Path, storage: str, plan: _TopicPlan, enhancer: Enhancer,
              options: BagEnhanceOptions, progress: bool) -> BagSummary:
-    summary = BagSummary(output=out, storage=storage, topic_map=dict(mapping))
+    mapping = plan.images
+    summary = BagSummary(output=out, storage=storage, topic_map=dict(mapping), camera_info_map=dict(plan.camera_infos))
     total = sum(c.msgcount for c in reader.connections if c.topic in mapping)
     writer = Writer(out, version=Writer.VERSION_LATEST, storage_plugin=STORAGES[storage])
     _set_compression(writer, reader)
@@ -287,15 +266,19 @@ def _convert(reader: Reader, out: Path, storage: str, mapping: dict[str, str], e
                dynamic_ncols=True)
     try:
         copies = {c.id: add_connection_like(writer, c) for c in reader.connections}
-        outputs: dict[str, Connection] = {}
+        outputs: dict[str, Connection] = {}  # output topic -> its connection
         for c in reader.connections:
-            if c.topic in mapping and mapping[c.topic] not in outputs:
-                outputs[mapping[c.topic]] = add_connection_like(writer, c, topic=mapping[c.topic])
+            dst = mapping.get(c.topic) or plan.camera_infos.get(c.topic)
+            if dst is not None and dst not in outputs:
+                outputs[dst] = add_connection_like(writer, c, topic=dst)
         sink = _EnhancedSink(writer, enhancer, options.batch, options.compression, summary, lambda: bar.update(1))
         started = time.monotonic()
         for conn, timestamp, data in _messages(reader):
             sink.copy(copies[conn.id], timestamp, data)
             summary.copied += 1
+            if conn.topic in plan.camera_infos:
+                sink.copy(outputs[plan.camera_infos[conn.topic]], timestamp, data)
+                continue
             if conn.topic not in mapping:
                 continue
             try:
@@ -322,8 +305,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "bag", help="enhance the camera frames of a rosbag2 recording",
         description="Copy a rosbag2 bag (sqlite3 or mcap) and add an enhanced copy of every camera frame: "
                     "Image on <ns>/enhanced/image, CompressedImage on <ns>/enhanced/image/compressed "
-                    "(same codec), with the original header and timestamp. Every input message is kept "
-                    "byte for byte. Exit status 1 when some frames could not be decoded (they are "
+                    "(same codec), with the original header and timestamp; <ns>/camera_info is copied "
+                    "to <ns>/enhanced/camera_info. Every input message is kept byte for byte. Exit status 1 when some frames could not be decoded (they are "
                     "listed and copied unchanged; OUT is still written), 2 on errors.")
     p.add_argument("input", type=Path, metavar="IN", help="rosbag2 folder (or a .db3/.mcap file)")
     p.add_argument("output", type=Path, metavar="OUT", help="new bag folder")

@@ -1,7 +1,12 @@
 """Opening, inspecting and copying rosbag2 bags with `rosbags`; shared by the bag commands."""
 from __future__ import annotations
 
+import logging
+import os
 import posixpath
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
@@ -10,6 +15,8 @@ from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 from rosbags.typesys.base import TypesysError
 from rosbags.typesys.msg import get_types_from_msg
+
+log = logging.getLogger(__name__)
 
 # sensor_msgs, std_msgs and geometry_msgs are identical from Humble on; the bag's own message
 # definitions and type hashes are copied wherever the bag has them.
@@ -29,6 +36,9 @@ ENHANCED_NAMESPACE = "enhanced"
 ENHANCED_BASE = "image"
 COMPRESSED_TRANSPORT = "compressed"
 DEPTH_TRANSPORT = "compressedDepth"
+
+_PARTIAL = ".partial-"    # hidden work folder beside OUT: .<OUT name>.partial-<pid>
+_REPLACED = ".replaced-"  # an old OUT moved aside while the new one takes its place
 
 
 class BagError(Exception):
@@ -116,6 +126,67 @@ def enhanced_topic(topic: str, msgtype: str) -> str:
     return posixpath.join(out, COMPRESSED_TRANSPORT) if msgtype == COMPRESSED_IMAGE else out
 
 
+def camera_info_topics(topic: str, msgtype: str) -> tuple[str, str]:
+    """(camera_info beside an image topic, its copy beside the enhanced topic).
+
+    /cam/image_raw and /cam/image_raw/compressed -> (/cam/camera_info, /cam/enhanced/camera_info),
+    as image_transport pairs an image with the camera_info of its namespace.
+    """
+    base = topic
+    if msgtype == COMPRESSED_IMAGE and posixpath.basename(topic) == COMPRESSED_TRANSPORT:
+        base = posixpath.dirname(topic)
+    ns = posixpath.dirname(base) or "/"
+    return posixpath.join(ns, "camera_info"), posixpath.join(ns, ENHANCED_NAMESPACE, "camera_info")
+
+
 def format_stamp(ns: int) -> str:
     """Bag timestamp (ns) as seconds, e.g. 1700000000.066666666."""
     return f"{ns // 1_000_000_000}.{ns % 1_000_000_000:09d}"
+
+
+def check_output_path(dst: Path, force: bool) -> None:
+    """OUT may be created (or, with force, replaced); BagError otherwise."""
+    if dst.exists() and not force:
+        raise BagError(f"{dst} exists; pass --force to replace it")
+    if dst.exists() and not dst.is_dir():
+        raise BagError(f"{dst} exists and is not a bag folder; remove it yourself")
+    if not dst.parent.is_dir():
+        raise BagError(f"the folder {dst.parent} for {dst.name} does not exist")
+
+
+@contextmanager
+def atomic_bag_output(dst: Path) -> Iterator[Path]:
+    """Yield a path to write a bag folder at; it becomes `dst` only when the block completes.
+
+    The bag is written inside a hidden folder beside `dst`; an exception (or Ctrl-C) removes it,
+    and a killed run's folder is removed by the next run. An existing `dst` is replaced only once
+    the new bag is complete.
+    """
+    _remove_stale_partials(dst)
+    work = dst.parent / f".{dst.name}{_PARTIAL}{os.getpid()}"
+    work.mkdir()
+    try:
+        yield work / dst.name
+        old = None
+        if dst.exists():
+            old = dst.parent / f".{dst.name}{_REPLACED}{os.getpid()}"
+            dst.rename(old)
+        (work / dst.name).rename(dst)
+        if old is not None:
+            shutil.rmtree(old)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _remove_stale_partials(dst: Path) -> None:
+    """Work folders of earlier runs that were killed (their process is gone)."""
+    for p in dst.parent.glob(f".{dst.name}{_PARTIAL}*"):
+        try:
+            os.kill(int(p.name.rsplit("-", 1)[1]), 0)
+            continue  # that run is still going
+        except ProcessLookupError:
+            pass
+        except (ValueError, PermissionError):
+            continue
+        log.info("removing %s left by an interrupted run", p)
+        shutil.rmtree(p, ignore_errors=True)

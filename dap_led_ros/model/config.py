@@ -13,7 +13,7 @@ from ..prompts import DEGRADATION_PROMPTS as DEFAULT_PROMPTS
 # ~2M vision parameters; the text tower is only built when prompts must be embedded.
 TINY_CLIP_ARCH: dict[str, Any] = {
     "embed_dim": 128,
-    "vision_cfg": {"layers": 4, "width": 192, "patch_size": 16, "image_size": 112},
+    "vision_cfg": {"layers": 4, "width": 192, "patch_size": 16, "image_size": 64},
     "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 128, "heads": 2, "layers": 2},
 }
 

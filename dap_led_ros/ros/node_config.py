@@ -203,7 +203,8 @@ def _coerce(name: str, value: Any, kind: type) -> Any:
             return value
     else:
         raise TypeError(f"unsupported settings field type {kind} for {name}")
-    raise ConfigError(f"parameter '{name}' must be a {kind.__name__}, got {value!r} "
+    article = "an" if kind is int else "a"
+    raise ConfigError(f"parameter '{name}' must be {article} {kind.__name__}, got {value!r} "
                       f"({type(value).__name__})")
 
 

@@ -1,0 +1,126 @@
+"""ONNX Runtime backend: CPU (tuned session options) or the CUDA execution provider."""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from .base import Backend, BackendError
+
+log = logging.getLogger(__name__)
+
+
+def _check_input(x: np.ndarray, min_side: int) -> np.ndarray:
+    if x.ndim != 4 or x.shape[1] != 3:
+        raise BackendError(f"expected a B x 3 x H x W array, got shape {x.shape}")
+    if min(x.shape[-2:]) < min_side:
+        raise BackendError(f"frame {x.shape[-1]}x{x.shape[-2]} is smaller than the exported graph's "
+                           f"minimum side of {min_side} px")
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+class OnnxRuntimeBackend(Backend):
+    """Runs the exported graphs. `engine` = an .onnx file; else the checkpoint's cached export."""
+
+    name = "onnxruntime"
+
+    def __init__(self, model_path: str | None = None, device: str = "cpu", threads: int = 0,
+                 engine: str | None = None, cache_dir: str | None = None) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise BackendError(f"onnxruntime is not installed: {exc}") from exc
+        self._ort = ort
+        self.device = device
+        self.providers = self._providers(device)
+        if engine is not None:
+            if Path(engine).suffix != ".onnx":
+                raise BackendError(f"the onnxruntime backend needs an .onnx file, got engine={engine}")
+            if not Path(engine).is_file():
+                raise BackendError(f"ONNX file not found: {engine}")
+            self.onnx_path = Path(engine)
+        else:
+            from ..engine_cache import cached_onnx
+
+            try:
+                self.onnx_path = cached_onnx(model_path, root=cache_dir)
+            except (OSError, ValueError, RuntimeError) as exc:
+                raise BackendError(f"cannot export {model_path or 'the default model'} to ONNX: {exc}") from exc
+        self.options = self._session_options(threads)
+        self.session = self._session(self.onnx_path)
+        meta = self.session.get_modelmeta().custom_metadata_map
+        self.min_side = int(meta.get("dap_led.min_side", 1))
+        self.grids = json.loads(meta["dap_led.grids"]) if "dap_led.grids" in meta else []
+        from ..export import prior_graph_paths
+
+        self._heat_path, self._prior_path = prior_graph_paths(self.onnx_path)
+        self.supports_prior_input = self._heat_path.is_file() and self._prior_path.is_file() and bool(self.grids)
+        self._heat_session = None
+        self._prior_session = None
+
+    def _providers(self, device: str) -> list:
+        available = self._ort.get_available_providers()
+        if device == "cpu":
+            return ["CPUExecutionProvider"]
+        if device.startswith("cuda"):
+            if "CUDAExecutionProvider" not in available:
+                raise BackendError("onnxruntime has no CUDAExecutionProvider (install onnxruntime-gpu); "
+                                   f"available: {', '.join(available)}")
+            index = int(device.split(":", 1)[1]) if ":" in device else 0
+            return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
+        raise BackendError(f"unsupported device {device!r} for onnxruntime (use cpu, cuda or cuda:N)")
+
+    def _session_options(self, threads: int):
+        opts = self._ort.SessionOptions()
+        opts.graph_optimization_level = self._ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.execution_mode = self._ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.inter_op_num_threads = 1
+        if threads > 0:
+            opts.intra_op_num_threads = threads
+        opts.log_severity_level = 3
+        return opts
+
+    def _session(self, path: Path):
+        try:
+            session = self._ort.InferenceSession(str(path), self.options, providers=self.providers)
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise BackendError(f"onnxruntime cannot load {path}: {exc}") from exc
+        wanted = self.providers[0][0] if isinstance(self.providers[0], tuple) else self.providers[0]
+        if wanted not in session.get_providers():
+            raise BackendError(f"onnxruntime could not enable {wanted} (CUDA/cuDNN libraries missing?); "
+                               f"session runs on {session.get_providers()}")
+        return session
+
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {"image": _check_input(x, self.min_side)})[0]
+
+    def heatmaps(self, x: np.ndarray) -> list[np.ndarray]:
+        if not self.supports_prior_input:
+            return super().heatmaps(x)
+        if self._heat_session is None:
+            self._heat_session = self._session(self._heat_path)
+        return list(self._heat_session.run(None, {"image": _check_input(x, self.min_side)}))
+
+    def infer_with_prior(self, x: np.ndarray, prior_maps: list[np.ndarray]) -> np.ndarray:
+        if not self.supports_prior_input:
+            return super().infer_with_prior(x, prior_maps)
+        if len(prior_maps) != len(self.grids):
+            raise BackendError(f"expected {len(self.grids)} heatmaps (grids {self.grids}), got {len(prior_maps)}")
+        if self._prior_session is None:
+            self._prior_session = self._session(self._prior_path)
+        feeds = {"image": _check_input(x, self.min_side)}
+        for g, m in zip(self.grids, prior_maps):
+            feeds[f"prior_g{g}"] = np.ascontiguousarray(m, dtype=np.float32)
+        return self._prior_session.run(None, feeds)[0]
+
+    def describe(self) -> str:
+        threads = self.options.intra_op_num_threads or "default"
+        provider = self.session.get_providers()[0]
+        return f"onnxruntime {self._ort.__version__} ({provider}, threads {threads}, {self.onnx_path})"
+
+    def close(self) -> None:
+        self.session = None
+        self._heat_session = None
+        self._prior_session = None

@@ -1,0 +1,266 @@
+"""`dap-led replay BAG`: publish a bag's messages with their recorded timing (pip-only `ros2 bag play`).
+
+Messages are published as the serialized bytes stored in the bag (`Publisher.publish(bytes)`),
+so nothing is decoded on the way; every replayed topic's message type must be installed, since
+a publisher needs its Python class. Topics whose type is missing are skipped with a warning.
+
+QoS: `reliable` (default; any subscriber matches it) or `sensor-data` (best effort, depth 5).
+Topics recorded with transient-local durability (/tf_static, maps) keep it, so late
+subscribers still get them. Ctrl-C or SIGTERM stops cleanly.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import signal
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rosbags.interfaces import Connection, ConnectionExtRosbag2, QosDurability
+from rosbags.rosbag2 import Reader
+
+from .bag_io import BagError, open_reader
+
+log = logging.getLogger(__name__)
+
+QOS_CHOICES = ("reliable", "sensor-data")
+_POLL_S = 0.05  # longest uninterrupted sleep, so a stop request is seen quickly
+
+
+@dataclass
+class ReplayOptions:
+    rate: float = 1.0                   # playback speed factor
+    loop: bool = False
+    topics: list[str] | None = None     # None = every topic
+    start_delay: float = 0.0            # seconds between publishers created and first message
+    wait_subscribers: int = 0           # wait until the topics have this many subscriptions in all
+    wait_timeout: float = 30.0          # seconds; 0 = wait forever
+    qos: str = "reliable"
+    depth: int = 10                     # keep-last depth of the reliable profile
+    remap: dict[str, str] = field(default_factory=dict)   # bag topic -> published topic
+
+    def validate(self) -> None:
+        if self.rate <= 0:
+            raise BagError(f"--rate must be > 0, got {self.rate}")
+        if self.start_delay < 0 or self.wait_timeout < 0 or self.wait_subscribers < 0:
+            raise BagError("--start-delay, --wait-timeout and --wait-subscribers must be >= 0")
+        if self.qos not in QOS_CHOICES:
+            raise BagError(f"--qos must be one of {', '.join(QOS_CHOICES)}, got '{self.qos}'")
+        if self.depth < 1:
+            raise BagError(f"--depth must be >= 1, got {self.depth}")
+
+
+class StopRequested(Exception):
+    """SIGTERM (or a caller) asked the replay to stop."""
+
+
+def message_class(msgtype: str) -> Any | None:
+    """The installed Python class of e.g. 'sensor_msgs/msg/Image', None when not installed."""
+    try:
+        package, kind, name = msgtype.split("/")
+        return getattr(importlib.import_module(f"{package}.{kind}"), name)
+    except (ValueError, ImportError, AttributeError):
+        return None
+
+
+def _select(reader: Reader, topics: list[str] | None) -> list[Connection]:
+    conns = list(reader.connections)
+    if topics:
+        known = {c.topic for c in conns}
+        unknown = [t for t in topics if t not in known]
+        if unknown:
+            raise BagError(f"topic(s) {', '.join(unknown)} not in the bag; it has: {', '.join(sorted(known))}")
+        conns = [c for c in conns if c.topic in topics]
+    return conns
+
+
+def _transient_local(conn: Connection) -> bool:
+    ext = conn.ext
+    return isinstance(ext, ConnectionExtRosbag2) and any(
+        q.durability == QosDurability.TRANSIENT_LOCAL for q in ext.offered_qos_profiles)
+
+
+def _qos_profile(options: ReplayOptions, latched: bool) -> Any:
+    from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+
+    if options.qos == "sensor-data":
+        profile = QoSProfile(**{k: getattr(qos_profile_sensor_data, k) for k in ("history", "depth", "reliability")})
+    else:
+        profile = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=options.depth,
+                             reliability=ReliabilityPolicy.RELIABLE)
+    profile.durability = DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE
+    return profile
+
+
+class _Stopper:
+    """Turns SIGTERM into StopRequested at the next check (SIGINT stays KeyboardInterrupt)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = None
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self.requested = True
+
+    def check(self) -> None:
+        if self.requested:
+            raise StopRequested()
+
+    def sleep_until(self, deadline: float) -> None:
+        while True:
+            self.check()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            time.sleep(min(left, _POLL_S))
+
+    def restore(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
+@dataclass
+class ReplayStats:
+    published: Counter = field(default_factory=Counter)   # published topic -> messages
+    loops: int = 0
+    seconds: float = 0.0
+    stopped: bool = False
+
+    def report(self) -> str:
+        state = "stopped" if self.stopped else "done"
+        lines = [f"{state}: published {sum(self.published.values())} messages in {self.seconds:.1f} s"
+                 + (f" ({self.loops} loops)" if self.loops > 1 else "")]
+        lines += [f"  {t}: {n}" for t, n in sorted(self.published.items())]
+        return "\n".join(lines)
+
+
+def replay(bag: Path, options: ReplayOptions | None = None, domain_id: int | None = None) -> ReplayStats:
+    """Publish the bag on a ROS graph with its recorded timing; blocks until done or stopped."""
+    import rclpy
+    from rclpy.signals import SignalHandlerOptions
+
+    from ..ros.dds import configure_dds_environment
+
+    options = options or ReplayOptions()
+    options.validate()
+    reader = open_reader(bag)
+    stats = ReplayStats()
+    stopper = _Stopper()
+    context = node = None
+    try:
+        conns = _select(reader, options.topics)
+        configure_dds_environment()
+        context = rclpy.Context()
+        # args=[]: our command line is not ROS arguments (rcl would read remaps from sys.argv)
+        rclpy.init(args=[], context=context, domain_id=domain_id, signal_handler_options=SignalHandlerOptions.NO)
+        node = rclpy.create_node("dap_led_replay", context=context, start_parameter_services=False)
+        publishers: dict[int, Any] = {}
+        by_topic: dict[str, Any] = {}
+        for conn in conns:
+            cls = message_class(conn.msgtype)
+            if cls is None:
+                log.warning("skipping %s: message type %s is not installed", conn.topic, conn.msgtype)
+                continue
+            topic = options.remap.get(conn.topic, conn.topic)
+            if topic not in by_topic:
+                by_topic[topic] = node.create_publisher(cls, topic, _qos_profile(options, _transient_local(conn)))
+            publishers[conn.id] = by_topic[topic]
+        if not publishers:
+            raise BagError(f"{bag}: none of the selected topics has an installed message type")
+        _wait_for_subscribers(list(by_topic.values()), options, stopper)
+        stopper.sleep_until(time.monotonic() + options.start_delay)
+        started = time.monotonic()
+        try:
+            _play(reader, [c for c in conns if c.id in publishers], publishers, options, stopper, stats)
+        except (KeyboardInterrupt, StopRequested):
+            stats.stopped = True
+        stats.seconds = time.monotonic() - started
+    except (KeyboardInterrupt, StopRequested):
+        stats.stopped = True
+    finally:
+        stopper.restore()
+        if node is not None:
+            node.destroy_node()
+        if context is not None and context.ok():
+            rclpy.shutdown(context=context)
+        reader.close()
+    return stats
+
+
+def _wait_for_subscribers(publishers: list[Any], options: ReplayOptions, stopper: _Stopper) -> None:
+    if options.wait_subscribers <= 0:
+        return
+    deadline = time.monotonic() + options.wait_timeout if options.wait_timeout else float("inf")
+    log.info("waiting for %d subscription(s)", options.wait_subscribers)
+    while (matched := sum(p.get_subscription_count() for p in publishers)) < options.wait_subscribers:
+        if time.monotonic() > deadline:
+            raise BagError(f"only {matched} of {options.wait_subscribers} subscription(s) matched within "
+                           f"{options.wait_timeout:g} s (check topic names, ROS_DOMAIN_ID and QoS)")
+        stopper.sleep_until(time.monotonic() + 0.1)
+
+
+def _play(reader: Reader, conns: list[Connection], publishers: dict[int, Any], options: ReplayOptions,
+          stopper: _Stopper, stats: ReplayStats) -> None:
+    while True:
+        stats.loops += 1
+        wall0, bag0 = time.monotonic(), None
+        for conn, timestamp, data in reader.messages(conns):
+            if bag0 is None:
+                bag0 = timestamp
+            stopper.sleep_until(wall0 + (timestamp - bag0) / 1e9 / options.rate)
+            pub = publishers[conn.id]
+            pub.publish(bytes(data))
+            stats.published[pub.topic_name] += 1
+        if not options.loop or bag0 is None:
+            return
+
+
+def _remap(text: str) -> tuple[str, str]:
+    src, sep, dst = text.partition(":=")
+    if not sep or not src or not dst:
+        raise argparse.ArgumentTypeError(f"remap must look like /from:=/to, got '{text}'")
+    return src, dst
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    d = ReplayOptions()
+    p = sub.add_parser("replay", help="publish a bag's messages with their recorded timing",
+                       description="Publish a rosbag2 bag's messages (as stored, no decoding) with their "
+                                   "recorded timing: a pip-only stand-in for `ros2 bag play`. Topics recorded "
+                                   "transient-local keep that durability. Ctrl-C or SIGTERM stops cleanly.")
+    p.add_argument("bag", type=Path, metavar="BAG", help="rosbag2 folder (or a .db3/.mcap file)")
+    p.add_argument("--rate", type=float, default=d.rate, help="playback speed factor (default: %(default)s)")
+    p.add_argument("--loop", action="store_true", help="start over at the end")
+    p.add_argument("--topics", nargs="+", default=None, metavar="TOPIC", help="topics to replay (default: all)")
+    p.add_argument("--start-delay", type=float, default=d.start_delay, metavar="S",
+                   help="seconds to wait after creating the publishers (default: %(default)s)")
+    p.add_argument("--wait-subscribers", type=int, default=d.wait_subscribers, metavar="N",
+                   help="before playing, wait until the replayed topics have N subscriptions in all")
+    p.add_argument("--wait-timeout", type=float, default=d.wait_timeout, metavar="S",
+                   help="give up waiting for subscribers after S seconds, 0 = never (default: %(default)s)")
+    p.add_argument("--qos", choices=QOS_CHOICES, default=d.qos, help="publisher QoS (default: %(default)s)")
+    p.add_argument("--depth", type=int, default=d.depth, help="queue depth of the reliable QoS (default: %(default)s)")
+    p.add_argument("--remap", type=_remap, action="append", default=[], metavar="FROM:=TO",
+                   help="publish bag topic FROM on TO (repeatable)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    options = ReplayOptions(rate=args.rate, loop=args.loop, topics=args.topics, start_delay=args.start_delay,
+                            wait_subscribers=args.wait_subscribers, wait_timeout=args.wait_timeout,
+                            qos=args.qos, depth=args.depth, remap=dict(args.remap))
+    try:
+        stats = replay(args.bag, options)
+    except BagError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(stats.report())
+    return 0

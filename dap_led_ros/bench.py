@@ -1,0 +1,299 @@
+"""`dap-led bench`: latency, throughput and peak memory of every available backend per frame size."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import resource
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .backends import Backend, BackendError, create_backend
+from .export import parse_size, smooth_test_image
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SIZES = ((480, 640), (720, 1280), (1080, 1920))  # (H, W)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One backend configuration to measure."""
+
+    label: str
+    backend: str
+    device: str
+    options: dict[str, Any] = field(default_factory=dict)
+    # Label of the variant this one's speed ratio is computed against.
+    reference: str = "torch"
+
+
+@dataclass
+class Result:
+    variant: str
+    description: str
+    size: str
+    iters: int = 0
+    min_ms: float | None = None
+    p50_ms: float | None = None
+    p95_ms: float | None = None
+    mean_ms: float | None = None
+    fps: float | None = None
+    peak_rss_mib: float | None = None
+    cuda_peak_mib: float | None = None
+    speedup_vs_reference: float | None = None
+    reference: str = ""
+    error: str | None = None
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except ImportError:
+        return False
+
+
+def default_variants(threads: int) -> list[Variant]:
+    """CPU variants always; GPU extras (torch FP16 + CUDA graphs, ORT CUDA, TensorRT) when a GPU exists."""
+    cpu = {"threads": threads} if threads else {}
+    variants = [Variant("torch", "torch", "cpu", cpu), Variant("onnxruntime", "onnxruntime", "cpu", cpu)]
+    if _cuda_available():
+        variants += [
+            Variant("torch-cuda", "torch", "cuda", reference="torch-cuda"),
+            Variant("torch-cuda-fp16-graphs", "torch", "cuda", {"fp16": True, "cuda_graphs": True},
+                    reference="torch-cuda"),
+            Variant("onnxruntime-cuda", "onnxruntime", "cuda", reference="torch-cuda"),
+            Variant("tensorrt-fp16", "tensorrt", "cuda", reference="torch-cuda"),
+        ]
+    return variants
+
+
+class PeakMemory:
+    """Process peak RSS since the last `reset` (Linux clear_refs), and CUDA peak allocation via torch."""
+
+    def __init__(self) -> None:
+        self._resettable = Path("/proc/self/clear_refs").exists()
+
+    def reset(self) -> None:
+        if self._resettable:
+            try:
+                Path("/proc/self/clear_refs").write_text("5")
+            except OSError:
+                self._resettable = False
+        if _cuda_available():
+            import torch
+
+            torch.cuda.reset_peak_memory_stats()
+
+    def rss_peak_mib(self) -> float:
+        if self._resettable:
+            for line in Path("/proc/self/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+        # ru_maxrss: KiB on Linux, the lifetime peak (not resettable)
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+    @staticmethod
+    def cuda_peak_mib() -> float | None:
+        if not _cuda_available():
+            return None
+        import torch
+
+        return torch.cuda.max_memory_allocated() / 2**20
+
+
+def measure(backend: Backend, x: np.ndarray, iters: int, warmup: int, memory: PeakMemory) -> dict[str, float]:
+    memory.reset()
+    for _ in range(warmup):
+        backend.infer(x)
+    times = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        backend.infer(x)
+        times.append(time.perf_counter() - t0)
+    ms = np.array(times) * 1000.0
+    return {"min_ms": float(ms.min()), "p50_ms": float(np.percentile(ms, 50)),
+            "p95_ms": float(np.percentile(ms, 95)), "mean_ms": float(ms.mean()),
+            "fps": float(1000.0 / ms.mean()) * x.shape[0],
+            "peak_rss_mib": memory.rss_peak_mib(), "cuda_peak_mib": memory.cuda_peak_mib()}
+
+
+def machine_info() -> dict[str, Any]:
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info: dict[str, Any] = {"cpu": cpu, "logical_cpus": os.cpu_count(), "platform": platform.platform(),
+                            "python": platform.python_version(), "load_avg_start": os.getloadavg(),
+                            "niceness": os.nice(0), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+    try:
+        mem_kib = int(next(l for l in Path("/proc/meminfo").read_text().splitlines()
+                           if l.startswith("MemTotal")).split()[1])
+        info["memory_gib"] = round(mem_kib / 2**20, 1)
+    except (OSError, StopIteration, ValueError):
+        pass
+    for mod in ("torch", "onnxruntime", "tensorrt"):
+        try:
+            info[mod] = __import__(mod).__version__
+        except ImportError:
+            info[mod] = None
+    if _cuda_available():
+        import torch
+
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def run_bench(variants: list[Variant], sizes: tuple[tuple[int, int], ...], model: str | None, iters: int,
+              warmup: int, batch: int = 1, cache_dir: str | None = None) -> list[Result]:
+    memory = PeakMemory()
+    results: list[Result] = []
+    for v in variants:
+        opts = dict(v.options)
+        if cache_dir and v.backend in ("onnxruntime", "tensorrt"):
+            opts["cache_dir"] = cache_dir
+        try:
+            backend = create_backend(v.backend, model, v.device, **opts)
+        except (BackendError, ImportError, OSError, RuntimeError, ValueError) as exc:
+            log.warning("bench: %s unavailable: %s", v.label, exc)
+            results += [Result(v.label, "", f"{w}x{h}", error=str(exc).splitlines()[0]) for h, w in sizes]
+            continue
+        desc = backend.describe()
+        for h, w in sizes:
+            x = smooth_test_image(batch, h, w)
+            try:
+                stats = measure(backend, x, iters, warmup, memory)
+            except (BackendError, RuntimeError, MemoryError, ValueError) as exc:
+                results.append(Result(v.label, desc, f"{w}x{h}", error=str(exc).splitlines()[0]))
+                continue
+            r = Result(v.label, desc, f"{w}x{h}", iters=iters, **stats)
+            log.info("bench: %s %s: p50 %.1f ms, %.2f fps", v.label, r.size, r.p50_ms, r.fps)
+            results.append(r)
+        backend.close()
+        del backend
+    _add_ratios(results, {v.label: v.reference for v in variants})
+    return results
+
+
+def _add_ratios(results: list[Result], references: dict[str, str]) -> None:
+    by_key = {(r.variant, r.size): r for r in results}
+    for r in results:
+        ref = by_key.get((references.get(r.variant, ""), r.size))
+        r.reference = references.get(r.variant, "")
+        if ref is not None and ref.p50_ms and r.p50_ms:
+            r.speedup_vs_reference = ref.p50_ms / r.p50_ms
+
+
+def _fmt(v: float | None, spec: str) -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def markdown_table(results: list[Result]) -> str:
+    lines = ["| backend | size | p50 ms | p95 ms | min ms | fps | peak RSS MiB | CUDA peak MiB | speed-up (p50) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        if r.error:
+            lines.append(f"| {r.variant} | {r.size} | unavailable: {r.error[:80]} | | | | | | |")
+            continue
+        ratio = f"{r.speedup_vs_reference:.2f}x {r.reference}" if r.speedup_vs_reference else "-"
+        lines.append(f"| {r.variant} | {r.size} | {_fmt(r.p50_ms, '.1f')} | {_fmt(r.p95_ms, '.1f')} | "
+                     f"{_fmt(r.min_ms, '.1f')} | {_fmt(r.fps, '.2f')} | {_fmt(r.peak_rss_mib, '.0f')} | {_fmt(r.cuda_peak_mib, '.0f')} | "
+                     f"{ratio} |")
+    return "\n".join(lines)
+
+
+def plot(results: list[Result], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = [r for r in results if r.fps]
+    variants = list(dict.fromkeys(r.variant for r in ok))
+    sizes = list(dict.fromkeys(r.size for r in ok))
+    fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(sizes) * max(1, len(variants)) / 2, 4))
+    width = 0.8 / max(1, len(variants))
+    for i, v in enumerate(variants):
+        fps = [next((r.fps for r in ok if r.variant == v and r.size == s), 0.0) for s in sizes]
+        ax.bar(np.arange(len(sizes)) + i * width, fps, width, label=v)
+    ax.set_xticks(np.arange(len(sizes)) + width * (len(variants) - 1) / 2)
+    ax.set_xticklabels(sizes)
+    ax.set_ylabel("frames per second (batch 1)")
+    ax.set_yscale("log")
+    ax.set_title("DAP-LED inference throughput per backend")
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="benchmark every available backend at camera resolutions",
+                       description="Measure p50/p95 latency, fps and peak memory of each available backend "
+                                   "and frame size, with the speed ratio against torch from the same run. "
+                                   "Writes bench.json, bench.md and bench.png.")
+    p.add_argument("--model", default=None, help="checkpoint (.safetensors with its .yaml); default: shipped model")
+    p.add_argument("--backends", nargs="*", default=None,
+                   help="variant labels to run (default: all available: torch onnxruntime, plus torch-cuda "
+                        "torch-cuda-fp16-graphs onnxruntime-cuda tensorrt-fp16 with a GPU)")
+    p.add_argument("--sizes", type=parse_size, nargs="*", default=None, metavar="WxH",
+                   help="frame sizes (default: 640x480 1280x720 1920x1080)")
+    p.add_argument("--iters", type=int, default=10, help="timed runs per size (default: %(default)s)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed runs first (default: %(default)s)")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--threads", type=int, default=0, help="CPU threads for CPU backends (0 = library default)")
+    p.add_argument("--cache-dir", default=None, help="ONNX/engine cache (default: $DAP_LED_CACHE or ~/.cache)")
+    p.add_argument("--out-dir", type=Path, default=Path("bench_results"), help="output folder (default: %(default)s)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.iters < 1 or args.warmup < 0 or args.batch < 1:
+        print("error: need --iters >= 1, --warmup >= 0, --batch >= 1", file=sys.stderr)
+        return 2
+    variants = default_variants(args.threads)
+    if args.backends:
+        known = {v.label for v in variants}
+        unknown = [b for b in args.backends if b not in known]
+        if unknown:
+            print(f"error: unknown or unavailable variant(s) {unknown}; available here: {sorted(known)}",
+                  file=sys.stderr)
+            return 2
+        variants = [v for v in variants if v.label in args.backends]
+    sizes = tuple(args.sizes) if args.sizes else DEFAULT_SIZES
+    info = machine_info()
+    t0 = time.monotonic()
+    results = run_bench(variants, sizes, args.model, args.iters, args.warmup, args.batch, args.cache_dir)
+    info["load_avg_end"] = os.getloadavg()
+    info["wall_seconds"] = round(time.monotonic() - t0, 1)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    doc = {"machine": info, "model": args.model or "default", "iters": args.iters, "warmup": args.warmup,
+           "batch": args.batch, "command": " ".join(sys.argv), "results": [asdict(r) for r in results]}
+    (args.out_dir / "bench.json").write_text(json.dumps(doc, indent=2))
+    table = markdown_table(results)
+    header = (f"Machine: {info['cpu']}, {info['logical_cpus']} logical CPUs, load average "
+              f"{info['load_avg_start'][0]:.2f} at start, nice {info['niceness']}"
+              + (f", GPU {info['gpu']}" if info.get("gpu") else "") + "\n\n")
+    (args.out_dir / "bench.md").write_text(header + table + "\n")
+    plot(results, args.out_dir / "bench.png")
+    print(header + table)
+    cpu_ok = [r for r in results if r.fps and r.variant in ("torch", "onnxruntime")]
+    for size in dict.fromkeys(r.size for r in cpu_ok):
+        best = max((r for r in cpu_ok if r.size == size), key=lambda r: r.fps or 0.0)
+        print(f"fastest CPU backend at {size}: {best.variant} ({best.fps:.2f} fps)")
+    print(f"wrote {args.out_dir}/bench.json, bench.md, bench.png")
+    return 0

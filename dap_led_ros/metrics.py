@@ -1,0 +1,101 @@
+"""Image quality figures.
+
+Full-reference (a restored image against its ground truth), on H x W x 3 arrays, uint8 or float
+in [0, 1]:
+- `psnr`: 10 log10(1 / MSE) on [0, 1] data over all pixels and channels (inf for identical images).
+- `ssim`: the mean structural similarity of Wang et al. (2004) as scikit-image computes it with
+  the paper's settings (Gaussian window sigma 1.5, K1 0.01, K2 0.03, population covariance),
+  averaged over the three colour channels.
+
+No-reference (real night frames without ground truth), on the BT.601 luma Y in [0, 1]:
+- `brightness`: mean of Y.
+- `noise_sigma`: standard deviation of Gaussian noise in Y, estimated from the median absolute
+  deviation of the finest diagonal wavelet coefficients (Donoho; `skimage.restoration.estimate_sigma`).
+- `relative_noise`: noise_sigma / brightness, i.e. noise relative to the signal. Brightening an
+  image multiplies both, so this is the figure that says whether a restoration removed noise
+  rather than just scaling it.
+- `sharpness`: standard deviation of the Laplacian of Y divided by the mean of Y, computed after
+  a light Gaussian pre-filter (sigma 1 px) that keeps pixel noise from counting as detail. A
+  global gain scales both, so the figure is gain-invariant: an image only scores higher by
+  having stronger edges for its brightness (blur lowers it).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import cv2
+import numpy as np
+
+_LUMA_601 = np.array([0.299, 0.587, 0.114], dtype=np.float64)
+
+
+def as_float(img: np.ndarray) -> np.ndarray:
+    """uint8 -> float64 in [0, 1]; float arrays are returned as float64 unchanged."""
+    if img.dtype == np.uint8:
+        return img.astype(np.float64) / 255.0
+    if np.issubdtype(img.dtype, np.floating):
+        return img.astype(np.float64, copy=False)
+    raise TypeError(f"expected uint8 or float image, got {img.dtype}")
+
+
+def _check_pair(a: np.ndarray, b: np.ndarray) -> None:
+    if a.shape != b.shape:
+        raise ValueError(f"images differ in shape: {a.shape} vs {b.shape}")
+    if a.ndim != 3 or a.shape[2] != 3:
+        raise ValueError(f"expected H x W x 3 images, got {a.shape}")
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """Peak signal-to-noise ratio in dB (data range 1)."""
+    _check_pair(a, b)
+    mse = float(np.mean((as_float(a) - as_float(b)) ** 2))
+    return math.inf if mse == 0.0 else 10.0 * math.log10(1.0 / mse)
+
+
+def ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean SSIM over the image and its three channels (data range 1)."""
+    from skimage.metrics import structural_similarity
+
+    _check_pair(a, b)
+    return float(structural_similarity(as_float(a), as_float(b), channel_axis=2, data_range=1.0,
+                                       gaussian_weights=True, sigma=1.5, use_sample_covariance=False))
+
+
+def luma(img: np.ndarray) -> np.ndarray:
+    """BT.601 luma of an H x W x 3 RGB image, float64 in [0, 1]."""
+    if img.ndim != 3 or img.shape[2] != 3:
+        raise ValueError(f"expected an H x W x 3 image, got {img.shape}")
+    return as_float(img) @ _LUMA_601
+
+
+@dataclass
+class NoReferenceFigures:
+    brightness: float
+    noise_sigma: float
+    relative_noise: float
+    sharpness: float
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def noise_sigma(img: np.ndarray) -> float:
+    from skimage.restoration import estimate_sigma
+
+    return float(estimate_sigma(luma(img), channel_axis=None))
+
+
+def sharpness(img: np.ndarray) -> float:
+    y = luma(img)
+    mean = max(float(y.mean()), 1e-6)
+    smooth = cv2.GaussianBlur(y, (0, 0), 1.0)
+    return float(cv2.Laplacian(smooth, cv2.CV_64F).std() / mean)
+
+
+def no_reference(img: np.ndarray) -> NoReferenceFigures:
+    y = luma(img)
+    bright = float(y.mean())
+    sigma = noise_sigma(img)
+    return NoReferenceFigures(brightness=bright, noise_sigma=sigma,
+                              relative_noise=sigma / max(bright, 1e-6), sharpness=sharpness(img))

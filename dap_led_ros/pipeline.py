@@ -1,0 +1,307 @@
+"""`dap-led pipeline`: enhance_node, detect_node and depth_node in one process, no `ros2 launch`.
+
+For pip-only installs. The nodes are the same classes the console scripts run, configured from
+the same ROS 2 params file (sections `/**/enhance_node`, `/**/detect_node`, `/**/depth_node`,
+see config/pipeline.yaml) and wired by the same `plan_nodes` that launch/enhance.launch.py
+uses: the camera feeds enhance_node, depth_node and detect_node read the enhanced topic. They
+spin in one MultiThreadedExecutor (each node processes frames on its own worker thread).
+
+Options that mirror the launch arguments (camera topic, namespace, autostart, QoS, backend...)
+override the params file only when given. Anything after `--ros-args` goes to ROS unchanged.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import posixpath
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+@dataclass(frozen=True)
+class NodeKind:
+    module: str
+    class_name: str
+    executable: str  # console script (ros2 run / launch)
+    node_name: str   # also the params file section: /**/<node_name>
+    enhanced_camera_info: bool  # publishes or reads the camera_info beside the enhanced image
+
+
+NODE_KINDS: dict[str, NodeKind] = {  # in start order
+    "enhance": NodeKind("dap_led_ros.ros.enhance_node", "EnhanceNode", "enhance_node",
+                        "enhance_node", enhanced_camera_info=True),
+    "detect": NodeKind("dap_led_ros.ros.detect_node", "DetectNode", "detect_node", "detect_node",
+                       enhanced_camera_info=False),
+    "depth": NodeKind("dap_led_ros.ros.depth_node", "DepthNode", "depth_node", "depth_node",
+                      enhanced_camera_info=True),
+}
+PARAMS_FILE = "pipeline.yaml"
+CAMERA_TOPIC = "image_raw"          # enhance_node's input (relative to the namespace)
+ENHANCED_TOPIC = "enhanced/image"   # enhance_node's output = depth/detect input
+RELIABILITIES = ("best_effort", "reliable")
+ENHANCE_OVERRIDES = ("model", "backend", "device", "engine")  # enhance_node-only parameters
+
+
+class PipelineError(RuntimeError):
+    """The command line, launch arguments or params file ask for something that cannot run."""
+
+
+def parse_bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("true", "1", "yes", "on"):
+        return True
+    if value in ("false", "0", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, got '{text}'")
+
+
+def camera_info_topic(image_topic: str) -> str:
+    """The camera_info beside an image topic (image_transport's convention)."""
+    return posixpath.join(posixpath.dirname(image_topic), "camera_info")
+
+
+@dataclass
+class PipelineOptions:
+    """What `dap-led pipeline` options and launch arguments choose. None: the params file's."""
+
+    nodes: str = "enhance,detect"  # depth needs a model the user supplies
+    camera_topic: str = CAMERA_TOPIC
+    enhanced_topic: str = ENHANCED_TOPIC
+    autostart: bool | None = None
+    input_reliability: str | None = None
+    input_depth: int | None = None
+    output_reliability: str | None = None
+    output_depth: int | None = None
+    model: str | None = None     # enhance_node's parameters of the same names
+    backend: str | None = None
+    device: str | None = None
+    engine: str | None = None
+
+    def node_kinds(self) -> list[str]:
+        kinds = [k.strip() for k in self.nodes.split(",") if k.strip()]
+        if not kinds or any(k not in NODE_KINDS for k in kinds):
+            raise PipelineError(f"nodes: a comma-separated subset of {', '.join(NODE_KINDS)}; "
+                                f"got '{self.nodes}'")
+        return [k for k in NODE_KINDS if k in kinds]  # start order, no duplicates
+
+    def qos_overrides(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for side in ("input", "output"):
+            reliability = getattr(self, f"{side}_reliability")
+            depth = getattr(self, f"{side}_depth")
+            if reliability is not None:
+                if reliability not in RELIABILITIES:
+                    raise PipelineError(f"{side} reliability must be one of "
+                                        f"{', '.join(RELIABILITIES)}; got '{reliability}'")
+                out[f"qos.{side}.reliability"] = reliability
+            if depth is not None:
+                if depth < 1:
+                    raise PipelineError(f"{side} depth must be >= 1, got {depth}")
+                out[f"qos.{side}.depth"] = depth
+        return out
+
+
+@dataclass
+class NodePlan:
+    """One node to start: which, its remaps (from, to) and the parameters set over the file."""
+
+    kind: str
+    remaps: list[tuple[str, str]] = field(default_factory=list)
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def spec(self) -> NodeKind:
+        return NODE_KINDS[self.kind]
+
+    def node_class(self) -> type:
+        return getattr(importlib.import_module(self.spec.module), self.spec.class_name)
+
+
+def plan_nodes(options: PipelineOptions) -> list[NodePlan]:
+    """The nodes to start and how they are wired (no ROS needed; the launch file uses it too)."""
+    common: dict[str, Any] = dict(options.qos_overrides())
+    if options.autostart is not None:
+        common["autostart"] = options.autostart
+    moved = options.enhanced_topic != ENHANCED_TOPIC  # both ends of it move together
+    plans = []
+    for kind in options.node_kinds():
+        plan = NodePlan(kind, [], dict(common))
+        if moved:
+            plan.remaps.append((ENHANCED_TOPIC, options.enhanced_topic))
+            if plan.spec.enhanced_camera_info:
+                plan.remaps.append((camera_info_topic(ENHANCED_TOPIC),
+                                    camera_info_topic(options.enhanced_topic)))
+        if kind == "enhance":
+            if options.camera_topic != CAMERA_TOPIC:
+                plan.remaps += [(CAMERA_TOPIC, options.camera_topic),
+                                (camera_info_topic(CAMERA_TOPIC),
+                                 camera_info_topic(options.camera_topic))]
+            plan.overrides.update({name: getattr(options, name) for name in ENHANCE_OVERRIDES
+                                   if getattr(options, name) is not None})
+        plans.append(plan)
+    return plans
+
+
+def default_params_file() -> Path:
+    """config/pipeline.yaml: colcon share dir, pip's data_files (<prefix>/share), or the checkout."""
+    candidates = []
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        candidates.append(Path(get_package_share_directory("dap_led_ros")) / "config")
+    except Exception:  # noqa: BLE001 - not a colcon install / no ament_index_python
+        pass
+    candidates += [Path(sys.prefix) / "share" / "dap_led_ros" / "config",
+                   Path(__file__).resolve().parent.parent / "config"]
+    for folder in candidates:
+        if (folder / PARAMS_FILE).is_file():
+            return folder / PARAMS_FILE
+    raise PipelineError(f"no {PARAMS_FILE} found in {', '.join(map(str, candidates))}; "
+                        f"pass --params")
+
+
+def check_params_file(path: Path) -> None:
+    """A readable YAML mapping (rcl parses it for real; this gives a clearer message first)."""
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise PipelineError(f"cannot read params file {path}: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        raise PipelineError(f"params file {path} is not valid YAML: {exc}") from None
+    if not isinstance(doc, dict):
+        raise PipelineError(f"params file {path} must map node names to 'ros__parameters'")
+
+
+# ----------------------------------------------------------------------------- command line
+
+def _bool_arg(text: str) -> bool:
+    try:
+        return parse_bool(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    d = PipelineOptions()
+    p = sub.add_parser(
+        "pipeline", help="run enhance/detect/depth nodes in one process (no ros2 launch needed)",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--params", type=Path, default=None,
+                   help="ROS 2 params file for the nodes (default: the installed "
+                        "config/pipeline.yaml)")
+    p.add_argument("--nodes", default=d.nodes,
+                   help=f"comma-separated, from {', '.join(NODE_KINDS)} (default: %(default)s)")
+    p.add_argument("--namespace", default="", help="namespace of all nodes, e.g. /front_cam")
+    p.add_argument("--camera-topic", default=d.camera_topic,
+                   help="enhance_node's input image topic; camera_info is taken beside it "
+                        "(default: %(default)s)")
+    p.add_argument("--enhanced-topic", default=d.enhanced_topic,
+                   help="topic enhance_node publishes and depth/detect read (default: %(default)s)")
+    p.add_argument("--autostart", type=_bool_arg, default=None,
+                   help="true: configure+activate at start; false: wait for a lifecycle manager")
+    for side, what in (("input", "subscriptions"), ("output", "publishers")):
+        p.add_argument(f"--{side}-reliability", choices=RELIABILITIES, default=None,
+                       help=f"QoS reliability of the nodes' {what}")
+        p.add_argument(f"--{side}-depth", type=int, default=None,
+                       help=f"QoS queue depth of the nodes' {what}")
+    for name in ENHANCE_OVERRIDES:
+        p.add_argument(f"--{name}", default=None, help=f"enhance_node's '{name}' parameter")
+    p.add_argument("--ros-args", dest="ros_args", nargs=argparse.REMAINDER, default=[],
+                   help="everything after this goes to ROS (remaps, -p overrides, --log-level)")
+    p.set_defaults(func=run)
+
+
+def options_from_args(args: argparse.Namespace) -> PipelineOptions:
+    return PipelineOptions(
+        nodes=args.nodes, camera_topic=args.camera_topic, enhanced_topic=args.enhanced_topic,
+        autostart=args.autostart, input_reliability=args.input_reliability,
+        input_depth=args.input_depth, output_reliability=args.output_reliability,
+        output_depth=args.output_depth,
+        **{name: getattr(args, name) for name in ENHANCE_OVERRIDES})
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        plans = plan_nodes(options_from_args(args))
+        params = args.params if args.params is not None else default_params_file()
+        check_params_file(params)
+    except PipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return run_pipeline(plans, params, args.namespace, args.ros_args)
+
+
+# ----------------------------------------------------------------------------- running
+
+def _check_startable(nodes: Sequence[Any]) -> None:
+    """Nodes that will autostart must have valid parameters; others may get them later."""
+    from dap_led_ros.ros.node_config import ConfigError, read_node_parameters
+
+    for node in nodes:
+        if not node.get_parameter("autostart").value:
+            continue
+        try:
+            read_node_parameters(node, node.config_class)
+        except ConfigError as exc:
+            raise PipelineError(f"{node.get_fully_qualified_name()}: {exc}") from None
+
+
+def _make_node(plan: NodePlan, namespace: str) -> Any:
+    from rclpy.parameter import Parameter
+
+    remaps = [arg for src, dst in plan.remaps for arg in ("-r", f"{src}:={dst}")]
+    return plan.node_class()(
+        plan.spec.node_name, namespace=namespace or None,
+        cli_args=["--ros-args", *remaps] if remaps else None,
+        parameter_overrides=[Parameter(k, value=v) for k, v in plan.overrides.items()])
+
+
+def run_pipeline(plans: Sequence[NodePlan], params: Path, namespace: str = "",
+                 ros_args: Sequence[str] = ()) -> int:
+    """Start the planned nodes and spin them until SIGINT/SIGTERM; returns the exit code."""
+    import rclpy
+    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+
+    from dap_led_ros.ros.dds import configure_dds_environment
+
+    configure_dds_environment()
+    try:
+        rclpy.init(args=["dap-led", "--ros-args", "--params-file", str(params), *ros_args])
+    except Exception as exc:  # noqa: BLE001 - rcl rejects bad ROS arguments / params files
+        print(f"error: ROS initialisation failed: {exc}", file=sys.stderr)
+        return 1
+    nodes: list[Any] = []
+    executor = MultiThreadedExecutor()
+    code = 0
+    try:
+        for plan in plans:
+            nodes.append(_make_node(plan, namespace))
+        _check_startable(nodes)
+        for node in nodes:
+            executor.add_node(node)
+        names = ", ".join(n.get_fully_qualified_name() for n in nodes)
+        nodes[0].get_logger().info(f"pipeline running {names} (params {params})")
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except PipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        code = 2
+    except Exception as exc:  # noqa: BLE001 - report, do not dump a trace on users
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        code = 1
+    finally:
+        for node in nodes:
+            try:
+                node.release()
+                node.destroy_node()
+            except Exception:  # noqa: BLE001 - the context may already be shut down
+                pass
+        executor.shutdown(timeout_sec=1.0)
+        rclpy.try_shutdown()
+    return code

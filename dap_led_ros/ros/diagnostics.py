@@ -1,0 +1,79 @@
+"""/diagnostics (diagnostic_msgs/DiagnosticArray) for the image nodes.
+
+One DiagnosticStatus per node, named after the node's full name: lifecycle state, enable
+switch, backend, fps in/out, latency p50/p95 (arrival to publish), dropped and rejected frames.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.node import Node
+
+from dap_led_ros.ros.frame_worker import WorkerStats
+
+DIAGNOSTICS_TOPIC = "/diagnostics"
+
+# Levels (diagnostic_msgs uses one-byte values).
+OK: bytes = DiagnosticStatus.OK
+WARN: bytes = DiagnosticStatus.WARN
+ERROR: bytes = DiagnosticStatus.ERROR
+
+
+def worker_values(stats: WorkerStats | None) -> dict[str, str]:
+    """Key/value pairs for the frame worker's statistics (zeros/empty while none is running).
+
+    Failed frames are left to the node, which knows which of them were malformed input.
+    """
+    if stats is None:
+        return {"fps_in": "0.0", "fps_out": "0.0", "latency_p50_ms": "", "latency_p95_ms": ""}
+
+    def ms(v: float | None) -> str:
+        return "" if v is None else f"{v * 1000.0:.1f}"
+
+    return {
+        "fps_in": f"{stats.fps_in:.2f}",
+        "fps_out": f"{stats.fps_out:.2f}",
+        "latency_p50_ms": ms(stats.latency_p50_s),
+        "latency_p95_ms": ms(stats.latency_p95_s),
+        "frames_in": str(stats.received),
+        "frames_out": str(stats.processed),
+        "dropped": str(stats.dropped),
+    }
+
+
+def _text(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v)
+
+
+class DiagnosticsPublisher:
+    """Publishes one node's status on /diagnostics (created with the node, alive in every state)."""
+
+    def __init__(self, node: Node, name: str | None = None, hardware_id: str = "") -> None:
+        self._node = node
+        self._name = name or node.get_fully_qualified_name().lstrip("/")
+        self._hardware_id = hardware_id
+        self._pub = node.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, 10)
+
+    def publish(self, level: bytes, message: str, values: Mapping[str, Any]) -> DiagnosticArray:
+        status = DiagnosticStatus(level=level, name=self._name, message=message,
+                                  hardware_id=self._hardware_id)
+        status.values = [KeyValue(key=k, value=_text(v)) for k, v in values.items()]
+        msg = DiagnosticArray(status=[status])
+        msg.header.stamp = self._node.get_clock().now().to_msg()
+        self._pub.publish(msg)
+        return msg
+
+    def destroy(self) -> None:
+        self._node.destroy_publisher(self._pub)
+
+
+def values_of(msg: DiagnosticArray, name: str) -> dict[str, str] | None:
+    """The key/values of the status called `name` in `msg` (None when absent); for consumers."""
+    for status in msg.status:
+        if status.name == name:
+            return {kv.key: kv.value for kv in status.values}
+    return None

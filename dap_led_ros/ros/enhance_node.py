@@ -1,0 +1,140 @@
+"""`enhance_node`: restores night camera frames with DAP-LED, one node per camera.
+
+Topics (relative: place the node with a namespace, e.g. `--ros-args -r __ns:=/front_cam`):
+  in   image_raw              sensor_msgs/Image       (sensor-data QoS by default)
+  in   camera_info            sensor_msgs/CameraInfo
+  out  enhanced/image         sensor_msgs/Image       header (stamp, frame_id) of the input
+  out  enhanced/camera_info   sensor_msgs/CameraInfo  with the image's header, beside each image
+  out  enhanced/degradation   sensor_msgs/Image       CLIP heatmaps, when publish_heatmap is true
+Settings: `EnhanceNodeConfig` (config/enhance.yaml); lifecycle, ~/enable, QoS and diagnostics
+come from `ManagedImageNode`. See docs/ros.md.
+"""
+from __future__ import annotations
+
+import copy
+import sys
+import threading
+from collections import OrderedDict
+from typing import Any
+
+from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import Header
+
+from dap_led_ros.enhancer import Enhancer
+from dap_led_ros.image_encoding import output_encoding_for
+from dap_led_ros.ros.lifecycle_base import ManagedImageNode, main_for
+from dap_led_ros.ros.msg_conversion import image_msg_to_decoded, make_image_msg
+from dap_led_ros.ros.node_config import EnhanceNodeConfig
+
+NODE_NAME = "enhance_node"
+# camera_info messages remembered to pair with images by stamp.
+CAMERA_INFO_CACHE = 16
+
+
+def _stamp_key(header: Header) -> tuple[int, int]:
+    return (header.stamp.sec, header.stamp.nanosec)
+
+
+class CameraInfoCache:
+    """Recent camera_info messages, looked up by the stamp of the image they belong to."""
+
+    def __init__(self, size: int = CAMERA_INFO_CACHE) -> None:
+        self._size = size
+        self._by_stamp: OrderedDict[tuple[int, int], CameraInfo] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def add(self, info: CameraInfo) -> None:
+        with self._lock:
+            self._by_stamp[_stamp_key(info.header)] = info
+            self._by_stamp.move_to_end(_stamp_key(info.header))
+            while len(self._by_stamp) > self._size:
+                self._by_stamp.popitem(last=False)
+
+    def for_image(self, header: Header) -> CameraInfo | None:
+        """The camera_info with the image's stamp, else the newest one; re-stamped with `header`."""
+        with self._lock:
+            info = self._by_stamp.get(_stamp_key(header))
+            if info is None and self._by_stamp:
+                info = next(reversed(self._by_stamp.values()))
+        if info is None:
+            return None
+        out = copy.copy(info)  # shallow: only the header is replaced
+        out.header = header
+        return out
+
+    def clear(self) -> None:
+        with self._lock:
+            self._by_stamp.clear()
+
+
+class EnhanceNode(ManagedImageNode[EnhanceNodeConfig]):
+    config_class = EnhanceNodeConfig
+
+    def __init__(self, node_name: str = NODE_NAME, **kwargs: Any) -> None:
+        self._enhancer: Enhancer | None = None
+        self._camera_infos = CameraInfoCache()
+        self._pub_image: Any = None
+        self._pub_info: Any = None
+        self._pub_heatmap: Any = None
+        super().__init__(node_name, **kwargs)
+
+    # ------------------------------------------------------------------ lifecycle hooks
+
+    def load(self, cfg: EnhanceNodeConfig) -> None:
+        self._enhancer = Enhancer(cfg.enhancer_config())
+        if cfg.publish_heatmap and not self._enhancer.backend.supports_prior_input:
+            self.get_logger().warning(f"publish_heatmap: backend {self._enhancer.backend_name} "
+                                      "does not expose heatmaps; enhanced/degradation stays silent")
+
+    def unload(self) -> None:
+        enhancer, self._enhancer = self._enhancer, None
+        self._camera_infos.clear()
+        if enhancer is not None:
+            enhancer.close()
+
+    def create_io(self, cfg: EnhanceNodeConfig) -> None:
+        self._pub_image = self.add_publisher(Image, "enhanced/image")
+        self._pub_info = self.add_publisher(CameraInfo, "enhanced/camera_info")
+        heatmaps = (cfg.publish_heatmap and self._enhancer is not None
+                    and self._enhancer.backend.supports_prior_input)
+        self._pub_heatmap = self.add_publisher(Image, "enhanced/degradation") if heatmaps else None
+        self.add_subscription(CameraInfo, "camera_info", self._camera_infos.add)
+        self.add_subscription(Image, "image_raw", self.submit_frame)
+
+    def backend_description(self) -> str:
+        return self._enhancer.backend.describe() if self._enhancer is not None else ""
+
+    # ------------------------------------------------------------------ frames
+
+    def passthrough(self, msg: Image) -> None:
+        self._pub_image.publish(msg)
+        self._publish_camera_info(msg.header)
+
+    def process(self, msg: Image) -> None:
+        cfg, enhancer = self.cfg, self._enhancer
+        assert cfg is not None and enhancer is not None
+        decoded = image_msg_to_decoded(msg, max_pixels=cfg.max_input_pixels,
+                                       demosaic=cfg.demosaic)
+        encoding = output_encoding_for(decoded.encoding, cfg.output_encoding)
+        restored = enhancer.enhance(decoded.rgb)
+        out = make_image_msg(restored, msg.header, encoding, alpha=decoded.alpha,
+                             bigendian=bool(msg.is_bigendian))
+        self._pub_image.publish(out)
+        self._publish_camera_info(msg.header)
+        heatmap_pub = self._pub_heatmap
+        if heatmap_pub is not None and heatmap_pub.get_subscription_count() > 0:
+            heatmap_pub.publish(make_image_msg(enhancer.heatmap_image(decoded.rgb), msg.header,
+                                               "rgb8"))
+
+    def _publish_camera_info(self, header: Header) -> None:
+        info = self._camera_infos.for_image(header)
+        if info is not None:
+            self._pub_info.publish(info)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return main_for(EnhanceNode, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

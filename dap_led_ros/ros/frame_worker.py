@@ -1,0 +1,197 @@
+"""Newest-frame-wins processing on a worker thread, with throughput and latency statistics.
+
+ROS-free. A node's subscription callback calls `submit(frame)` and returns at once; one worker
+thread runs the processing callable on the newest submitted frame. A frame submitted while
+another one is still waiting replaces it (the replaced one is counted as dropped), so the queue
+never holds more than one frame and latency stays bounded whatever the input rate.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+import numpy as np
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class WorkerStats:
+    """A snapshot of the worker's counters; rates and latencies cover the recent window."""
+
+    received: int           # frames submitted
+    processed: int          # frames the callable finished without raising
+    dropped: int            # frames replaced by a newer one before they were processed
+    failed: int             # frames whose processing raised
+    fps_in: float           # submitted frames per second
+    fps_out: float          # processed frames per second
+    latency_p50_s: float | None  # submit -> processed, median (None before the first frame)
+    latency_p95_s: float | None
+    busy: bool              # a frame is being processed right now
+
+
+class _RateMeter:
+    """Events per second over a sliding window."""
+
+    def __init__(self, window_s: float) -> None:
+        self.window_s = window_s
+        self._times: deque[float] = deque()
+
+    def add(self, t: float) -> None:
+        self._times.append(t)
+        self._trim(t)
+
+    def rate(self, now: float) -> float:
+        self._trim(now)
+        if len(self._times) < 2:
+            return 0.0
+        # Span from the oldest event in the window to now, so a stalled stream decays to 0.
+        return (len(self._times) - 1) / max(now - self._times[0], 1e-9)
+
+    def _trim(self, now: float) -> None:
+        while self._times and now - self._times[0] > self.window_s:
+            self._times.popleft()
+
+
+class FrameWorker(Generic[T]):
+    """Runs `process(frame)` on the newest submitted frame, one at a time, off the caller's thread.
+
+    process: the work; its exceptions are counted as failed and handed to `on_error`
+        (the worker keeps running).
+    on_error: called on the worker thread with (frame, exception); default: ignore.
+    window_s: span of the fps and latency statistics.
+    """
+
+    def __init__(self, process: Callable[[T], None], *, name: str = "frame-worker",
+                 on_error: Callable[[T, BaseException], None] | None = None,
+                 window_s: float = 5.0, latency_samples: int = 200) -> None:
+        self._process = process
+        self._on_error = on_error
+        self._name = name
+        self._cond = threading.Condition()
+        self._pending: tuple[T, float] | None = None
+        self._stopping = False
+        self._busy = False
+        self._thread: threading.Thread | None = None
+        self._received = self._processed = self._dropped = self._failed = 0
+        self._in_rate = _RateMeter(window_s)
+        self._out_rate = _RateMeter(window_s)
+        self._latencies: deque[float] = deque(maxlen=latency_samples)
+
+    # ------------------------------------------------------------------ control
+
+    def start(self) -> None:
+        with self._cond:
+            if self._thread is not None:
+                raise RuntimeError(f"{self._name} already started")
+            self._stopping = False
+            # Daemon: a process exiting on a signal never waits for an inference in flight.
+            self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float | None = 10.0) -> bool:
+        """Discard any waiting frame, let the frame in progress finish, join the thread.
+
+        Returns False when the thread was still running after `timeout` seconds.
+        """
+        with self._cond:
+            thread = self._thread
+            self._stopping = True
+            if self._pending is not None:
+                self._pending = None
+                self._dropped += 1
+            self._cond.notify_all()
+        if thread is None:
+            return True
+        if thread is threading.current_thread():
+            return False  # stop() called from `process`: the loop exits after this frame
+        thread.join(timeout)
+        if thread.is_alive():
+            return False
+        with self._cond:
+            self._thread = None
+        return True
+
+    @property
+    def running(self) -> bool:
+        with self._cond:
+            return self._thread is not None and not self._stopping
+
+    def submit(self, frame: T, received_at: float | None = None) -> bool:
+        """Queue `frame` for processing, replacing the waiting one if any.
+
+        received_at: time.monotonic() when the frame arrived (default: now); latency counts
+            from there. Returns True when an older waiting frame was dropped for this one,
+            False otherwise (also when the worker is stopped and the frame is discarded).
+        """
+        now = time.monotonic()
+        with self._cond:
+            self._received += 1
+            self._in_rate.add(now)
+            if self._stopping or self._thread is None:
+                self._dropped += 1
+                return False
+            replaced = self._pending is not None
+            if replaced:
+                self._dropped += 1
+            self._pending = (frame, now if received_at is None else received_at)
+            self._cond.notify()
+            return replaced
+
+    # ------------------------------------------------------------------ statistics
+
+    def stats(self) -> WorkerStats:
+        now = time.monotonic()
+        with self._cond:
+            lat = np.asarray(self._latencies, dtype=np.float64)
+            return WorkerStats(
+                received=self._received, processed=self._processed, dropped=self._dropped,
+                failed=self._failed, fps_in=self._in_rate.rate(now),
+                fps_out=self._out_rate.rate(now),
+                latency_p50_s=float(np.percentile(lat, 50)) if lat.size else None,
+                latency_p95_s=float(np.percentile(lat, 95)) if lat.size else None,
+                busy=self._busy)
+
+    # ------------------------------------------------------------------ worker thread
+
+    def _next(self) -> tuple[T, float] | None:
+        with self._cond:
+            while self._pending is None and not self._stopping:
+                self._cond.wait()
+            if self._stopping:
+                return None
+            item, self._pending = self._pending, None
+            self._busy = True
+            return item
+
+    def _run(self) -> None:
+        while True:
+            item = self._next()
+            if item is None:
+                return
+            self._handle(*item)
+            del item  # do not hold the last frame while waiting for the next one
+
+    def _handle(self, frame: T, received_at: float) -> None:
+        try:
+            self._process(frame)
+        except Exception as exc:  # noqa: BLE001 - one bad frame must not end the worker
+            with self._cond:
+                self._failed += 1
+                self._busy = False
+            if self._on_error is not None:
+                try:
+                    self._on_error(frame, exc)
+                except Exception:  # noqa: BLE001 - a failing error handler is not fatal
+                    pass
+            return
+        done = time.monotonic()
+        with self._cond:
+            self._processed += 1
+            self._busy = False
+            self._out_rate.add(done)
+            self._latencies.append(done - received_at)

@@ -1,0 +1,282 @@
+"""Shared test fixtures: ROS isolation, node subprocesses, a tiny random checkpoint.
+
+ROS tests run real rclpy nodes across processes. Each test (or test module, for a node started
+once per module) gets its own ROS_DOMAIN_ID from the range its file owns (`DOMAIN_RANGES`),
+discovery stays on this host, logs go under .cache/ros_log, and every process uses the shipped
+Fast DDS profile.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ROS_LOG_DIR = ROOT / ".cache" / "ros_log"
+
+# ROS_DOMAIN_ID range per test file prefix (see .coord/HELPERS.md); anything else: 60-69.
+DOMAIN_RANGES: dict[str, tuple[int, int]] = {
+    "test_enhance_node": (20, 29),
+    "test_lifecycle": (30, 39),
+    "test_pipeline": (40, 49),
+    "test_detect": (40, 49),
+    "test_depth": (40, 49),
+    "test_launch": (40, 49),
+    "test_bag": (50, 59),
+    "test_replay": (50, 59),
+}
+DEFAULT_DOMAIN_RANGE = (60, 69)
+
+
+def _set_ros_environment() -> None:
+    """Process-wide settings inherited by every node subprocess; before any rclpy.init()."""
+    from dap_led_ros.ros.dds import configure_dds_environment
+
+    ROS_LOG_DIR.mkdir(parents=True, exist_ok=True)
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    os.environ["ROS_LOG_DIR"] = str(ROS_LOG_DIR)
+    os.environ.setdefault("RCUTILS_COLORIZED_OUTPUT", "0")
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    configure_dds_environment()
+
+
+_set_ros_environment()
+
+_domain_counters: dict[str, Iterator[int]] = {}
+
+
+def _next_domain_id(module_file: str) -> int:
+    stem = Path(module_file).stem
+    lo, hi = next((r for prefix, r in DOMAIN_RANGES.items() if stem.startswith(prefix)),
+                  DEFAULT_DOMAIN_RANGE)
+    counter = _domain_counters.setdefault(stem, itertools.cycle(range(lo, hi + 1)))
+    return next(counter)
+
+
+@pytest.fixture
+def ros_domain_id(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
+    """A domain id of this test file's range, also exported to subprocesses."""
+    domain = _next_domain_id(str(request.path))
+    monkeypatch.setenv("ROS_DOMAIN_ID", str(domain))
+    return domain
+
+
+@pytest.fixture(scope="module")
+def module_domain_id(request: pytest.FixtureRequest) -> Iterator[int]:
+    """Like ros_domain_id, shared by the tests of a module (for a node started once)."""
+    domain = _next_domain_id(str(request.path))
+    old = os.environ.get("ROS_DOMAIN_ID")
+    os.environ["ROS_DOMAIN_ID"] = str(domain)
+    yield domain
+    if old is None:
+        os.environ.pop("ROS_DOMAIN_ID", None)
+    else:
+        os.environ["ROS_DOMAIN_ID"] = old
+
+
+# ----------------------------------------------------------------------------- in-process ROS
+
+class RosHarness:
+    """A test-side rclpy node in its own context, with waiting helpers that spin it."""
+
+    def __init__(self, domain_id: int, name: str = "test_harness") -> None:
+        import rclpy
+        from rclpy.context import Context
+        from rclpy.executors import SingleThreadedExecutor
+
+        self.context = Context()
+        rclpy.init(context=self.context, domain_id=domain_id)
+        self.node = rclpy.create_node(name, context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+
+    def spin_for(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            self.executor.spin_once(timeout_sec=min(0.05, max(0.0, end - time.monotonic())))
+
+    def spin_until(self, predicate: Callable[[], bool], timeout: float, what: str) -> None:
+        end = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > end:
+                raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+            self.executor.spin_once(timeout_sec=0.05)
+
+    def wait_for_subscribers(self, publisher: Any, count: int = 1, timeout: float = 60.0) -> None:
+        self.spin_until(lambda: publisher.get_subscription_count() >= count, timeout,
+                        f"{count} subscriber(s) on {publisher.topic_name}")
+
+    def wait_for_publishers(self, subscription: Any, count: int = 1, timeout: float = 60.0) -> None:
+        self.spin_until(lambda: subscription.get_publisher_count() >= count, timeout,
+                        f"{count} publisher(s) on {subscription.topic_name}")
+
+    def call(self, srv_type: Any, name: str, request: Any, timeout: float = 30.0) -> Any:
+        """Call a service and return its response (AssertionError on timeout)."""
+        client = self.node.create_client(srv_type, name)
+        try:
+            self.spin_until(client.service_is_ready, timeout, f"service {name}")
+            future = client.call_async(request)
+            self.spin_until(future.done, timeout, f"the response of {name}")
+            return future.result()
+        finally:
+            self.node.destroy_client(client)
+
+    def lifecycle_state(self, node_fqn: str, timeout: float = 30.0) -> str:
+        from lifecycle_msgs.srv import GetState
+
+        return self.call(GetState, f"{node_fqn}/get_state", GetState.Request(),
+                         timeout).current_state.label
+
+    def change_state(self, node_fqn: str, transition: int, timeout: float = 60.0) -> bool:
+        """Trigger a lifecycle transition (lifecycle_msgs.msg.Transition.TRANSITION_*)."""
+        from lifecycle_msgs.srv import ChangeState
+
+        request = ChangeState.Request()
+        request.transition.id = transition
+        return bool(self.call(ChangeState, f"{node_fqn}/change_state", request, timeout).success)
+
+    def close(self) -> None:
+        self.executor.shutdown(timeout_sec=1.0)
+        self.node.destroy_node()
+        self.context.try_shutdown()
+
+
+@pytest.fixture
+def ros(ros_domain_id: int) -> Iterator[RosHarness]:
+    harness = RosHarness(ros_domain_id)
+    yield harness
+    harness.close()
+
+
+@pytest.fixture(scope="module")
+def module_ros(module_domain_id: int) -> Iterator[RosHarness]:
+    harness = RosHarness(module_domain_id)
+    yield harness
+    harness.close()
+
+
+# ----------------------------------------------------------------------------- node processes
+
+def console_command(script: str, module: str) -> list[str]:
+    """The installed console script, else `python -m module`."""
+    exe = Path(sys.executable).parent / script
+    return [str(exe)] if exe.is_file() else [sys.executable, "-m", module]
+
+
+class NodeProcess:
+    """A node running in a subprocess; its stdout+stderr go to a log file."""
+
+    def __init__(self, command: Sequence[str], log_path: Path, env: dict[str, str] | None = None
+                 ) -> None:
+        self.command = list(command)
+        self.log_path = log_path
+        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(self.command, stdout=self._log, stderr=subprocess.STDOUT,
+                                     env=env or dict(os.environ), cwd=ROOT)
+        self.returncode: int | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def wait_for_output(self, text: str, timeout: float = 30.0) -> None:
+        end = time.monotonic() + timeout
+        while text not in self.output():
+            if time.monotonic() > end or not self.alive():
+                raise AssertionError(f"'{text}' not in the node's output:\n{self.output()}")
+            time.sleep(0.1)
+
+    def rss_bytes(self) -> int:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        raise AssertionError("no VmRSS")
+
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 30.0) -> int:
+        """Send `sig` and wait; kill after `timeout` (then AssertionError: it hung)."""
+        if self.returncode is None:
+            if self.alive():
+                self.proc.send_signal(sig)
+            try:
+                self.returncode = self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                self._log.close()
+                raise AssertionError(f"node did not exit within {timeout} s of signal {sig}:\n"
+                                     f"{self.output()}") from None
+            self._log.close()
+        return self.returncode
+
+    def assert_clean_exit(self, sig: int = signal.SIGINT) -> str:
+        """Stop with `sig`: exit code 0 and no Python traceback in the output."""
+        code = self.stop(sig)
+        out = self.output()
+        assert code == 0, f"exit code {code} after signal {sig}:\n{out}"
+        assert "Traceback" not in out, out
+        return out
+
+
+@pytest.fixture
+def start_node(tmp_path: Path) -> Iterator[Callable[..., NodeProcess]]:
+    """start_node(command, name=...) -> NodeProcess; anything left running is killed after."""
+    procs: list[NodeProcess] = []
+
+    def start(command: Sequence[str], name: str = "node") -> NodeProcess:
+        proc = NodeProcess(command, tmp_path / f"{name}-{len(procs)}.log")
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        if proc.returncode is None:
+            try:
+                proc.stop(signal.SIGKILL, timeout=10)
+            except AssertionError:
+                pass
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+# A random-init DAP-LED "tiny" variant narrowed further so CPU tests run fast; tests must not
+# depend on restoration quality, only on the network being real and deterministic.
+TEST_MODEL_OVERRIDES: dict[str, Any] = {"width": 8, "blocks": (1, 1, 1, 1), "stem_unshuffle": 2}
+
+
+def save_tiny_checkpoint(path_without_ext: Path) -> Path:
+    import torch
+
+    from dap_led_ros.checkpoint import save_checkpoint
+    from dap_led_ros.model import ModelConfig, build_model
+
+    torch.manual_seed(0)
+    cfg = ModelConfig.from_variant("tiny", **TEST_MODEL_OVERRIDES)
+    return save_checkpoint(build_model(cfg).eval(), cfg, path_without_ext)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`.safetensors` path of a random-init tiny model (its .yaml beside it)."""
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("tiny_ckpt") / "tiny")
+
+
+def copy_checkpoint(src: Path, dst: Path) -> Path:
+    """Copy a checkpoint (.safetensors + .yaml) to `dst` (.safetensors path)."""
+    shutil.copyfile(src, dst)
+    shutil.copyfile(src.with_suffix(".yaml"), dst.with_suffix(".yaml"))
+    return dst

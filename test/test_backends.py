@@ -1,0 +1,172 @@
+"""Backends behind one interface: ONNX Runtime vs PyTorch parity, the ONNX cache, `auto` selection."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dap_led_ros.backends import BackendError, create_backend, resolve_device
+from dap_led_ros.backends.verify import compare_backends, psnr
+from dap_led_ros.checkpoint import save_checkpoint
+from dap_led_ros.enhancer import Enhancer, EnhancerConfig
+from dap_led_ros.model import ModelConfig, build_model
+
+torch.set_num_threads(1)
+
+SMALL = {"width": 8, "blocks": (1, 1, 1, 1), "stem_unshuffle": 2}
+
+
+def _save(path: Path, seed: int) -> Path:
+    torch.manual_seed(seed)
+    cfg = ModelConfig.from_variant("tiny", **SMALL)
+    model = build_model(cfg).eval()
+    with torch.no_grad():  # make the zero-initialised prior modulations matter too
+        for p in model.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    return save_checkpoint(model, cfg, path)
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _save(tmp_path_factory.mktemp("ckpt") / "tiny", seed=0)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="module")
+def pair(ckpt: Path, cache: Path):
+    ref = create_backend("torch", str(ckpt), "cpu", threads=1)
+    ort_backend = create_backend("onnxruntime", str(ckpt), "cpu", threads=1, cache_dir=str(cache))
+    yield ref, ort_backend
+    ort_backend.close()
+
+
+# Three sizes; the first is odd and non-square (padded internally to 48 x 64), the last batched.
+@pytest.mark.parametrize("shape", [(1, 37, 53), (1, 64, 48), (2, 33, 96)])
+def test_onnxruntime_matches_torch_fp32(pair, shape: tuple[int, int, int]) -> None:
+    ref, ort_backend = pair
+    b, h, w = shape
+    x = np.random.default_rng(h * w).random((b, 3, h, w), dtype=np.float32)
+    out, expected = ort_backend.infer(x), ref.infer(x)
+    assert out.shape == x.shape and out.dtype == np.float32
+    assert np.abs(out - expected).max() <= 1e-3
+
+
+def test_onnxruntime_prior_graphs_match_torch(pair) -> None:
+    ref, ort_backend = pair
+    assert ort_backend.supports_prior_input
+    x = np.random.default_rng(5).random((1, 3, 40, 56), dtype=np.float32)
+    maps, ref_maps = ort_backend.heatmaps(x), ref.heatmaps(x)
+    assert [m.shape for m in maps] == [(1, 4, 1, 1), (1, 4, 2, 2), (1, 4, 4, 4)]
+    for a, b in zip(maps, ref_maps):
+        assert np.abs(a - b).max() <= 1e-4
+    dense = [np.ascontiguousarray(np.broadcast_to(m.mean(axis=(2, 3), keepdims=True), (1, 4, 40, 56)))
+             for m in ref_maps]
+    assert np.abs(ort_backend.infer_with_prior(x, dense) - ref.infer_with_prior(x, dense)).max() <= 1e-3
+    with pytest.raises(BackendError, match="expected 3 heatmaps"):
+        ort_backend.infer_with_prior(x, dense[:2])
+
+
+def test_tiled_enhancer_onnxruntime_matches_torch(pair) -> None:
+    ref, ort_backend = pair
+    rgb = np.random.default_rng(2).integers(0, 80, (90, 150, 3), dtype=np.uint8)
+    cfg = EnhancerConfig(max_pixels=64 * 64, tile_size=64, tile_overlap=8)
+    a = Enhancer(cfg, backend=ort_backend).enhance(rgb)
+    b = Enhancer(cfg, backend=ref).enhance(rgb)
+    assert a.shape == rgb.shape
+    assert np.abs(a.astype(int) - b).max() <= 1
+
+
+def test_compare_backends_reports_psnr(pair) -> None:
+    ref, ort_backend = pair
+    rows = compare_backends(ort_backend, ref, [(37, 53)])
+    assert rows[0]["size"] == "53x37" and rows[0]["psnr_db"] > 60
+    assert psnr(np.zeros(4), np.zeros(4)) == float("inf")
+    assert psnr(np.zeros(4), np.full(4, 0.1)) == pytest.approx(20.0)
+
+
+def test_onnx_cache_reused_and_keyed_by_checkpoint(pair, ckpt: Path, cache: Path, tmp_path: Path) -> None:
+    _, ort_backend = pair
+    first = ort_backend.onnx_path
+    mtime = first.stat().st_mtime_ns
+    again = create_backend("onnxruntime", str(ckpt), "cpu", threads=1, cache_dir=str(cache))
+    assert again.onnx_path == first and first.stat().st_mtime_ns == mtime
+    other = create_backend("onnxruntime", str(_save(tmp_path / "other", seed=1)), "cpu", threads=1,
+                           cache_dir=str(cache))
+    assert other.onnx_path != first and other.onnx_path.is_file()
+    x = np.random.default_rng(0).random((1, 3, 32, 32), dtype=np.float32)
+    assert np.abs(other.infer(x) - again.infer(x)).max() > 1e-4  # really another network
+
+
+def test_explicit_onnx_file_and_input_errors(pair, ckpt: Path, tmp_path: Path) -> None:
+    _, ort_backend = pair
+    explicit = create_backend("onnxruntime", str(ckpt), "cpu", engine=str(ort_backend.onnx_path), threads=1)
+    assert explicit.onnx_path == ort_backend.onnx_path
+    with pytest.raises(BackendError, match="not found"):
+        create_backend("onnxruntime", str(ckpt), "cpu", engine=str(tmp_path / "none.onnx"))
+    with pytest.raises(BackendError, match="needs an .onnx"):
+        create_backend("onnxruntime", str(ckpt), "cpu", engine=str(tmp_path / "x.engine"))
+    with pytest.raises(BackendError, match="smaller than"):
+        explicit.infer(np.zeros((1, 3, 8, 40), np.float32))
+    with pytest.raises(BackendError, match="B x 3 x H x W"):
+        explicit.infer(np.zeros((3, 8, 40), np.float32))
+    with pytest.raises(BackendError, match="does not take option"):
+        create_backend("torch", str(ckpt), "cpu", engine="m.onnx")
+    with pytest.raises(BackendError, match="unknown backend"):
+        create_backend("tvm", str(ckpt), "cpu")
+
+
+def test_auto_on_cpu_picks_onnxruntime_and_says_why(ckpt: Path, cache: Path, caplog) -> None:
+    assert resolve_device("cpu") == "cpu"
+    with caplog.at_level(logging.INFO, logger="dap_led_ros.backends"):
+        backend = create_backend("auto", str(ckpt), "cpu", threads=1, cache_dir=str(cache))
+    assert backend.name == "onnxruntime"
+    text = caplog.text
+    assert "auto backend: chose onnxruntime" in text and "rejected tensorrt: device is 'cpu'" in text
+
+
+def test_auto_falls_back_to_torch_with_reasons(ckpt: Path, tmp_path: Path, caplog) -> None:
+    with caplog.at_level(logging.INFO, logger="dap_led_ros.backends"):
+        backend = create_backend("auto", str(ckpt), "cpu", engine=str(tmp_path / "missing.onnx"), threads=1)
+    assert backend.name == "torch"
+    assert "onnxruntime: ONNX file not found" in caplog.text
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU error path")
+def test_gpu_backends_fail_clearly_without_gpu(ckpt: Path, cache: Path) -> None:
+    with pytest.raises(BackendError):
+        create_backend("onnxruntime", str(ckpt), "cuda", cache_dir=str(cache))
+    with pytest.raises(BackendError):
+        create_backend("torch", str(ckpt), "cuda")
+    with pytest.raises(BackendError):
+        create_backend("tensorrt", str(ckpt), "cuda", cache_dir=str(cache))
+
+
+def test_bench_command_writes_json_table_and_plot(ckpt: Path, cache: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture) -> None:
+    import json
+
+    from dap_led_ros import cli
+
+    out = tmp_path / "bench"
+    rc = cli.main(["bench", "--model", str(ckpt), "--backends", "torch", "onnxruntime", "--sizes", "64x48",
+                   "--iters", "2", "--warmup", "1", "--threads", "1", "--cache-dir", str(cache),
+                   "--out-dir", str(out)])
+    text = capsys.readouterr().out
+    assert rc == 0, text
+    doc = json.loads((out / "bench.json").read_text())
+    rows = {r["variant"]: r for r in doc["results"]}
+    assert set(rows) == {"torch", "onnxruntime"} and all(r["error"] is None for r in rows.values())
+    assert rows["torch"]["speedup_vs_reference"] == pytest.approx(1.0)
+    assert rows["onnxruntime"]["fps"] > 0 and rows["onnxruntime"]["peak_rss_mib"] > 0
+    assert rows["onnxruntime"]["p50_ms"] <= rows["onnxruntime"]["p95_ms"]
+    assert "| onnxruntime | 64x48 |" in (out / "bench.md").read_text()
+    assert (out / "bench.png").stat().st_size > 1000
+    assert "fastest CPU backend at 64x48" in text
+    assert cli.main(["bench", "--backends", "nonsense", "--out-dir", str(out)]) == 2

@@ -1,0 +1,110 @@
+"""ONNX export of the whole network (CLIP prior included): graphs, checker, dynamic shapes, parity."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from dap_led_ros import cli
+from dap_led_ros.checkpoint import load_checkpoint, save_checkpoint
+from dap_led_ros.export import ExportError, export_model, parity, prior_graph_paths, read_metadata
+from dap_led_ros.model import ModelConfig, build_model
+
+torch.set_num_threads(1)
+
+SMALL = {"width": 8, "blocks": (1, 1, 1, 1), "stem_unshuffle": 2}
+
+
+def _perturbed(cfg: ModelConfig) -> torch.nn.Module:
+    """Random init plus noise on every parameter, so zero-initialised modulations matter too."""
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    return model
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    cfg = ModelConfig.from_variant("tiny", **SMALL)
+    return save_checkpoint(_perturbed(cfg), cfg, tmp_path_factory.mktemp("ckpt") / "tiny")
+
+
+@pytest.fixture(scope="module")
+def exported(ckpt: Path, tmp_path_factory: pytest.TempPathFactory):
+    model, _, _ = load_checkpoint(ckpt)
+    return model, export_model(model, tmp_path_factory.mktemp("onnx") / "m.onnx")
+
+
+def test_three_graphs_pass_checker_with_dynamic_axes(exported) -> None:
+    model, ex = exported
+    assert (ex.heatmaps, ex.restore_with_prior) == prior_graph_paths(ex.restore)
+    for path in (ex.restore, ex.heatmaps, ex.restore_with_prior):
+        proto = onnx.load(str(path))
+        onnx.checker.check_model(proto)
+        assert proto.opset_import[0].version >= 17
+        image = next(i for i in proto.graph.input if i.name == "image")
+        dims = image.type.tensor_type.shape.dim
+        assert [d.dim_param for d in dims] == ["batch", "", "height", "width"]
+        assert dims[1].dim_value == 3
+    meta = read_metadata(ex.restore)
+    assert int(meta["dap_led.pad_multiple"]) == model.pad_multiple == 16
+    assert meta["dap_led.grids"] == "[1, 2, 4]"
+    # The prompt embeddings are constants: the graph has no text input.
+    assert [i.name for i in onnx.load(str(ex.restore)).graph.input] == ["image"]
+
+
+@pytest.mark.parametrize("batch,h,w", [(1, 37, 53), (2, 32, 48), (1, 50, 17)])
+def test_whole_network_matches_torch_at_padded_sizes(exported, batch: int, h: int, w: int) -> None:
+    model, ex = exported
+    sess = ort.InferenceSession(str(ex.restore), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(h).random((batch, 3, h, w), dtype=np.float32)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x)).numpy()
+    out = sess.run(None, {"image": x})[0]
+    assert out.shape == x.shape
+    assert np.abs(out - ref).max() < 1e-4
+
+
+def test_parity_report_covers_tiling_graphs(exported) -> None:
+    model, ex = exported
+    rows = parity(model, ex, sizes=((37, 53), (32, 32)), threads=1)
+    assert {r["graph"] for r in rows} == {"restore", "heatmaps", "restore_with_prior"}
+    assert {r["size"] for r in rows if r["graph"] == "restore"} == {"53x37", "32x32"}
+    assert max(float(r["max_abs"]) for r in rows) < 1e-4
+
+
+def test_export_command_prints_parity(ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "cli.onnx"
+    rc = cli.main(["export", "--model", str(ckpt), "-o", str(out), "--no-prior-graphs",
+                   "--check-sizes", "53x37", "32x32"])
+    text = capsys.readouterr().out
+    assert rc == 0, text
+    assert out.is_file() and not prior_graph_paths(out)[0].exists()
+    assert "parity vs PyTorch" in text and "53x37" in text and "ok: max abs difference" in text
+
+
+def test_export_errors(exported, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    model, _ = exported
+    with pytest.raises(ExportError, match="opset"):
+        export_model(model, tmp_path / "a.onnx", opset=16)
+    with pytest.raises(ExportError, match=".onnx"):
+        export_model(model, tmp_path / "a.pt")
+    assert cli.main(["export", "--model", str(tmp_path / "missing.safetensors"), "-o", str(tmp_path / "b.onnx")]) == 2
+    assert "cannot load the model" in capsys.readouterr().err
+
+
+def test_model_without_prior_exports_one_graph(tmp_path: Path) -> None:
+    cfg = ModelConfig.from_variant("tiny", use_prior=False, **SMALL)
+    model = _perturbed(cfg)
+    ex = export_model(model, tmp_path / "plain.onnx")
+    assert ex.heatmaps is None and ex.restore_with_prior is None
+    x = np.random.default_rng(1).random((1, 3, 21, 40), dtype=np.float32)
+    out = ort.InferenceSession(str(ex.restore), providers=["CPUExecutionProvider"]).run(None, {"image": x})[0]
+    with torch.no_grad():
+        assert np.abs(out - model(torch.from_numpy(x)).numpy()).max() < 1e-4

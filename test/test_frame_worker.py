@@ -1,0 +1,148 @@
+"""FrameWorker: newest frame wins, counters, errors and stopping (no ROS)."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from dap_led_ros.ros.frame_worker import FrameWorker, _RateMeter
+
+WAIT = 10.0  # generous bound for thread hand-offs; nothing here measures speed
+
+
+class Gate:
+    """A `process` callable that records frames and blocks each one until released."""
+
+    def __init__(self, blocking: bool = True) -> None:
+        self.seen: list[object] = []
+        self.started = threading.Semaphore(0)
+        self.done = threading.Semaphore(0)
+        self._release = threading.Event()
+        if not blocking:
+            self._release.set()
+
+    def __call__(self, frame: object) -> None:
+        self.seen.append(frame)
+        self.started.release()
+        assert self._release.wait(WAIT)
+        if isinstance(frame, Exception):
+            raise frame
+        self.done.release()
+
+    def release(self) -> None:
+        self._release.set()
+
+
+@pytest.fixture
+def gate_worker():
+    gate = Gate()
+    errors: list[tuple[object, BaseException]] = []
+    worker = FrameWorker(gate, on_error=lambda f, e: errors.append((f, e)))
+    worker.start()
+    yield gate, worker, errors
+    gate.release()
+    worker.stop()
+
+
+def test_frames_are_processed_in_order_when_the_worker_keeps_up():
+    gate = Gate(blocking=False)
+    worker = FrameWorker(gate)
+    worker.start()
+    for i in range(5):
+        worker.submit(i)
+        assert gate.done.acquire(timeout=WAIT)
+    assert worker.stop()
+    assert gate.seen == [0, 1, 2, 3, 4]
+    s = worker.stats()
+    assert (s.received, s.processed, s.dropped, s.failed) == (5, 5, 0, 0)
+    assert s.latency_p50_s is not None and s.latency_p95_s is not None
+    assert 0 <= s.latency_p50_s <= s.latency_p95_s
+    assert not s.busy
+
+
+def test_newest_frame_replaces_the_waiting_one(gate_worker):
+    gate, worker, _ = gate_worker
+    assert worker.submit("a") is False
+    assert gate.started.acquire(timeout=WAIT)  # "a" is being processed
+    assert worker.stats().busy
+    assert worker.submit("b") is False  # waits
+    assert worker.submit("c") is True  # replaces b
+    assert worker.submit("d") is True  # replaces c
+    gate.release()
+    assert gate.done.acquire(timeout=WAIT) and gate.done.acquire(timeout=WAIT)
+    assert worker.stop()
+    assert gate.seen == ["a", "d"]
+    s = worker.stats()
+    assert (s.received, s.processed, s.dropped) == (4, 2, 2)
+
+
+def test_a_failing_frame_is_reported_and_the_next_one_still_runs():
+    gate = Gate(blocking=False)
+    errors: list[tuple[object, BaseException]] = []
+    worker = FrameWorker(gate, on_error=lambda f, e: errors.append((f, e)))
+    worker.start()
+    bad = ValueError("broken frame")
+    worker.submit(bad)
+    assert gate.started.acquire(timeout=WAIT)
+    worker.submit("good")
+    assert gate.done.acquire(timeout=WAIT)
+    assert worker.stop()
+    assert errors == [(bad, bad)]
+    s = worker.stats()
+    assert (s.processed, s.failed) == (1, 1)
+
+
+def test_a_failing_error_handler_does_not_stop_the_worker():
+    gate = Gate(blocking=False)
+
+    def bad_handler(frame: object, exc: BaseException) -> None:
+        raise RuntimeError("handler bug")
+
+    worker = FrameWorker(gate, on_error=bad_handler)
+    worker.start()
+    worker.submit(KeyError("x"))
+    assert gate.started.acquire(timeout=WAIT)
+    worker.submit("next")
+    assert gate.done.acquire(timeout=WAIT)
+    assert worker.stop()
+    assert worker.stats().processed == 1
+
+
+def test_stop_finishes_the_current_frame_and_discards_the_waiting_one(gate_worker):
+    gate, worker, _ = gate_worker
+    worker.submit(1)
+    assert gate.started.acquire(timeout=WAIT)
+    worker.submit(2)  # waiting
+    assert worker.stop(timeout=0.05) is False  # frame 1 still in progress
+    assert not worker.running
+    gate.release()
+    assert worker.stop(timeout=WAIT) is True
+    assert gate.seen == [1]
+    s = worker.stats()
+    assert (s.processed, s.dropped) == (1, 1)
+    # After stop, frames are counted and discarded; stop is idempotent.
+    assert worker.submit(3) is False
+    assert worker.stats().dropped == 2
+    assert worker.stop() is True
+
+
+def test_cannot_start_twice():
+    worker = FrameWorker(lambda frame: None)
+    worker.start()
+    with pytest.raises(RuntimeError, match="already started"):
+        worker.start()
+    assert worker.stop()
+
+
+def test_stop_without_start_is_harmless():
+    assert FrameWorker(lambda frame: None).stop() is True
+
+
+def test_rate_meter_counts_events_in_its_window():
+    meter = _RateMeter(window_s=2.0)
+    assert meter.rate(0.0) == 0.0
+    for i in range(11):  # 10 Hz for one second
+        meter.add(i * 0.1)
+    assert meter.rate(1.0) == pytest.approx(10.0)
+    # Events older than the window are forgotten: a stalled stream decays to zero.
+    assert meter.rate(10.0) == 0.0
