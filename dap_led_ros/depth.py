@@ -156,8 +156,7 @@ class DepthEstimator:
         if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3 or 0 in rgb.shape:
             raise ValueError(f"expected a non-empty H x W x 3 uint8 image, got "
                              f"{rgb.dtype} {rgb.shape}")
-        (pred,) = self.session.run(None, {self._input_name: self.preprocess(rgb)})[:1]
-        pred = np.asarray(pred)
+        pred = np.asarray(self.session.run(None, {self._input_name: self.preprocess(rgb)})[0])
         if pred.ndim == 4 and pred.shape[:2] == (1, 1):
             pred = pred[0, 0]
         elif pred.ndim == 3 and pred.shape[0] == 1:

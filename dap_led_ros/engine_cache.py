@@ -1,9 +1,10 @@
 """On-disk cache of derived inference artefacts: ONNX exports and TensorRT engines.
 
-ONNX exports are keyed by the checkpoint's content hash. A TensorRT engine is keyed by the hash
-of its ONNX file, the TensorRT version, the GPU (name and compute capability), the shape
-profiles, the precision and the DLA core; the key and its inputs are stored beside the engine as
-JSON, so a stale or foreign engine is refused with the reason instead of failing inside TensorRT.
+ONNX exports are keyed by the checkpoint's content hash and the network's source code. A
+TensorRT engine is keyed by the hash of its ONNX file, the TensorRT version, the GPU (name and
+compute capability), the shape profiles, the precision and the DLA core; the key and its inputs
+are stored beside the engine as JSON, so a stale or foreign engine is refused with the reason
+instead of failing inside TensorRT.
 """
 from __future__ import annotations
 
@@ -61,6 +62,15 @@ def checkpoint_digest(model_path: str | Path | None) -> str:
     return h.hexdigest()
 
 
+def model_code_digest() -> str:
+    """sha256 of the network's source files: an export is redone when the model code changes."""
+    h = hashlib.sha256()
+    for p in sorted((Path(__file__).resolve().parent / "model").glob("*.py")):
+        h.update(p.name.encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()
+
+
 def _publish_dir(tmp: Path, final: Path) -> None:
     """Move a finished temp folder into place; a concurrent writer that won keeps its copy."""
     try:
@@ -77,7 +87,8 @@ def cached_onnx(model_path: str | Path | None, root: str | Path | None = None, o
 
     opset = opset or DEFAULT_OPSET
     digest = checkpoint_digest(model_path)
-    folder = cache_root(root) / "onnx" / f"{digest[:24]}-f{EXPORT_FORMAT}-op{opset}"
+    code = model_code_digest()
+    folder = cache_root(root) / "onnx" / f"{digest[:24]}-{code[:8]}-f{EXPORT_FORMAT}-op{opset}"
     onnx_path = folder / "dapled.onnx"
     if (folder / "export.json").is_file() and onnx_path.is_file():
         return onnx_path
@@ -91,7 +102,7 @@ def cached_onnx(model_path: str | Path | None, root: str | Path | None = None, o
         exported = export_model(model, tmp / "dapled.onnx", opset=opset,
                                 metadata={"dap_led.checkpoint_sha256": digest})
         (tmp / "export.json").write_text(json.dumps({
-            "checkpoint": str(model_path or "default"), "checkpoint_sha256": digest,
+            "checkpoint": str(model_path or "default"), "checkpoint_sha256": digest, "model_code_sha256": code,
             "onnx_sha256": file_sha256(exported.restore), "opset": opset, "export_format": EXPORT_FORMAT,
             "prior_graphs": exported.heatmaps is not None}, indent=2))
         _publish_dir(tmp, folder)

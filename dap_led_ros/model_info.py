@@ -3,14 +3,16 @@ from __future__ import annotations
 
 import argparse
 
-import torch
-from torch.utils.flop_counter import FlopCounterMode
-
-from .model import VARIANTS, ModelConfig, build_model
+from .model.config import VARIANTS, ModelConfig
 
 
 def complexity(cfg: ModelConfig, height: int = 480, width: int = 640) -> dict[str, float]:
     """Parameter counts (millions) and forward GFLOPs (multiply-add = 2 FLOPs) at H x W."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from .model import build_model
+
     model = build_model(cfg).eval()
     params = sum(p.numel() for p in model.parameters())
     clip = sum(p.numel() for p in model.prior.visual.parameters()) if model.prior is not None else 0

@@ -23,16 +23,16 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 ROS_LOG_DIR = ROOT / ".cache" / "ros_log"
 
-# ROS_DOMAIN_ID range per test file prefix (see .coord/HELPERS.md); anything else: 60-69.
+# ROS_DOMAIN_ID range per test file prefix (within the split in .coord/HELPERS.md); others 60-69.
 DOMAIN_RANGES: dict[str, tuple[int, int]] = {
     "test_enhance_node": (20, 29),
     "test_lifecycle": (30, 39),
-    "test_pipeline": (40, 49),
-    "test_detect": (40, 49),
-    "test_depth": (40, 49),
-    "test_launch": (40, 49),
-    "test_bag": (50, 59),
-    "test_replay": (50, 59),
+    "test_pipeline": (40, 43),
+    "test_launch": (40, 43),
+    "test_depth": (44, 46),
+    "test_detect": (47, 49),
+    "test_bag": (50, 54),
+    "test_replay": (55, 59),
 }
 DEFAULT_DOMAIN_RANGE = (60, 69)
 
@@ -58,8 +58,12 @@ def _next_domain_id(module_file: str) -> int:
     stem = Path(module_file).stem
     lo, hi = next((r for prefix, r in DOMAIN_RANGES.items() if stem.startswith(prefix)),
                   DEFAULT_DOMAIN_RANGE)
-    counter = _domain_counters.setdefault(stem, itertools.cycle(range(lo, hi + 1)))
-    return next(counter)
+    if stem not in _domain_counters:
+        # Start at a per-process offset: two pytest runs of one file rarely share a domain.
+        ids = list(range(lo, hi + 1))
+        start = os.getpid() % len(ids)
+        _domain_counters[stem] = itertools.cycle(ids[start:] + ids[:start])
+    return next(_domain_counters[stem])
 
 
 @pytest.fixture

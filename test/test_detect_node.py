@@ -86,5 +86,40 @@ def test_detections_carry_the_source_stamp_and_the_annotated_image_its_header(
     assert "vision_msgs is not installed" in node.output()
 
 
+def test_disabled_passes_frames_through_without_detections(module_ros: RosHarness,
+                                                          node: NodeProcess):
+    from std_srvs.srv import SetBool
+
+    n = module_ros.node
+    reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+    pub = n.create_publisher(Image, f"{NS}/enhanced/image", reliable)
+    docs: list[dict] = []
+    images: dict[str, Image] = {}
+    n.create_subscription(String, f"{NS}/detections/json",
+                          lambda m: docs.append(json.loads(m.data)), reliable)
+    sub_image = n.create_subscription(Image, f"{NS}/detections/image",
+                                      lambda m: images.__setitem__(m.header.frame_id, m), reliable)
+    module_ros.wait_for_subscribers(pub)
+    module_ros.wait_for_publishers(sub_image)
+    person = cv2.resize(skimage.data.astronaut(), (128, 128), interpolation=cv2.INTER_AREA)
+
+    def send(frame_id: str, sec: int) -> None:
+        msg = make_image_msg(person, Header(stamp=Time(sec=sec), frame_id=frame_id), "rgb8")
+        publish_until(module_ros, lambda: pub.publish(msg), lambda: frame_id in images,
+                      f"detections/image of {frame_id}")
+
+    assert module_ros.call(SetBool, f"{NS}/detect_node/enable", SetBool.Request(data=False)).success
+    send("while_disabled", 10)
+    passed = images["while_disabled"]
+    assert passed.encoding == "rgb8" and bytes(passed.data) == person.tobytes()  # untouched
+    assert not any(d["header"]["frame_id"] == "while_disabled" for d in docs)
+
+    assert module_ros.call(SetBool, f"{NS}/detect_node/enable", SetBool.Request(data=True)).success
+    send("enabled_again", 11)
+    module_ros.spin_until(lambda: any(d["header"]["frame_id"] == "enabled_again" for d in docs),
+                          30.0, "detections after enabling")
+    assert bytes(images["enabled_again"].data) != person.tobytes()  # boxes drawn
+
+
 def test_sigint_stops_the_node_cleanly(node: NodeProcess):
     node.assert_clean_exit(signal.SIGINT)

@@ -3,7 +3,6 @@ this process over real DDS (node in a subprocess)."""
 from __future__ import annotations
 
 import signal
-import time
 
 import numpy as np
 from builtin_interfaces.msg import Time
@@ -155,8 +154,10 @@ def test_enable_switch_and_qos_overrides(ros: RosHarness, start_node, tiny_check
 
     # The override is applied: the node's subscription is reliable (a best-effort publisher
     # cannot match it) and its publisher transient-local; the depth parameter reads 1.
+    # (Endpoints are discovered before the name of their node.)
+    ros.spin_until(lambda: [i.node_name for i in ros.node.get_subscriptions_info_by_topic(
+        "/q/image_raw")] == ["enhance_node"], 30, "the node's name in the graph")
     [sub_info] = ros.node.get_subscriptions_info_by_topic("/q/image_raw")
-    assert sub_info.node_name == "enhance_node"
     assert sub_info.qos_profile.reliability == ReliabilityPolicy.RELIABLE
     [pub_info] = ros.node.get_publishers_info_by_topic("/q/enhanced/image")
     assert pub_info.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL

@@ -11,7 +11,6 @@ import subprocess
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pytest
 import skimage.data
 import yaml
@@ -66,7 +65,7 @@ def _frame(i: int) -> tuple[Header, Image, CameraInfo]:
 
 
 def test_enhance_detect_depth_keep_the_source_stamps(ros: RosHarness, params_file: Path,
-                                                     start_node, tmp_path: Path):
+                                                     start_node):
     proc: NodeProcess = start_node(pipeline_command(
         "--params", str(params_file), "--nodes", "enhance,detect,depth", "--namespace", NS,
         "--camera-topic", CAMERA, "--input-reliability", "reliable", "--input-depth", "2"),
@@ -155,7 +154,7 @@ def test_bad_parameters_exit_with_a_message(tmp_path: Path, ros_domain_id: int):
     (["--input-reliability", "sometimes"], "invalid choice: 'sometimes'"),
     (["--autostart", "maybe"], "expected true or false"),
 ])
-def test_bad_options_exit_2_with_a_message(args, message, params_file: Path, tmp_path: Path,
+def test_bad_options_exit_2_with_a_message(args, message, tmp_path: Path,
                                            capsys):
     from dap_led_ros.cli import main
 

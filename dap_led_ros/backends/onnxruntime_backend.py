@@ -79,6 +79,9 @@ class OnnxRuntimeBackend(Backend):
         opts.inter_op_num_threads = 1
         if threads > 0:
             opts.intra_op_num_threads = threads
+        # Idle worker threads sleep instead of spinning: on a CPU shared with other nodes (and
+        # here with training) spinning cost 30 % latency at 640x480 with 2 threads (docs/benchmarks.md).
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.log_severity_level = 3
         return opts
 

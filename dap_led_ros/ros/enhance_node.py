@@ -11,10 +11,7 @@ come from `ManagedImageNode`. See docs/ros.md.
 """
 from __future__ import annotations
 
-import copy
 import sys
-import threading
-from collections import OrderedDict
 from typing import Any
 
 from sensor_msgs.msg import CameraInfo, Image
@@ -22,49 +19,12 @@ from std_msgs.msg import Header
 
 from dap_led_ros.enhancer import Enhancer
 from dap_led_ros.image_encoding import output_encoding_for
+from dap_led_ros.ros.camera_info_cache import CameraInfoCache
 from dap_led_ros.ros.lifecycle_base import ManagedImageNode, main_for
 from dap_led_ros.ros.msg_conversion import image_msg_to_decoded, make_image_msg
 from dap_led_ros.ros.node_config import EnhanceNodeConfig
 
 NODE_NAME = "enhance_node"
-# camera_info messages remembered to pair with images by stamp.
-CAMERA_INFO_CACHE = 16
-
-
-def _stamp_key(header: Header) -> tuple[int, int]:
-    return (header.stamp.sec, header.stamp.nanosec)
-
-
-class CameraInfoCache:
-    """Recent camera_info messages, looked up by the stamp of the image they belong to."""
-
-    def __init__(self, size: int = CAMERA_INFO_CACHE) -> None:
-        self._size = size
-        self._by_stamp: OrderedDict[tuple[int, int], CameraInfo] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def add(self, info: CameraInfo) -> None:
-        with self._lock:
-            self._by_stamp[_stamp_key(info.header)] = info
-            self._by_stamp.move_to_end(_stamp_key(info.header))
-            while len(self._by_stamp) > self._size:
-                self._by_stamp.popitem(last=False)
-
-    def for_image(self, header: Header) -> CameraInfo | None:
-        """The camera_info with the image's stamp, else the newest one; re-stamped with `header`."""
-        with self._lock:
-            info = self._by_stamp.get(_stamp_key(header))
-            if info is None and self._by_stamp:
-                info = next(reversed(self._by_stamp.values()))
-        if info is None:
-            return None
-        out = copy.copy(info)  # shallow: only the header is replaced
-        out.header = header
-        return out
-
-    def clear(self) -> None:
-        with self._lock:
-            self._by_stamp.clear()
 
 
 class EnhanceNode(ManagedImageNode[EnhanceNodeConfig]):
@@ -113,12 +73,16 @@ class EnhanceNode(ManagedImageNode[EnhanceNodeConfig]):
     def process(self, msg: Image) -> None:
         cfg, enhancer = self.cfg, self._enhancer
         assert cfg is not None and enhancer is not None
+        if self.divert_if_disabled(msg):  # switched off while this frame waited
+            return
         decoded = image_msg_to_decoded(msg, max_pixels=cfg.max_input_pixels,
                                        demosaic=cfg.demosaic)
         encoding = output_encoding_for(decoded.encoding, cfg.output_encoding)
         restored = enhancer.enhance(decoded.rgb)
         out = make_image_msg(restored, msg.header, encoding, alpha=decoded.alpha,
                              bigendian=bool(msg.is_bigendian))
+        if self.divert_if_disabled(msg):  # switched off during inference
+            return
         self._pub_image.publish(out)
         self._publish_camera_info(msg.header)
         heatmap_pub = self._pub_heatmap

@@ -50,6 +50,9 @@ from dap_led_ros.ros.node_config import (
 CfgT = TypeVar("CfgT", bound=ManagedNodeConfig)
 
 ERROR_LOG_PERIOD_S = 5.0
+# At exit, wait this long for a frame in progress (the worker thread is a daemon: after this,
+# the process exits without it).
+EXIT_WORKER_TIMEOUT_S = 5.0
 
 
 def qos_profile(settings: QosSettings) -> QoSProfile:
@@ -138,7 +141,7 @@ class ManagedImageNode(LifecycleNode, Generic[CfgT]):
         raise NotImplementedError
 
     def passthrough(self, frame: Any) -> None:
-        """Republish a frame untouched while disabled (executor thread)."""
+        """Republish a frame untouched while disabled (executor or worker thread)."""
 
     def backend_description(self) -> str:
         return ""
@@ -168,10 +171,7 @@ class ManagedImageNode(LifecycleNode, Generic[CfgT]):
         cfg, worker = self.cfg, self._worker
         if cfg is None or worker is None:
             return
-        if not self._enabled:
-            if cfg.passthrough_when_disabled:
-                self._passed_through += 1
-                self.passthrough(frame)
+        if self.divert_if_disabled(frame):
             return
         if cfg.max_rate_hz > 0:
             period = 1.0 / cfg.max_rate_hz
@@ -180,6 +180,19 @@ class ManagedImageNode(LifecycleNode, Generic[CfgT]):
                 return
             self._next_slot = max(self._next_slot, received_at - period) + period
         worker.submit(frame, received_at)
+
+    def divert_if_disabled(self, frame: Any) -> bool:
+        """While disabled: pass `frame` through (or drop it, by parameter) and return True.
+
+        Besides the subscription callback, `process` calls this before publishing, so that a
+        frame already in the worker when the switch goes off is not published processed.
+        """
+        if self._enabled:
+            return False
+        if self.cfg is not None and self.cfg.passthrough_when_disabled:
+            self._passed_through += 1
+            self.passthrough(frame)
+        return True
 
     @property
     def enabled(self) -> bool:
@@ -254,13 +267,13 @@ class ManagedImageNode(LifecycleNode, Generic[CfgT]):
         self.release()
         return TransitionCallbackReturn.SUCCESS  # back to unconfigured
 
-    def release(self) -> None:
+    def release(self, worker_timeout_s: float = 30.0) -> None:
         """Stop processing and free everything, whatever the state (also used at exit)."""
-        self._release_io()
+        self._release_io(worker_timeout_s)
         self._safe_unload()
         self.cfg = None
 
-    def _release_io(self) -> None:
+    def _release_io(self, worker_timeout_s: float = 30.0) -> None:
         # Inputs first (no new frames), then the worker (finishes its frame), then the outputs.
         with self._io_lock:
             subs, self._io_subscriptions = self._io_subscriptions, []
@@ -268,8 +281,9 @@ class ManagedImageNode(LifecycleNode, Generic[CfgT]):
             worker, self._worker = self._worker, None
         for sub in subs:
             _quietly(self.destroy_subscription, sub)
-        if worker is not None and not worker.stop(timeout=30.0):
-            self.get_logger().warning("the worker did not finish its frame within 30 s")
+        if worker is not None and not worker.stop(timeout=worker_timeout_s):
+            self.get_logger().warning(
+                f"the worker did not finish its frame within {worker_timeout_s:.0f} s")
         for pub in pubs:
             _quietly(self.destroy_publisher, pub)
 
@@ -382,7 +396,7 @@ def run_nodes(factories: Sequence[Callable[[], LifecycleNode]],
         for node in nodes:
             try:
                 if isinstance(node, ManagedImageNode):
-                    node.release()
+                    node.release(worker_timeout_s=EXIT_WORKER_TIMEOUT_S)
                 node.destroy_node()
             except Exception:  # noqa: BLE001 - the context may already be shut down
                 pass

@@ -1,0 +1,123 @@
+"""Training: exact resume, best checkpoint, torchrun (gloo) on the CPU, config errors."""
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from dap_led_ros.checkpoint import load_checkpoint
+from dap_led_ros.train import OptimConfig, STATE_FILE, TrainConfig, load_state, lr_factor, train
+
+torch.set_num_threads(1)
+VENV_BIN = Path(sys.executable).parent
+
+# A small but complete setup: the tiny network with a two-grid CLIP prior, 32 px crops.
+TINY = {
+    "model": {"variant": "tiny", "prior": {"grids": [1, 2]}},
+    "data": {"crop": 32, "epoch_length": 6, "workers": 0, "val_size": [32, 48], "val_count": 1},
+    "optim": {"warmup_steps": 1},
+    "steps": 4,
+    "batch_size": 2,
+    "val_every": 2,
+    "save_every": 1,
+    "log_every": 1,
+    "threads": 1,
+}
+
+
+def _cfg(**overrides) -> TrainConfig:
+    return TrainConfig.from_dict({**TINY, **overrides})
+
+
+def _log(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+
+
+def test_resume_matches_one_uninterrupted_run(tmp_path):
+    cfg = _cfg()  # 4 steps over epochs of 3 batches: the resume crosses an epoch boundary
+    full = train(cfg, tmp_path / "full", progress=False)
+    first = train(cfg, tmp_path / "split", stop_after=2, progress=False)
+    assert first["step"] == 2 and load_state(tmp_path / "split" / STATE_FILE)["step"] == 2
+    second = train(cfg, tmp_path / "split", resume=tmp_path / "split" / STATE_FILE, progress=False)
+    assert second["step"] == full["step"] == 4
+    assert second["total"] == pytest.approx(full["total"], rel=1e-4, abs=1e-6)
+    train_rows = [r for r in _log(tmp_path / "split") if "total" in r]
+    assert [r["step"] for r in train_rows] == [1, 2, 3, 4]
+    a, _, _ = load_checkpoint(tmp_path / "full" / "last")
+    b, _, _ = load_checkpoint(tmp_path / "split" / "last")
+    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values()):
+        torch.testing.assert_close(pa, pb, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_best_checkpoint_is_saved_with_its_scores_and_loads(tmp_path):
+    train(_cfg(steps=2), tmp_path, progress=False)
+    val_rows = [r for r in _log(tmp_path) if "val_psnr" in r]
+    assert [r["step"] for r in val_rows] == [2]
+    model, cfg, extra = load_checkpoint(tmp_path / "best")
+    assert cfg.prior.grids == (1, 2) and extra["step"] == 2
+    assert extra["val_psnr"] == pytest.approx(val_rows[0]["val_psnr"])
+    assert extra["train_config"]["batch_size"] == 2 and "synthetic" in extra["data"]
+    with torch.no_grad():
+        y = model(torch.rand(1, 3, 40, 56))
+    assert y.shape == (1, 3, 40, 56)
+
+
+def test_state_file_loads_with_weights_only(tmp_path):
+    train(_cfg(steps=1), tmp_path, progress=False)
+    state = torch.load(tmp_path / STATE_FILE, map_location="cpu", weights_only=True)
+    assert state["step"] == 1 and isinstance(state["rng"]["torch"], torch.Tensor)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_torchrun_two_cpu_processes_gloo(tmp_path):
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump({**TINY, "steps": 3, "val_every": 3, "save_every": 3}))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    cmd = [str(VENV_BIN / "torchrun"), "--nproc_per_node=2", "--master_addr=127.0.0.1",
+           f"--master_port={_free_port()}", "-m", "dap_led_ros.train",
+           "--config", str(cfg), "--out", str(tmp_path / "run"), "--no-progress"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    rows = _log(tmp_path / "run")
+    assert [r["step"] for r in rows if "total" in r] == [1, 2, 3]
+    assert any("val_psnr" in r for r in rows)
+    assert load_state(tmp_path / "run" / STATE_FILE)["step"] == 3
+    load_checkpoint(tmp_path / "run" / "best")
+
+
+def test_config_errors_are_specific(tmp_path):
+    with pytest.raises(ValueError, match="unknown train config keys"):
+        TrainConfig.from_dict({"stepz": 3})
+    with pytest.raises(ValueError, match="data.crop"):
+        TrainConfig.from_dict({"data": {"crop": 30}})
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("optim: {lr: 0.001, momentum: 0.9}\n")
+    proc = subprocess.run([str(VENV_BIN / "dap-led"), "train", "--config", str(bad), "--out", str(tmp_path / "o")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "unknown train config.optim keys ['momentum']" in proc.stderr
+
+
+def test_the_shipped_training_configs_load():
+    root = Path(__file__).resolve().parents[1] / "config"
+    a, b = TrainConfig.load(root / "train_tiny.yaml"), TrainConfig.load(root / "train_tiny_noprior.yaml")
+    assert a.model_config().use_prior and not b.model_config().use_prior
+    a.model["use_prior"] = False
+    assert a.to_dict() == b.to_dict()  # the ablation differs in the prior only
+
+
+def test_lr_schedule_warms_up_then_decays_to_the_floor():
+    cfg = OptimConfig(warmup_steps=10, min_lr_ratio=0.1)
+    assert lr_factor(0, cfg, 100) == pytest.approx(0.1)
+    assert lr_factor(9, cfg, 100) == pytest.approx(1.0)
+    assert lr_factor(55, cfg, 100) == pytest.approx(0.55)
+    assert lr_factor(100, cfg, 100) == pytest.approx(0.1)
