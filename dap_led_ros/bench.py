@@ -210,8 +210,8 @@ def markdown_table(results: list[Result]) -> str:
             continue
         ratio = f"{r.speedup_vs_reference:.2f}x {r.reference}" if r.speedup_vs_reference else "-"
         lines.append(f"| {r.variant} | {r.size} | {_fmt(r.p50_ms, '.1f')} | {_fmt(r.p95_ms, '.1f')} | "
-                     f"{_fmt(r.min_ms, '.1f')} | {_fmt(r.fps, '.2f')} | {_fmt(r.peak_rss_mib, '.0f')} | {_fmt(r.cuda_peak_mib, '.0f')} | "
-                     f"{ratio} |")
+                     f"{_fmt(r.min_ms, '.1f')} | {_fmt(r.fps, '.2f')} | {_fmt(r.peak_rss_mib, '.0f')} | "
+                     f"{_fmt(r.cuda_peak_mib, '.0f')} | {ratio} |")
     return "\n".join(lines)
 
 

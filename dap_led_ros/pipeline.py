@@ -264,44 +264,18 @@ def _make_node(plan: NodePlan, namespace: str) -> Any:
 def run_pipeline(plans: Sequence[NodePlan], params: Path, namespace: str = "",
                  ros_args: Sequence[str] = ()) -> int:
     """Start the planned nodes and spin them until SIGINT/SIGTERM; returns the exit code."""
-    import rclpy
-    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+    from rclpy.executors import MultiThreadedExecutor
 
-    from dap_led_ros.ros.dds import configure_dds_environment
+    from dap_led_ros.ros.lifecycle_base import NodeStartError, run_nodes
 
-    configure_dds_environment()
-    try:
-        rclpy.init(args=["dap-led", "--ros-args", "--params-file", str(params), *ros_args])
-    except Exception as exc:  # noqa: BLE001 - rcl rejects bad ROS arguments / params files
-        print(f"error: ROS initialisation failed: {exc}", file=sys.stderr)
-        return 1
-    nodes: list[Any] = []
-    executor = MultiThreadedExecutor()
-    code = 0
-    try:
-        for plan in plans:
-            nodes.append(_make_node(plan, namespace))
-        _check_startable(nodes)
-        for node in nodes:
-            executor.add_node(node)
+    def started(nodes: list[Any]) -> None:
+        try:
+            _check_startable(nodes)
+        except PipelineError as exc:
+            raise NodeStartError(str(exc)) from None
         names = ", ".join(n.get_fully_qualified_name() for n in nodes)
         nodes[0].get_logger().info(f"pipeline running {names} (params {params})")
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except PipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        code = 2
-    except Exception as exc:  # noqa: BLE001 - report, do not dump a trace on users
-        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        code = 1
-    finally:
-        for node in nodes:
-            try:
-                node.release()
-                node.destroy_node()
-            except Exception:  # noqa: BLE001 - the context may already be shut down
-                pass
-        executor.shutdown(timeout_sec=1.0)
-        rclpy.try_shutdown()
-    return code
+
+    return run_nodes([lambda plan=plan: _make_node(plan, namespace) for plan in plans],
+                     args=["dap-led", "--ros-args", "--params-file", str(params), *ros_args],
+                     executor_class=MultiThreadedExecutor, on_started=started)

@@ -404,6 +404,8 @@ def _train(cfg: TrainConfig, out: Path, resume: Path | None, stop_after: int | N
     if info.main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "train_config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        if resume is not None:  # rows after this step in the log come from the resumed run
+            _append_log(out / LOG_FILE, {"step": step, "event": "resume", "from": str(resume)})
     val = ValidationSet(cfg) if info.main else None
     extra = {"train_config": cfg.to_dict(), "data": data_desc}
 
@@ -428,7 +430,10 @@ def _train(cfg: TrainConfig, out: Path, resume: Path | None, stop_after: int | N
         loader = DataLoader(dataset, batch_size=cfg.batch_size, drop_last=True, collate_fn=_collate,
                             sampler=ResumableSampler(base_sampler, offset * cfg.batch_size),
                             num_workers=cfg.data.workers, pin_memory=device.type == "cuda",
-                            worker_init_fn=_worker_init if cfg.data.workers else None)
+                            worker_init_fn=_worker_init if cfg.data.workers else None,
+                            # spawn, not fork: a forked worker can inherit a lock held by one of
+                            # the parent's OpenCV/OpenMP threads and hang for ever.
+                            multiprocessing_context="spawn" if cfg.data.workers else None)
         for batch in loader:
             if step >= end:
                 break

@@ -9,8 +9,8 @@ import pytest
 
 from dap_led_ros.backends import BackendError
 from dap_led_ros.engine_cache import (CACHE_ENV, EngineKeyInputs, StaleEngineError, cache_root, check_engine,
-                                      checkpoint_digest, engine_path_for, meta_path, read_engine_meta,
-                                      write_engine_meta)
+                                      checkpoint_digest, engine_path_for, meta_path, model_code_digest,
+                                      read_engine_meta, write_engine_meta)
 
 PROFILES = (((1, 16, 16), (1, 480, 640), (1, 480, 640)), ((1, 16, 16), (1, 720, 1280), (1, 720, 1280)))
 
@@ -42,6 +42,8 @@ def test_checkpoint_digest_covers_weights_and_config(tmp_path: Path) -> None:
     assert len({d1, d2, checkpoint_digest(weights)}) == 3
     with pytest.raises(FileNotFoundError):
         checkpoint_digest(tmp_path / "missing.safetensors")
+    # The network's source code is part of the ONNX cache key as well.
+    assert model_code_digest() == model_code_digest() and len(model_code_digest()) == 64
 
 
 def test_key_is_stable_and_changes_with_every_input() -> None:

@@ -276,7 +276,8 @@ def _fake_tensorrt(calls: list[str]):
             self.network.onnx_path = path
             self.network.inputs = [SimpleNamespace(name=i.name) for i in proto.graph.input]
             self.network.layers = [
-                _Layer(n.name, types_by_op.get(n.op_type, "ELEMENTWISE"), "int64" if n.op_type == "Shape" else "float32")
+                _Layer(n.name, types_by_op.get(n.op_type, "ELEMENTWISE"),
+                       "int64" if n.op_type == "Shape" else "float32")
                 for n in proto.graph.node]
             return True
 

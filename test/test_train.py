@@ -121,3 +121,10 @@ def test_lr_schedule_warms_up_then_decays_to_the_floor():
     assert lr_factor(9, cfg, 100) == pytest.approx(1.0)
     assert lr_factor(55, cfg, 100) == pytest.approx(0.55)
     assert lr_factor(100, cfg, 100) == pytest.approx(0.1)
+
+
+def test_data_worker_processes_across_epochs(tmp_path):
+    # One worker process per epoch (spawned): 3 steps over epochs of 2 batches.
+    cfg = _cfg(steps=3, data={**TINY["data"], "workers": 1, "epoch_length": 4}, val_every=3, save_every=3)
+    result = train(cfg, tmp_path, progress=False)
+    assert result["step"] == 3 and [r["epoch"] for r in _log(tmp_path) if "total" in r] == [0, 0, 1]

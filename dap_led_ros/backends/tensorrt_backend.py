@@ -34,61 +34,71 @@ class TensorRTBackend(Backend):
                  engine_config: EngineConfig | str | None = None, cache_dir: str | None = None,
                  build: bool = True, force_rebuild: bool = False, output: str | None = None,
                  cuda_memory: str = "auto", threads: int = 0) -> None:
-        from ..engine_cache import (EngineKeyInputs, StaleEngineError, cached_onnx, check_engine, checkpoint_digest,
-                                    engine_path_for, file_sha256, read_engine_meta)
+        from ..engine_cache import checkpoint_digest
 
         del threads  # CPU threads do not apply to TensorRT
-        self._trt = trt = import_tensorrt()
+        self._trt = import_tensorrt()
         device_index(device)
         self.mem = open_cuda_memory(device, cuda_memory)
-        gpu_name, capability = self.mem.identity()
+        self.gpu_name, self.compute_capability = self.mem.identity()
         if isinstance(engine_config, (str, Path)):
             engine_config = EngineConfig.from_yaml(engine_config)
         cfg = engine_config or EngineConfig()
         cfg.validate()
-        digest = checkpoint_digest(model_path) if engine is None or Path(engine).suffix in ENGINE_SUFFIXES \
-            else None
-
-        if engine is not None and Path(engine).suffix in ENGINE_SUFFIXES:
-            # A given engine: its recorded build inputs must match this platform and checkpoint.
-            self.engine_path = Path(engine)
-            if not self.engine_path.is_file():
-                raise BackendError(f"TensorRT engine not found: {engine}")
-            recorded = EngineKeyInputs.from_json(read_engine_meta(self.engine_path)["inputs"])
-            expected = replace(recorded, tensorrt_version=trt.__version__, gpu_name=gpu_name,
-                               compute_capability=capability)
-            check_engine(self.engine_path, expected, checkpoint_sha256=digest)
-            self.onnx_path = None
+        given_engine = engine is not None and Path(engine).suffix in ENGINE_SUFFIXES
+        # A foreign ONNX file has no checkpoint to compare with.
+        digest = checkpoint_digest(model_path) if engine is None or given_engine else None
+        self.onnx_path: Path | None = None
+        if given_engine:
+            self.engine_path = self._check_given_engine(Path(engine), digest)
         else:
-            if engine is not None:
-                if Path(engine).suffix != ".onnx" or not Path(engine).is_file():
-                    raise BackendError(f"engine must be an existing .onnx or {'/'.join(ENGINE_SUFFIXES)} file, "
-                                       f"got {engine}")
-                self.onnx_path = Path(engine)
-            else:
-                self.onnx_path = cached_onnx(model_path, root=cache_dir)
-            inputs = EngineKeyInputs(
-                onnx_sha256=file_sha256(self.onnx_path), tensorrt_version=trt.__version__, gpu_name=gpu_name,
-                compute_capability=capability, profiles=tuple(p.as_tuple() for p in cfg.shape_profiles()),
-                precision=cfg.precision, dla_core=cfg.dla_core, fp32_layers=cfg.fp32_layers())
-            self.engine_path = Path(output) if output else engine_path_for(inputs, cache_dir)
-            fresh = False
-            if self.engine_path.is_file() and not force_rebuild:
-                try:
-                    check_engine(self.engine_path, inputs, checkpoint_sha256=digest)
-                    fresh = True
-                except StaleEngineError as exc:
-                    if not build:
-                        raise
-                    log.warning("%s; rebuilding", exc)
-            if not fresh:
-                if not build:
-                    raise BackendError(f"no TensorRT engine for this checkpoint/GPU/profiles at {self.engine_path}; "
-                                       "build it with `dap-led build-engine`")
-                timing = Path(cfg.timing_cache).expanduser() if cfg.timing_cache else default_timing_cache(cache_dir)
-                build_engine(self.onnx_path, self.engine_path, cfg, inputs, timing_cache=timing,
-                             checkpoint_sha256=digest)
+            if engine is not None and (Path(engine).suffix != ".onnx" or not Path(engine).is_file()):
+                raise BackendError(f"engine must be an existing .onnx or {'/'.join(ENGINE_SUFFIXES)} file, "
+                                   f"got {engine}")
+            self.engine_path = self._cached_or_built_engine(model_path, engine, cfg, cache_dir, digest, build,
+                                                            force_rebuild, output)
         self._load()
+
+    def _check_given_engine(self, path: Path, digest: str | None) -> Path:
+        """An engine given by path: its recorded build inputs must match this platform and checkpoint."""
+        from ..engine_cache import EngineKeyInputs, check_engine, read_engine_meta
+
+        if not path.is_file():
+            raise BackendError(f"TensorRT engine not found: {path}")
+        recorded = EngineKeyInputs.from_json(read_engine_meta(path)["inputs"])
+        expected = replace(recorded, tensorrt_version=self._trt.__version__, gpu_name=self.gpu_name,
+                           compute_capability=self.compute_capability)
+        check_engine(path, expected, checkpoint_sha256=digest)
+        return path
+
+    def _cached_or_built_engine(self, model_path: str | None, onnx: str | None, cfg: EngineConfig,
+                                cache_dir: str | None, digest: str | None, build: bool, force_rebuild: bool,
+                                output: str | None) -> Path:
+        """The engine for this ONNX/platform/config key: from the cache, else built when allowed."""
+        from ..engine_cache import (EngineKeyInputs, StaleEngineError, cached_onnx, check_engine, engine_path_for,
+                                    file_sha256)
+
+        self.onnx_path = Path(onnx) if onnx else cached_onnx(model_path, root=cache_dir)
+        inputs = EngineKeyInputs(
+            onnx_sha256=file_sha256(self.onnx_path), tensorrt_version=self._trt.__version__,
+            gpu_name=self.gpu_name, compute_capability=self.compute_capability,
+            profiles=tuple(p.as_tuple() for p in cfg.shape_profiles()), precision=cfg.precision,
+            dla_core=cfg.dla_core, fp32_layers=cfg.fp32_layers())
+        path = Path(output) if output else engine_path_for(inputs, cache_dir)
+        if path.is_file() and not force_rebuild:
+            try:
+                check_engine(path, inputs, checkpoint_sha256=digest)
+                return path
+            except StaleEngineError as exc:
+                if not build:
+                    raise
+                log.warning("%s; rebuilding", exc)
+        if not build:
+            raise BackendError(f"no TensorRT engine for this checkpoint/GPU/profiles at {path}; "
+                               "build it with `dap-led build-engine`")
+        timing = Path(cfg.timing_cache).expanduser() if cfg.timing_cache else default_timing_cache(cache_dir)
+        build_engine(self.onnx_path, path, cfg, inputs, timing_cache=timing, checkpoint_sha256=digest)
+        return path
 
     def _load(self) -> None:
         trt = self._trt

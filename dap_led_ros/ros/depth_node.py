@@ -24,7 +24,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
 from dap_led_ros.depth import DepthConfig, DepthEstimator
-from dap_led_ros.ros.enhance_node import CameraInfoCache
+from dap_led_ros.ros.camera_info_cache import CameraInfoCache
 from dap_led_ros.ros.lifecycle_base import ManagedImageNode, main_for
 from dap_led_ros.ros.list_params import format_list, parse_floats
 from dap_led_ros.ros.msg_conversion import image_msg_to_decoded, make_image_msg

@@ -26,7 +26,7 @@ from typing import Any, Generic, TypeVar
 
 import rclpy
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -371,24 +371,41 @@ def _quietly(fn: Callable[..., Any], *args: Any) -> None:
 
 # ----------------------------------------------------------------------------- entry points
 
+class NodeStartError(RuntimeError):
+    """The nodes cannot start as configured (exit code 2, message only)."""
+
+
 def run_nodes(factories: Sequence[Callable[[], LifecycleNode]],
-              args: Sequence[str] | None = None) -> int:
+              args: Sequence[str] | None = None,
+              executor_class: type[Executor] = SingleThreadedExecutor,
+              on_started: Callable[[list[LifecycleNode]], None] | None = None) -> int:
     """Create the nodes and spin them in one executor until SIGINT/SIGTERM; returns the exit code.
 
     Ctrl-C and SIGTERM end with code 0 and no stack trace; nodes are released before exit.
+    `on_started` may check the created nodes and raise NodeStartError.
     """
     configure_dds_environment()
-    rclpy.init(args=list(args) if args is not None else None)
+    try:
+        rclpy.init(args=list(args) if args is not None else None)
+    except Exception as exc:  # noqa: BLE001 - rcl rejects bad ROS arguments / params files
+        print(f"error: ROS initialisation failed: {exc}", file=sys.stderr)
+        return 1
     nodes: list[LifecycleNode] = []
-    executor = SingleThreadedExecutor()
+    executor = executor_class()
     code = 0
     try:
         for make in factories:
             nodes.append(make())
-            executor.add_node(nodes[-1])
+        if on_started is not None:
+            on_started(nodes)
+        for node in nodes:
+            executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except NodeStartError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        code = 2
     except Exception as exc:  # noqa: BLE001 - report, do not dump a trace on users
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         code = 1

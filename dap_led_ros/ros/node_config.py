@@ -252,14 +252,14 @@ def _flatten_mapping(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def _node_keys(node_name: str, namespace: str) -> list[str]:
     """Keys of a params file that address this node, most general first (later ones win)."""
     ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
-    return ["/**", "**", node_name, f"/{node_name}", f"{ns}/{node_name}" if ns else "",
+    return ["/**", "**", f"/**/{node_name}", node_name, f"/{node_name}", f"{ns}/{node_name}" if ns else "",
             f"{ns.lstrip('/')}/{node_name}" if ns else ""]
 
 
 def read_params_file(path: str | Path, node_name: str, namespace: str = "") -> dict[str, Any]:
     """Dotted parameter name -> value for one node from a ROS 2 params file.
 
-    Sections apply in the order `/**`, `node_name`, `/namespace/node_name` (later ones win),
+    Sections apply in the order `/**`, `/**/node_name`, `node_name`, `/namespace/node_name` (later ones win),
     as `ros2 run ... --params-file` would apply them.
     """
     p = Path(path)
