@@ -19,7 +19,7 @@ def add_backend_args(p: argparse.ArgumentParser) -> None:
     d = EnhancerConfig()
     p.add_argument("--model", default=d.model, help="checkpoint (.safetensors with its .yaml); default: shipped model")
     p.add_argument("--backend", default=d.backend, help="auto | torch | onnxruntime | tensorrt (default: %(default)s)")
-    p.add_argument("--device", default=d.device, help="cpu | cuda | cuda:N (default: %(default)s)")
+    p.add_argument("--device", default=d.device, help="auto | cpu | cuda | cuda:N (default: %(default)s)")
     p.add_argument("--engine", default=d.engine, help="ONNX model / TensorRT engine path for those backends")
     p.add_argument("--threads", type=int, default=d.threads, help="CPU threads (0 = library default)")
     p.add_argument("--max-pixels", type=int, default=d.max_pixels, help="tile frames larger than this")

@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 class EnhancerConfig:
     model: str | None = None          # checkpoint (.safetensors + .yaml); None = shipped default
     backend: str = "auto"             # auto | torch | onnxruntime | tensorrt
-    device: str = "cpu"               # cpu | cuda | cuda:N
+    device: str = "auto"              # auto (cuda when a GPU is visible) | cpu | cuda | cuda:N
     engine: str | None = None         # ONNX file or TensorRT engine (cache) path for those backends
     threads: int = 0                  # CPU threads for the backend; 0 = library default
     max_pixels: int = 1920 * 1088     # frames above this are restored in overlapping tiles

@@ -34,7 +34,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from tqdm import tqdm
 
-from .checkpoint import save_checkpoint
+from .checkpoint import load_checkpoint, save_checkpoint
 from .losses import LossConfig, compute_losses
 from .metrics import psnr, ssim
 from .model import DAPLED, ModelConfig, build_model
@@ -103,6 +103,9 @@ class TrainConfig:
     threads: int = 0                     # torch CPU threads per process (0 = library default)
     amp: bool = True                     # mixed precision (CUDA only)
     device: str = "auto"                 # auto | cpu | cuda
+    # Package checkpoint (.safetensors + .yaml) whose weights start the run (fine-tuning or a
+    # second schedule cycle); optimiser, schedule and step start fresh. Ignored by --resume.
+    init_from: str | None = None
 
     def model_config(self) -> ModelConfig:
         return ModelConfig.from_dict(self.model)
@@ -384,6 +387,8 @@ def _train(cfg: TrainConfig, out: Path, resume: Path | None, stop_after: int | N
     use_amp = cfg.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     step, best = 0, -math.inf
+    if cfg.init_from and resume is None:
+        _init_weights(model, mcfg, Path(cfg.init_from))
     if resume is not None:
         state = load_state(resume)
         model.load_state_dict(state["model"])
@@ -491,6 +496,13 @@ def _train(cfg: TrainConfig, out: Path, resume: Path | None, stop_after: int | N
     return {"step": step, "best_psnr": best, **row}
 
 
+def _init_weights(model: DAPLED, mcfg: ModelConfig, path: Path) -> None:
+    src, src_cfg, _ = load_checkpoint(path)
+    if src_cfg.to_dict() != mcfg.to_dict():
+        raise ValueError(f"init_from checkpoint {path} is a different network than the config's model")
+    model.load_state_dict(src.state_dict())
+
+
 def _append_log(path: Path, row: dict[str, Any]) -> None:
     with path.open("a") as f:
         f.write(json.dumps(row) + "\n")
@@ -516,6 +528,9 @@ def _add_args(p: argparse.ArgumentParser) -> None:
                    help="resume from a state.pt (default: OUT/state.pt)")
     p.add_argument("--stop-after", type=int, default=None,
                    help="run at most this many steps now (the schedule still spans --steps)")
+    p.add_argument("--seed", type=int, default=None, help="override the seed (data stream and initialisation)")
+    p.add_argument("--init-from", default=None,
+                   help="start from this checkpoint's weights (fresh optimiser and schedule); overrides init_from")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -524,7 +539,11 @@ def run(args: argparse.Namespace) -> int:
         cfg = TrainConfig.load(args.config)
         if args.steps is not None:
             cfg.steps = args.steps
-            cfg.validate()
+        if args.seed is not None:
+            cfg.seed = args.seed
+        if args.init_from is not None:
+            cfg.init_from = args.init_from
+        cfg.validate()
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

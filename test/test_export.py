@@ -15,6 +15,8 @@ from dap_led_ros.export import ExportError, export_model, parity, prior_graph_pa
 from dap_led_ros.model import ModelConfig, build_model
 
 torch.set_num_threads(1)
+ORT_OPTIONS = ort.SessionOptions()
+ORT_OPTIONS.intra_op_num_threads = 1
 
 SMALL = {"width": 8, "blocks": (1, 1, 1, 1), "stem_unshuffle": 2}
 
@@ -62,7 +64,7 @@ def test_three_graphs_pass_checker_with_dynamic_axes(exported) -> None:
 @pytest.mark.parametrize("batch,h,w", [(1, 37, 53), (2, 32, 48), (1, 50, 17)])
 def test_whole_network_matches_torch_at_padded_sizes(exported, batch: int, h: int, w: int) -> None:
     model, ex = exported
-    sess = ort.InferenceSession(str(ex.restore), providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(str(ex.restore), ORT_OPTIONS, providers=["CPUExecutionProvider"])
     x = np.random.default_rng(h).random((batch, 3, h, w), dtype=np.float32)
     with torch.no_grad():
         ref = model(torch.from_numpy(x)).numpy()
@@ -105,6 +107,7 @@ def test_model_without_prior_exports_one_graph(tmp_path: Path) -> None:
     ex = export_model(model, tmp_path / "plain.onnx")
     assert ex.heatmaps is None and ex.restore_with_prior is None
     x = np.random.default_rng(1).random((1, 3, 21, 40), dtype=np.float32)
-    out = ort.InferenceSession(str(ex.restore), providers=["CPUExecutionProvider"]).run(None, {"image": x})[0]
+    sess = ort.InferenceSession(str(ex.restore), ORT_OPTIONS, providers=["CPUExecutionProvider"])
+    out = sess.run(None, {"image": x})[0]
     with torch.no_grad():
         assert np.abs(out - model(torch.from_numpy(x)).numpy()).max() < 1e-4

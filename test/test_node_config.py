@@ -58,7 +58,7 @@ other_node:
     assert (cfg.qos.input.reliability, cfg.qos.input.depth) == ("reliable", 1)
     assert cfg.qos.output.reliability == "reliable"  # untouched default
     assert cfg.device == "cuda:1"
-    assert load_params_file(EnhanceNodeConfig, f, "enhance_node").device == "cpu"
+    assert load_params_file(EnhanceNodeConfig, f, "enhance_node").device == "auto"  # the default
 
 
 @pytest.mark.parametrize("flat, message", [
@@ -70,7 +70,7 @@ other_node:
     ({"autostart": "yes"}, "parameter 'autostart' must be a bool"),
     ({"qos.input.depth": True}, "parameter 'qos.input.depth' must be an int"),
     ({"output_encoding": "jpeg"}, "output_encoding must be 'same_family' or one of"),
-    ({"device": "tpu"}, "device must be cpu, cuda or cuda:N"),
+    ({"device": "tpu"}, "device must be auto, cpu, cuda or cuda:N"),
     ({"tile_size": 16}, "tile_size >= 64"),
     ({"max_rate": 5}, "unknown parameter.*max_rate for EnhanceNodeConfig"),
 ])

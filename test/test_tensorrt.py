@@ -16,6 +16,7 @@ from dap_led_ros.backends.tensorrt_build import mark_fp32_layers, stays_fp32
 from dap_led_ros.backends.tensorrt_config import EngineConfig, ProfileError, ShapeProfile, select_profile
 
 ROOT = Path(__file__).resolve().parents[1]
+torch.set_num_threads(1)
 
 try:
     import tensorrt  # noqa: F401
@@ -377,7 +378,9 @@ def _fake_tensorrt(calls: list[str]):
 
         def __init__(self, doc: dict) -> None:
             self.profiles = [[tuple(s) for s in p] for p in doc["profiles"]]
-            self.session = ort.InferenceSession(doc["onnx"], providers=["CPUExecutionProvider"])
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = 1
+            self.session = ort.InferenceSession(doc["onnx"], opts, providers=["CPUExecutionProvider"])
 
         num_optimization_profiles = property(lambda self: len(self.profiles))
 
@@ -437,7 +440,8 @@ def test_backend_flow_with_stand_in_tensorrt(fake_trt: list[str], trt_setup, tmp
         backend.infer(np.zeros((1, 3, 200, 200), np.float32))
 
     # Cached: the same key loads without a rebuild, also with build=False (what `auto` does).
-    again = create_backend("tensorrt", str(ckpt), "cuda", engine_config=engine_cfg, cache_dir=str(cache), build=False)
+    again = create_backend("tensorrt", str(ckpt), "cuda", engine_config=engine_cfg, cache_dir=str(cache),
+                           build=False)
     assert again.engine_path == backend.engine_path and fake_trt.count("build") == 1
     # Other profiles are another key: `auto` does not build it, an explicit request does.
     other_cfg = EngineConfig(cameras=[[64, 48]], workspace_mib=512)

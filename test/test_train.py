@@ -128,3 +128,12 @@ def test_data_worker_processes_across_epochs(tmp_path):
     cfg = _cfg(steps=3, data={**TINY["data"], "workers": 1, "epoch_length": 4}, val_every=3, save_every=3)
     result = train(cfg, tmp_path, progress=False)
     assert result["step"] == 3 and [r["epoch"] for r in _log(tmp_path) if "total" in r] == [0, 0, 1]
+
+
+def test_init_from_loads_weights_and_rejects_another_network(tmp_path):
+    train(_cfg(steps=1), tmp_path / "a", progress=False)
+    result = train(_cfg(steps=1, init_from=str(tmp_path / "a" / "last.safetensors")), tmp_path / "b", progress=False)
+    assert result["step"] == 1
+    with pytest.raises(ValueError, match="different network"):
+        train(_cfg(steps=1, model={"variant": "tiny", "use_prior": False},
+                   init_from=str(tmp_path / "a" / "last.safetensors")), tmp_path / "c", progress=False)

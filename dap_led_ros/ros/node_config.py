@@ -111,7 +111,7 @@ class EnhanceNodeConfig(ManagedNodeConfig):
         "checkpoint (.safetensors with its .yaml); empty: the model shipped with the package"))
     backend: str = field(default=_ENHANCER_DEFAULTS.backend, metadata=_help(
         "auto | torch | onnxruntime | tensorrt"))
-    device: str = field(default=_ENHANCER_DEFAULTS.device, metadata=_help("cpu | cuda | cuda:N"))
+    device: str = field(default=_ENHANCER_DEFAULTS.device, metadata=_help("auto | cpu | cuda | cuda:N"))
     engine: str = field(default="", metadata=_help(
         "ONNX model / TensorRT engine (cache) path for those backends; empty: derived"))
     threads: int = field(default=_ENHANCER_DEFAULTS.threads, metadata=_help(
@@ -138,8 +138,8 @@ class EnhanceNodeConfig(ManagedNodeConfig):
         _check_choice("demosaic", self.demosaic, ("bilinear", "edge_aware"))
         if self.max_input_pixels <= 0:
             raise ConfigError(f"max_input_pixels must be positive, got {self.max_input_pixels}")
-        if not (self.device == "cpu" or self.device.startswith("cuda")):
-            raise ConfigError(f"device must be cpu, cuda or cuda:N, got '{self.device}'")
+        if not (self.device in ("auto", "cpu") or self.device.startswith("cuda")):
+            raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got '{self.device}'")
         try:
             self.enhancer_config().validate()
         except ValueError as exc:
