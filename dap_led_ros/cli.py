@@ -6,33 +6,41 @@ import importlib
 import logging
 import sys
 
-# Modules exposing `add_parser(subparsers)` and `run(args) -> int`.
-SUBCOMMANDS: list[str] = [
-    "dap_led_ros.enhance_cli",
-    "dap_led_ros.model_info",
-    "dap_led_ros.train",
-    "dap_led_ros.evaluate",
-    "dap_led_ros.export",
-    "dap_led_ros.bench",
-    "dap_led_ros.bag.bag_enhance",
-    "dap_led_ros.bag.sample_bag",
-    "dap_led_ros.bag.replay",
-    "dap_led_ros.demo",
-    "dap_led_ros.pipeline",
-]
+# Command name -> module exposing `add_parser(subparsers)` (which sets `func`). Only the module of
+# the command being run is imported, so `dap-led pipeline` does not pay for torch and friends.
+COMMANDS: dict[str, str] = {
+    "enhance": "dap_led_ros.enhance_cli",
+    "model-info": "dap_led_ros.model_info",
+    "train": "dap_led_ros.train",
+    "eval": "dap_led_ros.evaluate",
+    "export": "dap_led_ros.export",
+    "build-engine": "dap_led_ros.export",
+    "bench": "dap_led_ros.bench",
+    "bag": "dap_led_ros.bag.bag_enhance",
+    "make-sample-bag": "dap_led_ros.bag.sample_bag",
+    "replay": "dap_led_ros.bag.replay",
+    "demo": "dap_led_ros.demo",
+    "pipeline": "dap_led_ros.pipeline",
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _requested_command(argv: list[str]) -> str | None:
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dap-led", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in SUBCOMMANDS:
+    wanted = _requested_command(sys.argv[1:] if argv is None else argv)
+    modules = [COMMANDS[wanted]] if wanted in COMMANDS else list(dict.fromkeys(COMMANDS.values()))
+    for name in modules:
         importlib.import_module(name).add_parser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser(argv).parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
