@@ -166,14 +166,16 @@ def markdown_report(results: dict, command: str) -> str:
     if results.get("real"):
         real = results["real"]
         lines += [f"## Real night frames (no reference): {real['folder']} ({real['n']} frames)", "",
-                  "| method | brightness | noise sigma | relative noise | sharpness |", "|---|---|---|---|---|"]
+                  "| method | brightness | noise sigma | relative noise | sharpness (1/4 scale) | fine detail |",
+                  "|---|---|---|---|---|---|"]
         for m, f in real["figures"].items():
             lines.append(f"| {m} | {f['brightness']:.3f} | {f['noise_sigma']:.4f} | {f['relative_noise']:.4f} "
-                         f"| {f['sharpness']:.3f} |")
-        lines += ["", "brightness: mean luma in [0, 1]; noise sigma: wavelet-MAD noise estimate of the luma; "
+                         f"| {f['sharpness']:.4f} | {f['fine_detail']:.4f} |")
+        lines += ["", "brightness: mean luma in [0, 1]; noise sigma: robust (median) Immerkaer noise estimate of the luma; "
                   "relative noise: noise sigma / brightness (lower = less noisy for its brightness); sharpness: "
-                  "std of the Laplacian of the lightly smoothed luma / brightness (gain-invariant; lower = "
-                  "blurrier). See dap_led_ros/metrics.py.", ""]
+                  "std of the Laplacian of the histogram-equalised luma at 1/4 scale (invariant to gain and tone "
+                  "curve, blind to pixel noise; lower = blurrier); fine detail: the same at full resolution "
+                  "(noise included). See dap_led_ros/metrics.py.", ""]
     return "\n".join(lines)
 
 
@@ -197,7 +199,7 @@ def write_plot(results: dict, path: Path) -> None:
     if results.get("real"):
         ax = axes[0][-1]
         figs = results["real"]["figures"]
-        keys = ("brightness", "relative_noise", "sharpness")
+        keys = ("brightness", "relative_noise", "sharpness", "fine_detail")
         ref = figs["input"]
         width = 0.8 / len(figs)
         for i, (m, f) in enumerate(figs.items()):

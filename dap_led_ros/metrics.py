@@ -15,10 +15,16 @@ No-reference (real night frames without ground truth), on the BT.601 luma Y in [
 - `relative_noise`: noise_sigma / brightness, i.e. noise relative to the signal. Brightening an
   image multiplies both, so this is the figure that says whether a restoration removed noise
   rather than just scaling it.
-- `sharpness`: standard deviation of the Laplacian of Y divided by the mean of Y, computed after
-  a light Gaussian pre-filter (sigma 1 px) that keeps pixel noise from counting as detail. A
-  global gain scales both, so the figure is gain-invariant: an image only scores higher by
-  having stronger edges for its brightness (blur lowers it).
+- `sharpness`: standard deviation of the Laplacian of the *rank-normalised* Y (every pixel replaced
+  by its luma's rank in the frame, scaled to [0, 1], i.e. histogram equalisation), measured at
+  1/4 resolution (area down-scaling) after a Gaussian pre-filter of sigma 1 px at that scale.
+  The rank transform makes the figure invariant to any global monotonic tone change (gain,
+  gamma, auto-exposure, the sRGB curve), so a restoration does not score higher by being
+  brighter; the 1/4 scale measures edges of the size that camera-shake blur destroys while pixel
+  noise averages out, so denoising does not count as blurring. Blur lowers it. (Plain Laplacian
+  variance of a night frame is dominated by its light sources and by noise.)
+- `fine_detail`: the same at full resolution: high-frequency content, noise included (a
+  denoiser lowers it).
 """
 from __future__ import annotations
 
@@ -76,6 +82,7 @@ class NoReferenceFigures:
     noise_sigma: float
     relative_noise: float
     sharpness: float
+    fine_detail: float
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -93,11 +100,21 @@ def noise_sigma(img: np.ndarray) -> float:
     return float(1.4826 * np.median(np.abs(response)) / 6.0)
 
 
-def sharpness(img: np.ndarray) -> float:
-    y = luma(img)
-    mean = max(float(y.mean()), 1e-6)
-    smooth = cv2.GaussianBlur(y, (0, 0), 1.0)
-    return float(cv2.Laplacian(smooth, cv2.CV_64F).std() / mean)
+def rank_normalise(y: np.ndarray) -> np.ndarray:
+    """Each value replaced by its rank in the array, scaled to [0, 1] (ties share their mean rank)."""
+    flat = y.ravel()
+    values, inverse, counts = np.unique(flat, return_inverse=True, return_counts=True)
+    mid_rank = np.cumsum(counts) - (counts + 1) / 2.0
+    return (mid_rank[inverse] / max(flat.size - 1, 1)).reshape(y.shape)
+
+
+def sharpness(img: np.ndarray, scale: int = 4, sigma: float = 1.0) -> float:
+    """Tone-invariant edge strength at 1/`scale` resolution (see the module docstring)."""
+    y = rank_normalise(luma(img))
+    if scale > 1 and min(y.shape) // scale >= 16:
+        y = cv2.resize(y, (y.shape[1] // scale, y.shape[0] // scale), interpolation=cv2.INTER_AREA)
+    smooth = cv2.GaussianBlur(y, (0, 0), sigma)
+    return float(cv2.Laplacian(smooth, cv2.CV_64F).std())
 
 
 def no_reference(img: np.ndarray) -> NoReferenceFigures:
@@ -105,4 +122,5 @@ def no_reference(img: np.ndarray) -> NoReferenceFigures:
     bright = float(y.mean())
     sigma = noise_sigma(img)
     return NoReferenceFigures(brightness=bright, noise_sigma=sigma,
-                              relative_noise=sigma / max(bright, 1e-6), sharpness=sharpness(img))
+                              relative_noise=sigma / max(bright, 1e-6), sharpness=sharpness(img),
+                              fine_detail=sharpness(img, scale=1))

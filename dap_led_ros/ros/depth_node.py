@@ -28,7 +28,7 @@ from dap_led_ros.ros.camera_info_cache import CameraInfoCache
 from dap_led_ros.ros.lifecycle_base import ManagedImageNode, main_for
 from dap_led_ros.ros.list_params import format_list, parse_floats
 from dap_led_ros.ros.msg_conversion import image_msg_to_decoded, make_image_msg
-from dap_led_ros.ros.node_config import ConfigError, ManagedNodeConfig
+from dap_led_ros.ros.node_config import ConfigError, ManagedNodeConfig, param_help
 
 NODE_NAME = "depth_node"
 INPUT_TOPIC = "enhanced/image"
@@ -40,42 +40,34 @@ COLORIZED_TOPIC = "depth/colorized"
 _DEPTH = DepthConfig()  # the one source of the estimator's defaults
 
 
-def _help(text: str) -> dict[str, str]:
-    return {"help": text}
-
-
 @dataclass
 class DepthNodeConfig(ManagedNodeConfig):
     """`depth_node` settings. Estimator settings default to DepthConfig's."""
 
-    model: str = field(default=_DEPTH.model, metadata=_help(
+    model: str = field(default=_DEPTH.model, metadata=param_help(
         "ONNX depth model (required), e.g. Depth Anything V2 exported as in docs/pipeline.md"))
-    device: str = field(default=_DEPTH.device, metadata=_help("cpu | cuda | cuda:N"))
-    threads: int = field(default=_DEPTH.threads, metadata=_help(
+    device: str = field(default=_DEPTH.device, metadata=param_help("cpu | cuda | cuda:N"))
+    threads: int = field(default=_DEPTH.threads, metadata=param_help(
         "ONNX Runtime CPU threads (0: library default)"))
-    input_width: int = field(default=_DEPTH.input_width, metadata=_help(
+    input_width: int = field(default=_DEPTH.input_width, metadata=param_help(
         "network input width (0: the model's fixed width, else 518)"))
-    input_height: int = field(default=_DEPTH.input_height, metadata=_help(
+    input_height: int = field(default=_DEPTH.input_height, metadata=param_help(
         "network input height (0: the model's fixed height, else 518)"))
-    mean: str = field(default=format_list(_DEPTH.mean), metadata=_help(
+    mean: str = field(default=format_list(_DEPTH.mean), metadata=param_help(
         "per-channel (R, G, B) mean in [0, 1], comma-separated"))
-    std: str = field(default=format_list(_DEPTH.std), metadata=_help(
+    std: str = field(default=format_list(_DEPTH.std), metadata=param_help(
         "per-channel (R, G, B) std in [0, 1], comma-separated"))
-    output: str = field(default=_DEPTH.output, metadata=_help(
+    output: str = field(default=_DEPTH.output, metadata=param_help(
         "what the model predicts: disparity (relative inverse depth, big = near) | depth"))
-    interpolation: str = field(default=_DEPTH.interpolation, metadata=_help(
+    interpolation: str = field(default=_DEPTH.interpolation, metadata=param_help(
         "resize of the prediction to the frame: nearest | linear | cubic"))
-    colormap: str = field(default=_DEPTH.colormap, metadata=_help(
+    colormap: str = field(default=_DEPTH.colormap, metadata=param_help(
         "colormap of depth/colorized (OpenCV name: inferno, turbo, viridis, ...)"))
-    publish_colorized: bool = field(default=True, metadata=_help(
+    publish_colorized: bool = field(default=True, metadata=param_help(
         "publish the depth/colorized preview (only computed while someone subscribes)"))
-    max_input_pixels: int = field(default=4096 * 4096, metadata=_help(
-        "frames larger than this are rejected as malformed"))
 
     def validate(self) -> None:
         super().validate()
-        if self.max_input_pixels <= 0:
-            raise ConfigError(f"max_input_pixels must be positive, got {self.max_input_pixels}")
         try:
             self.depth_config().validate()
         except ValueError as exc:

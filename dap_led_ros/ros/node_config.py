@@ -36,7 +36,7 @@ class ConfigError(ValueError):
     """A node setting is missing, unknown, of the wrong type or out of range."""
 
 
-def _help(text: str) -> dict[str, str]:
+def param_help(text: str) -> dict[str, str]:
     """Field metadata: the parameter's description (shown by `ros2 param describe`)."""
     return {"help": text}
 
@@ -45,9 +45,9 @@ def _help(text: str) -> dict[str, str]:
 class QosSettings:
     """QoS of one side of a node (history is always keep-last)."""
 
-    reliability: str = field(default="reliable", metadata=_help("best_effort | reliable"))
-    depth: int = field(default=10, metadata=_help("keep-last queue depth (1..1000)"))
-    durability: str = field(default="volatile", metadata=_help("volatile | transient_local"))
+    reliability: str = field(default="reliable", metadata=param_help("best_effort | reliable"))
+    depth: int = field(default=10, metadata=param_help("keep-last queue depth (1..1000)"))
+    durability: str = field(default="volatile", metadata=param_help("volatile | transient_local"))
 
     def validate(self, prefix: str) -> None:
         _check_choice(f"{prefix}.reliability", self.reliability, RELIABILITIES)
@@ -80,19 +80,23 @@ class QosConfig:
 class ManagedNodeConfig:
     """Settings every dap_led_ros image node has (lifecycle, enable switch, rate, QoS)."""
 
-    autostart: bool = field(default=True, metadata=_help(
+    autostart: bool = field(default=True, metadata=param_help(
         "configure and activate at start; false: wait for a lifecycle manager"))
-    enabled: bool = field(default=True, metadata=_help(
+    enabled: bool = field(default=True, metadata=param_help(
         "initial state of the ~/enable switch"))
-    passthrough_when_disabled: bool = field(default=True, metadata=_help(
+    passthrough_when_disabled: bool = field(default=True, metadata=param_help(
         "while disabled: true republishes input frames untouched, false publishes nothing"))
-    max_rate_hz: float = field(default=0.0, metadata=_help(
+    max_rate_hz: float = field(default=0.0, metadata=param_help(
         "process at most this many frames per second (0: as fast as possible)"))
-    diagnostics_period_s: float = field(default=1.0, metadata=_help(
+    diagnostics_period_s: float = field(default=1.0, metadata=param_help(
         "period of the /diagnostics status"))
+    max_input_pixels: int = field(default=4096 * 4096, metadata=param_help(
+        "frames larger than this are rejected as malformed (guards against corrupt headers)"))
     qos: QosConfig = field(default_factory=QosConfig)
 
     def validate(self) -> None:
+        if self.max_input_pixels <= 0:
+            raise ConfigError(f"max_input_pixels must be positive, got {self.max_input_pixels}")
         if self.max_rate_hz < 0:
             raise ConfigError(f"max_rate_hz must be >= 0 (0 = unlimited), got {self.max_rate_hz}")
         if self.diagnostics_period_s <= 0:
@@ -107,27 +111,25 @@ _ENHANCER_DEFAULTS = EnhancerConfig()
 class EnhanceNodeConfig(ManagedNodeConfig):
     """`enhance_node` settings. Network settings default to EnhancerConfig's."""
 
-    model: str = field(default="", metadata=_help(
+    model: str = field(default="", metadata=param_help(
         "checkpoint (.safetensors with its .yaml); empty: the model shipped with the package"))
-    backend: str = field(default=_ENHANCER_DEFAULTS.backend, metadata=_help(
+    backend: str = field(default=_ENHANCER_DEFAULTS.backend, metadata=param_help(
         "auto | torch | onnxruntime | tensorrt"))
-    device: str = field(default=_ENHANCER_DEFAULTS.device, metadata=_help("auto | cpu | cuda | cuda:N"))
-    engine: str = field(default="", metadata=_help(
+    device: str = field(default=_ENHANCER_DEFAULTS.device, metadata=param_help("auto | cpu | cuda | cuda:N"))
+    engine: str = field(default="", metadata=param_help(
         "ONNX model / TensorRT engine (cache) path for those backends; empty: derived"))
-    threads: int = field(default=_ENHANCER_DEFAULTS.threads, metadata=_help(
+    threads: int = field(default=_ENHANCER_DEFAULTS.threads, metadata=param_help(
         "CPU threads for the backend (0: library default)"))
-    tile_max_pixels: int = field(default=_ENHANCER_DEFAULTS.max_pixels, metadata=_help(
+    tile_max_pixels: int = field(default=_ENHANCER_DEFAULTS.max_pixels, metadata=param_help(
         "frames with more pixels than this are restored in overlapping tiles"))
-    tile_size: int = field(default=_ENHANCER_DEFAULTS.tile_size, metadata=_help("tile side (px)"))
-    tile_overlap: int = field(default=_ENHANCER_DEFAULTS.tile_overlap, metadata=_help(
+    tile_size: int = field(default=_ENHANCER_DEFAULTS.tile_size, metadata=param_help("tile side (px)"))
+    tile_overlap: int = field(default=_ENHANCER_DEFAULTS.tile_overlap, metadata=param_help(
         "tile overlap (px)"))
-    max_input_pixels: int = field(default=4096 * 4096, metadata=_help(
-        "frames larger than this are rejected as malformed (guards against corrupt headers)"))
-    output_encoding: str = field(default=SAME_FAMILY, metadata=_help(
+    output_encoding: str = field(default=SAME_FAMILY, metadata=param_help(
         "same_family (the input's encoding; bayer -> rgb8) or an encoding name, e.g. rgb8"))
-    demosaic: str = field(default="bilinear", metadata=_help(
+    demosaic: str = field(default="bilinear", metadata=param_help(
         "Bayer demosaicing: bilinear | edge_aware"))
-    publish_heatmap: bool = field(default=False, metadata=_help(
+    publish_heatmap: bool = field(default=False, metadata=param_help(
         "publish the CLIP degradation heatmaps on enhanced/degradation (costs a prior pass)"))
 
     def validate(self) -> None:
@@ -136,8 +138,6 @@ class EnhanceNodeConfig(ManagedNodeConfig):
             raise ConfigError(f"output_encoding must be '{SAME_FAMILY}' or one of "
                               f"{', '.join(SUPPORTED_ENCODINGS)}; got '{self.output_encoding}'")
         _check_choice("demosaic", self.demosaic, ("bilinear", "edge_aware"))
-        if self.max_input_pixels <= 0:
-            raise ConfigError(f"max_input_pixels must be positive, got {self.max_input_pixels}")
         if not (self.device in ("auto", "cpu") or self.device.startswith("cuda")):
             raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got '{self.device}'")
         try:
