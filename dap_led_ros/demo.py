@@ -28,7 +28,7 @@ from .bag.bag_enhance import BagEnhanceOptions, enhance_bag
 from .bag.bag_io import BagError, open_reader
 from .bag.frames import FrameDecodeError, frame_rgb
 from .bag.sample_bag import SampleBagConfig, make_sample_bag
-from .enhance_cli import add_backend_args, enhancer_config_from_args
+from .enhance_cli import add_backend_args, enhancer_from_args
 from .enhancer import Enhancer
 from .image_io import ImageReadError, contact_sheet, list_images, read_image, write_image
 
@@ -293,10 +293,8 @@ def run(args: argparse.Namespace) -> int:
     if args.sheet_frames < 1:
         print("error: --sheet-frames must be >= 1", file=sys.stderr)
         return 2
-    try:
-        enhancer = Enhancer(enhancer_config_from_args(args))
-    except (ValueError, RuntimeError, FileNotFoundError) as exc:
-        print(f"error: cannot load the model: {exc}", file=sys.stderr)
+    enhancer = enhancer_from_args(args)
+    if enhancer is None:
         return 2
     try:
         result = run_demo(args.out, enhancer, bag=args.bag,

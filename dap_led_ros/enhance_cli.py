@@ -33,6 +33,15 @@ def enhancer_config_from_args(args: argparse.Namespace) -> EnhancerConfig:
                           tile_overlap=args.tile_overlap)
 
 
+def enhancer_from_args(args: argparse.Namespace) -> Enhancer | None:
+    """The Enhancer the options ask for, or None after printing why it cannot be loaded."""
+    try:
+        return Enhancer(enhancer_config_from_args(args))
+    except (ValueError, RuntimeError, FileNotFoundError) as exc:
+        print(f"error: cannot load the model: {exc}", file=sys.stderr)
+        return None
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("enhance", help="restore an image or a folder of images",
                        description="Restore night frames. A folder in gives a folder out with the same "
@@ -61,10 +70,8 @@ def run(args: argparse.Namespace) -> int:
     if not jobs:
         print(f"error: no images found in {args.input}", file=sys.stderr)
         return 2
-    try:
-        enhancer = Enhancer(enhancer_config_from_args(args))
-    except (ValueError, RuntimeError, FileNotFoundError) as exc:
-        print(f"error: cannot load the model: {exc}", file=sys.stderr)
+    enhancer = enhancer_from_args(args)
+    if enhancer is None:
         return 2
     failed: list[str] = []
     sheet = []

@@ -22,7 +22,7 @@ from rosbags.interfaces import Connection
 from rosbags.rosbag2 import CompressionFormat, CompressionMode, Reader, Writer
 from tqdm import tqdm
 
-from ..enhance_cli import add_backend_args, enhancer_config_from_args
+from ..enhance_cli import add_backend_args, enhancer_from_args
 from ..enhancer import Enhancer
 from ..image_encoding import ImageEncodingError
 from .bag_io import (
@@ -334,10 +334,8 @@ def run(args: argparse.Namespace) -> int:
     except BagError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    try:
-        enhancer = Enhancer(enhancer_config_from_args(args))
-    except (ValueError, RuntimeError, FileNotFoundError) as exc:
-        print(f"error: cannot load the model: {exc}", file=sys.stderr)
+    enhancer = enhancer_from_args(args)
+    if enhancer is None:
         return 2
     try:
         summary = enhance_bag(args.input, args.output, enhancer, options)
