@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 
 @dataclass(frozen=True)
@@ -167,14 +166,14 @@ def default_params_file() -> Path:
 
 def check_params_file(path: Path) -> None:
     """A readable YAML mapping (rcl parses it for real; this gives a clearer message first)."""
+    from dap_led_ros.ros.node_config import ConfigError, read_params_document
+
     try:
-        doc = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise PipelineError(f"cannot read params file {path}: {exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
-        raise PipelineError(f"params file {path} is not valid YAML: {exc}") from None
-    if not isinstance(doc, dict):
-        raise PipelineError(f"params file {path} must map node names to 'ros__parameters'")
+        doc = read_params_document(path)
+    except ConfigError as exc:
+        raise PipelineError(str(exc)) from None
+    if not doc:
+        raise PipelineError(f"params file {path} is empty")
 
 
 # ----------------------------------------------------------------------------- command line

@@ -256,6 +256,21 @@ def _node_keys(node_name: str, namespace: str) -> list[str]:
             f"{ns.lstrip('/')}/{node_name}" if ns else ""]
 
 
+def read_params_document(path: Path) -> dict[str, Any]:
+    """A params file as a mapping (empty file: {}), with clear errors for unreadable or bad YAML."""
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read params file {path}: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"params file {path} is not valid YAML: {exc}") from None
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict):
+        raise ConfigError(f"params file {path} must map node names to 'ros__parameters'")
+    return doc
+
+
 def read_params_file(path: str | Path, node_name: str, namespace: str = "") -> dict[str, Any]:
     """Dotted parameter name -> value for one node from a ROS 2 params file.
 
@@ -263,16 +278,7 @@ def read_params_file(path: str | Path, node_name: str, namespace: str = "") -> d
     as `ros2 run ... --params-file` would apply them.
     """
     p = Path(path)
-    try:
-        doc = yaml.safe_load(p.read_text())
-    except OSError as exc:
-        raise ConfigError(f"cannot read params file {p}: {exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"params file {p} is not valid YAML: {exc}") from None
-    if doc is None:
-        return {}
-    if not isinstance(doc, dict):
-        raise ConfigError(f"params file {p} must map node names to 'ros__parameters'")
+    doc = read_params_document(p)
     flat: dict[str, Any] = {}
     for key in filter(None, _node_keys(node_name, namespace)):
         section = doc.get(key)
