@@ -140,3 +140,18 @@ def test_config_round_trip_and_errors() -> None:
 def test_base_variant_is_restormer_sized() -> None:
     cfg = ModelConfig.from_variant("base")
     assert (cfg.width, cfg.blocks, cfg.heads) == (48, (4, 6, 6, 8), (1, 2, 4, 8))
+
+
+def test_shipped_prior_sees_darkness() -> None:
+    """The trained clip-learned prior: darkening a photo moves mass from 'clear' to 'low light'."""
+    from dap_led_ros.checkpoint import load_checkpoint
+    from dap_led_ros.clean_photos import list_clean_photos, load_clean_photo
+    from dap_led_ros.prompts import CLEAR, LOW_LIGHT
+
+    model, _, _ = load_checkpoint()
+    img = load_clean_photo(list_clean_photos()[0], max_side=320)
+    x = torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255
+    with torch.no_grad():
+        clean = model.heatmaps(x)[0][0, :, 0, 0]
+        dark = model.heatmaps(x * 0.08)[0][0, :, 0, 0]
+    assert dark[LOW_LIGHT] > clean[LOW_LIGHT] and dark[CLEAR] < clean[CLEAR]
