@@ -212,17 +212,24 @@ def pick_device(name: str, local_rank: int) -> torch.device:
 
 
 class ResumableSampler(Sampler[int]):
-    """A DistributedSampler epoch, optionally starting `skip` items in (to resume mid-epoch)."""
+    """A DistributedSampler epoch from item `skip` on (to resume mid-epoch), at most `limit` items
+    (so a run that stops mid-epoch ends its loader cleanly instead of abandoning its workers)."""
 
-    def __init__(self, base: DistributedSampler, skip: int = 0) -> None:
+    def __init__(self, base: DistributedSampler, skip: int = 0, limit: int | None = None) -> None:
         self.base = base
         self.skip = skip
+        self.limit = limit
+
+    def _indices(self) -> list[int]:
+        rest = list(self.base)[self.skip:]
+        return rest if self.limit is None else rest[:self.limit]
 
     def __iter__(self) -> Iterator[int]:
-        return iter(list(self.base)[self.skip:])
+        return iter(self._indices())
 
     def __len__(self) -> int:
-        return max(0, len(self.base) - self.skip)
+        n = max(0, len(self.base) - self.skip)
+        return n if self.limit is None else min(n, self.limit)
 
 
 def _worker_init(_: int) -> None:
@@ -433,15 +440,14 @@ def _train(cfg: TrainConfig, out: Path, resume: Path | None, stop_after: int | N
         if hasattr(dataset, "set_epoch"):
             dataset.set_epoch(epoch)
         loader = DataLoader(dataset, batch_size=cfg.batch_size, drop_last=True, collate_fn=_collate,
-                            sampler=ResumableSampler(base_sampler, offset * cfg.batch_size),
+                            sampler=ResumableSampler(base_sampler, offset * cfg.batch_size,
+                                                     (end - step) * cfg.batch_size),
                             num_workers=cfg.data.workers, pin_memory=device.type == "cuda",
                             worker_init_fn=_worker_init if cfg.data.workers else None,
                             # spawn, not fork: a forked worker can inherit a lock held by one of
                             # the parent's OpenCV/OpenMP threads and hang for ever.
                             multiprocessing_context="spawn" if cfg.data.workers else None)
         for batch in loader:
-            if step >= end:
-                break
             low, high = batch["low"].to(device), batch["high"].to(device)
             labels = [t.to(device) for t in batch["patch_labels"]] if "patch_labels" in batch else None
             if labels is None and np.random.default_rng((cfg.seed, step)).random() < 0.5:
