@@ -10,12 +10,13 @@ objects the same way for both.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
+from .config_keys import reject_unknown_keys
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +50,7 @@ class DepthConfig:
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> "DepthConfig":
-        known = {f.name for f in fields(DepthConfig)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown depth settings {sorted(unknown)}; known: {sorted(known)}")
+        reject_unknown_keys(d, DepthConfig, "depth settings")
         cfg = DepthConfig(**d)
         cfg.validate()
         return cfg

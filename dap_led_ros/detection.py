@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
+from .config_keys import reject_unknown_keys
 
 log = logging.getLogger(__name__)
 
@@ -78,10 +79,7 @@ class DetectorConfig:
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> "DetectorConfig":
-        known = {f.name for f in fields(DetectorConfig)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown detector settings {sorted(unknown)}; known: {sorted(known)}")
+        reject_unknown_keys(d, DetectorConfig, "detector settings")
         cfg = DetectorConfig(**d)
         cfg.validate()
         return cfg

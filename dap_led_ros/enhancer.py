@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import cv2
@@ -10,6 +10,7 @@ import numpy as np
 
 from .backends import Backend, create_backend
 from .tiling import blend_weights, crop_upsampled, plan_tiles
+from .config_keys import reject_unknown_keys
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +28,7 @@ class EnhancerConfig:
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> "EnhancerConfig":
-        known = {f.name for f in fields(EnhancerConfig)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown enhancer settings {sorted(unknown)}; known: {sorted(known)}")
+        reject_unknown_keys(d, EnhancerConfig, "enhancer settings")
         cfg = EnhancerConfig(**d)
         cfg.validate()
         return cfg

@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 
 from .prompts import BLURRY, CLEAR, DARK_BLURRY, DEGRADATION_PROMPTS, LOW_LIGHT  # noqa: F401 (re-exported)
+from .config_keys import reject_unknown_keys
 
 # Colours (linear RGB, max 1) of synthetic lights: sodium, warm white, cool LED, red, green.
 _LIGHT_COLOURS = np.array(
@@ -152,17 +153,12 @@ class SynthesisConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> "SynthesisConfig":
         data = dict(data or {})
-        known = {f.name: f for f in fields(cls)}
-        unknown = sorted(set(data) - set(known))
-        if unknown:
-            raise ValueError(f"unknown synthesis config keys {unknown}; known: {sorted(known)}")
+        reject_unknown_keys(data, cls, "synthesis config keys")
         defaults = cls()
         for key, value in data.items():
             if key == "label_rule":
                 if isinstance(value, dict):
-                    rule_keys = {f.name for f in fields(LabelRule)}
-                    if set(value) - rule_keys:
-                        raise ValueError(f"unknown synthesis.label_rule keys {sorted(set(value) - rule_keys)}")
+                    reject_unknown_keys(value, LabelRule, "synthesis.label_rule keys")
                     data[key] = LabelRule(**value)
                 elif not isinstance(value, LabelRule):
                     raise ValueError(f"synthesis.label_rule must be a mapping, got {value!r}")

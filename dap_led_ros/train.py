@@ -21,7 +21,7 @@ import os
 import random
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -38,6 +38,7 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .losses import LossConfig, compute_losses
 from .metrics import psnr, ssim
 from .model import DAPLED, ModelConfig, build_model
+from .config_keys import reject_unknown_keys
 
 STATE_FILE = "state.pt"
 LOG_FILE = "log.jsonl"
@@ -152,10 +153,7 @@ def _plain(v: Any) -> Any:
 def _from_dict(cls: type, d: dict[str, Any], where: str) -> Any:
     if not isinstance(d, dict):
         raise ValueError(f"{where}: expected a mapping, got {type(d).__name__}")
-    known = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(d) - set(known))
-    if unknown:
-        raise ValueError(f"unknown {where} keys {unknown}; known: {sorted(known)}")
+    reject_unknown_keys(d, cls, f"{where} keys")
     defaults = cls()
     kwargs = {}
     for key, value in d.items():

@@ -1,11 +1,12 @@
 """TensorRT engine build settings (config/engine.yaml) and optimisation profiles. No TensorRT import."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+from ..config_keys import reject_unknown_keys
 
 Shape3 = tuple[int, int, int]  # (batch, height, width)
 
@@ -121,10 +122,7 @@ class EngineConfig:
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> "EngineConfig":
-        known = {f.name for f in fields(EngineConfig)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown engine settings {sorted(unknown)}; known: {sorted(known)}")
+        reject_unknown_keys(d, EngineConfig, "engine settings")
         cfg = EngineConfig(**d)
         cfg.validate()
         return cfg

@@ -4,10 +4,11 @@ The dataclass fields are the single source of defaults; YAML/JSON files override
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from ..prompts import DEGRADATION_PROMPTS as DEFAULT_PROMPTS
+from ..config_keys import reject_unknown_keys
 
 # A CLIP architecture small enough for the CPU (open_clip CLIP config dict).
 # ~2M vision parameters; the text tower is only built when prompts must be embedded.
@@ -83,8 +84,8 @@ class ModelConfig:
         d = dict(d)
         base = ModelConfig.from_variant(d.pop("variant")) if "variant" in d else ModelConfig()
         prior_d = d.pop("prior", None) or {}
-        _reject_unknown(d, ModelConfig, "model")
-        _reject_unknown(prior_d, PriorConfig, "model.prior")
+        reject_unknown_keys(d, ModelConfig, "model keys")
+        reject_unknown_keys(prior_d, PriorConfig, "model.prior keys")
         for key in ("blocks", "heads"):
             if key in d:
                 d[key] = tuple(int(v) for v in d[key])
@@ -105,13 +106,6 @@ class ModelConfig:
                 raise ValueError(f"level {level} width {self.width * 2**level} not divisible by {h} heads")
         if self.use_prior:
             self.prior.validate()
-
-
-def _reject_unknown(d: dict[str, Any], cls: type, where: str) -> None:
-    known = {f.name for f in fields(cls)}
-    unknown = set(d) - known
-    if unknown:
-        raise ValueError(f"unknown {where} keys {sorted(unknown)}; known: {sorted(known)}")
 
 
 # Named configurations. `base` is Restormer size.
