@@ -1,9 +1,12 @@
-"""Checking configuration mappings against the dataclass that holds their defaults."""
+"""Reading configuration YAML and checking it against the dataclass that holds the defaults."""
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import fields
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 
 def reject_unknown_keys(d: Mapping[str, Any], cls: type, what: str) -> None:
@@ -12,3 +15,17 @@ def reject_unknown_keys(d: Mapping[str, Any], cls: type, what: str) -> None:
     unknown = sorted(set(d) - set(known))
     if unknown:
         raise ValueError(f"unknown {what} {unknown}; known: {known}")
+
+
+def load_yaml_mapping(path: str | Path, what: str) -> dict[str, Any]:
+    """The top-level mapping of a YAML file ({} when empty), with specific errors."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    try:
+        doc = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path} is not valid YAML: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise ValueError(f"{path}: expected a mapping at the top level")
+    return doc

@@ -38,7 +38,7 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .losses import LossConfig, compute_losses
 from .metrics import psnr, ssim
 from .model import DAPLED, ModelConfig, build_model
-from .config_keys import reject_unknown_keys
+from .config_keys import load_yaml_mapping, reject_unknown_keys
 
 STATE_FILE = "state.pt"
 LOG_FILE = "log.jsonl"
@@ -130,16 +130,7 @@ class TrainConfig:
 
     @staticmethod
     def load(path: str | Path) -> "TrainConfig":
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"training config {path} not found")
-        try:
-            doc = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ValueError(f"{path} is not valid YAML: {exc}") from exc
-        if not isinstance(doc, dict):
-            raise ValueError(f"{path}: expected a mapping at the top level")
-        return TrainConfig.from_dict(doc)
+        return TrainConfig.from_dict(load_yaml_mapping(path, "training config"))
 
 
 def _plain(v: Any) -> Any:

@@ -5,8 +5,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-from ..config_keys import reject_unknown_keys
+from ..config_keys import load_yaml_mapping, reject_unknown_keys
 
 Shape3 = tuple[int, int, int]  # (batch, height, width)
 
@@ -130,14 +129,8 @@ class EngineConfig:
     @staticmethod
     def from_yaml(path: str | Path) -> "EngineConfig":
         """Read the `engine:` section of a YAML file (missing keys keep the dataclass defaults)."""
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"engine config not found: {path}")
-        try:
-            doc = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ValueError(f"invalid YAML in {path}: {exc}") from exc
-        section = doc.get("engine", doc) if isinstance(doc, dict) else None
+        doc = load_yaml_mapping(path, "engine config")
+        section = doc.get("engine", doc)
         if not isinstance(section, dict):
             raise ValueError(f"{path}: expected a mapping under `engine:`")
         return EngineConfig.from_dict(section)
