@@ -4,9 +4,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
+
+T = TypeVar("T")
 
 
 def reject_unknown_keys(d: Mapping[str, Any], cls: type, what: str) -> None:
@@ -15,6 +17,14 @@ def reject_unknown_keys(d: Mapping[str, Any], cls: type, what: str) -> None:
     unknown = sorted(set(d) - set(known))
     if unknown:
         raise ValueError(f"unknown {what} {unknown}; known: {known}")
+
+
+def validated_from_mapping(cls: type[T], d: Mapping[str, Any], what: str) -> T:
+    """`cls(**d)` after the unknown-key check, then `cls.validate()`."""
+    reject_unknown_keys(d, cls, what)
+    cfg = cls(**d)
+    cfg.validate()
+    return cfg
 
 
 def load_yaml_mapping(path: str | Path, what: str) -> dict[str, Any]:

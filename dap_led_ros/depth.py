@@ -16,7 +16,7 @@ from typing import Any
 
 import cv2
 import numpy as np
-from .config_keys import reject_unknown_keys
+from .config_keys import validated_from_mapping
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +50,7 @@ class DepthConfig:
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> "DepthConfig":
-        reject_unknown_keys(d, DepthConfig, "depth settings")
-        cfg = DepthConfig(**d)
-        cfg.validate()
-        return cfg
+        return validated_from_mapping(DepthConfig, d, "depth settings")
 
     def validate(self) -> None:
         if not self.model:

@@ -19,7 +19,7 @@ from typing import Any
 
 import cv2
 import numpy as np
-from .config_keys import reject_unknown_keys
+from .config_keys import validated_from_mapping
 
 log = logging.getLogger(__name__)
 
@@ -79,10 +79,7 @@ class DetectorConfig:
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> "DetectorConfig":
-        reject_unknown_keys(d, DetectorConfig, "detector settings")
-        cfg = DetectorConfig(**d)
-        cfg.validate()
-        return cfg
+        return validated_from_mapping(DetectorConfig, d, "detector settings")
 
     def validate(self) -> None:
         if self.input_width <= 0 or self.input_height <= 0:

@@ -10,7 +10,7 @@ import numpy as np
 
 from .backends import Backend, create_backend
 from .tiling import blend_weights, crop_upsampled, plan_tiles
-from .config_keys import reject_unknown_keys
+from .config_keys import validated_from_mapping
 
 log = logging.getLogger(__name__)
 
@@ -28,10 +28,7 @@ class EnhancerConfig:
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> "EnhancerConfig":
-        reject_unknown_keys(d, EnhancerConfig, "enhancer settings")
-        cfg = EnhancerConfig(**d)
-        cfg.validate()
-        return cfg
+        return validated_from_mapping(EnhancerConfig, d, "enhancer settings")
 
     def validate(self) -> None:
         if self.max_pixels <= 0:

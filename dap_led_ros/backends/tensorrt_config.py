@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config_keys import load_yaml_mapping, reject_unknown_keys
+from ..config_keys import load_yaml_mapping, validated_from_mapping
 
 Shape3 = tuple[int, int, int]  # (batch, height, width)
 
@@ -121,10 +121,7 @@ class EngineConfig:
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> "EngineConfig":
-        reject_unknown_keys(d, EngineConfig, "engine settings")
-        cfg = EngineConfig(**d)
-        cfg.validate()
-        return cfg
+        return validated_from_mapping(EngineConfig, d, "engine settings")
 
     @staticmethod
     def from_yaml(path: str | Path) -> "EngineConfig":
