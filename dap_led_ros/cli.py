@@ -24,6 +24,17 @@ COMMANDS: dict[str, str] = {
 }
 
 
+def frame_size(text: str) -> tuple[int, int]:
+    """argparse type for a frame size: 'WxH' -> (width, height), both positive."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a size like 640x480, got {text!r}") from None
+    if w < 1 or h < 1:
+        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
+    return w, h
+
+
 def _requested_command(argv: list[str]) -> str | None:
     return next((a for a in argv if not a.startswith("-")), None)
 

@@ -24,6 +24,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from .cli import frame_size
 from .bag.bag_enhance import BagEnhanceOptions, enhance_bag
 from .bag.bag_io import BagError, open_reader
 from .bag.frames import FrameDecodeError, frame_rgb
@@ -273,7 +274,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder (default: %(default)s)")
     p.add_argument("--bag", type=Path, default=None, help="use this bag instead of generating the sample drive")
     p.add_argument("--frames", type=int, default=d.frames, help="sample drive length (default: %(default)s)")
-    p.add_argument("--size", default=f"{d.width}x{d.height}", metavar="WxH", help="sample drive frame size")
+    p.add_argument("--size", type=frame_size, default=f"{d.width}x{d.height}", metavar="WxH", help="sample drive frame size")
     p.add_argument("--seed", type=int, default=d.seed, help="sample drive seed (default: %(default)s)")
     p.add_argument("--real-night", type=Path, default=None, metavar="DIR",
                    help=f"real night photos to restore (default: ${REAL_NIGHT_ENV}, else ../shared/data/real-night)")
@@ -285,11 +286,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        w, h = (int(v) for v in args.size.lower().split("x"))
-    except ValueError:
-        print(f"error: --size must look like 640x400, got '{args.size}'", file=sys.stderr)
-        return 2
+    w, h = args.size
     if args.sheet_frames < 1:
         print("error: --sheet-frames must be >= 1", file=sys.stderr)
         return 2

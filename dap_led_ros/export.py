@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .cli import frame_size
+
 log = logging.getLogger(__name__)
 
 DEFAULT_OPSET = 17
@@ -219,13 +221,8 @@ def parity(model: nn.Module, exported: ExportedModel, sizes: tuple[tuple[int, in
 
 
 def parse_size(text: str) -> tuple[int, int]:
-    """'WxH' -> (H, W)."""
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a size like 640x480, got {text!r}") from None
-    if w < 1 or h < 1:
-        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
+    """argparse type: 'WxH' -> (H, W), the order the parity and bench loops use."""
+    w, h = frame_size(text)
     return h, w
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from .cli import frame_size
 from .model.config import VARIANTS, ModelConfig
 
 
@@ -24,13 +25,14 @@ def complexity(cfg: ModelConfig, height: int = 480, width: int = 640) -> dict[st
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("model-info", help="parameters and GFLOPs per model configuration")
-    p.add_argument("--size", default="640x480", help="WxH for the FLOP count (default: %(default)s)")
+    p.add_argument("--size", type=frame_size, default="640x480", metavar="WxH",
+                   help="frame size for the FLOP count (default: %(default)s)")
     p.add_argument("--variants", nargs="*", default=sorted(VARIANTS))
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    w, h = (int(v) for v in args.size.lower().split("x"))
+    w, h = args.size
     print(f"| variant | use_prior | params (M) | of which CLIP encoder (M) | GFLOPs @ {w}x{h} |")
     print("|---|---|---|---|---|")
     for name in args.variants:

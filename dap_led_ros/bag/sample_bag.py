@@ -27,6 +27,7 @@ import numpy as np
 from rosbags.rosbag2 import Writer
 from tqdm import tqdm
 
+from ..cli import frame_size
 from ..clean_photos import list_clean_photos, load_clean_photo
 from ..synthesis import DegradationParams, LightSource, SynthesisConfig, motion_blur_kernel, sample_params, synthesize
 from .bag_io import (
@@ -271,14 +272,6 @@ def make_sample_bag(out: Path, cfg: SampleBagConfig | None = None, force: bool =
     return out
 
 
-def _size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must look like 640x400, got '{text}'") from None
-    return w, h
-
-
 def add_parser(sub: argparse._SubParsersAction) -> None:
     d = SampleBagConfig()
     p = sub.add_parser("make-sample-bag", help="write a short synthetic night-drive bag",
@@ -286,7 +279,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        "night degradations from the synthesis, camera_info and an IMU topic.")
     p.add_argument("output", type=Path, metavar="OUT", help="new bag folder")
     p.add_argument("--frames", type=int, default=d.frames, help="camera frames (default: %(default)s)")
-    p.add_argument("--size", type=_size, default=(d.width, d.height), metavar="WxH",
+    p.add_argument("--size", type=frame_size, default=(d.width, d.height), metavar="WxH",
                    help=f"frame size (default: {d.width}x{d.height})")
     p.add_argument("--fps", type=float, default=d.fps, help="camera rate (default: %(default)s)")
     p.add_argument("--storage", choices=sorted(STORAGES), default=d.storage, help="default: %(default)s")
