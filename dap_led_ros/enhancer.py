@@ -116,8 +116,10 @@ class Enhancer:
         if not self.backend.supports_prior_input:
             log.debug("backend %s restores tiles with per-tile heatmaps", self.backend.name)
             return None
-        maps = self.backend.heatmaps(to_input(self._prior_view(rgb)))
-        return maps or None
+        return self._frame_heatmaps(rgb) or None
+
+    def _frame_heatmaps(self, rgb: np.ndarray) -> list[np.ndarray]:
+        return self.backend.heatmaps(to_input(self._prior_view(rgb)))
 
     @staticmethod
     def _prior_view(rgb: np.ndarray, longest: int = 1024) -> np.ndarray:
@@ -133,7 +135,7 @@ class Enhancer:
         self._check(rgb)
         if not self.backend.supports_prior_input:
             raise ValueError(f"backend {self.backend.name} does not expose heatmaps")
-        maps = self.backend.heatmaps(to_input(self._prior_view(rgb)))
+        maps = self._frame_heatmaps(rgb)
         if not maps:
             raise ValueError("this model has no CLIP prior (use_prior=false)")
         h, w = rgb.shape[:2]
