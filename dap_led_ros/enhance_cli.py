@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .enhancer import Enhancer, EnhancerConfig
+from .enhancer import TILE_MODES, Enhancer, EnhancerConfig
 from .image_io import ImageReadError, contact_sheet, list_images, read_image, write_image
 
 log = logging.getLogger(__name__)
@@ -24,13 +24,17 @@ def add_backend_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=d.threads, help="CPU threads (0 = library default)")
     p.add_argument("--max-pixels", type=int, default=d.max_pixels, help="tile frames larger than this")
     p.add_argument("--tile-size", type=int, default=d.tile_size)
-    p.add_argument("--tile-overlap", type=int, default=d.tile_overlap)
+    p.add_argument("--tile-overlap", type=int, default=d.tile_overlap,
+                   help="blend: overlap of neighbouring tiles; exact: context halo (default: %(default)s)")
+    p.add_argument("--tile-mode", choices=TILE_MODES, default=d.tile_mode,
+                   help="exact: tiles reproduce a whole-frame pass (torch, ~5x the work); "
+                        "blend: independent tiles blended (default: %(default)s)")
 
 
 def enhancer_config_from_args(args: argparse.Namespace) -> EnhancerConfig:
     return EnhancerConfig(model=args.model, backend=args.backend, device=args.device, engine=args.engine,
                           threads=args.threads, max_pixels=args.max_pixels, tile_size=args.tile_size,
-                          tile_overlap=args.tile_overlap)
+                          tile_overlap=args.tile_overlap, tile_mode=args.tile_mode)
 
 
 def enhancer_from_args(args: argparse.Namespace) -> Enhancer | None:

@@ -8,11 +8,13 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .backends import Backend, create_backend
+from .backends import Backend, BackendError, create_backend, resolve_device
 from .tiling import blend_weights, crop_upsampled, plan_tiles
 from .config_keys import validated_from_mapping
 
 log = logging.getLogger(__name__)
+
+TILE_MODES = ("exact", "blend")
 
 
 @dataclass
@@ -24,7 +26,10 @@ class EnhancerConfig:
     threads: int = 0                  # CPU threads for the backend; 0 = library default
     max_pixels: int = 1920 * 1088     # frames above this are restored in overlapping tiles
     tile_size: int = 768
-    tile_overlap: int = 96
+    tile_overlap: int = 96            # blend: overlap of neighbours; exact: context halo per side
+    # exact: whole-frame attention gathered over tiles, output as one pass (torch; ~5x the work);
+    # blend: tiles restored independently and blended (fast; attention differs per tile).
+    tile_mode: str = "exact"
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> "EnhancerConfig":
@@ -36,6 +41,8 @@ class EnhancerConfig:
         if self.tile_size < 64 or not 0 <= self.tile_overlap < self.tile_size // 2:
             raise ValueError(f"need tile_size >= 64 and 0 <= tile_overlap < tile_size/2, "
                              f"got {self.tile_size}/{self.tile_overlap}")
+        if self.tile_mode not in TILE_MODES:
+            raise ValueError(f"tile_mode must be one of {', '.join(TILE_MODES)}, got {self.tile_mode!r}")
 
 
 def to_input(rgb: np.ndarray) -> np.ndarray:
@@ -57,6 +64,12 @@ class Enhancer:
         self.backend = backend or create_backend(self.cfg.backend, self.cfg.model, self.cfg.device,
                                                  **self._backend_options())
         log.info("enhancer backend: %s", self.backend.describe())
+        # The backend that restores exact tiles: this one, or a torch twin made on first need.
+        self._exact: Backend | None = self.backend if self.backend.supports_exact_tiling else None
+        # A twin needs the checkpoint the backend runs: known unless the backend was handed in
+        # or runs an engine file given without its checkpoint.
+        self._twin_checkpoint_known = backend is None and (self.cfg.engine is None or self.cfg.model is not None)
+        self._exact_tried = self._exact is not None
 
     def _backend_options(self) -> dict[str, Any]:
         opts: dict[str, Any] = {}
@@ -94,7 +107,32 @@ class Enhancer:
             return [to_rgb8(o) for o in out]
         return [self.enhance(f) for f in frames]
 
+    def _exact_backend(self) -> Backend | None:
+        if not self._exact_tried:
+            self._exact_tried = True
+            if not self._twin_checkpoint_known:
+                log.warning("exact tiling: %s cannot gather attention over tiles and its checkpoint is "
+                            "unknown; large frames are restored in blended tiles", self.backend.name)
+                return None
+            try:
+                self._exact = create_backend("torch", self.cfg.model, resolve_device(self.cfg.device),
+                                             **({"threads": self.cfg.threads} if self.cfg.threads else {}))
+                log.info("exact tiling: %s cannot gather attention over tiles; large frames go "
+                         "through %s", self.backend.name, self._exact.describe())
+            except (BackendError, ImportError, OSError, RuntimeError) as exc:
+                log.warning("exact tiling unavailable (%s); large frames are restored in blended tiles",
+                            exc)
+        return self._exact
+
     def _enhance_tiled(self, rgb: np.ndarray) -> np.ndarray:
+        exact = self._exact_backend() if self.cfg.tile_mode == "exact" else None
+        if exact is not None:
+            maps = exact.heatmaps(to_input(self._prior_view(rgb))) or None
+            return to_rgb8(exact.infer_exact_tiled(to_input(rgb), maps, self.cfg.tile_size,
+                                                   self.cfg.tile_overlap)[0])
+        return self._enhance_blended(rgb)
+
+    def _enhance_blended(self, rgb: np.ndarray) -> np.ndarray:
         h, w = rgb.shape[:2]
         x = to_input(rgb)
         maps = self._whole_frame_heatmaps(rgb)
@@ -147,4 +185,6 @@ class Enhancer:
         return cv2.cvtColor(np.concatenate(panels, axis=1), cv2.COLOR_BGR2RGB)
 
     def close(self) -> None:
+        if self._exact is not None and self._exact is not self.backend:
+            self._exact.close()
         self.backend.close()

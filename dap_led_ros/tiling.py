@@ -44,7 +44,7 @@ def blend_weights(h: int, w: int, overlap: int) -> np.ndarray:
     return np.outer(ramp(h), ramp(w))
 
 
-def _interp_matrix(out_start: int, out_len: int, full_len: int, src_len: int) -> np.ndarray:
+def interp_matrix(out_start: int, out_len: int, full_len: int, src_len: int) -> np.ndarray:
     """Rows: bilinear (half-pixel, edge-clamped) weights of `src_len` samples for output pixels."""
     pos = (np.arange(out_start, out_start + out_len, dtype=np.float64) + 0.5) * src_len / full_len - 0.5
     pos = np.clip(pos, 0, src_len - 1)
@@ -59,6 +59,6 @@ def _interp_matrix(out_start: int, out_len: int, full_len: int, src_len: int) ->
 
 def crop_upsampled(maps: np.ndarray, full_hw: tuple[int, int], tile: Tile) -> np.ndarray:
     """The `tile` region of `maps` (B x K x g x g) bilinearly upsampled to the full frame size."""
-    ry = _interp_matrix(tile.y0, tile.y1 - tile.y0, full_hw[0], maps.shape[-2])
-    rx = _interp_matrix(tile.x0, tile.x1 - tile.x0, full_hw[1], maps.shape[-1])
+    ry = interp_matrix(tile.y0, tile.y1 - tile.y0, full_hw[0], maps.shape[-2])
+    rx = interp_matrix(tile.x0, tile.x1 - tile.x0, full_hw[1], maps.shape[-1])
     return np.einsum("yi,bkij,xj->bkyx", ry, maps.astype(np.float64), rx).astype(np.float32)

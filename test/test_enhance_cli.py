@@ -90,20 +90,3 @@ def test_tiles_see_the_whole_frame_prior_exactly() -> None:
     for t in plan_tiles(150, 230, 96, 32):
         np.testing.assert_allclose(crop_upsampled(maps, (150, 230), t), full[..., t.y0:t.y1, t.x0:t.x1],
                                    atol=1e-5)
-
-
-def test_tiling_stays_close_to_whole_frame_on_a_small_image() -> None:
-    """Shipped model: tiles (whole-frame CLIP prior) vs one pass.
-
-    Not exact: transposed attention normalises over all pixels of what it sees, so a tile's
-    attention differs from the whole frame's. Measured on this image: mean 1.9/255, max 6/255.
-    """
-    rng = np.random.default_rng(1)
-    base = cv2.resize(rng.integers(0, 255, (24, 32, 3), dtype=np.uint8), (256, 192), interpolation=cv2.INTER_CUBIC)
-    img = (base * 0.25).astype(np.uint8)
-    whole = Enhancer(EnhancerConfig(backend="torch", threads=1)).enhance(img).astype(int)
-    tiled = Enhancer(EnhancerConfig(backend="torch", threads=1, max_pixels=64 * 64, tile_size=128,
-                                    tile_overlap=48)).enhance(img).astype(int)
-    diff = np.abs(whole - tiled)
-    assert default_checkpoint().is_file()
-    assert diff.mean() <= 2.5 and diff.max() <= 12, (diff.mean(), diff.max())

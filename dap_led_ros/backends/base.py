@@ -29,6 +29,14 @@ class Backend(ABC):
         """Restore `x` using given heatmaps (dense crops covering `x`) instead of its own."""
         raise BackendError(f"backend {self.name} does not take external heatmaps")
 
+    # True when `infer_exact_tiled` works (whole-frame attention gathered over tiles).
+    supports_exact_tiling: bool = False
+
+    def infer_exact_tiled(self, x: np.ndarray, prior_maps: list[np.ndarray] | None, tile: int,
+                          halo: int) -> np.ndarray:
+        """Restore `x` in tiles of <= `tile` px with the output of a whole-frame pass."""
+        raise BackendError(f"backend {self.name} cannot gather attention statistics over tiles")
+
     def describe(self) -> str:
         return self.name
 

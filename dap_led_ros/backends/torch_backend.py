@@ -14,6 +14,7 @@ MAX_CUDA_GRAPHS = 4  # captured input shapes kept at once
 class TorchBackend(Backend):
     name = "torch"
     supports_prior_input = True
+    supports_exact_tiling = True
 
     def __init__(self, model_path: str | None = None, device: str = "cpu", threads: int = 0,
                  fp16: bool = False, cuda_graphs: bool = False) -> None:
@@ -76,6 +77,14 @@ class TorchBackend(Backend):
     def infer_with_prior(self, x: np.ndarray, prior_maps: list[np.ndarray]) -> np.ndarray:
         maps = [self._tensor(m) for m in prior_maps]
         return self.model(self._tensor(x), prior_maps=maps).float().cpu().numpy()
+
+    @torch.inference_mode()
+    def infer_exact_tiled(self, x: np.ndarray, prior_maps: list[np.ndarray] | None, tile: int,
+                          halo: int) -> np.ndarray:
+        from ..exact_tiling import ExactTiler
+
+        maps = [self._tensor(m) for m in prior_maps] if prior_maps is not None else None
+        return ExactTiler(self.model, tile, halo).restore(self._tensor(x), maps).float().cpu().numpy()
 
     def describe(self) -> str:
         graphs = ", CUDA graphs" if self.cuda_graphs else ""

@@ -1,6 +1,8 @@
 """Transformer building blocks: channel LayerNorm, transposed attention, gated-Dconv FFN, CeTB."""
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -31,15 +33,22 @@ class TransposedAttention(nn.Module):
         self.qkv = nn.Conv2d(dim, dim * 3, 1, bias=False)
         self.qkv_dw = nn.Conv2d(dim * 3, dim * 3, 3, padding=1, groups=dim * 3, bias=False)
         self.proj = nn.Conv2d(dim, dim, 1, bias=False)
+        # Set by exact tiling (dap_led_ros/exact_tiling.py): a callable (module, q, k) -> the
+        # B x heads x C' x C' attention, from statistics gathered over the whole frame.
+        self.attention_source: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor] | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
         q, k, v = self.qkv_dw(self.qkv(x)).chunk(3, dim=1)
-        q = F.normalize(q.reshape(b, self.heads, c // self.heads, h * w), dim=-1)
-        k = F.normalize(k.reshape(b, self.heads, c // self.heads, h * w), dim=-1)
+        q = q.reshape(b, self.heads, c // self.heads, h * w)
+        k = k.reshape(b, self.heads, c // self.heads, h * w)
         v = v.reshape(b, self.heads, c // self.heads, h * w)
-        attn = torch.softmax((q @ k.transpose(-2, -1)) * self.temperature, dim=-1)
-        return self.proj((attn @ v).reshape(b, c, h, w))
+        if self.attention_source is not None:
+            attn = self.attention_source(self, q.reshape(b, self.heads, -1, h, w), k.reshape(b, self.heads, -1, h, w))
+        else:
+            q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
+            attn = torch.softmax((q @ k.transpose(-2, -1)) * self.temperature, dim=-1)
+        return self.proj((attn.to(v.dtype) @ v).reshape(b, c, h, w))
 
 
 class GatedFeedForward(nn.Module):

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..tiling import interp_matrix
 from .config import TINY_CLIP_ARCH, PriorConfig
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -138,11 +139,26 @@ class CLIPPrior(nn.Module):
             start += n
         return heatmaps
 
-    def level_features(self, maps: list[torch.Tensor], sizes: list[tuple[int, int]]) -> list[torch.Tensor]:
-        """Fuse heatmaps (or a dense crop of them) into one feature map per level size."""
+    def level_features(self, maps: list[torch.Tensor], sizes: list[tuple[int, int]],
+                       regions: list[tuple[int, int, int, int]] | None = None) -> list[torch.Tensor]:
+        """Fuse heatmaps (or a dense crop of them) into one feature map per level size.
+
+        With `regions` ((y0, y1, x0, x1) per level), each level gets only that window of the
+        maps resampled to the level's `size`: a tile's exact share of whole-frame features.
+        """
         out = []
-        for fuse, size in zip(self.fusion, sizes):
-            stacked = torch.cat([F.interpolate(m, size=size, mode="bilinear", align_corners=False)
-                                 for m in maps], dim=1)
-            out.append(fuse(stacked))
+        for i, (fuse, size) in enumerate(zip(self.fusion, sizes)):
+            if regions is None:
+                resampled = [F.interpolate(m, size=size, mode="bilinear", align_corners=False) for m in maps]
+            else:
+                resampled = [_resample_window(m, size, regions[i]) for m in maps]
+            out.append(fuse(torch.cat(resampled, dim=1)))
         return out
+
+
+def _resample_window(maps: torch.Tensor, size: tuple[int, int], region: tuple[int, int, int, int]) -> torch.Tensor:
+    """Window `region` of `maps` bilinearly resized to `size` (as F.interpolate, align_corners=False)."""
+    y0, y1, x0, x1 = region
+    ry = torch.from_numpy(interp_matrix(y0, y1 - y0, size[0], maps.shape[-2])).to(maps)
+    rx = torch.from_numpy(interp_matrix(x0, x1 - x0, size[1], maps.shape[-1])).to(maps)
+    return torch.einsum("yi,bkij,xj->bkyx", ry, maps, rx)

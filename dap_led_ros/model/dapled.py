@@ -51,21 +51,35 @@ class DAPLED(nn.Module):
     def forward_with_heatmaps(self, x: torch.Tensor, prior_maps: list[torch.Tensor] | None = None
                               ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         h, w = x.shape[-2:]
+        maps = self.heatmaps(x) if prior_maps is None and self.prior is not None else (prior_maps or [])
+        xp = self.pad_input(x)
+        y = self.restore_residual(xp, self.level_features(maps, xp.shape[-2:]))
+        return torch.clamp(x + y[..., :h, :w], 0.0, 1.0), maps
+
+    def pad_input(self, x: torch.Tensor) -> torch.Tensor:
+        """`x` padded at the bottom and right to a multiple of `pad_multiple`."""
+        h, w = x.shape[-2:]
         m = self.pad_multiple
         pad_h = (m - h % m) % m
         pad_w = (m - w % m) % m
-        maps = self.heatmaps(x) if prior_maps is None and self.prior is not None else (prior_maps or [])
         # Reflection needs the pad smaller than the side; tiny inputs fall back to edge replication.
         mode = "reflect" if pad_h < h and pad_w < w else "replicate"
-        xp = F.pad(x, (0, pad_w, 0, pad_h), mode=mode) if (pad_h or pad_w) else x
-        y = self._restore(xp, maps)
-        return torch.clamp(x + y[..., :h, :w], 0.0, 1.0), maps
+        return F.pad(x, (0, pad_w, 0, pad_h), mode=mode) if (pad_h or pad_w) else x
 
-    def _restore(self, x: torch.Tensor, maps: list[torch.Tensor]) -> torch.Tensor:
+    def level_sizes(self, padded_hw: tuple[int, int]) -> list[tuple[int, int]]:
+        """Feature map size of each of the 4 levels for a padded input of `padded_hw`."""
         s = self.cfg.stem_unshuffle
-        hp, wp = x.shape[-2] // s, x.shape[-1] // s
-        sizes = [(hp >> i, wp >> i) for i in range(4)]
-        feats = self.prior.level_features(maps, sizes) if (self.prior is not None and maps) else [None] * 4
+        hp, wp = padded_hw[0] // s, padded_hw[1] // s
+        return [(hp >> i, wp >> i) for i in range(4)]
+
+    def level_features(self, maps: list[torch.Tensor], padded_hw: tuple[int, int]) -> list[torch.Tensor | None]:
+        """The prior's degradation features per level for a padded input of size `padded_hw`."""
+        if self.prior is None or not maps:
+            return [None] * 4
+        return self.prior.level_features(maps, self.level_sizes(padded_hw))
+
+    def restore_residual(self, x: torch.Tensor, feats: list[torch.Tensor | None]) -> torch.Tensor:
+        """The residual for a padded input `x`, given its per-level degradation features."""
         f = self.embed(x)
         skips = []
         for lvl in range(3):

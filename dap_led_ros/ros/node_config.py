@@ -124,7 +124,9 @@ class EnhanceNodeConfig(ManagedNodeConfig):
         "frames with more pixels than this are restored in overlapping tiles"))
     tile_size: int = field(default=_ENHANCER_DEFAULTS.tile_size, metadata=param_help("tile side (px)"))
     tile_overlap: int = field(default=_ENHANCER_DEFAULTS.tile_overlap, metadata=param_help(
-        "tile overlap (px)"))
+        "blend: tile overlap; exact: context halo per side (px)"))
+    tile_mode: str = field(default=_ENHANCER_DEFAULTS.tile_mode, metadata=param_help(
+        "exact (tiles reproduce a whole-frame pass, ~5x the work) | blend (independent tiles)"))
     output_encoding: str = field(default=SAME_FAMILY, metadata=param_help(
         "same_family (the input's encoding; bayer -> rgb8) or an encoding name, e.g. rgb8"))
     demosaic: str = field(default="bilinear", metadata=param_help(
@@ -149,7 +151,7 @@ class EnhanceNodeConfig(ManagedNodeConfig):
         return EnhancerConfig(model=self.model or None, backend=self.backend, device=self.device,
                               engine=self.engine or None, threads=self.threads,
                               max_pixels=self.tile_max_pixels, tile_size=self.tile_size,
-                              tile_overlap=self.tile_overlap)
+                              tile_overlap=self.tile_overlap, tile_mode=self.tile_mode)
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
