@@ -31,6 +31,7 @@ import torch.distributed as dist
 import yaml
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from tqdm import tqdm
 
@@ -103,6 +104,9 @@ class TrainConfig:
     save_every: int = 100                # training state for --resume
     threads: int = 0                     # torch CPU threads per process (0 = library default)
     amp: bool = True                     # mixed precision (CUDA only)
+    # Exponential moving average of the weights (0 = off). When on, validation, best/last
+    # checkpoints and the shipped weights are the averaged ones; the optimiser trains the raw ones.
+    ema_decay: float = 0.0
     device: str = "auto"                 # auto | cpu | cuda
     # Package checkpoint (.safetensors + .yaml) whose weights start the run (fine-tuning or a
     # second schedule cycle); optimiser, schedule and step start fresh. Ignored by --resume.
@@ -118,6 +122,8 @@ class TrainConfig:
         self.loss.validate()
         if self.steps < 1 or self.batch_size < 1 or self.val_every < 1 or self.log_every < 1 or self.save_every < 1:
             raise ValueError("steps, batch_size, val_every, log_every and save_every must be >= 1")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
 
     def to_dict(self) -> dict[str, Any]:
         return _plain(asdict(self))
@@ -385,9 +391,15 @@ def _train(cfg: TrainConfig, out: Path, resume: Path | None, stop_after: int | N
     step, best = 0, -math.inf
     if cfg.init_from and resume is None:
         _init_weights(model, mcfg, Path(cfg.init_from))
+    ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
+           if cfg.ema_decay > 0 else None)
     if resume is not None:
         state = load_state(resume)
         model.load_state_dict(state["model"])
+        if ema is not None:
+            if "ema" not in state:
+                raise ValueError(f"{resume} holds no EMA weights but the config sets ema_decay")
+            ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
@@ -398,6 +410,8 @@ def _train(cfg: TrainConfig, out: Path, resume: Path | None, stop_after: int | N
     prior_params = list(model.prior.parameters()) if model.prior is not None else []
     prior_ids = {id(p) for p in prior_params}
     clip_groups = [g for g in ([p for p in model.parameters() if id(p) not in prior_ids], prior_params) if g]
+    # The weights that are validated and saved: the EMA copy when one is kept.
+    shipped: DAPLED = ema.module if ema is not None else model
     net: nn.Module = _TrainForward(model)
     if info.world > 1:
         net = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
@@ -454,6 +468,8 @@ def _train(cfg: TrainConfig, out: Path, resume: Path | None, stop_after: int | N
             scaler.step(opt)
             scaler.update()
             sched.step()
+            if ema is not None:
+                ema.update_parameters(model)
             step += 1
             for k, v in terms.items():
                 sums[k] = sums.get(k, 0.0) + v
@@ -468,11 +484,11 @@ def _train(cfg: TrainConfig, out: Path, resume: Path | None, stop_after: int | N
                 sums, n_avg, t0 = {}, 0, time.time()
             if step % cfg.val_every == 0 or step == cfg.steps:
                 if info.main:
-                    scores = val.evaluate(model, device)
+                    scores = val.evaluate(shipped, device)
                     vrow = {"step": step, **scores}
                     if scores["val_psnr"] > best:
                         best = scores["val_psnr"]
-                        save_checkpoint(model, mcfg, out / "best", {**extra, "step": step, **scores})
+                        save_checkpoint(shipped, mcfg, out / "best", {**extra, "step": step, **scores})
                         vrow["best"] = True
                     _append_log(log_path, vrow)
                     tqdm.write(json.dumps(vrow))
@@ -480,11 +496,14 @@ def _train(cfg: TrainConfig, out: Path, resume: Path | None, stop_after: int | N
                     dist.barrier()
             if step % cfg.save_every == 0 or step == end:
                 if info.main:
-                    save_checkpoint(model, mcfg, out / "last", {**extra, "step": step})
-                    _atomic_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
-                                  "scheduler": sched.state_dict(), "scaler": scaler.state_dict(),
-                                  "step": step, "best_psnr": best, "rng": _rng_state(),
-                                  "config": json.dumps(cfg.to_dict())}, out / STATE_FILE)
+                    save_checkpoint(shipped, mcfg, out / "last", {**extra, "step": step})
+                    state = {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                             "scheduler": sched.state_dict(), "scaler": scaler.state_dict(),
+                             "step": step, "best_psnr": best, "rng": _rng_state(),
+                             "config": json.dumps(cfg.to_dict())}
+                    if ema is not None:
+                        state["ema"] = ema.state_dict()
+                    _atomic_save(state, out / STATE_FILE)
                 if info.world > 1:
                     dist.barrier()
     bar.close()

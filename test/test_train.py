@@ -137,3 +137,39 @@ def test_init_from_loads_weights_and_rejects_another_network(tmp_path):
     with pytest.raises(ValueError, match="different network"):
         train(_cfg(steps=1, model={"variant": "tiny", "use_prior": False},
                    init_from=str(tmp_path / "a" / "last.safetensors")), tmp_path / "c", progress=False)
+
+
+def test_ema_weights_are_validated_saved_and_resumed_exactly(tmp_path):
+    cfg = _cfg(ema_decay=0.5)
+    train(cfg, tmp_path / "full", progress=False)
+    train(cfg, tmp_path / "split", stop_after=2, progress=False)
+    train(cfg, tmp_path / "split", resume=tmp_path / "split" / STATE_FILE, progress=False)
+    a, _, _ = load_checkpoint(tmp_path / "full" / "last")
+    b, _, _ = load_checkpoint(tmp_path / "split" / "last")
+    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values()):
+        torch.testing.assert_close(pa, pb, rtol=1e-4, atol=1e-5, msg=name)
+    # `last` holds the average, not the raw weights the optimiser trained.
+    state = load_state(tmp_path / "full" / STATE_FILE)
+    raw = state["model"]["embed.1.weight"]
+    assert "ema" in state and not torch.allclose(a.state_dict()["embed.1.weight"], raw)
+    with pytest.raises(ValueError, match="no EMA weights"):
+        train(cfg, tmp_path / "noema", resume=_plain_state(tmp_path), progress=False)
+    with pytest.raises(ValueError, match="ema_decay"):
+        _cfg(ema_decay=1.0)
+
+
+def _plain_state(tmp_path: Path) -> Path:
+    train(_cfg(steps=1), tmp_path / "plain", progress=False)
+    return tmp_path / "plain" / STATE_FILE
+
+
+def test_the_finetune_configs_differ_in_the_prior_only():
+    root = Path(__file__).resolve().parents[1] / "config"
+    a = TrainConfig.load(root / "train_tiny_finetune.yaml")
+    b = TrainConfig.load(root / "train_tiny_noprior_finetune.yaml")
+    assert a.ema_decay > 0 and a.data.crop == 256
+    for c, ckpt in ((a, "dapled_tiny"), (b, "dapled_tiny_noprior")):
+        assert Path(c.init_from).stem == ckpt and (root.parent / c.init_from).is_file()
+    a.model["use_prior"] = False
+    a.init_from = b.init_from
+    assert a.to_dict() == b.to_dict()
