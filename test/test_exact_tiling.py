@@ -116,3 +116,18 @@ def test_onnxruntime_enhancer_restores_exact_tiles_through_a_torch_twin(tmp_path
 def test_tile_mode_is_validated() -> None:
     with pytest.raises(ValueError, match="tile_mode must be one of exact, blend"):
         EnhancerConfig(tile_mode="seamless").validate()
+
+
+def test_tiling_accuracy_script_prints_both_modes(tmp_path: Path, capsys) -> None:
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "tiling_accuracy.py"
+    spec = importlib.util.spec_from_file_location("tiling_accuracy", script)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    image = tmp_path / "dark.png"
+    cv2.imwrite(str(image), _dark_image(64, 96, 7))
+    assert mod.main([str(image), "--size", "128x96", "--tile-size", "96", "--tile-overlap", "16"]) == 0
+    out = capsys.readouterr().out
+    assert "exact vs whole (128x96): max" in out and "blend vs whole (128x96)" in out
+    assert mod.main([str(tmp_path / "missing.png")]) == 2
