@@ -1,6 +1,10 @@
 """Training losses (DESIGN.md section 2).
 
 L = Charbonnier(y_hat, y) + l_id * L_identity + l_clip * L_clip + l_prior * L_prior
+    [+ l_ssim * (1 - SSIM(y_hat, y))]
+
+The bracketed term is ours, not the paper's (default weight 0): the structural-similarity loss
+that the shipped model's last fine-tuning cycle adds (docs/evaluation.md).
 
 - Charbonnier: mean sqrt((y_hat - y)^2 + eps^2), eps = 1e-3.
 - L_identity = 1 - cos(E(y_hat), E(y)), E = the model's CLIP image encoder (whole frame).
@@ -26,7 +30,7 @@ from torch.func import functional_call
 
 from .model import DAPLED
 
-LOSS_TERMS: tuple[str, ...] = ("charbonnier", "identity", "clip", "prior")
+LOSS_TERMS: tuple[str, ...] = ("charbonnier", "identity", "clip", "prior", "ssim")
 
 
 @dataclass
@@ -37,17 +41,39 @@ class LossConfig:
     l_id: float = 0.05
     l_clip: float = 0.005
     l_prior: float = 0.05
+    l_ssim: float = 0.0               # not in the paper: 1 - SSIM (Gaussian window, sigma 1.5)
 
     def validate(self) -> None:
         if self.charbonnier_eps <= 0:
             raise ValueError(f"loss.charbonnier_eps must be > 0, got {self.charbonnier_eps}")
-        for name in ("l_id", "l_clip", "l_prior"):
+        for name in ("l_id", "l_clip", "l_prior", "l_ssim"):
             if getattr(self, name) < 0:
                 raise ValueError(f"loss.{name} must be >= 0, got {getattr(self, name)}")
 
 
 def charbonnier(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
     return torch.sqrt((pred - target) ** 2 + eps * eps).mean()
+
+
+def ssim_loss(pred: torch.Tensor, target: torch.Tensor, sigma: float = 1.5) -> torch.Tensor:
+    """1 - mean SSIM over pixels and channels, data range 1, Gaussian window (as metrics.ssim)."""
+    radius = int(3.5 * sigma + 0.5)
+    g = torch.exp(-(torch.arange(-radius, radius + 1, dtype=torch.float32, device=pred.device) ** 2)
+                  / (2 * sigma * sigma))
+    g = g / g.sum()
+    c = pred.shape[1]
+    kernel = (g[:, None] * g[None, :]).expand(c, 1, -1, -1)
+
+    def blur(x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, kernel, groups=c)
+
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    mu_p, mu_t = blur(pred), blur(target)
+    var_p = blur(pred * pred) - mu_p ** 2
+    var_t = blur(target * target) - mu_t ** 2
+    cov = blur(pred * target) - mu_p * mu_t
+    ssim_map = ((2 * mu_p * mu_t + c1) * (2 * cov + c2)) / ((mu_p ** 2 + mu_t ** 2 + c1) * (var_p + var_t + c2))
+    return 1.0 - ssim_map.mean()
 
 
 def _frozen_call(module: nn.Module, method: str, x: torch.Tensor) -> torch.Tensor:
@@ -121,8 +147,9 @@ def compute_losses(model: DAPLED, pred: torch.Tensor, target: torch.Tensor,
     terms["clip"] = clip_loss(model, pred) if has_prior and cfg.l_clip > 0 else zero
     use_prior_term = has_prior and labels is not None and cfg.l_prior > 0 and model.cfg.prior.mode == "clip-learned"
     terms["prior"] = prior_loss(heatmaps, labels) if use_prior_term else zero
+    terms["ssim"] = ssim_loss(pred.float(), target.float()) if cfg.l_ssim > 0 else zero
     total = terms["charbonnier"] + cfg.l_id * terms["identity"] + cfg.l_clip * terms["clip"] \
-        + cfg.l_prior * terms["prior"]
+        + cfg.l_prior * terms["prior"] + cfg.l_ssim * terms["ssim"]
     logged = {k: float(v.detach()) for k, v in terms.items()}
     logged["total"] = float(total.detach())
     return total, logged

@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from tqdm import tqdm
 
 from .checkpoint import load_checkpoint, save_checkpoint
-from .losses import LossConfig, compute_losses
+from .losses import LOSS_TERMS, LossConfig, compute_losses
 from .metrics import psnr, ssim
 from .model import DAPLED, ModelConfig, build_model
 from .config_keys import load_yaml_mapping, reject_unknown_keys
@@ -480,7 +480,7 @@ def _train(cfg: TrainConfig, out: Path, resume: Path | None, stop_after: int | N
                        **{k: v / n_avg for k, v in sums.items()},
                        "sec_per_step": (time.time() - t0) / n_avg}
                 _append_log(log_path, row)
-                bar.set_postfix({k: f"{row[k]:.4f}" for k in ("total", "charbonnier", "identity", "clip", "prior")})
+                bar.set_postfix({k: f"{row[k]:.4f}" for k in ("total", *LOSS_TERMS)})
                 sums, n_avg, t0 = {}, 0, time.time()
             if step % cfg.val_every == 0 or step == cfg.steps:
                 if info.main:

@@ -67,7 +67,7 @@ def test_compute_losses_logs_every_term_and_backpropagates(model):
     labels = [torch.softmax(torch.randn_like(m), 1) for m in maps]
     cfg = LossConfig(l_id=0.5, l_clip=0.1, l_prior=0.2)
     total, terms = compute_losses(model, pred, y, maps, labels, cfg)
-    assert set(terms) == {"charbonnier", "identity", "clip", "prior", "total"}
+    assert set(terms) == {"charbonnier", "identity", "clip", "prior", "ssim", "total"}
     expected = terms["charbonnier"] + 0.5 * terms["identity"] + 0.1 * terms["clip"] + 0.2 * terms["prior"]
     assert terms["total"] == pytest.approx(expected, rel=1e-5)
     model.zero_grad(set_to_none=True)
@@ -84,3 +84,22 @@ def test_model_without_prior_trains_on_charbonnier_only():
     assert maps == []
     assert terms["identity"] == terms["clip"] == terms["prior"] == 0.0
     assert terms["total"] == pytest.approx(terms["charbonnier"])
+
+
+def test_ssim_loss_matches_the_ssim_metric():
+    import numpy as np
+
+    from dap_led_ros.losses import ssim_loss
+    from dap_led_ros.metrics import ssim
+
+    rng = np.random.default_rng(0)
+    a = rng.random((40, 56, 3))
+    b = np.clip(a + rng.normal(0, 0.1, a.shape), 0, 1)
+    ta, tb = (torch.from_numpy(x).permute(2, 0, 1)[None].float() for x in (a, b))
+    expected = ssim((a * 255).round().astype(np.uint8), (b * 255).round().astype(np.uint8))
+    ta, tb = (torch.round(t * 255) / 255 for t in (ta, tb))
+    assert float(1 - ssim_loss(ta, tb)) == pytest.approx(expected, abs=2e-3)
+    assert float(ssim_loss(ta, ta)) == pytest.approx(0.0, abs=1e-5)
+    x = ta.clone().requires_grad_(True)
+    ssim_loss(x, tb).backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0

@@ -163,12 +163,14 @@ def _plain_state(tmp_path: Path) -> Path:
     return tmp_path / "plain" / STATE_FILE
 
 
-def test_the_finetune_configs_differ_in_the_prior_only():
+@pytest.mark.parametrize("name, cycle", [("finetune", 2), ("finetune_ssim", 3)])
+def test_the_finetune_configs_differ_in_the_prior_only(name, cycle):
     root = Path(__file__).resolve().parents[1] / "config"
-    a = TrainConfig.load(root / "train_tiny_finetune.yaml")
-    b = TrainConfig.load(root / "train_tiny_noprior_finetune.yaml")
+    a = TrainConfig.load(root / f"train_tiny_{name}.yaml")
+    b = TrainConfig.load(root / f"train_tiny_noprior_{name}.yaml")
     assert a.ema_decay > 0 and a.data.crop == 256
-    assert (a.init_from, b.init_from) == ("runs/tiny_s2/last.safetensors", "runs/tiny_noprior_s2/last.safetensors")
+    assert (a.init_from, b.init_from) == (f"runs/tiny_s{cycle}/last.safetensors",
+                                          f"runs/tiny_noprior_s{cycle}/last.safetensors")
     a.model["use_prior"] = False
     a.init_from = b.init_from
     assert a.to_dict() == b.to_dict()
