@@ -114,7 +114,11 @@ class _AttentionSource:
 
 
 class ExactTiler:
-    """Restores frames of any size in tiles of at most `tile` px, matching whole-frame output."""
+    """Restores frames of any size in tiles of at most `tile` px, matching whole-frame output.
+
+    While `restore` runs, the model's attention blocks are hooked: do not run the same model
+    from another thread meanwhile (an `Enhancer` restores one frame at a time).
+    """
 
     def __init__(self, model: DAPLED, tile: int = 768, halo: int = 96) -> None:
         self.model = model
