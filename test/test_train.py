@@ -163,12 +163,13 @@ def _plain_state(tmp_path: Path) -> Path:
     return tmp_path / "plain" / STATE_FILE
 
 
-@pytest.mark.parametrize("name, cycle", [("finetune", 2), ("finetune_ssim", 3)])
-def test_the_finetune_configs_differ_in_the_prior_only(name, cycle):
+@pytest.mark.parametrize("name, cycle, crop", [("finetune", 2, 256), ("finetune_ssim", 3, 256),
+                                               ("finetune_384", 3, 384)])
+def test_the_finetune_configs_differ_in_the_prior_only(name, cycle, crop):
     root = Path(__file__).resolve().parents[1] / "config"
     a = TrainConfig.load(root / f"train_tiny_{name}.yaml")
     b = TrainConfig.load(root / f"train_tiny_noprior_{name}.yaml")
-    assert a.ema_decay > 0 and a.data.crop == 256
+    assert a.ema_decay > 0 and a.data.crop == crop
     assert (a.init_from, b.init_from) == (f"runs/tiny_s{cycle}/last.safetensors",
                                           f"runs/tiny_noprior_s{cycle}/last.safetensors")
     a.model["use_prior"] = False
