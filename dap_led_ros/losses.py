@@ -3,8 +3,8 @@
 L = Charbonnier(y_hat, y) + l_id * L_identity + l_clip * L_clip + l_prior * L_prior
     [+ l_ssim * (1 - SSIM(y_hat, y))]
 
-The bracketed term is ours, not the paper's (default weight 0): the structural-similarity loss
-that the shipped model's last fine-tuning cycle adds (docs/evaluation.md).
+The bracketed term is ours, not the paper's (default weight 0): a structural-similarity loss
+tried in a fine-tuning experiment that was not shipped (docs/evaluation.md).
 
 - Charbonnier: mean sqrt((y_hat - y)^2 + eps^2), eps = 1e-3.
 - L_identity = 1 - cos(E(y_hat), E(y)), E = the model's CLIP image encoder (whole frame).
