@@ -115,6 +115,15 @@ class RosHarness:
                 raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
             self.executor.spin_once(timeout_sec=0.05)
 
+    def spin_while(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        """Spin while `predicate` holds, at most `timeout` s; whether it stopped holding."""
+        end = time.monotonic() + timeout
+        while predicate():
+            if time.monotonic() > end:
+                return False
+            self.executor.spin_once(timeout_sec=0.05)
+        return True
+
     def wait_for_subscribers(self, publisher: Any, count: int = 1, timeout: float = 60.0) -> None:
         self.spin_until(lambda: publisher.get_subscription_count() >= count, timeout,
                         f"{count} subscriber(s) on {publisher.topic_name}")

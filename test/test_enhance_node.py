@@ -183,8 +183,9 @@ def test_frames_below_throughput_come_back_with_their_headers_and_camera_info(ca
         sent.append((cam.send(bgr8(hdr), info=True), hdr))
         cam.ros.spin_for(period)
     keys = [k for k, _ in sent]
-    cam.ros.spin_until(lambda: all(k in cam.images for k in keys), 10 * period + 10,
-                       "the last frames")
+    # Wait for every frame, but judge by the share that came back: the node keeps only the
+    # newest frame, so a stall of the shared CPU may legitimately drop one (counted in diagnostics).
+    cam.ros.spin_while(lambda: not all(k in cam.images for k in keys), 10 * period + 10)
 
     back = [(cam.images[k][1], hdr) for k, hdr in sent if k in cam.images]
     assert len(back) >= 0.95 * len(sent), \

@@ -44,12 +44,13 @@ class ReplayOptions:
     qos: str = "reliable"
     depth: int = 10                     # keep-last depth of the reliable profile
     remap: dict[str, str] = field(default_factory=dict)   # bag topic -> published topic
+    drain_timeout: float = 5.0          # seconds to wait for reliable subscribers to acknowledge the end
 
     def validate(self) -> None:
         if self.rate <= 0:
             raise BagError(f"--rate must be > 0, got {self.rate}")
-        if self.start_delay < 0 or self.wait_timeout < 0 or self.wait_subscribers < 0:
-            raise BagError("--start-delay, --wait-timeout and --wait-subscribers must be >= 0")
+        if min(self.start_delay, self.wait_timeout, self.wait_subscribers, self.drain_timeout) < 0:
+            raise BagError("--start-delay, --wait-timeout, --wait-subscribers and --drain-timeout must be >= 0")
         if self.qos not in QOS_CHOICES:
             raise BagError(f"--qos must be one of {', '.join(QOS_CHOICES)}, got '{self.qos}'")
         if self.depth < 1:
@@ -133,12 +134,15 @@ class ReplayStats:
     loops: int = 0
     seconds: float = 0.0
     stopped: bool = False
+    unacknowledged: list[str] = field(default_factory=list)  # reliable topics not acknowledged at the end
 
     def report(self) -> str:
         state = "stopped" if self.stopped else "done"
         lines = [f"{state}: published {sum(self.published.values())} messages in {self.seconds:.1f} s"
                  + (f" ({self.loops} loops)" if self.loops > 1 else "")]
         lines += [f"  {t}: {n}" for t, n in sorted(self.published.items())]
+        if self.unacknowledged:
+            lines.append(f"  not acknowledged by every subscriber: {', '.join(self.unacknowledged)}")
         return "\n".join(lines)
 
 
@@ -183,6 +187,7 @@ def replay(bag: Path, options: ReplayOptions | None = None, domain_id: int | Non
         except (KeyboardInterrupt, StopRequested):
             stats.stopped = True
         stats.seconds = time.monotonic() - started
+        stats.unacknowledged = _drain(list(by_topic.values()), options.drain_timeout)
     except (KeyboardInterrupt, StopRequested):
         stats.stopped = True
     finally:
@@ -193,6 +198,22 @@ def replay(bag: Path, options: ReplayOptions | None = None, domain_id: int | Non
             rclpy.shutdown(context=context)
         reader.close()
     return stats
+
+
+def _drain(publishers: list[Any], timeout: float) -> list[str]:
+    """Wait until reliable subscribers acknowledged everything published (destroying a publisher
+    earlier loses its last messages); the topics still unacknowledged after `timeout` seconds."""
+    from rclpy.duration import Duration
+
+    deadline = time.monotonic() + timeout
+    late = []
+    for pub in publishers:
+        left = max(0.0, deadline - time.monotonic())
+        if not pub.wait_for_all_acked(Duration(nanoseconds=int(left * 1e9))):
+            late.append(pub.topic_name)
+    if late:
+        log.warning("not acknowledged by every subscriber within %g s: %s", timeout, ", ".join(late))
+    return late
 
 
 def _wait_for_subscribers(publishers: list[Any], options: ReplayOptions, stopper: _Stopper) -> None:
@@ -248,6 +269,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="give up waiting for subscribers after S seconds, 0 = never (default: %(default)s)")
     p.add_argument("--qos", choices=QOS_CHOICES, default=d.qos, help="publisher QoS (default: %(default)s)")
     p.add_argument("--depth", type=int, default=d.depth, help="queue depth of the reliable QoS (default: %(default)s)")
+    p.add_argument("--drain-timeout", type=float, default=d.drain_timeout, metavar="S",
+                   help="at the end, wait up to S seconds for reliable subscribers to acknowledge the last "
+                        "messages (default: %(default)s)")
     p.add_argument("--remap", type=_remap, action="append", default=[], metavar="FROM:=TO",
                    help="publish bag topic FROM on TO (repeatable)")
     p.set_defaults(func=run)
@@ -256,7 +280,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     options = ReplayOptions(rate=args.rate, loop=args.loop, topics=args.topics, start_delay=args.start_delay,
                             wait_subscribers=args.wait_subscribers, wait_timeout=args.wait_timeout,
-                            qos=args.qos, depth=args.depth, remap=dict(args.remap))
+                            qos=args.qos, depth=args.depth, remap=dict(args.remap),
+                            drain_timeout=args.drain_timeout)
     try:
         stats = replay(args.bag, options)
     except BagError as exc:
