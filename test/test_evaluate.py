@@ -109,3 +109,19 @@ def test_eval_command_rejects_a_missing_folder(tmp_path):
                            "--pairs", str(tmp_path / "nope"), str(tmp_path), "--no-real"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "does not exist" in proc.stderr
+
+
+def test_capacity_probe_scores_the_nlm_diagnostic_and_times_both_variants(tiny_checkpoint, capsys):
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "capacity_probe.py"
+    spec = importlib.util.spec_from_file_location("capacity_probe", script)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.main(["--model", str(tiny_checkpoint), "--threads", "1", "--val-size", "64", "96",
+                     "--count", "2", "--crop", "32", "--batch", "1", "--steps", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "mean over 2 pairs (96x64, seed 1234): model" in out and "model + NLM (h=5)" in out
+    assert "tiny: 2." in out and "small: 5." in out and "s per training step (batch 1 of 32 px" in out
+    with pytest.raises(SystemExit):
+        mod.main(["--steps", "1"])
