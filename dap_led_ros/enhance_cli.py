@@ -27,7 +27,7 @@ def add_backend_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tile-overlap", type=int, default=d.tile_overlap,
                    help="blend: overlap of neighbouring tiles; exact: context halo (default: %(default)s)")
     p.add_argument("--tile-mode", choices=TILE_MODES, default=d.tile_mode,
-                   help="exact: tiles reproduce a whole-frame pass (torch, ~5x the work); "
+                   help="exact: tiles reproduce a whole-frame pass (torch, ~5x the time of blend); "
                         "blend: independent tiles blended (default: %(default)s)")
 
 

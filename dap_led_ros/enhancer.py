@@ -27,7 +27,7 @@ class EnhancerConfig:
     max_pixels: int = 1920 * 1088     # frames above this are restored in overlapping tiles
     tile_size: int = 768
     tile_overlap: int = 96            # blend: overlap of neighbours; exact: context halo per side
-    # exact: whole-frame attention gathered over tiles, output as one pass (torch; ~5x the work);
+    # exact: whole-frame attention gathered over tiles, output as one pass (torch; ~5x the time of blend);
     # blend: tiles restored independently and blended (fast; attention differs per tile).
     tile_mode: str = "exact"
 
@@ -127,7 +127,7 @@ class Enhancer:
     def _enhance_tiled(self, rgb: np.ndarray) -> np.ndarray:
         exact = self._exact_backend() if self.cfg.tile_mode == "exact" else None
         if exact is not None:
-            maps = exact.heatmaps(to_input(self._prior_view(rgb))) or None
+            maps = self._frame_heatmaps(rgb, exact) or None
             return to_rgb8(exact.infer_exact_tiled(to_input(rgb), maps, self.cfg.tile_size,
                                                    self.cfg.tile_overlap)[0])
         return self._enhance_blended(rgb)
@@ -156,8 +156,8 @@ class Enhancer:
             return None
         return self._frame_heatmaps(rgb) or None
 
-    def _frame_heatmaps(self, rgb: np.ndarray) -> list[np.ndarray]:
-        return self.backend.heatmaps(to_input(self._prior_view(rgb)))
+    def _frame_heatmaps(self, rgb: np.ndarray, backend: Backend | None = None) -> list[np.ndarray]:
+        return (backend or self.backend).heatmaps(to_input(self._prior_view(rgb)))
 
     @staticmethod
     def _prior_view(rgb: np.ndarray, longest: int = 1024) -> np.ndarray:

@@ -7,6 +7,7 @@ Fast DDS profile.
 """
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import os
 import shutil
@@ -14,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -109,11 +111,8 @@ class RosHarness:
             self.executor.spin_once(timeout_sec=min(0.05, max(0.0, end - time.monotonic())))
 
     def spin_until(self, predicate: Callable[[], bool], timeout: float, what: str) -> None:
-        end = time.monotonic() + timeout
-        while not predicate():
-            if time.monotonic() > end:
-                raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-            self.executor.spin_once(timeout_sec=0.05)
+        if not self.spin_while(lambda: not predicate(), timeout):
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
     def spin_while(self, predicate: Callable[[], bool], timeout: float) -> bool:
         """Spin while `predicate` holds, at most `timeout` s; whether it stopped holding."""
@@ -175,6 +174,14 @@ def module_ros(module_domain_id: int) -> Iterator[RosHarness]:
     harness = RosHarness(module_domain_id)
     yield harness
     harness.close()
+
+
+def load_module_from_file(path: Path, name: str) -> types.ModuleType:
+    """Import a file that is not in a package (a script, the launch file)."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 # ----------------------------------------------------------------------------- node processes

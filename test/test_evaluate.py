@@ -16,6 +16,8 @@ from dap_led_ros.image_io import write_image
 from dap_led_ros.metrics import no_reference, noise_sigma, psnr, sharpness, ssim
 from dap_led_ros.model import ModelConfig, build_model
 
+from conftest import load_module_from_file
+
 torch.set_num_threads(1)
 VENV_BIN = Path(sys.executable).parent
 
@@ -112,12 +114,7 @@ def test_eval_command_rejects_a_missing_folder(tmp_path):
 
 
 def test_capacity_probe_scores_the_nlm_diagnostic_and_times_both_variants(tiny_checkpoint, capsys):
-    import importlib.util
-
-    script = Path(__file__).resolve().parents[1] / "scripts" / "capacity_probe.py"
-    spec = importlib.util.spec_from_file_location("capacity_probe", script)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_module_from_file(Path(__file__).resolve().parents[1] / "scripts" / "capacity_probe.py", "capacity_probe")
     assert mod.main(["--model", str(tiny_checkpoint), "--threads", "1", "--val-size", "64", "96",
                      "--count", "2", "--crop", "32", "--batch", "1", "--steps", "2"]) == 0
     out = capsys.readouterr().out

@@ -15,6 +15,8 @@ from dap_led_ros.enhancer import Enhancer, EnhancerConfig
 from dap_led_ros.exact_tiling import ExactTiler, plan_exact_tiles
 from dap_led_ros.model import ModelConfig, build_model
 
+from conftest import load_module_from_file
+
 torch.set_num_threads(1)
 
 
@@ -119,12 +121,7 @@ def test_tile_mode_is_validated() -> None:
 
 
 def test_tiling_accuracy_script_prints_both_modes(tmp_path: Path, capsys) -> None:
-    import importlib.util
-
-    script = Path(__file__).resolve().parents[1] / "scripts" / "tiling_accuracy.py"
-    spec = importlib.util.spec_from_file_location("tiling_accuracy", script)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_module_from_file(Path(__file__).resolve().parents[1] / "scripts" / "tiling_accuracy.py", "tiling_accuracy")
     image = tmp_path / "dark.png"
     cv2.imwrite(str(image), _dark_image(64, 96, 7))
     assert mod.main([str(image), "--size", "128x96", "--tile-size", "96", "--tile-overlap", "16"]) == 0

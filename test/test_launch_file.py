@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ast
 import importlib
-import importlib.util
 import sys
 import threading
 import types
@@ -22,7 +21,7 @@ import yaml
 from dap_led_ros.pipeline import NODE_KINDS, camera_info_topic, plan_nodes
 from dap_led_ros.ros.node_config import flat_defaults
 
-from conftest import RosHarness
+from conftest import RosHarness, load_module_from_file
 from tiny_depth_model import build_tiny_depth_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,10 +35,7 @@ FULL = {"nodes": "enhance,detect,depth", "camera_topic": "/front/image_color",
 
 
 def load_launch_module() -> types.ModuleType:
-    spec = importlib.util.spec_from_file_location("enhance_launch", LAUNCH_FILE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module_from_file(LAUNCH_FILE, "enhance_launch")
 
 
 def console_scripts() -> dict[str, str]:

@@ -126,7 +126,7 @@ class EnhanceNodeConfig(ManagedNodeConfig):
     tile_overlap: int = field(default=_ENHANCER_DEFAULTS.tile_overlap, metadata=param_help(
         "blend: tile overlap; exact: context halo per side (px)"))
     tile_mode: str = field(default=_ENHANCER_DEFAULTS.tile_mode, metadata=param_help(
-        "exact (tiles reproduce a whole-frame pass, ~5x the work) | blend (independent tiles)"))
+        "exact (tiles reproduce a whole-frame pass, ~5x the time of blend) | blend (independent tiles)"))
     output_encoding: str = field(default=SAME_FAMILY, metadata=param_help(
         "same_family (the input's encoding; bayer -> rgb8) or an encoding name, e.g. rgb8"))
     demosaic: str = field(default="bilinear", metadata=param_help(
