@@ -119,6 +119,7 @@ def test_capacity_probe_scores_the_nlm_diagnostic_and_times_both_variants(tiny_c
                      "--count", "2", "--crop", "32", "--batch", "1", "--steps", "2"]) == 0
     out = capsys.readouterr().out
     assert "mean over 2 pairs (96x64, seed 1234): model" in out and "model + NLM (h=5)" in out
+    assert "ms per frame (1 threads)" in out
     assert "tiny: 2." in out and "small: 5." in out and "s per training step (batch 1 of 32 px" in out
     with pytest.raises(SystemExit):
         mod.main(["--steps", "1"])
