@@ -244,11 +244,12 @@ class NodeProcess:
         return self.returncode
 
     def assert_clean_exit(self, sig: int = signal.SIGINT) -> str:
-        """Stop with `sig`: exit code 0 and no Python traceback in the output."""
+        """Stop with `sig`: exit code 0, no Python traceback or swallowed exception in the output."""
         code = self.stop(sig)
         out = self.output()
         assert code == 0, f"exit code {code} after signal {sig}:\n{out}"
         assert "Traceback" not in out, out
+        assert "Exception ignored" not in out, out
         return out
 
 

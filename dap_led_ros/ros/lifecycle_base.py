@@ -18,6 +18,7 @@ What a subclass gets:
 """
 from __future__ import annotations
 
+import signal
 import sys
 import threading
 import time
@@ -30,6 +31,7 @@ from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedE
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions
 from std_srvs.srv import SetBool
 
 from dap_led_ros.image_encoding import ImageEncodingError
@@ -375,6 +377,42 @@ class NodeStartError(RuntimeError):
     """The nodes cannot start as configured (exit code 2, message only)."""
 
 
+class _StopSignals:
+    """SIGINT/SIGTERM handling for `run_nodes`, in place of rclpy's.
+
+    rclpy's handler shuts the context down and raises KeyboardInterrupt wherever Python happens
+    to be, e.g. inside a finaliser (printed as "Exception ignored ...") while the executor goes
+    on to fail with "context is not valid". Here a signal only sets a flag once spinning has
+    started; the spin loop checks it between waits. Before that (while models load) it raises
+    KeyboardInterrupt as usual so a slow start can still be interrupted.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.requested = threading.Event()
+        self.spinning = False
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopSignals:
+        for sig in self.SIGNALS:
+            self._previous[sig] = signal.signal(sig, self._on_signal)
+        return self
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self.requested.set()
+        if not self.spinning:
+            raise KeyboardInterrupt
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+
+
+# Longest wait between checks for a stop signal while spinning.
+STOP_POLL_S = 0.1
+
+
 def run_nodes(factories: Sequence[Callable[[], LifecycleNode]],
               args: Sequence[str] | None = None,
               executor_class: type[Executor] = SingleThreadedExecutor,
@@ -385,41 +423,48 @@ def run_nodes(factories: Sequence[Callable[[], LifecycleNode]],
     `on_started` may check the created nodes and raise NodeStartError.
     """
     configure_dds_environment()
-    try:
-        rclpy.init(args=list(args) if args is not None else None)
-    except Exception as exc:  # noqa: BLE001 - rcl rejects bad ROS arguments / params files
-        print(f"error: ROS initialisation failed: {exc}", file=sys.stderr)
-        return 1
-    nodes: list[LifecycleNode] = []
-    executor = executor_class()
-    code = 0
-    try:
-        for make in factories:
-            nodes.append(make())
-        if on_started is not None:
-            on_started(nodes)
-        for node in nodes:
-            executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except NodeStartError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        code = 2
-    except Exception as exc:  # noqa: BLE001 - report, do not dump a trace on users
-        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        code = 1
-    finally:
-        for node in nodes:
-            try:
-                if isinstance(node, ManagedImageNode):
-                    node.release(worker_timeout_s=EXIT_WORKER_TIMEOUT_S)
-                node.destroy_node()
-            except Exception:  # noqa: BLE001 - the context may already be shut down
-                pass
-        executor.shutdown(timeout_sec=1.0)
-        rclpy.try_shutdown()
-    return code
+    with _StopSignals() as stop:
+        try:
+            rclpy.init(args=list(args) if args is not None else None,
+                       signal_handler_options=SignalHandlerOptions.NO)
+        except KeyboardInterrupt:
+            return 0
+        except Exception as exc:  # noqa: BLE001 - rcl rejects bad ROS arguments / params files
+            print(f"error: ROS initialisation failed: {exc}", file=sys.stderr)
+            return 1
+        nodes: list[LifecycleNode] = []
+        executor = executor_class()
+        code = 0
+        try:
+            for make in factories:
+                nodes.append(make())
+            if on_started is not None:
+                on_started(nodes)
+            for node in nodes:
+                executor.add_node(node)
+            stop.spinning = True
+            while not stop.requested.is_set() and rclpy.ok():
+                executor.spin_once(timeout_sec=STOP_POLL_S)
+        except (KeyboardInterrupt, ExternalShutdownException):
+            pass
+        except NodeStartError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            code = 2
+        except Exception as exc:  # noqa: BLE001 - report, do not dump a trace on users
+            print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+            code = 1
+        finally:
+            stop.spinning = True  # a second signal during release only sets the flag again
+            for node in nodes:
+                try:
+                    if isinstance(node, ManagedImageNode):
+                        node.release(worker_timeout_s=EXIT_WORKER_TIMEOUT_S)
+                    node.destroy_node()
+                except Exception:  # noqa: BLE001 - the context may already be shut down
+                    pass
+            executor.shutdown(timeout_sec=1.0)
+            rclpy.try_shutdown()
+        return code
 
 
 def main_for(node_class: type[LifecycleNode], argv: Sequence[str] | None = None) -> int:
