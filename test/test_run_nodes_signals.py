@@ -78,3 +78,29 @@ def test_signal_while_nodes_are_created_exits_zero(ros_domain_id: int, tmp_path:
         if proc.returncode is None:
             proc.stop(signal.SIGKILL)
     assert "not interrupted" not in out, out
+
+
+def test_run_nodes_off_the_main_thread_stops_on_rclpy_shutdown(ros_domain_id: int) -> None:
+    # Embedded in a bigger program: no signal handlers (Python allows them only on the main
+    # thread); the program ends the nodes with rclpy.shutdown().
+    import threading
+
+    import rclpy
+    from rclpy.node import Node
+
+    from dap_led_ros.ros.lifecycle_base import run_nodes
+
+    started = threading.Event()
+
+    def make() -> Node:
+        node = Node("embedded")
+        node.create_timer(0.01, started.set)
+        return node
+
+    result: list[int] = []
+    thread = threading.Thread(target=lambda: result.append(run_nodes([make], args=[])))
+    thread.start()
+    assert started.wait(60), "the node never spun"
+    rclpy.shutdown()
+    thread.join(30)
+    assert not thread.is_alive() and result == [0]

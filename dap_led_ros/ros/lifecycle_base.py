@@ -395,8 +395,11 @@ class _StopSignals:
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> _StopSignals:
-        for sig in self.SIGNALS:
-            self._previous[sig] = signal.signal(sig, self._on_signal)
+        # Python only lets the main thread set handlers; elsewhere the embedding program stops
+        # the nodes (rclpy.shutdown()).
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._on_signal)
         return self
 
     def _on_signal(self, signum: int, frame: Any) -> None:
