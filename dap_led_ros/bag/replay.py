@@ -100,13 +100,20 @@ def _qos_profile(options: ReplayOptions, latched: bool) -> Any:
 
 
 class _Stopper:
-    """Turns SIGTERM into StopRequested at the next check (SIGINT stays KeyboardInterrupt)."""
+    """Turns SIGINT/SIGTERM into StopRequested at the next check.
+
+    A flag rather than an asynchronous KeyboardInterrupt, which can land in a finaliser and be
+    swallowed there.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self) -> None:
         self.requested = False
-        self._previous = None
+        self._previous: dict[int, Any] = {}
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGTERM, self._on_signal)
+            for sig in self.SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._on_signal)
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         self.requested = True
@@ -124,8 +131,8 @@ class _Stopper:
             time.sleep(min(left, _POLL_S))
 
     def restore(self) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
 
 
 @dataclass
@@ -184,11 +191,11 @@ def replay(bag: Path, options: ReplayOptions | None = None, domain_id: int | Non
         started = time.monotonic()
         try:
             _play(reader, [c for c in conns if c.id in publishers], publishers, options, stopper, stats)
-        except (KeyboardInterrupt, StopRequested):
+        except StopRequested:
             stats.stopped = True
         stats.seconds = time.monotonic() - started
         stats.unacknowledged = _drain(list(by_topic.values()), options.drain_timeout)
-    except (KeyboardInterrupt, StopRequested):
+    except StopRequested:
         stats.stopped = True
     finally:
         stopper.restore()
