@@ -1,4 +1,4 @@
-"""`run_nodes` exits cleanly on SIGINT/SIGTERM wherever the signal lands.
+"""`run_nodes` exits cleanly on SIGINT/SIGTERM wherever the signal lands (and `StopSignals`).
 
 The stress node's timer callback spends nearly all its time in finalisers (`__del__`), where an
 asynchronous KeyboardInterrupt is swallowed ("Exception ignored in ...") and the executor then
@@ -12,6 +12,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
+
+from dap_led_ros.stop_signals import StopSignals
 
 from conftest import NodeProcess
 
@@ -104,3 +106,17 @@ def test_run_nodes_off_the_main_thread_stops_on_rclpy_shutdown(ros_domain_id: in
     rclpy.shutdown()
     thread.join(30)
     assert not thread.is_alive() and result == [0]
+
+
+def test_stop_signals_set_the_flag_raise_only_when_asked_and_restore_the_handlers() -> None:
+    import os
+
+    before = {sig: signal.getsignal(sig) for sig in StopSignals.SIGNALS}
+    with StopSignals() as stop:
+        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGINT)  # no KeyboardInterrupt
+        assert stop.requested.is_set()
+        stop.interrupt = True
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+    assert {sig: signal.getsignal(sig) for sig in StopSignals.SIGNALS} == before

@@ -13,9 +13,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
-import signal
 import sys
-import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -25,6 +23,7 @@ from typing import Any
 from rosbags.interfaces import Connection, ConnectionExtRosbag2, QosDurability
 from rosbags.rosbag2 import Reader
 
+from ..stop_signals import StopSignals
 from .bag_io import BagError, open_reader
 
 log = logging.getLogger(__name__)
@@ -99,27 +98,11 @@ def _qos_profile(options: ReplayOptions, latched: bool) -> Any:
     return profile
 
 
-class _Stopper:
-    """Turns SIGINT/SIGTERM into StopRequested at the next check.
-
-    A flag rather than an asynchronous KeyboardInterrupt, which can land in a finaliser and be
-    swallowed there.
-    """
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._previous: dict[int, Any] = {}
-        if threading.current_thread() is threading.main_thread():
-            for sig in self.SIGNALS:
-                self._previous[sig] = signal.signal(sig, self._on_signal)
-
-    def _on_signal(self, signum: int, frame: Any) -> None:
-        self.requested = True
+class _Stopper(StopSignals):
+    """SIGINT/SIGTERM become StopRequested at the next check."""
 
     def check(self) -> None:
-        if self.requested:
+        if self.requested.is_set():
             raise StopRequested()
 
     def sleep_until(self, deadline: float) -> None:
@@ -129,10 +112,6 @@ class _Stopper:
             if left <= 0:
                 return
             time.sleep(min(left, _POLL_S))
-
-    def restore(self) -> None:
-        for sig, previous in self._previous.items():
-            signal.signal(sig, previous)
 
 
 @dataclass
@@ -165,6 +144,7 @@ def replay(bag: Path, options: ReplayOptions | None = None, domain_id: int | Non
     reader = open_reader(bag)
     stats = ReplayStats()
     stopper = _Stopper()
+    stopper.install()
     context = node = None
     try:
         conns = _select(reader, options.topics)

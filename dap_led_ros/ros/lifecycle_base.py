@@ -18,7 +18,6 @@ What a subclass gets:
 """
 from __future__ import annotations
 
-import signal
 import sys
 import threading
 import time
@@ -48,6 +47,7 @@ from dap_led_ros.ros.node_config import (
     read_node_parameters,
     unknown_parameter_overrides,
 )
+from dap_led_ros.stop_signals import StopSignals
 
 CfgT = TypeVar("CfgT", bound=ManagedNodeConfig)
 
@@ -377,41 +377,6 @@ class NodeStartError(RuntimeError):
     """The nodes cannot start as configured (exit code 2, message only)."""
 
 
-class _StopSignals:
-    """SIGINT/SIGTERM handling for `run_nodes`, in place of rclpy's.
-
-    rclpy's handler shuts the context down and raises KeyboardInterrupt wherever Python happens
-    to be, e.g. inside a finaliser (printed as "Exception ignored ...") while the executor goes
-    on to fail with "context is not valid". Here a signal only sets a flag once spinning has
-    started; the spin loop checks it between waits. Before that (while models load) it raises
-    KeyboardInterrupt as usual so a slow start can still be interrupted.
-    """
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self) -> None:
-        self.requested = threading.Event()
-        self.spinning = False
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> _StopSignals:
-        # Python only lets the main thread set handlers; elsewhere the embedding program stops
-        # the nodes (rclpy.shutdown()).
-        if threading.current_thread() is threading.main_thread():
-            for sig in self.SIGNALS:
-                self._previous[sig] = signal.signal(sig, self._on_signal)
-        return self
-
-    def _on_signal(self, signum: int, frame: Any) -> None:
-        self.requested.set()
-        if not self.spinning:
-            raise KeyboardInterrupt
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, previous in self._previous.items():
-            signal.signal(sig, previous)
-
-
 # Longest wait between checks for a stop signal while spinning.
 STOP_POLL_S = 0.1
 
@@ -426,7 +391,11 @@ def run_nodes(factories: Sequence[Callable[[], LifecycleNode]],
     `on_started` may check the created nodes and raise NodeStartError.
     """
     configure_dds_environment()
-    with _StopSignals() as stop:
+    # Not rclpy's signal handler: it shuts the context down and raises KeyboardInterrupt wherever
+    # Python is (in a finaliser it is swallowed and the executor then fails on the dead context).
+    # A signal interrupts node creation (model loading) at once; while spinning it sets a flag
+    # the loop checks.
+    with StopSignals(interrupt=True) as stop:
         try:
             rclpy.init(args=list(args) if args is not None else None,
                        signal_handler_options=SignalHandlerOptions.NO)
@@ -445,7 +414,7 @@ def run_nodes(factories: Sequence[Callable[[], LifecycleNode]],
                 on_started(nodes)
             for node in nodes:
                 executor.add_node(node)
-            stop.spinning = True
+            stop.interrupt = False
             while not stop.requested.is_set() and rclpy.ok():
                 executor.spin_once(timeout_sec=STOP_POLL_S)
         except (KeyboardInterrupt, ExternalShutdownException):
@@ -457,7 +426,7 @@ def run_nodes(factories: Sequence[Callable[[], LifecycleNode]],
             print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
             code = 1
         finally:
-            stop.spinning = True  # a second signal during release only sets the flag again
+            stop.interrupt = False  # a second signal during release only sets the flag again
             for node in nodes:
                 try:
                     if isinstance(node, ManagedImageNode):
