@@ -26,7 +26,8 @@ import numpy as np
 
 from .cli import frame_size
 from .bag.bag_enhance import BagEnhanceOptions, enhance_bag
-from .bag.bag_io import BagError, open_reader
+from .bag.bag_errors import BagError
+from .bag.bag_io import open_reader
 from .bag.frames import FrameDecodeError, frame_rgb
 from .bag.sample_bag import SampleBagConfig, make_sample_bag
 from .enhance_cli import add_backend_args, enhancer_from_args
@@ -123,13 +124,14 @@ def _pairs_from_bag(enhanced_bag: Path, src_topic: str, out_topic: str, keep: se
     kept: list[_Pair] = []
     index = 0
     try:
-        conns = [c for c in reader.connections if c.topic in (src_topic, out_topic)]
-        for conn, stamp, data in reader.messages(conns):
+        topics = [t.key for t in reader.topics if t.name in (src_topic, out_topic)]
+        for record in reader.messages(topics):
+            stamp = record.log_time
             try:
-                rgb = frame_rgb(conn.msgtype, data)
+                rgb = frame_rgb(record.topic.msgtype, record.data)
             except FrameDecodeError:
                 continue  # reported by the bag step already
-            if conn.topic == src_topic:
+            if record.topic.name == src_topic:
                 pending[stamp] = rgb
                 continue
             before = pending.pop(stamp, None)
@@ -148,7 +150,7 @@ def _pairs_from_bag(enhanced_bag: Path, src_topic: str, out_topic: str, keep: se
 def _topic_stamps(bag: Path, topic: str) -> list[int]:
     reader = open_reader(bag)
     try:
-        return [t for c, t, _ in reader.messages([c for c in reader.connections if c.topic == topic])]
+        return [r.log_time for r in reader.messages([t.key for t in reader.topic(topic)])]
     finally:
         reader.close()
 

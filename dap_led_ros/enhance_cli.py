@@ -14,6 +14,18 @@ from .image_io import ImageReadError, contact_sheet, list_images, read_image, wr
 log = logging.getLogger(__name__)
 
 
+def _at_least(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got '{text}'") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+    return parse
+
+
 def add_backend_args(p: argparse.ArgumentParser) -> None:
     """Options shared by every command that runs the network."""
     d = EnhancerConfig()
@@ -21,8 +33,8 @@ def add_backend_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default=d.backend, help="auto | torch | onnxruntime | tensorrt (default: %(default)s)")
     p.add_argument("--device", default=d.device, help="auto | cpu | cuda | cuda:N (default: %(default)s)")
     p.add_argument("--engine", default=d.engine, help="ONNX model / TensorRT engine path for those backends")
-    p.add_argument("--threads", type=int, default=d.threads, help="CPU threads (0 = library default)")
-    p.add_argument("--max-pixels", type=int, default=d.max_pixels, help="tile frames larger than this")
+    p.add_argument("--threads", type=_at_least(0), default=d.threads, help="CPU threads (0 = library default)")
+    p.add_argument("--max-pixels", type=_at_least(1), default=d.max_pixels, help="tile frames larger than this")
     p.add_argument("--tile-size", type=int, default=d.tile_size)
     p.add_argument("--tile-overlap", type=int, default=d.tile_overlap,
                    help="blend: overlap of neighbouring tiles; exact: context halo (default: %(default)s)")

@@ -17,7 +17,8 @@ from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, Qo
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 
 from dap_led_ros.bag.bag_enhance import BagEnhanceOptions, enhance_bag
-from dap_led_ros.bag.bag_io import TYPESTORE, BagError, open_reader, storage_of
+from dap_led_ros.bag.bag_errors import BagError
+from dap_led_ros.bag.bag_io import TYPESTORE, open_reader, storage_of
 from dap_led_ros.bag.sample_bag import SampleBagConfig, camera_info_msg, make_sample_bag
 from dap_led_ros.cli import main as cli_main
 from dap_led_ros.enhancer import Enhancer, EnhancerConfig
@@ -182,7 +183,7 @@ def test_topic_choice_and_storage_conversion(tmp_path, enhancer):
     assert sum(m[0] == OUT_JPEG for m in out) == 2 and not any(m[0] == OUT_RAW for m in out)
     with pytest.raises(BagError, match="not in the bag"):
         enhance_bag(src, tmp_path / "o2", enhancer, BagEnhanceOptions(topics=["/nope"]), progress=False)
-    with pytest.raises(BagError, match="hold no colour frames"):
+    with pytest.raises(BagError, match="hold no colour or mono camera frames"):
         enhance_bag(src, tmp_path / "o3", enhancer, BagEnhanceOptions(topics=["/imu"]), progress=False)
     with pytest.raises(BagError, match="already exists in the input bag"):
         enhance_bag(dst, tmp_path / "o4", enhancer, progress=False)  # enhancing an enhanced bag again

@@ -1,7 +1,8 @@
 """`dap-led bag IN OUT`: a rosbag2 recording in, the same recording plus enhanced frames out.
 
-Every input message is copied byte for byte (same topic, type, definition, offered QoS,
-timestamp). For every Image / CompressedImage on the chosen topics one enhanced message with
+Every input message is copied byte for byte (same topic, type, definition, offered QoS, type
+hash, log time, send time, sequence), and the per-topic counts read and written are checked
+against the input storage's own. For every colour/mono camera frame (depth and other transports are copied untouched) Image / CompressedImage on the chosen topics one enhanced message with
 the same header and timestamp is added on `<ns>/enhanced/image` (raw) or
 `<ns>/enhanced/image/compressed` (same codec), see `bag_io.enhanced_topic`, and `<ns>/camera_info`
 is copied to `<ns>/enhanced/camera_info`, as the enhance node does live. A frame that cannot
@@ -16,29 +17,26 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
-from rosbags.interfaces import Connection
-from rosbags.rosbag2 import CompressionFormat, CompressionMode, Reader, Writer
 from tqdm import tqdm
 
 from ..enhance_cli import add_backend_args, enhancer_from_args
 from ..enhancer import Enhancer
 from ..image_encoding import ImageEncodingError
+from .bag_errors import BagError
 from .bag_io import (
     CAMERA_INFO,
+    IMAGE_TYPES,
     STORAGES,
-    BagError,
-    add_connection_like,
-    atomic_bag_output,
+    camera_frames_reason,
     camera_info_topics,
-    check_output_path,
     enhanced_topic,
     format_stamp,
-    is_image_connection,
-    open_reader,
-    storage_of,
 )
+from .bag_output import atomic_bag_output, check_output_path
+from .bag_reader import BagReader, BagRecord, TopicInfo
+from .bag_writer import BagWriter, OutputSettings
 from .frames import BagFrame, CompressionSettings, FrameDecodeError, decode_frame, encode_frame
 
 
@@ -78,8 +76,10 @@ class BagSummary:
     enhanced: Counter = field(default_factory=Counter)   # input topic -> enhanced frames
     topic_map: dict[str, str] = field(default_factory=dict)          # input -> enhanced topic
     camera_info_map: dict[str, str] = field(default_factory=dict)    # camera_info -> its copy
+    untouched: dict[str, str] = field(default_factory=dict)          # image-typed topic -> why not enhanced
     failures: list[FrameFailure] = field(default_factory=list)
-    copied: int = 0                                       # input messages copied
+    copied: Counter = field(default_factory=Counter)     # input topic -> messages copied
+    notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
@@ -91,12 +91,16 @@ class BagSummary:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
 
     def report(self) -> str:
-        lines = [f"wrote {self.output} ({self.storage}): {self.copied} messages copied, "
+        lines = [f"wrote {self.output} ({self.storage}): {sum(self.copied.values())} messages on "
+                 f"{len(self.copied)} topics copied (counts checked against the input's storage), "
                  f"{self.frames} frames enhanced in {self.seconds:.1f} s ({self.fps:.2f} frames/s)"]
         for src, dst in self.topic_map.items():
             lines.append(f"  {src} -> {dst}: {self.enhanced[src]} frames")
         for src, dst in self.camera_info_map.items():
             lines.append(f"  {src} -> {dst}: copied")
+        for topic, why in self.untouched.items():
+            lines.append(f"  {topic}: copied untouched, not enhanced ({why})")
+        lines += [f"  note: {n}" for n in self.notes]
         if self.failures:
             lines.append(f"  {len(self.failures)} frame(s) not enhanced (copied unchanged):")
             lines += [f"    {f}" for f in self.failures]
@@ -107,37 +111,41 @@ class BagSummary:
 class _Pending:
     """A message waiting to be written; `data` stays None until its frame is enhanced."""
 
-    conn: Connection
-    timestamp: int
+    key: tuple[str, str]
+    record: BagRecord
     data: bytes | None
 
 
 class _EnhancedSink:
     """Holds messages in bag order until their batch is enhanced, then writes them in that order."""
 
-    def __init__(self, writer: Writer, enhancer: Enhancer, batch: int, settings: CompressionSettings,
+    def __init__(self, writer: BagWriter, enhancer: Enhancer, batch: int, settings: CompressionSettings,
                  summary: BagSummary, on_frame: Callable[[], None]) -> None:
         self.writer, self.enhancer, self.batch, self.settings = writer, enhancer, batch, settings
         self.summary, self.on_frame = summary, on_frame
         self.queue: list[_Pending] = []
-        self.frames: list[tuple[_Pending, BagFrame, str]] = []
+        self.frames: list[tuple[_Pending, BagFrame]] = []
 
-    def copy(self, conn: Connection, timestamp: int, data: bytes) -> None:
+    def copy(self, key: tuple[str, str], record: BagRecord) -> None:
         if self.queue:
-            self.queue.append(_Pending(conn, timestamp, data))
+            self.queue.append(_Pending(key, record, record.data))
         else:
-            self.writer.write(conn, timestamp, data)
+            self._write(key, record, record.data)
 
-    def add_frame(self, out_conn: Connection, timestamp: int, frame: BagFrame, src_topic: str) -> None:
-        slot = _Pending(out_conn, timestamp, None)
+    def _write(self, key: tuple[str, str], record: BagRecord, data: bytes) -> None:
+        self.writer.write(key, record.log_time, data, record.publish_time, record.sequence)
+
+    def add_frame(self, key: tuple[str, str], record: BagRecord, frame: BagFrame) -> None:
+        slot = _Pending(key, record, None)
         self.queue.append(slot)
-        self.frames.append((slot, frame, src_topic))
+        self.frames.append((slot, frame))
         if len(self.frames) >= self.batch:
             self.flush()
 
     def flush(self) -> None:
         if self.frames:
-            for (slot, frame, topic), out in zip(self.frames, self._enhance([f for _, f, _ in self.frames])):
+            for (slot, frame), out in zip(self.frames, self._enhance([f for _, f in self.frames])):
+                topic = slot.record.topic.name
                 if not isinstance(out, Exception):
                     try:
                         slot.data = encode_frame(frame, out, self.settings)
@@ -145,13 +153,14 @@ class _EnhancedSink:
                     except (ImageEncodingError, FrameDecodeError) as exc:
                         out = exc
                 if isinstance(out, Exception):
-                    self.summary.failures.append(FrameFailure(topic, slot.timestamp, f"enhancement failed: {out}"))
+                    self.summary.failures.append(FrameFailure(topic, slot.record.log_time,
+                                                              f"enhancement failed: {out}"))
                     tqdm.write(f"warning: {self.summary.failures[-1]}; copied unchanged", file=sys.stderr)
                 self.on_frame()
             self.frames.clear()
         for p in self.queue:
             if p.data is not None:
-                self.writer.write(p.conn, p.timestamp, p.data)
+                self._write(p.key, p.record, p.data)
         self.queue.clear()
 
     def _enhance(self, frames: list[BagFrame]) -> list:
@@ -171,53 +180,71 @@ class _EnhancedSink:
 
 
 @dataclass
-class _TopicPlan:
+class TopicPlan:
     images: dict[str, str]        # input image topic -> enhanced topic
     camera_infos: dict[str, str]  # <ns>/camera_info -> <ns>/enhanced/camera_info (copied beside)
+    untouched: dict[str, str]     # Image/CompressedImage topics that are not camera frames -> why
 
 
-def _plan_topics(reader: Reader, wanted: list[str] | None) -> _TopicPlan:
-    """Which topics are enhanced where, checked for unknown names and collisions."""
-    by_topic = {c.topic: c for c in reader.connections}
-    images = {c.topic: c.msgtype for c in reader.connections if is_image_connection(c)}
+def plan_topics(reader: BagReader, wanted: list[str] | None) -> TopicPlan:
+    """Which topics are enhanced where, checked for unknown names, non-camera topics and collisions."""
+    by_name: dict[str, TopicInfo] = {}
+    for t in reader.topics:
+        by_name.setdefault(t.name, t)
     if wanted:
-        unknown = [t for t in wanted if t not in by_topic]
+        unknown = [t for t in wanted if t not in by_name]
         if unknown:
-            raise BagError(f"topic(s) {', '.join(unknown)} not in the bag; its image topics: "
-                           f"{', '.join(sorted(images)) or 'none'}")
-        not_images = [t for t in wanted if t not in images]
-        if not_images:
-            raise BagError(f"topic(s) {', '.join(not_images)} hold no colour frames "
-                           f"({', '.join(by_topic[t].msgtype for t in not_images)})")
-        images = {t: images[t] for t in wanted}
+            raise BagError(f"topic(s) {', '.join(unknown)} not in the bag; its topics: "
+                           f"{', '.join(sorted(by_name)) or 'none'}")
+    candidates = [t for t in reader.topics if t.msgtype in IMAGE_TYPES and (not wanted or t.name in wanted)]
+    images: dict[str, str] = {}
+    untouched: dict[str, str] = {}
+    for t in candidates:
+        reason = camera_frames_reason(reader, t)
+        if reason is None:
+            images[t.name] = t.msgtype
+        else:
+            untouched[t.name] = reason
+    if wanted:
+        refused = [f"{t} ({untouched.get(t) or by_name[t].msgtype})" for t in wanted if t not in images]
+        if refused:
+            raise BagError(f"topic(s) {', '.join(refused)} hold no colour or mono camera frames to enhance")
     mapping = {t: enhanced_topic(t, m) for t, m in sorted(images.items())}
     infos = {}
     for t, m in sorted(images.items()):
         src, dst = camera_info_topics(t, m)
-        if src in by_topic and by_topic[src].msgtype == CAMERA_INFO:
+        if src in by_name and by_name[src].msgtype == CAMERA_INFO:
             infos[src] = dst
     seen: dict[str, str] = {}
     for src, dst in list(mapping.items()) + list(infos.items()):
-        if dst in by_topic:
+        if dst in by_name:
             raise BagError(f"output topic {dst} for {src} already exists in the input bag "
                            f"(was it enhanced before?); choose topics with --topics")
         if seen.get(dst, src) != src:
             raise BagError(f"{seen[dst]} and {src} would both be written to {dst}; "
                            f"enhance one of them per run with --topics")
         seen[dst] = src
-    return _TopicPlan(mapping, infos)
+    return TopicPlan(mapping, infos, untouched)
 
 
-def _check_paths(src: Path, dst: Path, force: bool) -> None:
-    if dst.resolve() == src.resolve() or src.resolve() in dst.resolve().parents:
-        raise BagError(f"OUT {dst} must not be IN or lie inside it")
-    check_output_path(dst, force)
+def check_paths(src: Path, dst: Path, force: bool) -> None:
+    check_output_path(Path(dst), force, inputs=[Path(src)])
 
 
-def _set_compression(writer: Writer, reader: Reader) -> None:
-    mode = {"file": CompressionMode.FILE, "message": CompressionMode.MESSAGE}.get(reader.compression_mode or "")
-    if mode is not None:
-        writer.set_compression(mode, CompressionFormat.ZSTD)
+def prepare(src: Path, options: BagEnhanceOptions) -> tuple[BagReader, TopicPlan]:
+    """Open IN and plan the run; BagError (before any model is loaded) when there is nothing to do."""
+    reader = BagReader(src)
+    try:
+        plan = plan_topics(reader, options.topics)
+        if not plan.images:
+            skipped = "; ".join(f"{t}: {why}" for t, why in plan.untouched.items())
+            raise BagError(f"{src} has no colour or mono camera topics (Image or CompressedImage) to enhance"
+                           + (f" ({skipped})" if skipped else ""))
+        reader.check_counts()
+    except BaseException:
+        reader.close()
+        raise
+    return reader, plan
 
 
 def enhance_bag(src: Path, dst: Path, enhancer: Enhancer, options: BagEnhanceOptions | None = None,
@@ -226,94 +253,117 @@ def enhance_bag(src: Path, dst: Path, enhancer: Enhancer, options: BagEnhanceOpt
     options = options or BagEnhanceOptions()
     options.validate()
     src, dst = Path(src), Path(dst)
-    _check_paths(src, dst, options.force)
-    reader = open_reader(src)
+    check_paths(src, dst, options.force)
+    reader, plan = prepare(src, options)
     try:
-        plan = _plan_topics(reader, options.topics)
-        if not plan.images:
-            raise BagError(f"{src} has no Image or CompressedImage topics to enhance")
-        storage = options.storage or storage_of(src)
-        with atomic_bag_output(dst) as out:
+        storage = options.storage or reader.storage
+        with atomic_bag_output(dst, inputs=[src]) as out:
             summary = _convert(reader, out, storage, plan, enhancer, options, progress)
+            check_paths(src, dst, options.force)  # nothing changed under us while converting
     finally:
         reader.close()
     summary.output = dst
     return summary
 
 
-def _messages(reader: Reader) -> Iterator[tuple[Connection, int, bytes]]:
-    """The bag's messages in order; a storage-level read error becomes a BagError."""
-    it = iter(reader.messages())
-    while True:
-        try:
-            item = next(it)
-        except StopIteration:
-            return
-        except Exception as exc:  # sqlite / mcap / zstd errors: the input bag is damaged
-            raise BagError(f"cannot read the input bag: {type(exc).__name__}: {exc}") from exc
-        yield item
+def _output_settings(reader: BagReader, storage: str) -> OutputSettings:
+    layout = reader.mcap_layout
+    return OutputSettings(storage=storage, compression_mode=reader.compression_mode,
+                          mcap=layout if layout is not None else OutputSettings().mcap,
+                          ros_distro=reader.ros_distro, custom_data=reader.custom_data)
 
 
-def _convert(reader: Reader, out: Path, storage: str, plan: _TopicPlan, enhancer: Enhancer,
+def _convert(reader: BagReader, out: Path, storage: str, plan: TopicPlan, enhancer: Enhancer,
              options: BagEnhanceOptions, progress: bool) -> BagSummary:
     mapping = plan.images
-    summary = BagSummary(output=out, storage=storage, topic_map=dict(mapping), camera_info_map=dict(plan.camera_infos))
-    total = sum(c.msgcount for c in reader.connections if c.topic in mapping)
-    writer = Writer(out, version=Writer.VERSION_LATEST, storage_plugin=STORAGES[storage])
-    _set_compression(writer, reader)
-    writer.open()
+    summary = BagSummary(output=out, storage=storage, topic_map=dict(mapping),
+                         camera_info_map=dict(plan.camera_infos), untouched=dict(plan.untouched))
+    expected = reader.storage_counts()
+    total = sum(n for (name, _), n in expected.items() if name in mapping)
+    writer = BagWriter(out, _output_settings(reader, storage))
     bar = tqdm(total=total, unit="frame", desc="enhance", disable=not progress, mininterval=0.5,
                dynamic_ncols=True)
     try:
-        copies = {c.id: add_connection_like(writer, c) for c in reader.connections}
-        outputs: dict[str, Connection] = {}  # output topic -> its connection
-        for c in reader.connections:
-            dst = mapping.get(c.topic) or plan.camera_infos.get(c.topic)
-            if dst is not None and dst not in outputs:
-                outputs[dst] = add_connection_like(writer, c, topic=dst)
+        for t in reader.topics:
+            writer.add_topic(t)
+        outputs: dict[str, tuple[str, str]] = {}  # input topic -> key of its output topic
+        for t in reader.topics:
+            dst = mapping.get(t.name) or plan.camera_infos.get(t.name)
+            if dst is not None and t.name not in outputs:
+                outputs[t.name] = writer.add_topic(t, name=dst)
+        for name, data in reader.mcap_metadata_records():
+            if name != "rosbag2":  # rosbag2's copy of metadata.yaml describes the input, not OUT
+                writer.add_mcap_metadata(name, data)
+        for attachment in reader.mcap_attachments():
+            writer.add_mcap_attachment(attachment)
         sink = _EnhancedSink(writer, enhancer, options.batch, options.compression, summary, lambda: bar.update(1))
+        read: Counter = Counter()
+        send_times = 0
         started = time.monotonic()
-        for conn, timestamp, data in _messages(reader):
-            sink.copy(copies[conn.id], timestamp, data)
-            summary.copied += 1
-            if conn.topic in plan.camera_infos:
-                sink.copy(outputs[plan.camera_infos[conn.topic]], timestamp, data)
+        for record in reader.messages():
+            topic = record.topic
+            read[topic.key] += 1
+            send_times += record.publish_time != record.log_time or record.sequence != 0
+            sink.copy(topic.key, record)
+            if topic.name in plan.camera_infos:
+                sink.copy(outputs[topic.name], record)
                 continue
-            if conn.topic not in mapping:
+            if topic.name not in mapping:
                 continue
             try:
-                frame = decode_frame(conn.msgtype, data)
+                frame = decode_frame(topic.msgtype, record.data)
             except FrameDecodeError as exc:
-                summary.failures.append(FrameFailure(conn.topic, timestamp, str(exc)))
+                summary.failures.append(FrameFailure(topic.name, record.log_time, str(exc)))
                 tqdm.write(f"warning: {summary.failures[-1]}; copied unchanged", file=sys.stderr)
                 bar.update(1)
                 continue
-            sink.add_frame(outputs[mapping[conn.topic]], timestamp, frame, conn.topic)
+            sink.add_frame(outputs[topic.name], record, frame)
         sink.flush()
         summary.seconds = time.monotonic() - started
+        _check_kept(expected, read, writer.counts)
+        if storage == "sqlite3" and send_times:
+            summary.notes.append(f"sqlite3 stores no publish_time or sequence: those of {send_times} messages "
+                                 f"are not in OUT (use --storage mcap to keep them)")
+        writer.close()
     except BaseException:
         bar.close()
         writer.abort()
         raise
     bar.close()
-    writer.close()
+    for (name, _), n in sorted(read.items()):
+        summary.copied[name] += n
     return summary
+
+
+def _check_kept(expected: Counter, read: Counter, written: Counter) -> None:
+    """Every message the storage holds was read and written once; BagError naming the topics otherwise."""
+    bad = []
+    for key in sorted(set(expected) | set(read)):
+        n_exp, n_read, n_out = expected.get(key, 0), read.get(key, 0), written.get(key, 0)
+        if not n_exp == n_read == n_out:
+            bad.append(f"{key[0]} ({key[1]}): storage {n_exp}, read {n_read}, written {n_out}")
+    if bad:
+        raise BagError(f"{len(bad)} topic(s) would not be copied whole, so OUT was not written: " + "; ".join(bad))
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "bag", help="enhance the camera frames of a rosbag2 recording",
-        description="Copy a rosbag2 bag (sqlite3 or mcap) and add an enhanced copy of every camera frame: "
-                    "Image on <ns>/enhanced/image, CompressedImage on <ns>/enhanced/image/compressed "
-                    "(same codec), with the original header and timestamp; <ns>/camera_info is copied "
-                    "to <ns>/enhanced/camera_info. Every input message is kept byte for byte. Exit status 1 when some frames could not be decoded (they are "
-                    "listed and copied unchanged; OUT is still written), 2 on errors.")
+        description="Copy a rosbag2 bag (sqlite3 or mcap) and add an enhanced copy of every colour or mono "
+                    "camera frame: Image on <ns>/enhanced/image, CompressedImage on <ns>/enhanced/image/compressed "
+                    "(same codec), with the original header, log time, send time and sequence; <ns>/camera_info "
+                    "is copied to <ns>/enhanced/camera_info. Every input message is kept byte for byte with its "
+                    "topic metadata, and the per-topic counts are checked against the input's storage; depth, "
+                    "other encodings and transports are copied untouched. Exit status 0: done; 1: some frames "
+                    "could not be decoded (listed, copied unchanged; OUT is written); 2: nothing written "
+                    "(bad input, a count that does not add up, OUT not writable, model not loadable).")
     p.add_argument("input", type=Path, metavar="IN", help="rosbag2 folder (or a .db3/.mcap file)")
     p.add_argument("output", type=Path, metavar="OUT", help="new bag folder")
     d = BagEnhanceOptions()
     p.add_argument("--topics", nargs="+", default=None, metavar="TOPIC",
-                   help="image topics to enhance (default: every Image/CompressedImage topic)")
-    p.add_argument("--force", action="store_true", help="replace OUT if it exists")
+                   help="image topics to enhance (default: every colour/mono camera topic); only these are decoded")
+    p.add_argument("--force", action="store_true",
+                   help="replace OUT if it is a bag folder (written before); never any other folder or file")
     p.add_argument("--storage", choices=sorted(STORAGES), default=d.storage, help="default: the input's")
     p.add_argument("--batch", type=int, default=d.batch, help="frames per backend call (default: %(default)s)")
     p.add_argument("--jpeg-quality", type=int, default=d.compression.jpeg_quality,
@@ -329,8 +379,9 @@ def run(args: argparse.Namespace) -> int:
                                 compression=CompressionSettings(args.jpeg_quality, args.png_level))
     try:
         options.validate()
-        _check_paths(args.input, args.output, args.force)
-        open_reader(args.input).close()  # fail on a bad bag before loading the model
+        check_paths(args.input, args.output, args.force)
+        reader, _ = prepare(args.input, options)  # fail on a bad bag before loading the model
+        reader.close()
     except BagError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -1,25 +1,24 @@
-"""Opening, inspecting and copying rosbag2 bags with `rosbags`; shared by the bag commands."""
+"""Topic naming, camera-topic selection and the write rules shared by the bag commands.
+
+Reading and writing live in `bag_reader` / `bag_writer`; this module decides which topics are
+camera frames, where their enhanced copies go, and whether an output path may be written.
+"""
 from __future__ import annotations
 
 import logging
-import os
 import posixpath
-import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-import yaml
-from rosbags.interfaces import Connection, ConnectionExtRosbag2
-from rosbags.rosbag2 import Reader, StoragePlugin, Writer
+from rosbags.rosbag2 import StoragePlugin
 from rosbags.typesys import Stores, get_typestore
-from rosbags.typesys.base import TypesysError
-from rosbags.typesys.msg import get_types_from_msg
+
+from ..image_encoding import SUPPORTED_ENCODINGS
+from .bag_reader import BagReader, TopicInfo
 
 log = logging.getLogger(__name__)
 
-# sensor_msgs, std_msgs and geometry_msgs are identical from Humble on; the bag's own message
-# definitions and type hashes are copied wherever the bag has them.
+# Decodes and encodes Image / CompressedImage / CameraInfo / Imu only: their layouts are the same
+# in every ROS 2 distro. Every other message is copied as stored and never decoded.
 TYPESTORE = get_typestore(Stores.ROS2_HUMBLE)
 
 IMAGE = "sensor_msgs/msg/Image"
@@ -28,7 +27,6 @@ CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
 IMAGE_TYPES = (IMAGE, COMPRESSED_IMAGE)
 
 STORAGES: dict[str, StoragePlugin] = {"sqlite3": StoragePlugin.SQLITE3, "mcap": StoragePlugin.MCAP}
-_SUFFIX_STORAGE = {".db3": "sqlite3", ".mcap": "mcap"}
 
 # Output topics follow image_transport: `<ns>/enhanced/image` for raw frames and its
 # `compressed` transport `<ns>/enhanced/image/compressed` for CompressedImage.
@@ -36,80 +34,56 @@ ENHANCED_NAMESPACE = "enhanced"
 ENHANCED_BASE = "image"
 COMPRESSED_TRANSPORT = "compressed"
 DEPTH_TRANSPORT = "compressedDepth"
+# image_transport plugins whose messages are not JPEG/PNG camera frames (depth, video codecs, zstd).
+OTHER_TRANSPORTS = frozenset({DEPTH_TRANSPORT, "zstd", "theora", "ffmpeg", "h264", "h265", "hevc", "av1",
+                              "foxglove", "qoi", "avif", "jxl", "draco"})
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_JPEG_MAGIC = b"\xff\xd8\xff"
 
-_PARTIAL = ".partial-"    # hidden work folder beside OUT: .<OUT name>.partial-<pid>
-_REPLACED = ".replaced-"  # an old OUT moved aside while the new one takes its place
-
-
-class BagError(Exception):
-    """A bag cannot be read or written as asked; the message says why."""
-
-
-def open_reader(path: str | Path) -> Reader:
-    """An opened Reader for a rosbag2 folder (or a single .db3/.mcap file), else BagError."""
-    path = Path(path)
-    if not path.exists():
-        raise BagError(f"{path}: no such bag (file or folder)")
-    if path.is_dir() and not (path / "metadata.yaml").is_file():
-        raise BagError(f"{path}: not a rosbag2 bag (the folder has no metadata.yaml)")
-    if path.is_file() and path.suffix not in _SUFFIX_STORAGE:
-        raise BagError(f"{path}: not a rosbag2 bag (expected a bag folder, a .db3 or an .mcap file)")
-    try:
-        reader = Reader(path)
-        reader.open()
-    except Exception as exc:  # rosbags, sqlite and YAML errors alike: all mean "unreadable bag"
-        raise BagError(f"{path}: cannot open the bag: {exc}") from exc
-    return reader
+def open_reader(path: str | Path) -> BagReader:
+    """An opened BagReader for a rosbag2 folder (or a single .db3/.mcap file), else BagError."""
+    return BagReader(path)
 
 
 def storage_of(path: str | Path) -> str:
     """Storage plugin name ("sqlite3" or "mcap") of a bag folder or file."""
-    path = Path(path)
-    if path.is_file():
-        return _SUFFIX_STORAGE[path.suffix]
+    with BagReader(path) as reader:
+        return reader.storage
+
+
+def camera_frames_reason(reader: BagReader, topic: TopicInfo) -> str | None:
+    """None when `topic` holds colour/mono camera frames the enhancer restores, else why not.
+
+    Decided from the type, the transport name and the first message's encoding / format, as
+    image_transport subscribers would: depth and other non-camera encodings (16UC1, 32FC1,
+    8UC3, ...) and transports other than raw and `compressed` are not camera frames.
+    """
+    if topic.msgtype not in IMAGE_TYPES:
+        return f"type {topic.msgtype or 'unknown'}"
+    if topic.serialization_format != "cdr":
+        return f"serialization {topic.serialization_format}"
+    leaf = posixpath.basename(topic.name)
+    if leaf in OTHER_TRANSPORTS:
+        return f"the {leaf} transport"
+    first = next(iter(reader.messages([topic.key])), None)
+    if first is None:
+        return "no messages"
     try:
-        meta = yaml.safe_load((path / "metadata.yaml").read_text())
-        storage = meta["rosbag2_bagfile_information"]["storage_identifier"]
-    except (OSError, yaml.YAMLError, KeyError, TypeError) as exc:
-        raise BagError(f"{path}: cannot read the storage format from metadata.yaml: {exc}") from exc
-    if storage not in STORAGES:
-        raise BagError(f"{path}: unsupported storage '{storage}' (supported: {', '.join(STORAGES)})")
-    return storage
-
-
-def add_connection_like(writer: Writer, conn: Connection, topic: str | None = None) -> Connection:
-    """Add a connection with `conn`'s type, definition, hash, serialization and offered QoS."""
-    ext = conn.ext
-    if not isinstance(ext, ConnectionExtRosbag2):
-        raise BagError(f"topic {conn.topic}: not a rosbag2 connection")
-    msgdef, digest = conn.msgdef.data, conn.digest
-    if not msgdef or not digest:
-        msgdef, digest = _definition_from_typestore(conn, msgdef, digest)
-    return writer.add_connection(topic or conn.topic, conn.msgtype, msgdef=msgdef, rihs01=digest,
-                                 serialization_format=ext.serialization_format,
-                                 offered_qos_profiles=ext.offered_qos_profiles)
-
-
-def _definition_from_typestore(conn: Connection, msgdef: str, digest: str) -> tuple[str, str]:
-    """Fill in what older bags (before rosbag2 format 7/8) did not store."""
-    store = TYPESTORE
-    if conn.msgtype not in store.types:
-        if not msgdef:
-            raise BagError(f"topic {conn.topic}: type {conn.msgtype} is unknown and the bag holds no "
-                           f"definition of it, so it cannot be copied")
-        store = get_typestore(Stores.EMPTY)
-        try:
-            store.register(get_types_from_msg(msgdef, conn.msgtype))
-        except TypesysError as exc:
-            raise BagError(f"topic {conn.topic}: cannot parse the definition of {conn.msgtype}: {exc}") from exc
-    if not msgdef:
-        msgdef, _ = store.generate_msgdef(conn.msgtype, ros_version=2)
-    return msgdef, digest or store.hash_rihs01(conn.msgtype)
-
-
-def is_image_connection(conn: Connection) -> bool:
-    """Image or CompressedImage carrying colour frames (compressedDepth topics hold depth maps)."""
-    return conn.msgtype in IMAGE_TYPES and posixpath.basename(conn.topic) != DEPTH_TRANSPORT
+        msg = TYPESTORE.deserialize_cdr(first.data, topic.msgtype)
+    except Exception as exc:  # a garbled first message: decide on the frames one by one instead
+        log.debug("first message of %s not decodable: %s", topic.name, exc)
+        return None
+    if topic.msgtype == IMAGE:
+        if str(msg.encoding).strip().lower() not in SUPPORTED_ENCODINGS:
+            return f"encoding {msg.encoding} (not a colour or mono camera image)"
+        return None
+    fmt = str(msg.format)
+    data = bytes(msg.data[:8])
+    if "compresseddepth" in fmt.lower():
+        return f"format '{fmt}' (compressed depth)"
+    if not (data.startswith(_PNG_MAGIC) or data.startswith(_JPEG_MAGIC)):
+        return f"format '{fmt}' (not JPEG or PNG)"
+    return None
 
 
 def enhanced_topic(topic: str, msgtype: str) -> str:
@@ -142,51 +116,3 @@ def camera_info_topics(topic: str, msgtype: str) -> tuple[str, str]:
 def format_stamp(ns: int) -> str:
     """Bag timestamp (ns) as seconds, e.g. 1700000000.066666666."""
     return f"{ns // 1_000_000_000}.{ns % 1_000_000_000:09d}"
-
-
-def check_output_path(dst: Path, force: bool) -> None:
-    """OUT may be created (or, with force, replaced); BagError otherwise."""
-    if dst.exists() and not force:
-        raise BagError(f"{dst} exists; pass --force to replace it")
-    if dst.exists() and not dst.is_dir():
-        raise BagError(f"{dst} exists and is not a bag folder; remove it yourself")
-    if not dst.parent.is_dir():
-        raise BagError(f"the folder {dst.parent} for {dst.name} does not exist")
-
-
-@contextmanager
-def atomic_bag_output(dst: Path) -> Iterator[Path]:
-    """Yield a path to write a bag folder at; it becomes `dst` only when the block completes.
-
-    The bag is written inside a hidden folder beside `dst`; an exception (or Ctrl-C) removes it,
-    and a killed run's folder is removed by the next run. An existing `dst` is replaced only once
-    the new bag is complete.
-    """
-    _remove_stale_partials(dst)
-    work = dst.parent / f".{dst.name}{_PARTIAL}{os.getpid()}"
-    work.mkdir()
-    try:
-        yield work / dst.name
-        old = None
-        if dst.exists():
-            old = dst.parent / f".{dst.name}{_REPLACED}{os.getpid()}"
-            dst.rename(old)
-        (work / dst.name).rename(dst)
-        if old is not None:
-            shutil.rmtree(old)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-
-
-def _remove_stale_partials(dst: Path) -> None:
-    """Work folders of earlier runs that were killed (their process is gone)."""
-    for p in dst.parent.glob(f".{dst.name}{_PARTIAL}*"):
-        try:
-            os.kill(int(p.name.rsplit("-", 1)[1]), 0)
-            continue  # that run is still going
-        except ProcessLookupError:
-            pass
-        except (ValueError, PermissionError):
-            continue
-        log.info("removing %s left by an interrupted run", p)
-        shutil.rmtree(p, ignore_errors=True)

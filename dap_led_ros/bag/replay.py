@@ -2,7 +2,9 @@
 
 Messages are published as the serialized bytes stored in the bag (`Publisher.publish(bytes)`),
 so nothing is decoded on the way; every replayed topic's message type must be installed, since
-a publisher needs its Python class. Topics whose type is missing are skipped with a warning.
+a publisher needs its Python class: a bag with topics of types not installed is refused, naming
+them, unless `--topics` leaves them out. The messages published per topic are checked against
+the storage's own counts (and metadata.yaml's); a difference is an error.
 
 QoS: `reliable` (default; any subscriber matches it) or `sensor-data` (best effort, depth 5).
 Topics recorded with transient-local durability (/tf_static, maps) keep it, so late
@@ -20,11 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rosbags.interfaces import Connection, ConnectionExtRosbag2, QosDurability
-from rosbags.rosbag2 import Reader
+import yaml
 
 from ..stop_signals import StopSignals
-from .bag_io import BagError, open_reader
+from .bag_errors import BagError
+from .bag_reader import BagReader, TopicInfo
 
 log = logging.getLogger(__name__)
 
@@ -69,21 +71,28 @@ def message_class(msgtype: str) -> Any | None:
         return None
 
 
-def _select(reader: Reader, topics: list[str] | None) -> list[Connection]:
-    conns = list(reader.connections)
+def _select(reader: BagReader, topics: list[str] | None) -> list[TopicInfo]:
+    selected = list(reader.topics)
     if topics:
-        known = {c.topic for c in conns}
+        known = {t.name for t in selected}
         unknown = [t for t in topics if t not in known]
         if unknown:
             raise BagError(f"topic(s) {', '.join(unknown)} not in the bag; it has: {', '.join(sorted(known))}")
-        conns = [c for c in conns if c.topic in topics]
-    return conns
+        selected = [t for t in selected if t.name in topics]
+    not_cdr = [f"{t.name} ({t.serialization_format})" for t in selected if t.serialization_format != "cdr"]
+    if not_cdr:
+        raise BagError(f"topic(s) {', '.join(not_cdr)} are not CDR-serialized and cannot be published on ROS 2; "
+                       f"leave them out with --topics")
+    return selected
 
 
-def _transient_local(conn: Connection) -> bool:
-    ext = conn.ext
-    return isinstance(ext, ConnectionExtRosbag2) and any(
-        q.durability == QosDurability.TRANSIENT_LOCAL for q in ext.offered_qos_profiles)
+def _transient_local(topic: TopicInfo) -> bool:
+    """Whether the recorder offered transient-local durability (rmw enum 1, or its name in metadata v9)."""
+    try:
+        profiles = yaml.safe_load(topic.offered_qos_profiles or "[]") or []
+        return any(isinstance(q, dict) and q.get("durability") in (1, "transient_local") for q in profiles)
+    except yaml.YAMLError:
+        return False
 
 
 def _qos_profile(options: ReplayOptions, latched: bool) -> Any:
@@ -117,6 +126,8 @@ class _Stopper(StopSignals):
 @dataclass
 class ReplayStats:
     published: Counter = field(default_factory=Counter)   # published topic -> messages
+    expected: Counter = field(default_factory=Counter)    # published topic -> messages per loop in the bag
+    first_loop: Counter = field(default_factory=Counter)  # published topic -> messages in the first loop
     loops: int = 0
     seconds: float = 0.0
     stopped: bool = False
@@ -129,7 +140,17 @@ class ReplayStats:
         lines += [f"  {t}: {n}" for t, n in sorted(self.published.items())]
         if self.unacknowledged:
             lines.append(f"  not acknowledged by every subscriber: {', '.join(self.unacknowledged)}")
+        missing = self.missing()
+        if missing:
+            lines.append("  error: the bag holds messages that were not published: " + "; ".join(
+                f"{t}: {self.first_loop[t]} of {n}" for t, n in missing.items()))
         return "\n".join(lines)
+
+    def missing(self) -> dict[str, int]:
+        """Topics whose first loop published fewer (or more) messages than the storage holds."""
+        if self.stopped:
+            return {}
+        return {t: n for t, n in self.expected.items() if self.first_loop[t] != n}
 
 
 def replay(bag: Path, options: ReplayOptions | None = None, domain_id: int | None = None) -> ReplayStats:
@@ -141,36 +162,38 @@ def replay(bag: Path, options: ReplayOptions | None = None, domain_id: int | Non
 
     options = options or ReplayOptions()
     options.validate()
-    reader = open_reader(bag)
+    reader = BagReader(bag)
     stats = ReplayStats()
     stopper = _Stopper()
     stopper.install()
     context = node = None
     try:
-        conns = _select(reader, options.topics)
+        selected = _select(reader, options.topics)
+        missing_types = [f"{t.name} ({t.msgtype})" for t in selected if message_class(t.msgtype) is None]
+        if missing_types:
+            raise BagError(f"message type(s) not installed here, so these topics cannot be published: "
+                           f"{', '.join(missing_types)}; install their packages or leave the topics out "
+                           f"with --topics")
+        counts = reader.check_counts([t.key for t in selected])
         configure_dds_environment()
         context = rclpy.Context()
         # args=[]: our command line is not ROS arguments (rcl would read remaps from sys.argv)
         rclpy.init(args=[], context=context, domain_id=domain_id, signal_handler_options=SignalHandlerOptions.NO)
         node = rclpy.create_node("dap_led_replay", context=context, start_parameter_services=False)
-        publishers: dict[int, Any] = {}
+        publishers: dict[tuple[str, str], Any] = {}
         by_topic: dict[str, Any] = {}
-        for conn in conns:
-            cls = message_class(conn.msgtype)
-            if cls is None:
-                log.warning("skipping %s: message type %s is not installed", conn.topic, conn.msgtype)
-                continue
-            topic = options.remap.get(conn.topic, conn.topic)
+        for t in selected:
+            topic = options.remap.get(t.name, t.name)
             if topic not in by_topic:
-                by_topic[topic] = node.create_publisher(cls, topic, _qos_profile(options, _transient_local(conn)))
-            publishers[conn.id] = by_topic[topic]
-        if not publishers:
-            raise BagError(f"{bag}: none of the selected topics has an installed message type")
+                by_topic[topic] = node.create_publisher(message_class(t.msgtype), topic,
+                                                        _qos_profile(options, _transient_local(t)))
+            publishers[t.key] = by_topic[topic]
+            stats.expected[by_topic[topic].topic_name] += counts.get(t.key, 0)
         _wait_for_subscribers(list(by_topic.values()), options, stopper)
         stopper.sleep_until(time.monotonic() + options.start_delay)
         started = time.monotonic()
         try:
-            _play(reader, [c for c in conns if c.id in publishers], publishers, options, stopper, stats)
+            _play(reader, publishers, options, stopper, stats)
         except StopRequested:
             stats.stopped = True
         stats.seconds = time.monotonic() - started
@@ -215,20 +238,49 @@ def _wait_for_subscribers(publishers: list[Any], options: ReplayOptions, stopper
         stopper.sleep_until(time.monotonic() + 0.1)
 
 
-def _play(reader: Reader, conns: list[Connection], publishers: dict[int, Any], options: ReplayOptions,
+def _play(reader: BagReader, publishers: dict[tuple[str, str], Any], options: ReplayOptions,
           stopper: _Stopper, stats: ReplayStats) -> None:
+    confirm = options.wait_subscribers > 0 and options.qos == "reliable"
+    confirmed: set[int] = set()
     while True:
         stats.loops += 1
         wall0, bag0 = time.monotonic(), None
-        for conn, timestamp, data in reader.messages(conns):
+        for record in reader.messages(publishers):
+            timestamp = record.log_time
             if bag0 is None:
                 bag0 = timestamp
             stopper.sleep_until(wall0 + (timestamp - bag0) / 1e9 / options.rate)
-            pub = publishers[conn.id]
-            pub.publish(bytes(data))
+            pub = publishers[record.topic.key]
+            pub.publish(record.data)
             stats.published[pub.topic_name] += 1
+            if stats.loops == 1:
+                stats.first_loop[pub.topic_name] += 1
+            if confirm and id(pub) not in confirmed:
+                confirmed.add(id(pub))
+                wall0 += _confirm_first(pub, options, stopper)
         if not options.loop or bag0 is None:
             return
+
+
+def _confirm_first(pub: Any, options: ReplayOptions, stopper: _Stopper) -> float:
+    """Wait until every matched reliable subscriber acknowledged a publisher's first message.
+
+    A subscription can be matched by our publisher before it has matched the publisher itself
+    (discovery runs on both sides); a reader only acknowledges once it has, so this ack is the
+    proof that the first message reached it and that the next ones will. Returns the seconds
+    waited, by which the playback clock is shifted.
+    """
+    from rclpy.duration import Duration
+
+    t0 = time.monotonic()
+    deadline = t0 + options.wait_timeout if options.wait_timeout else float("inf")
+    while not pub.wait_for_all_acked(Duration(nanoseconds=int(_POLL_S * 1e9))):
+        stopper.check()
+        if time.monotonic() > deadline:
+            log.warning("%s: the first message was not acknowledged by every subscriber within %g s",
+                        pub.topic_name, options.wait_timeout)
+            break
+    return time.monotonic() - t0
 
 
 def _remap(text: str) -> tuple[str, str]:
@@ -275,4 +327,4 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(stats.report())
-    return 0
+    return 1 if stats.missing() else 0

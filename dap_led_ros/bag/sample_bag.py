@@ -36,10 +36,9 @@ from .bag_io import (
     IMAGE,
     STORAGES,
     TYPESTORE,
-    BagError,
-    atomic_bag_output,
-    check_output_path,
 )
+from .bag_errors import BagError
+from .bag_output import atomic_bag_output, check_output_path
 
 
 IMU = "sensor_msgs/msg/Imu"

@@ -1,0 +1,397 @@
+"""Reading rosbag2 bags as stored: every topic's metadata and every message's times, nothing filled in.
+
+A bag is a rosbag2 folder (metadata.yaml plus .db3 / .mcap files, split, zstd file or message
+compressed) or a single .db3 / .mcap file. Topics come from the storage files themselves (the
+C++ writer's metadata.yaml QoS strings need not match them), keyed by name and type; messages
+come out in log-time order with publish_time and sequence where the storage has them (MCAP).
+sqlite3 is read with the standard library, MCAP with the `mcap` package, zstd with `zstandard`.
+"""
+from __future__ import annotations
+
+import heapq
+import sqlite3
+import tempfile
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path, PurePath
+from typing import Any
+
+import yaml
+import zstandard
+from mcap.exceptions import McapError
+from mcap.reader import make_reader
+
+from .bag_errors import BagError
+
+STORAGE_SUFFIXES = {".db3": "sqlite3", ".mcap": "mcap"}
+ROS1_MAGIC = b"#ROSBAG V"
+MCAP_MAGIC = b"\x89MCAP"
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+@dataclass
+class TopicInfo:
+    """One topic (name + type) as the bag stores it."""
+
+    name: str
+    msgtype: str
+    serialization_format: str = "cdr"
+    offered_qos_profiles: str = ""        # the serialized string, exactly as stored
+    type_description_hash: str = ""       # RIHS01 hash where the bag has one, else ""
+    msgdef: str = ""                      # message definition text where the bag has one, else ""
+    msgdef_encoding: str = ""             # "ros2msg", "ros2idl", "jsonschema", ... ("" = none stored)
+    msgdef_hash: str = ""                 # sqlite3: the hash stored beside the definition
+    metadata: dict[str, str] = field(default_factory=dict)  # MCAP channel metadata, all keys kept
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.name, self.msgtype
+
+
+@dataclass
+class BagRecord:
+    topic: TopicInfo
+    log_time: int          # ns; rosbag2's "timestamp" (receive time)
+    publish_time: int      # ns; MCAP's send time (= log_time where the storage has none)
+    sequence: int          # MCAP per-channel sequence (0 where the storage has none)
+    data: bytes            # serialized message (decompressed where the bag compresses messages)
+
+
+@dataclass(frozen=True)
+class McapLayout:
+    """How an MCAP input was chunked, so that a copy keeps it."""
+
+    compression: str = "zstd"   # "", "zstd" or "lz4"
+    chunk_size: int = 768 * 1024
+
+
+class _StorageFile:
+    """One .db3 or .mcap file: topics, per-topic counts, messages in log-time order."""
+
+    topics: list[TopicInfo]
+
+    def counts(self) -> Counter:
+        raise NotImplementedError
+
+    def messages(self, wanted: set[tuple[str, str]] | None) -> Iterator[tuple[int, int, BagRecord]]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class _Sqlite3File(_StorageFile):
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self.db = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)
+            tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if not {"topics", "messages"} <= tables:
+                raise BagError(f"{path}: not a rosbag2 sqlite3 file (no topics/messages tables)")
+            cols = {r[1] for r in self.db.execute("PRAGMA table_info(topics)")}
+            sel = ["id", "name", "type", "serialization_format"] + [
+                c if c in cols else "''" for c in ("offered_qos_profiles", "type_description_hash")]
+            defs: dict[str, tuple[str, str, str]] = {}
+            if "message_definitions" in tables:
+                for ttype, enc, text, digest in self.db.execute(
+                        "SELECT topic_type, encoding, encoded_message_definition, type_description_hash "
+                        "FROM message_definitions"):
+                    defs[ttype] = (enc or "", text or "", digest or "")
+            self.by_id: dict[int, TopicInfo] = {}
+            for tid, name, ttype, fmt, qos, digest in self.db.execute(f"SELECT {', '.join(sel)} FROM topics ORDER BY id"):
+                enc, text, def_digest = defs.get(ttype, ("", "", ""))
+                self.by_id[tid] = TopicInfo(name, ttype, fmt, qos or "", digest or "", text,
+                                            enc if text else "", def_digest)
+        except sqlite3.DatabaseError as exc:
+            raise BagError(f"{path}: cannot read the sqlite3 file: {exc}") from exc
+        self.topics = list(self.by_id.values())
+
+    def counts(self) -> Counter:
+        out: Counter = Counter()
+        try:
+            for tid, n in self.db.execute("SELECT topic_id, COUNT(*) FROM messages GROUP BY topic_id"):
+                topic = self.by_id.get(tid)
+                out[topic.key if topic else ("<unknown topic id %d>" % tid, "")] += n
+        except sqlite3.DatabaseError as exc:
+            raise BagError(f"{self.path}: cannot count the messages: {exc}") from exc
+        return out
+
+    def messages(self, wanted):
+        ids = [tid for tid, t in self.by_id.items() if wanted is None or t.key in wanted]
+        if not ids:
+            return
+        query = (f"SELECT id, topic_id, timestamp, data FROM messages WHERE topic_id IN "
+                 f"({', '.join('?' * len(ids))}) ORDER BY timestamp, id")
+        try:
+            for mid, tid, ts, data in self.db.execute(query, ids):
+                yield ts, mid, BagRecord(self.by_id[tid], ts, ts, 0, bytes(data))
+        except sqlite3.DatabaseError as exc:
+            raise BagError(f"{self.path}: cannot read the messages: {exc}") from exc
+
+    def close(self) -> None:
+        self.db.close()
+
+
+class _McapFile(_StorageFile):
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.stream = path.open("rb")
+        try:
+            self.reader = make_reader(self.stream)
+            self.summary = self.reader.get_summary()
+            self.header = self.reader.get_header()
+        except (McapError, ValueError, EOFError, OSError) as exc:
+            self.stream.close()
+            raise BagError(f"{path}: cannot read the MCAP file: {type(exc).__name__}: {exc}") from exc
+        if self.summary is None:
+            self.stream.close()
+            raise BagError(f"{path}: the MCAP file has no summary section (an unfinished recording?); "
+                           f"recover it with `mcap recover` first")
+        self.by_channel: dict[int, TopicInfo] = {}
+        for cid, ch in sorted(self.summary.channels.items()):
+            schema = self.summary.schemas.get(ch.schema_id)
+            meta = dict(ch.metadata)
+            self.by_channel[cid] = TopicInfo(
+                name=ch.topic, msgtype=schema.name if schema else "",
+                serialization_format=ch.message_encoding,
+                offered_qos_profiles=meta.get("offered_qos_profiles", ""),
+                type_description_hash=meta.get("topic_type_hash", ""),
+                msgdef=schema.data.decode("utf-8", "replace") if schema else "",
+                msgdef_encoding=schema.encoding if schema else "", metadata=meta)
+        self.topics = list(self.by_channel.values())
+
+    def layout(self) -> McapLayout:
+        chunks = self.summary.chunk_indexes
+        if not chunks:
+            return McapLayout(compression="")
+        biggest = max(c.uncompressed_size for c in chunks)
+        return McapLayout(compression=chunks[0].compression, chunk_size=max(biggest, 1024))
+
+    def counts(self) -> Counter:
+        out: Counter = Counter()
+        stats = self.summary.statistics
+        if stats is not None and (stats.channel_message_counts or not stats.message_count):
+            for cid, n in stats.channel_message_counts.items():
+                out[self.by_channel[cid].key] += n
+            return out
+        for _, _, record in self.messages(None):  # no statistics record: count by reading
+            out[record.topic.key] += 1
+        return out
+
+    def metadata_records(self) -> list[tuple[str, dict[str, str]]]:
+        return [(m.name, dict(m.metadata)) for m in self.reader.iter_metadata()]
+
+    def attachments(self) -> list[Any]:
+        return list(self.reader.iter_attachments())
+
+    def messages(self, wanted):
+        keep = [cid for cid, t in self.by_channel.items() if wanted is None or t.key in wanted]
+        if not keep:
+            return
+        topics = {self.by_channel[c].name for c in keep}
+        try:
+            for n, (_, channel, msg) in enumerate(self.reader.iter_messages(topics=list(topics),
+                                                                            log_time_order=True)):
+                topic = self.by_channel[channel.id]
+                if wanted is not None and topic.key not in wanted:
+                    continue
+                yield msg.log_time, n, BagRecord(topic, msg.log_time, msg.publish_time, msg.sequence,
+                                                 bytes(msg.data))
+        except (McapError, ValueError, EOFError, OSError) as exc:
+            raise BagError(f"{self.path}: cannot read the messages: {type(exc).__name__}: {exc}") from exc
+
+    def close(self) -> None:
+        self.stream.close()
+
+
+def _sniff(path: Path) -> bytes:
+    try:
+        with path.open("rb") as f:
+            return f.read(16)
+    except OSError as exc:
+        raise BagError(f"{path}: cannot read: {exc}") from exc
+
+
+def _refuse_ros1(path: Path) -> None:
+    if _sniff(path).startswith(ROS1_MAGIC):
+        raise BagError(f"{path} is a ROS 1 bag (rosbag format 2.0); these tools read ROS 2 (rosbag2) "
+                       f"bags only: convert it first, e.g. `rosbags-convert --src {path.name} --dst OUT`")
+
+
+class BagReader:
+    """An open bag. `topics` lists every topic; `messages()` yields them in log-time order."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.version: int | None = None
+        self.ros_distro = ""
+        self.compression_mode = ""           # "", "file" or "message" (rosbag2's own compression)
+        self.compression_format = ""         # "zstd" when compressed
+        self.metadata_counts: Counter | None = None   # metadata.yaml's per-topic counts
+        self.custom_data: dict[str, str] = {}
+        self._yaml_topics: dict[tuple[str, str], dict] = {}   # metadata.yaml's topic_metadata
+        self._tmp: tempfile.TemporaryDirectory | None = None
+        self.files: list[_StorageFile] = []
+        try:
+            self._open()
+        except BaseException:
+            self.close()
+            raise
+        merged: dict[tuple[str, str], TopicInfo] = {}
+        for f in self.files:
+            for t in f.topics:
+                merged.setdefault(t.key, t)
+        for key, tm in self._yaml_topics.items():  # what only metadata.yaml stores (rosbags' MCAP hash)
+            if key in merged:
+                t = merged[key]
+                t.type_description_hash = t.type_description_hash or str(tm.get("type_description_hash") or "")
+                if not t.offered_qos_profiles and tm.get("offered_qos_profiles"):
+                    qos = tm["offered_qos_profiles"]
+                    t.offered_qos_profiles = qos if isinstance(qos, str) else yaml.safe_dump(qos)
+        self.topics: list[TopicInfo] = list(merged.values())
+
+    # -- opening -------------------------------------------------------------------------------
+    def _open(self) -> None:
+        path = self.path
+        if not path.exists():
+            raise BagError(f"{path}: no such bag (file or folder)")
+        if path.is_file():
+            _refuse_ros1(path)
+            storage = STORAGE_SUFFIXES.get(path.suffix)
+            if storage is None:
+                raise BagError(f"{path}: not a rosbag2 bag (expected a bag folder, a .db3 or an .mcap file)")
+            self.storage = storage
+            self.files = [self._open_file(path, storage)]
+            return
+        meta_path = path / "metadata.yaml"
+        if not meta_path.is_file():
+            ros1 = sorted(p.name for p in path.glob("*.bag"))
+            hint = f" (it holds ROS 1 bags: {', '.join(ros1)})" if ros1 else ""
+            raise BagError(f"{path}: not a rosbag2 bag (the folder has no metadata.yaml){hint}")
+        try:
+            info = yaml.safe_load(meta_path.read_text())["rosbag2_bagfile_information"]
+            self.version = int(info["version"])
+            self.storage = str(info["storage_identifier"])
+            rel = [str(p) for p in info.get("relative_file_paths") or []]
+            self.compression_mode = str(info.get("compression_mode") or "").lower()
+            self.compression_format = str(info.get("compression_format") or "")
+            self.ros_distro = str(info.get("ros_distro") or "")
+            self.custom_data = dict(info.get("custom_data") or {})
+            counts: Counter = Counter()
+            for entry in info.get("topics_with_message_count") or []:
+                tm = entry["topic_metadata"]
+                counts[(tm["name"], tm["type"])] += int(entry["message_count"])
+                self._yaml_topics[(tm["name"], tm["type"])] = tm
+            self.metadata_counts = counts
+        except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError) as exc:
+            raise BagError(f"{meta_path}: not a readable rosbag2 metadata file: {type(exc).__name__}: {exc}") from exc
+        if self.compression_mode == "none":
+            self.compression_mode = ""
+        if self.storage not in STORAGE_SUFFIXES.values():
+            raise BagError(f"{path}: unsupported storage '{self.storage}' (supported: sqlite3, mcap)")
+        if self.compression_mode and self.compression_format != "zstd":
+            raise BagError(f"{path}: unsupported compression '{self.compression_format}' (supported: zstd)")
+        if self.compression_mode not in ("", "file", "message"):
+            raise BagError(f"{path}: unknown compression mode '{self.compression_mode}'")
+        paths = [path / PurePath(p).name for p in rel]
+        missing = [p.name for p in paths if not p.is_file()]
+        if missing:
+            raise BagError(f"{path}: storage file(s) listed in metadata.yaml are missing: {', '.join(missing)}")
+        for p in paths:
+            self.files.append(self._open_file(self._decompressed(p), self.storage))
+
+    def _decompressed(self, p: Path) -> Path:
+        if self.compression_mode != "file":
+            return p
+        if self._tmp is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="dap-led-bag-")
+        out = Path(self._tmp.name) / (p.stem if p.suffix == ".zstd" else p.name)
+        try:
+            with p.open("rb") as src, out.open("wb") as dst:
+                zstandard.ZstdDecompressor().copy_stream(src, dst)
+        except (zstandard.ZstdError, OSError) as exc:
+            raise BagError(f"{p}: cannot decompress the zstd file: {exc}") from exc
+        return out
+
+    def _open_file(self, p: Path, storage: str) -> _StorageFile:
+        magic = _sniff(p)
+        if storage == "mcap":
+            if not magic.startswith(MCAP_MAGIC):
+                raise BagError(f"{p}: not an MCAP file (first bytes {magic[:8].hex()})")
+            return _McapFile(p)
+        if not magic.startswith(SQLITE_MAGIC):
+            raise BagError(f"{p}: not a sqlite3 file (first bytes {magic[:8].hex()})")
+        return _Sqlite3File(p)
+
+    # -- what it holds ---------------------------------------------------------------------------
+    def topic(self, name: str) -> list[TopicInfo]:
+        return [t for t in self.topics if t.name == name]
+
+    def storage_counts(self) -> Counter:
+        """Messages per (topic, type) as the storage files count them."""
+        out: Counter = Counter()
+        for f in self.files:
+            out.update(f.counts())
+        return out
+
+    def check_counts(self, topics: Iterable[tuple[str, str]] | None = None) -> Counter:
+        """The storage's per-topic counts, after checking them against metadata.yaml's."""
+        counts = self.storage_counts()
+        if self.metadata_counts is not None:
+            keys = set(counts) | set(self.metadata_counts)
+            if topics is not None:
+                keys &= set(topics)
+            bad = sorted(k for k in keys if counts.get(k, 0) != self.metadata_counts.get(k, 0))
+            if bad:
+                raise BagError(f"{self.path}: metadata.yaml and the storage files disagree on the number of "
+                               f"messages: " + "; ".join(f"{n} ({t}): metadata.yaml {self.metadata_counts.get((n, t), 0)}, "
+                                                       f"storage {counts.get((n, t), 0)}" for n, t in bad))
+        return counts
+
+    @property
+    def mcap_layout(self) -> McapLayout | None:
+        mcaps = [f for f in self.files if isinstance(f, _McapFile)]
+        return mcaps[0].layout() if mcaps else None
+
+    def mcap_metadata_records(self) -> list[tuple[str, dict[str, str]]]:
+        return [m for f in self.files if isinstance(f, _McapFile) for m in f.metadata_records()]
+
+    def mcap_attachments(self) -> list[Any]:
+        return [a for f in self.files if isinstance(f, _McapFile) for a in f.attachments()]
+
+    def messages(self, topics: Iterable[tuple[str, str]] | None = None) -> Iterator[BagRecord]:
+        """Messages of `topics` (all when None) in log-time order, across every storage file."""
+        wanted = None if topics is None else set(topics)
+        streams = [f.messages(wanted) for f in self.files]
+        message_compressed = self.compression_mode == "message"
+        dctx = zstandard.ZstdDecompressor() if message_compressed else None
+        for _, _, record in heapq.merge(*[_tag(s, k) for k, s in enumerate(streams)],
+                                        key=lambda x: (x[0], x[1])):
+            if dctx is not None:
+                try:
+                    record.data = dctx.decompressobj().decompress(record.data)
+                except zstandard.ZstdError as exc:
+                    raise BagError(f"{self.path}: message on {record.topic.name} at {record.log_time} "
+                                   f"cannot be decompressed: {exc}") from exc
+            yield record
+
+    def close(self) -> None:
+        for f in self.files:
+            f.close()
+        self.files = []
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def __enter__(self) -> "BagReader":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _tag(stream: Iterator[tuple[int, int, BagRecord]], k: int) -> Iterator[tuple[int, tuple[int, int], BagRecord]]:
+    """Order key (time, (file, position)) so that equal times keep file order."""
+    for ts, n, record in stream:
+        yield ts, (k, n), record
