@@ -215,8 +215,13 @@ def test_refuses_to_overwrite_without_force(tmp_path, enhancer, capsys):
     assert (dst / "keep.txt").read_text() == "mine"
     with pytest.raises(BagError, match="pass --force"):
         enhance_bag(src, dst, enhancer, progress=False)
-    enhance_bag(src, dst, enhancer, BagEnhanceOptions(force=True), progress=False)
-    assert not (dst / "keep.txt").exists()
+    with pytest.raises(BagError, match="not a rosbag2 bag folder"):  # --force replaces only a bag
+        enhance_bag(src, dst, enhancer, BagEnhanceOptions(force=True), progress=False)
+    assert (dst / "keep.txt").read_text() == "mine"
+    (dst / "keep.txt").unlink()
+    dst.rmdir()
+    enhance_bag(src, dst, enhancer, progress=False)
+    enhance_bag(src, dst, enhancer, BagEnhanceOptions(force=True), progress=False)  # an earlier output
     check_output(src, dst)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "out"]  # no work folders left
 
@@ -231,7 +236,7 @@ def test_bad_input_bags_exit_nonzero(tmp_path, capsys):
     make_bag(bad, "sqlite3", frames=1)
     (bad / "metadata.yaml").write_text("rosbag2_bagfile_information: {version: 9}\n")
     assert cli_main(["bag", str(bad), str(tmp_path / "o")]) == 2
-    assert "cannot open the bag" in capsys.readouterr().err
+    assert "not a readable rosbag2 metadata file" in capsys.readouterr().err
     with pytest.raises(BagError):
         open_reader(tmp_path / "file.txt")
     assert not (tmp_path / "o").exists()

@@ -43,7 +43,7 @@ def test_demo_end_to_end(tmp_path, tiny_checkpoint, night_photos):
     reader = open_reader(out / "night_drive_enhanced")
     try:
         assert {"/camera/image_raw", "/camera/enhanced/image", "/camera/enhanced/camera_info", "/imu"} <= \
-            {c.topic for c in reader.connections}
+            {t.name for t in reader.topics}
     finally:
         reader.close()
     video = cv2.VideoCapture(summary["outputs"]["video"])

@@ -12,8 +12,9 @@ from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image, Imu
-from std_msgs.msg import Header
+from std_msgs.msg import Header, String
 
+from dap_led_ros.bag import replay as replay_module
 from dap_led_ros.bag.bag_io import open_reader
 from dap_led_ros.bag.sample_bag import SampleBagConfig, make_sample_bag
 from dap_led_ros.cli import main as cli_main
@@ -22,6 +23,8 @@ from dap_led_ros.ros.msg_conversion import make_image_msg
 
 from conftest import NodeProcess, RosHarness, console_command
 
+EXTERNAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "external-bags"
+needs_external = pytest.mark.skipif(not EXTERNAL.is_dir(), reason=f"{EXTERNAL} (C++-recorded bags) not present")
 NS = "/camera"
 DIAG_NAME = "camera/enhance_node"
 PROBES = 4
@@ -37,12 +40,8 @@ def bag(tmp_path_factory) -> Path:
 
 
 def _stamps(bag: Path, topic: str) -> list[tuple[int, int]]:
-    reader = open_reader(bag)
-    try:
-        conns = [c for c in reader.connections if c.topic == topic]
-        return [(t // 10**9, t % 10**9) for _, t, _ in reader.messages(conns)]
-    finally:
-        reader.close()
+    with open_reader(bag) as reader:
+        return [(r.log_time // 10**9, r.log_time % 10**9) for r in reader.messages([t.key for t in reader.topic(topic)])]
 
 
 def _replay(bag: Path, *args: str) -> subprocess.Popen:
@@ -120,11 +119,8 @@ def test_replay_publishes_the_stored_bytes_loops_remaps_and_stops_on_a_signal(ba
                                                                               stop_signal):
     received: list[bytes] = []
     sub = ros.node.create_subscription(Imu, "/imu_replayed", received.append, QoSProfile(depth=1000), raw=True)
-    reader = open_reader(bag)
-    try:
-        stored = [bytes(d) for c, _, d in reader.messages([c for c in reader.connections if c.topic == "/imu"])]
-    finally:
-        reader.close()
+    with open_reader(bag) as reader:
+        stored = [r.data for r in reader.messages([t.key for t in reader.topic("/imu")])]
     proc = _replay(bag, "--topics", "/imu", "--remap", "/imu:=/imu_replayed", "--loop", "--rate", "4",
                    "--wait-subscribers", "1")
     try:
@@ -149,3 +145,57 @@ def test_replay_errors(bag, tmp_path, ros_domain_id, capsys):
                            "0 of 1 subscription(s) matched")):
         assert cli_main(["replay", *args]) == 2, args
         assert message in capsys.readouterr().err, args
+
+
+@needs_external
+@pytest.mark.parametrize("name", ["r2_talker_sqlite3", "r2_talker_mcap"])
+def test_replay_of_a_cpp_recorded_bag_publishes_every_message(name, ros: RosHarness):
+    """The C++ writer's metadata.yaml QoS strings differ from its storage's: every message still goes out."""
+    bag = EXTERNAL / name
+    with open_reader(bag) as reader:
+        stored = [r.data for r in reader.messages([t.key for t in reader.topic("/topic")])]
+    assert len(stored) == 10
+    received: list[bytes] = []
+    sub = ros.node.create_subscription(String, "/talker_replayed", received.append, QoSProfile(depth=100), raw=True)
+    proc = _replay(bag, "--topics", "/topic", "--remap", "/topic:=/talker_replayed", "--wait-subscribers", "1",
+                   "--rate", "10")
+    ros.wait_for_publishers(sub, timeout=90)
+    out = _finish(proc, ros)
+    assert proc.returncode == 0, out
+    assert "/talker_replayed: 10" in out
+    ros.spin_until(lambda: len(received) == 10, 30, "all 10 talker messages")
+    assert received == stored
+
+
+@needs_external
+def test_replay_refuses_topics_whose_types_are_not_installed(ros_domain_id, capsys):
+    assert cli_main(["replay", str(EXTERNAL / "r2_cdr_sqlite3")]) == 2
+    err = capsys.readouterr().err
+    assert "not installed" in err and "/test_topic (test_msgs/msg/BasicTypes)" in err
+
+
+class _FakePublisher:
+    def __init__(self, name: str, log: list) -> None:
+        self.topic_name, self.log, self.acks = name, log, 0
+
+    def publish(self, data: bytes) -> None:
+        self.log.append(("publish", self.topic_name))
+
+    def wait_for_all_acked(self, timeout) -> bool:
+        self.acks += 1
+        self.log.append(("acked?", self.topic_name))
+        return self.acks >= 3  # the subscriber matches us only on the third look
+
+
+def test_first_message_is_confirmed_before_the_next_is_published(bag):
+    """--wait-subscribers: a matched subscription may not have matched us yet; the replay waits
+    until the first message on each publisher is acknowledged before it publishes more."""
+    log: list = []
+    with open_reader(bag) as reader:
+        topic = reader.topic("/imu")[0]
+        pub = _FakePublisher("/imu", log)
+        options = replay_module.ReplayOptions(rate=1000.0, wait_subscribers=1)
+        stats = replay_module.ReplayStats()
+        replay_module._play(reader, {topic.key: pub}, options, replay_module._Stopper(), stats)
+    assert log[:4] == [("publish", "/imu"), ("acked?", "/imu"), ("acked?", "/imu"), ("acked?", "/imu")]
+    assert all(entry == ("publish", "/imu") for entry in log[4:]) and stats.first_loop["/imu"] == len(log) - 3
