@@ -199,3 +199,24 @@ def test_first_message_is_confirmed_before_the_next_is_published(bag):
         replay_module._play(reader, {topic.key: pub}, options, replay_module._Stopper(), stats)
     assert log[:4] == [("publish", "/imu"), ("acked?", "/imu"), ("acked?", "/imu"), ("acked?", "/imu")]
     assert all(entry == ("publish", "/imu") for entry in log[4:]) and stats.first_loop["/imu"] == len(log) - 3
+
+
+EXTERNAL_BAGS = sorted(p.name for p in EXTERNAL.iterdir() if p.name != "SOURCES.md") if EXTERNAL.is_dir() else []
+
+
+@needs_external
+@pytest.mark.parametrize("name", EXTERNAL_BAGS)
+def test_replay_of_every_external_bag_publishes_all_or_refuses_clearly(name, ros_domain_id, capsys):
+    rc = cli_main(["replay", str(EXTERNAL / name), "--rate", "1000", "--drain-timeout", "0"])
+    out, err = capsys.readouterr()
+    if rc == 2:
+        assert ("is a ROS 1 bag" in err) if name.endswith(".bag") else ("not installed" in err), err
+        return
+    assert rc == 0, out + err
+    with open_reader(EXTERNAL / name) as reader:
+        counts = reader.check_counts()
+    total = sum(counts.values())
+    assert f"published {total} messages" in out
+    for (topic, _), n in counts.items():
+        if n:
+            assert f"  /{topic.lstrip('/')}: {n}" in out

@@ -1,1 +1,1 @@
-"""rosbag2 tools built on the pure-Python `rosbags` library: offline enhancement, replay, sample bag."""
+"""rosbag2 tools: reading and writing bags as stored, offline enhancement, replay, the sample bag."""

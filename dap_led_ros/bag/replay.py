@@ -295,7 +295,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("replay", help="publish a bag's messages with their recorded timing",
                        description="Publish a rosbag2 bag's messages (as stored, no decoding) with their "
                                    "recorded timing: a pip-only stand-in for `ros2 bag play`. Topics recorded "
-                                   "transient-local keep that durability. Ctrl-C or SIGTERM stops cleanly.")
+                                   "transient-local keep that durability. Ctrl-C or SIGTERM stops cleanly. "
+                                   "Messages published per topic are checked against the bag's own counts. "
+                                   "Exit status 0: done or stopped; 1: some messages of the bag were not "
+                                   "published (listed); 2: refused before publishing (bad bag or options, "
+                                   "message types not installed, subscribers not matched).")
     p.add_argument("bag", type=Path, metavar="BAG", help="rosbag2 folder (or a .db3/.mcap file)")
     p.add_argument("--rate", type=float, default=d.rate, help="playback speed factor (default: %(default)s)")
     p.add_argument("--loop", action="store_true", help="start over at the end")
@@ -303,7 +307,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--start-delay", type=float, default=d.start_delay, metavar="S",
                    help="seconds to wait after creating the publishers (default: %(default)s)")
     p.add_argument("--wait-subscribers", type=int, default=d.wait_subscribers, metavar="N",
-                   help="before playing, wait until the replayed topics have N subscriptions in all")
+                   help="before playing, wait until the replayed topics have N subscriptions in all, then "
+                        "(reliable QoS) until each topic's first message is acknowledged by them")
     p.add_argument("--wait-timeout", type=float, default=d.wait_timeout, metavar="S",
                    help="give up waiting for subscribers after S seconds, 0 = never (default: %(default)s)")
     p.add_argument("--qos", choices=QOS_CHOICES, default=d.qos, help="publisher QoS (default: %(default)s)")
