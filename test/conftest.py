@@ -24,6 +24,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 ROS_LOG_DIR = ROOT / ".cache" / "ros_log"
+# rosbag2's C++-recorded bags (read-only shared data beside the checkout; $DAP_LED_EXTERNAL_BAGS overrides)
+EXTERNAL_BAGS = Path(os.environ.get("DAP_LED_EXTERNAL_BAGS") or ROOT.parent / "shared" / "data" / "external-bags")
+needs_external = pytest.mark.skipif(not EXTERNAL_BAGS.is_dir(),
+                                    reason=f"{EXTERNAL_BAGS} (C++-recorded bags) not present; set DAP_LED_EXTERNAL_BAGS")
 
 # ROS_DOMAIN_ID range per test file prefix (within the split in .coord/HELPERS.md); others 60-69.
 DOMAIN_RANGES: dict[str, tuple[int, int]] = {

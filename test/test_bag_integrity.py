@@ -28,8 +28,8 @@ from dap_led_ros.bag.sample_bag import SampleBagConfig, make_sample_bag
 from dap_led_ros.cli import main as cli_main
 from dap_led_ros.enhancer import Enhancer, EnhancerConfig
 
-EXTERNAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "external-bags"
-needs_external = pytest.mark.skipif(not EXTERNAL.is_dir(), reason=f"{EXTERNAL} (C++-recorded bags) not present")
+from conftest import EXTERNAL_BAGS as EXTERNAL, needs_external
+
 
 _SEP = "=" * 80
 HEADER_DEFS = (f"{_SEP}\nMSG: std_msgs/Header\nbuiltin_interfaces/Time stamp\nstring frame_id\n"
@@ -284,6 +284,8 @@ def test_mcap_copy_keeps_everything_the_recorder_wrote(tmp_path, enhancer, compr
     assert chans["/cam/color/enhanced/image"] == chans["/cam/color/image_raw"]
     assert comp == comp_in == {compression.name.lower() if compression != CompressionType.NONE else ""}
     assert ("vendor", {"site": "test track"}) in meta and atts == atts_in
+    rosbag2 = yaml.safe_load(dict(meta)["rosbag2"]["serialized_metadata"])["rosbag2_bagfile_information"]
+    assert rosbag2["message_count"] == sum(len(v) for v in msgs.values())
     assert chans["/status"][0] == "json" and chans["/status"][2][1] == "jsonschema"
 
 
@@ -393,11 +395,11 @@ def test_max_pixels_zero_is_an_option_error(tmp_path, capsys):
 
 # -- every C++-recorded bag: copied whole or refused clearly ------------------------------------------
 
-EXTERNAL_BAGS = sorted(p.name for p in EXTERNAL.iterdir() if p.name != "SOURCES.md") if EXTERNAL.is_dir() else []
+EXTERNAL_NAMES = sorted(p.name for p in EXTERNAL.iterdir() if p.name != "SOURCES.md") if EXTERNAL.is_dir() else []
 
 
 @needs_external
-@pytest.mark.parametrize("name", EXTERNAL_BAGS)
+@pytest.mark.parametrize("name", EXTERNAL_NAMES)
 def test_every_external_bag_is_read_whole_or_refused(name, tmp_path):
     path = EXTERNAL / name
     before = snapshot(path) if path.is_dir() else {name: path.read_bytes()}

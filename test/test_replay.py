@@ -21,10 +21,8 @@ from dap_led_ros.cli import main as cli_main
 from dap_led_ros.ros.diagnostics import values_of
 from dap_led_ros.ros.msg_conversion import make_image_msg
 
-from conftest import NodeProcess, RosHarness, console_command
+from conftest import EXTERNAL_BAGS as EXTERNAL, NodeProcess, RosHarness, console_command, needs_external
 
-EXTERNAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "external-bags"
-needs_external = pytest.mark.skipif(not EXTERNAL.is_dir(), reason=f"{EXTERNAL} (C++-recorded bags) not present")
 NS = "/camera"
 DIAG_NAME = "camera/enhance_node"
 PROBES = 4
@@ -201,11 +199,11 @@ def test_first_message_is_confirmed_before_the_next_is_published(bag):
     assert all(entry == ("publish", "/imu") for entry in log[4:]) and stats.first_loop["/imu"] == len(log) - 3
 
 
-EXTERNAL_BAGS = sorted(p.name for p in EXTERNAL.iterdir() if p.name != "SOURCES.md") if EXTERNAL.is_dir() else []
+EXTERNAL_NAMES = sorted(p.name for p in EXTERNAL.iterdir() if p.name != "SOURCES.md") if EXTERNAL.is_dir() else []
 
 
 @needs_external
-@pytest.mark.parametrize("name", EXTERNAL_BAGS)
+@pytest.mark.parametrize("name", EXTERNAL_NAMES)
 def test_replay_of_every_external_bag_publishes_all_or_refuses_clearly(name, ros_domain_id, capsys):
     rc = cli_main(["replay", str(EXTERNAL / name), "--rate", "1000", "--drain-timeout", "0"])
     out, err = capsys.readouterr()

@@ -151,6 +151,9 @@ class BagWriter:
             self._db.commit()
             self._db.close()
         else:
+            # rosbag2 (Iron and later) keeps a copy of metadata.yaml in the file, so that a lone
+            # .mcap opens with its topics' metadata
+            self._mcap.add_metadata("rosbag2", {"serialized_metadata": yaml.safe_dump(self._metadata(self.file.name))})
             self._mcap.finish()
             self._stream.close()
         name = self.file.name
