@@ -8,7 +8,7 @@ import torch
 import yaml
 from safetensors.torch import load_file, save_file
 
-from .model import DAPLED, ModelConfig, build_model
+from dap_led_ros.model import DAPLED, ModelConfig, build_model
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_CHECKPOINT_NAME = "dapled_tiny"

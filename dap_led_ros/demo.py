@@ -24,15 +24,15 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .cli import frame_size
-from .bag.bag_enhance import BagEnhanceOptions, enhance_bag
-from .bag.bag_errors import BagError
-from .bag.bag_io import open_reader
-from .bag.frames import FrameDecodeError, frame_rgb
-from .bag.sample_bag import SampleBagConfig, make_sample_bag
-from .enhance_cli import add_backend_args, enhancer_from_args
-from .enhancer import Enhancer
-from .image_io import ImageReadError, contact_sheet, list_images, read_image, write_image
+from dap_led_ros.cli import frame_size
+from dap_led_ros.bag.bag_enhance import BagEnhanceOptions, enhance_bag
+from dap_led_ros.bag.bag_errors import BagError
+from dap_led_ros.bag.bag_io import open_reader
+from dap_led_ros.bag.frames import FrameDecodeError, frame_rgb
+from dap_led_ros.bag.sample_bag import SampleBagConfig, make_sample_bag
+from dap_led_ros.enhance_cli import add_backend_args, enhancer_from_args
+from dap_led_ros.enhancer import Enhancer
+from dap_led_ros.image_io import ImageReadError, contact_sheet, list_images, read_image, write_image
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +158,7 @@ def _topic_stamps(bag: Path, topic: str) -> list[int]:
 def _detector() -> tuple[Any, Any] | str:
     """(Detector, draw function), or why detection is not available."""
     try:
-        from .detection import Detector, DetectorConfig, DetectorModelError, draw_detections
+        from dap_led_ros.detection import Detector, DetectorConfig, DetectorModelError, draw_detections
     except ImportError as exc:
         return f"detection overlay skipped: dap_led_ros.detection is not available ({exc})"
     try:

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .backends.base import BackendError
+from dap_led_ros.backends.base import BackendError
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def file_sha256(path: str | Path) -> str:
 
 def checkpoint_digest(model_path: str | Path | None) -> str:
     """sha256 over a checkpoint's weights and its YAML config (the default checkpoint for None)."""
-    from .checkpoint import checkpoint_paths, default_checkpoint
+    from dap_led_ros.checkpoint import checkpoint_paths, default_checkpoint
 
     weights, meta = checkpoint_paths(model_path or default_checkpoint())
     for p in (weights, meta):
@@ -83,7 +83,7 @@ def _publish_dir(tmp: Path, final: Path) -> None:
 
 def cached_onnx(model_path: str | Path | None, root: str | Path | None = None, opset: int | None = None) -> Path:
     """The ONNX export of a checkpoint (with its tiling graphs), exported into the cache on first use."""
-    from .export import DEFAULT_OPSET, EXPORT_FORMAT, export_model
+    from dap_led_ros.export import DEFAULT_OPSET, EXPORT_FORMAT, export_model
 
     opset = opset or DEFAULT_OPSET
     digest = checkpoint_digest(model_path)
@@ -92,7 +92,7 @@ def cached_onnx(model_path: str | Path | None, root: str | Path | None = None, o
     onnx_path = folder / "dapled.onnx"
     if (folder / "export.json").is_file() and onnx_path.is_file():
         return onnx_path
-    from .checkpoint import load_checkpoint
+    from dap_led_ros.checkpoint import load_checkpoint
 
     log.info("exporting %s to ONNX (first use; cached in %s)", model_path or "the default model", folder)
     model, _, _ = load_checkpoint(model_path)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .enhancer import TILE_MODES, Enhancer, EnhancerConfig
-from .image_io import ImageReadError, contact_sheet, list_images, read_image, write_image
+from dap_led_ros.enhancer import TILE_MODES, Enhancer, EnhancerConfig
+from dap_led_ros.image_io import ImageReadError, contact_sheet, list_images, read_image, write_image
 
 log = logging.getLogger(__name__)
 

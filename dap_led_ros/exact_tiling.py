@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .model import DAPLED
-from .model.blocks import TransposedAttention
+from dap_led_ros.model import DAPLED
+from dap_led_ros.model.blocks import TransposedAttention
 
 
 @dataclass(frozen=True)

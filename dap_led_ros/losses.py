@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from .model import DAPLED
+from dap_led_ros.model import DAPLED
 
 LOSS_TERMS: tuple[str, ...] = ("charbonnier", "identity", "clip", "prior", "ssim")
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from .cli import frame_size
-from .model.config import VARIANTS, ModelConfig
+from dap_led_ros.cli import frame_size
+from dap_led_ros.model.config import VARIANTS, ModelConfig
 
 
 def complexity(cfg: ModelConfig, height: int = 480, width: int = 640) -> dict[str, float]:
@@ -12,7 +12,7 @@ def complexity(cfg: ModelConfig, height: int = 480, width: int = 640) -> dict[st
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from .model import build_model
+    from dap_led_ros.model import build_model
 
     model = build_model(cfg).eval()
     params = sum(p.numel() for p in model.parameters())

@@ -35,11 +35,11 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from tqdm import tqdm
 
-from .checkpoint import load_checkpoint, save_checkpoint
-from .losses import LOSS_TERMS, LossConfig, compute_losses
-from .metrics import psnr, ssim
-from .model import DAPLED, ModelConfig, build_model
-from .config_keys import load_yaml_mapping, reject_unknown_keys
+from dap_led_ros.checkpoint import load_checkpoint, save_checkpoint
+from dap_led_ros.losses import LOSS_TERMS, LossConfig, compute_losses
+from dap_led_ros.metrics import psnr, ssim
+from dap_led_ros.model import DAPLED, ModelConfig, build_model
+from dap_led_ros.config_keys import load_yaml_mapping, reject_unknown_keys
 
 STATE_FILE = "state.pt"
 LOG_FILE = "log.jsonl"
@@ -246,9 +246,9 @@ def _collate(items: list[dict[str, Any]]) -> dict[str, Any]:
 
 def build_train_dataset(cfg: TrainConfig, grids: tuple[int, ...]) -> tuple[Dataset, str]:
     """The training dataset and a one-line description of it (stored with checkpoints)."""
-    from .datasets import LolBlurFolder, SyntheticPairs
-    from .clean_photos import list_clean_photos, split_photos
-    from .synthesis import SynthesisConfig
+    from dap_led_ros.datasets import LolBlurFolder, SyntheticPairs
+    from dap_led_ros.clean_photos import list_clean_photos, split_photos
+    from dap_led_ros.synthesis import SynthesisConfig
 
     d = cfg.data
     if d.lolblur_root:
@@ -269,8 +269,8 @@ class ValidationSet:
     """The fixed synthetic validation pairs, made once and kept as uint8 arrays."""
 
     def __init__(self, cfg: TrainConfig) -> None:
-        from .datasets import synthetic_validation_set
-        from .synthesis import SynthesisConfig
+        from dap_led_ros.datasets import synthetic_validation_set
+        from dap_led_ros.synthesis import SynthesisConfig
 
         d = cfg.data
         ds = synthetic_validation_set(size=tuple(d.val_size), n=d.val_count, seed=d.val_seed,

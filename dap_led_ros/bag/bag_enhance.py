@@ -21,11 +21,11 @@ from typing import Callable
 
 from tqdm import tqdm
 
-from ..enhance_cli import add_backend_args, enhancer_from_args
-from ..enhancer import Enhancer
-from ..image_encoding import ImageEncodingError
-from .bag_errors import BagError
-from .bag_io import (
+from dap_led_ros.enhance_cli import add_backend_args, enhancer_from_args
+from dap_led_ros.enhancer import Enhancer
+from dap_led_ros.image_encoding import ImageEncodingError
+from dap_led_ros.bag.bag_errors import BagError
+from dap_led_ros.bag.bag_io import (
     CAMERA_INFO,
     IMAGE_TYPES,
     STORAGES,
@@ -34,10 +34,10 @@ from .bag_io import (
     enhanced_topic,
     format_stamp,
 )
-from .bag_output import atomic_bag_output, check_output_path
-from .bag_reader import BagReader, BagRecord, TopicInfo
-from .bag_writer import BagWriter, OutputSettings
-from .frames import BagFrame, CompressionSettings, FrameDecodeError, decode_frame, encode_frame
+from dap_led_ros.bag.bag_output import atomic_bag_output, check_output_path
+from dap_led_ros.bag.bag_reader import BagReader, BagRecord, TopicInfo
+from dap_led_ros.bag.bag_writer import BagWriter, OutputSettings
+from dap_led_ros.bag.frames import BagFrame, CompressionSettings, FrameDecodeError, decode_frame, encode_frame
 
 
 @dataclass

@@ -12,8 +12,8 @@ from pathlib import Path
 from rosbags.rosbag2 import StoragePlugin
 from rosbags.typesys import Stores, get_typestore
 
-from ..image_encoding import SUPPORTED_ENCODINGS
-from .bag_reader import BagReader, TopicInfo
+from dap_led_ros.image_encoding import SUPPORTED_ENCODINGS
+from dap_led_ros.bag.bag_reader import BagReader, TopicInfo
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from pathlib import Path, PurePath
 
 import yaml
 
-from .bag_errors import BagError
+from dap_led_ros.bag.bag_errors import BagError
 
 log = logging.getLogger(__name__)
 

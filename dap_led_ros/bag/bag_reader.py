@@ -22,7 +22,7 @@ import zstandard
 from mcap.exceptions import McapError
 from mcap.reader import make_reader
 
-from .bag_errors import BagError
+from dap_led_ros.bag.bag_errors import BagError
 
 STORAGE_SUFFIXES = {".db3": "sqlite3", ".mcap": "mcap"}
 ROS1_MAGIC = b"#ROSBAG V"

@@ -17,9 +17,9 @@ import yaml
 import zstandard
 from mcap.writer import CompressionType, Writer as McapWriter
 
-from .. import __version__
-from .bag_errors import BagError
-from .bag_reader import McapLayout, TopicInfo
+from dap_led_ros import __version__
+from dap_led_ros.bag.bag_errors import BagError
+from dap_led_ros.bag.bag_reader import McapLayout, TopicInfo
 
 METADATA_VERSION = 8   # QoS as a serialized string, type_description_hash, ros_distro, files
 SQLITE_SCHEMA_VERSION = 4

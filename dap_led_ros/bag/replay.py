@@ -24,9 +24,9 @@ from typing import Any
 
 import yaml
 
-from ..stop_signals import StopSignals
-from .bag_errors import BagError
-from .bag_reader import BagReader, TopicInfo
+from dap_led_ros.stop_signals import StopSignals
+from dap_led_ros.bag.bag_errors import BagError
+from dap_led_ros.bag.bag_reader import BagReader, TopicInfo
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +158,7 @@ def replay(bag: Path, options: ReplayOptions | None = None, domain_id: int | Non
     import rclpy
     from rclpy.signals import SignalHandlerOptions
 
-    from ..ros.dds import configure_dds_environment
+    from dap_led_ros.ros.dds import configure_dds_environment
 
     options = options or ReplayOptions()
     options.validate()

@@ -27,18 +27,18 @@ import numpy as np
 from rosbags.rosbag2 import Writer
 from tqdm import tqdm
 
-from ..cli import frame_size
-from ..clean_photos import list_clean_photos, load_clean_photo
-from ..synthesis import DegradationParams, LightSource, SynthesisConfig, motion_blur_kernel, sample_params, synthesize
-from .bag_io import (
+from dap_led_ros.cli import frame_size
+from dap_led_ros.clean_photos import list_clean_photos, load_clean_photo
+from dap_led_ros.synthesis import DegradationParams, LightSource, SynthesisConfig, motion_blur_kernel, sample_params, synthesize
+from dap_led_ros.bag.bag_io import (
     CAMERA_INFO,
     COMPRESSED_IMAGE,
     IMAGE,
     STORAGES,
     TYPESTORE,
 )
-from .bag_errors import BagError
-from .bag_output import atomic_bag_output, check_output_path
+from dap_led_ros.bag.bag_errors import BagError
+from dap_led_ros.bag.bag_output import atomic_bag_output, check_output_path
 
 
 IMU = "sensor_msgs/msg/Imu"

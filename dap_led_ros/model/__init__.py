@@ -6,14 +6,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from .config import DEFAULT_PROMPTS, VARIANTS, ModelConfig, PriorConfig
+from dap_led_ros.model.config import DEFAULT_PROMPTS, VARIANTS, ModelConfig, PriorConfig
 
 _LAZY = {"DAPLED", "PAD_MULTIPLE", "build_model"}
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        from . import dapled
+        from dap_led_ros.model import dapled
 
         return getattr(dapled, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

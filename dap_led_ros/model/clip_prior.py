@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..tiling import interp_matrix
-from .config import TINY_CLIP_ARCH, PriorConfig
+from dap_led_ros.tiling import interp_matrix
+from dap_led_ros.model.config import TINY_CLIP_ARCH, PriorConfig
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)

@@ -7,8 +7,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from ..prompts import DEGRADATION_PROMPTS as DEFAULT_PROMPTS
-from ..config_keys import reject_unknown_keys
+from dap_led_ros.prompts import DEGRADATION_PROMPTS as DEFAULT_PROMPTS
+from dap_led_ros.config_keys import reject_unknown_keys
 
 # A CLIP architecture small enough for the CPU (open_clip CLIP config dict).
 # ~2M vision parameters; the text tower is only built when prompts must be embedded.

@@ -5,9 +5,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import BlockStack, Downsample, Upsample
-from .clip_prior import CLIPPrior
-from .config import ModelConfig
+from dap_led_ros.model.blocks import BlockStack, Downsample, Upsample
+from dap_led_ros.model.clip_prior import CLIPPrior
+from dap_led_ros.model.config import ModelConfig
 
 PAD_MULTIPLE = 8  # three 2x downsamplings (times the stem's unshuffle factor)
 
