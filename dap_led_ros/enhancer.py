@@ -8,8 +8,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from dap_led_ros.backends import Backend, BackendError, create_backend, resolve_device
-from dap_led_ros.tiling import blend_weights, crop_upsampled, plan_tiles
+from dap_led_ros.runtime.backends import Backend, BackendError, create_backend, resolve_device
+from dap_led_ros.runtime.tiling import blend_weights, crop_upsampled, plan_tiles
 from dap_led_ros.config_keys import validated_from_mapping
 
 log = logging.getLogger(__name__)

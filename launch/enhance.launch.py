@@ -3,7 +3,7 @@
     ros2 launch dap_led_ros enhance.launch.py camera_topic:=/front/image_raw namespace:=/front \
         nodes:=enhance,detect,depth depth_model:=/models/depth_anything_v2_vits.onnx
 
-Wiring and overrides come from `dap_led_ros.pipeline.plan_nodes`, the same code that wires
+Wiring and overrides come from `dap_led_ros.ros.pipeline.plan_nodes`, the same code that wires
 `dap-led pipeline`, so both start the same nodes the same way. Empty arguments keep the
 params file's value. `ros2 launch dap_led_ros enhance.launch.py --show-args` lists them all.
 """
@@ -36,7 +36,7 @@ ARGUMENTS: dict[str, tuple[str, str]] = {
 
 def pipeline_options(values: dict[str, str]) -> object:
     """PipelineOptions from launch argument strings ("" = keep the params file's value)."""
-    from dap_led_ros.pipeline import PipelineOptions, parse_bool
+    from dap_led_ros.ros.pipeline import PipelineOptions, parse_bool
 
     def given(name: str) -> str | None:
         value = values.get(name, "").strip()
@@ -67,7 +67,7 @@ def node_actions(values: dict[str, str]) -> list[object]:
     """One launch_ros LifecycleNode per planned node."""
     from launch_ros.actions import LifecycleNode
 
-    from dap_led_ros.pipeline import plan_nodes
+    from dap_led_ros.ros.pipeline import plan_nodes
 
     params_file = values.get("params_file") or default_params_file()
     actions = []

@@ -17,7 +17,7 @@ import numpy as np
 
 from dap_led_ros.cli import frame_size
 from dap_led_ros.enhancer import Enhancer, EnhancerConfig
-from dap_led_ros.image_io import ImageReadError, read_image
+from dap_led_ros.imaging.image_io import ImageReadError, read_image
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from dap_led_ros.backends import BackendError, create_backend, resolve_device
-from dap_led_ros.backends.verify import compare_backends, psnr
+from dap_led_ros.runtime.backends import BackendError, create_backend, resolve_device
+from dap_led_ros.runtime.backends.verify import compare_backends, psnr
 from dap_led_ros.checkpoint import save_checkpoint
 from dap_led_ros.enhancer import Enhancer, EnhancerConfig
 from dap_led_ros.model import ModelConfig, build_model
@@ -124,7 +124,7 @@ def test_explicit_onnx_file_and_input_errors(pair, ckpt: Path, tmp_path: Path) -
 
 def test_auto_on_cpu_picks_onnxruntime_and_says_why(ckpt: Path, cache: Path, caplog) -> None:
     assert resolve_device("cpu") == "cpu"
-    with caplog.at_level(logging.INFO, logger="dap_led_ros.backends"):
+    with caplog.at_level(logging.INFO, logger="dap_led_ros.runtime.backends"):
         backend = create_backend("auto", str(ckpt), "cpu", threads=1, cache_dir=str(cache))
     assert backend.name == "onnxruntime"
     text = caplog.text
@@ -132,7 +132,7 @@ def test_auto_on_cpu_picks_onnxruntime_and_says_why(ckpt: Path, cache: Path, cap
 
 
 def test_auto_falls_back_to_torch_with_reasons(ckpt: Path, tmp_path: Path, caplog) -> None:
-    with caplog.at_level(logging.INFO, logger="dap_led_ros.backends"):
+    with caplog.at_level(logging.INFO, logger="dap_led_ros.runtime.backends"):
         backend = create_backend("auto", str(ckpt), "cpu", engine=str(tmp_path / "missing.onnx"), threads=1)
     assert backend.name == "torch"
     assert "onnxruntime: ONNX file not found" in caplog.text

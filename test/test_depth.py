@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dap_led_ros.depth import (
+from dap_led_ros.perception.depth import (
     DepthConfig,
     DepthEstimator,
     DepthModelError,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import skimage.data
 
-from dap_led_ros.detection import (
+from dap_led_ros.perception.detection import (
     COCO_LABELS,
     Detection,
     Detector,

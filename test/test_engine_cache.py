@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from dap_led_ros.backends import BackendError
-from dap_led_ros.engine_cache import (CACHE_ENV, EngineKeyInputs, StaleEngineError, cache_root, check_engine,
+from dap_led_ros.runtime.backends import BackendError
+from dap_led_ros.runtime.backends.engine_cache import (CACHE_ENV, EngineKeyInputs, StaleEngineError, cache_root, check_engine,
                                       checkpoint_digest, engine_path_for, meta_path, model_code_digest,
                                       read_engine_meta, write_engine_meta)
 

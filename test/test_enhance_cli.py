@@ -13,7 +13,7 @@ import torch
 from dap_led_ros.checkpoint import default_checkpoint, save_checkpoint
 from dap_led_ros.enhancer import Enhancer, EnhancerConfig
 from dap_led_ros.model import ModelConfig, build_model
-from dap_led_ros.tiling import blend_weights, crop_upsampled, plan_tiles
+from dap_led_ros.runtime.tiling import blend_weights, crop_upsampled, plan_tiles
 
 torch.set_num_threads(1)
 

@@ -20,7 +20,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
 from dap_led_ros.enhancer import Enhancer, EnhancerConfig
-from dap_led_ros.image_encoding import (
+from dap_led_ros.imaging.image_encoding import (
     SUPPORTED_ENCODINGS,
     decode_image,
     encode_image,

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from dap_led_ros.checkpoint import save_checkpoint
-from dap_led_ros.evaluate import auto_exposure
-from dap_led_ros.image_io import write_image
-from dap_led_ros.metrics import no_reference, noise_sigma, psnr, sharpness, ssim
+from dap_led_ros.training.evaluate import auto_exposure
+from dap_led_ros.imaging.image_io import write_image
+from dap_led_ros.training.metrics import no_reference, noise_sigma, psnr, sharpness, ssim
 from dap_led_ros.model import ModelConfig, build_model
 
 from conftest import load_module_from_file

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from dap_led_ros.backends import create_backend
+from dap_led_ros.runtime.backends import create_backend
 from dap_led_ros.checkpoint import default_checkpoint, save_checkpoint
 from dap_led_ros.enhancer import Enhancer, EnhancerConfig
-from dap_led_ros.exact_tiling import ExactTiler, plan_exact_tiles
+from dap_led_ros.runtime.exact_tiling import ExactTiler, plan_exact_tiles
 from dap_led_ros.model import ModelConfig, build_model
 
 from conftest import load_module_from_file

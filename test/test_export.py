@@ -11,7 +11,7 @@ import torch
 
 from dap_led_ros import cli
 from dap_led_ros.checkpoint import load_checkpoint, save_checkpoint
-from dap_led_ros.export import ExportError, export_model, parity, prior_graph_paths, read_metadata
+from dap_led_ros.runtime.export import ExportError, export_model, parity, prior_graph_paths, read_metadata
 from dap_led_ros.model import ModelConfig, build_model
 
 torch.set_num_threads(1)

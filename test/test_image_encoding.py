@@ -1,4 +1,4 @@
-"""Tests for the ROS-free Image <-> numpy conversion (dap_led_ros.image_encoding)."""
+"""Tests for the ROS-free Image <-> numpy conversion (dap_led_ros.imaging.image_encoding)."""
 from __future__ import annotations
 
 import array
@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from dap_led_ros.image_encoding import (
+from dap_led_ros.imaging.image_encoding import (
     SUPPORTED_ENCODINGS,
     DecodedImage,
     EncodedImage,

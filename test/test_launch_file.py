@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dap_led_ros.pipeline import NODE_KINDS, camera_info_topic, plan_nodes
+from dap_led_ros.ros.pipeline import NODE_KINDS, camera_info_topic, plan_nodes
 from dap_led_ros.ros.node_config import flat_defaults
 
 from conftest import RosHarness, load_module_from_file

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from dap_led_ros.losses import (LossConfig, charbonnier, clip_loss, compute_losses, identity_loss,
+from dap_led_ros.training.losses import (LossConfig, charbonnier, clip_loss, compute_losses, identity_loss,
                                 prior_loss)
 from dap_led_ros.model import ModelConfig, build_model
 
@@ -89,8 +89,8 @@ def test_model_without_prior_trains_on_charbonnier_only():
 def test_ssim_loss_matches_the_ssim_metric():
     import numpy as np
 
-    from dap_led_ros.losses import ssim_loss
-    from dap_led_ros.metrics import ssim
+    from dap_led_ros.training.losses import ssim_loss
+    from dap_led_ros.training.metrics import ssim
 
     rng = np.random.default_rng(0)
     a = rng.random((40, 56, 3))

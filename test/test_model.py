@@ -145,7 +145,7 @@ def test_base_variant_is_restormer_sized() -> None:
 def test_shipped_prior_sees_darkness() -> None:
     """The trained clip-learned prior: darkening a photo moves mass from 'clear' to 'low light'."""
     from dap_led_ros.checkpoint import load_checkpoint
-    from dap_led_ros.clean_photos import list_clean_photos, load_clean_photo
+    from dap_led_ros.training.clean_photos import list_clean_photos, load_clean_photo
     from dap_led_ros.prompts import CLEAR, LOW_LIGHT
 
     model, _, _ = load_checkpoint()

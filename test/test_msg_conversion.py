@@ -10,7 +10,7 @@ from rclpy.serialization import deserialize_message, serialize_message
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
-from dap_led_ros.image_encoding import ImageDecodeError, ImageEncodeError, encode_image
+from dap_led_ros.imaging.image_encoding import ImageDecodeError, ImageEncodeError, encode_image
 from dap_led_ros.ros.msg_conversion import image_msg_to_decoded, make_image_msg
 
 H, W = 12, 16

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dap_led_ros.synthesis import (
+from dap_led_ros.training.synthesis import (
     BLURRY,
     CLEAR,
     DARK_BLURRY,
@@ -185,7 +185,7 @@ def test_blurred_highlight_makes_saturated_streak() -> None:
 
 
 def test_synthetic_lights_appear_in_both_images() -> None:
-    from dap_led_ros.synthesis import LightSource
+    from dap_led_ros.training.synthesis import LightSource
 
     img = np.full((40, 40, 3), 30, np.uint8)
     light = LightSource(y=0.5, x=0.5, radius=2.0, colour=(1.0, 1.0, 1.0), intensity=2.0)

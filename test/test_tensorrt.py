@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from dap_led_ros.backends import BackendError, create_backend
-from dap_led_ros.backends.cuda_support import device_index, open_cuda_memory
-from dap_led_ros.backends.tensorrt_build import mark_fp32_layers, stays_fp32
-from dap_led_ros.backends.tensorrt_config import EngineConfig, ProfileError, ShapeProfile, select_profile
+from dap_led_ros.runtime.backends import BackendError, create_backend
+from dap_led_ros.runtime.backends.cuda_support import device_index, open_cuda_memory
+from dap_led_ros.runtime.backends.tensorrt_build import mark_fp32_layers, stays_fp32
+from dap_led_ros.runtime.backends.tensorrt_config import EngineConfig, ProfileError, ShapeProfile, select_profile
 
 ROOT = Path(__file__).resolve().parents[1]
 torch.set_num_threads(1)
@@ -152,7 +152,7 @@ def trt_setup(tmp_path_factory: pytest.TempPathFactory):
 
 @requires_tensorrt
 def test_fp16_engine_builds_caches_and_matches_fp32(trt_setup) -> None:
-    from dap_led_ros.backends.verify import compare_backends
+    from dap_led_ros.runtime.backends.verify import compare_backends
 
     ckpt, engine_cfg, cache = trt_setup
     engine = create_backend("tensorrt", str(ckpt), "cuda", engine_config=engine_cfg, cache_dir=str(cache))
@@ -172,7 +172,7 @@ def test_fp16_engine_builds_caches_and_matches_fp32(trt_setup) -> None:
 
 @requires_tensorrt
 def test_foreign_engine_is_refused(trt_setup, tmp_path: Path) -> None:
-    from dap_led_ros.engine_cache import StaleEngineError
+    from dap_led_ros.runtime.backends.engine_cache import StaleEngineError
 
     ckpt, engine_cfg, cache = trt_setup
     engine = create_backend("tensorrt", str(ckpt), "cuda", engine_config=engine_cfg, cache_dir=str(cache))
@@ -197,12 +197,12 @@ class _FakeMemory:
     stream_handle = 1234
 
     def host(self, nbytes: int):
-        from dap_led_ros.backends.cuda_support import HostBuffer
+        from dap_led_ros.runtime.backends.cuda_support import HostBuffer
 
         return HostBuffer(np.zeros(nbytes, np.uint8))
 
     def device(self, nbytes: int):
-        from dap_led_ros.backends.cuda_support import DeviceBuffer
+        from dap_led_ros.runtime.backends.cuda_support import DeviceBuffer
 
         arr = np.zeros(nbytes, np.uint8)
         return DeviceBuffer(arr.ctypes.data, nbytes, arr)
@@ -411,7 +411,7 @@ def _fake_tensorrt(calls: list[str]):
 def fake_trt(monkeypatch: pytest.MonkeyPatch):
     import sys
 
-    import dap_led_ros.backends.tensorrt_backend as tb
+    import dap_led_ros.runtime.backends.tensorrt_backend as tb
 
     calls: list[str] = []
     monkeypatch.setitem(sys.modules, "tensorrt", _fake_tensorrt(calls))
@@ -420,7 +420,7 @@ def fake_trt(monkeypatch: pytest.MonkeyPatch):
 
 
 def test_backend_flow_with_stand_in_tensorrt(fake_trt: list[str], trt_setup, tmp_path: Path) -> None:
-    from dap_led_ros.engine_cache import StaleEngineError
+    from dap_led_ros.runtime.backends.engine_cache import StaleEngineError
 
     ckpt, engine_cfg, cache = trt_setup
     backend = create_backend("tensorrt", str(ckpt), "cuda", engine_config=engine_cfg, cache_dir=str(cache))

@@ -21,9 +21,9 @@ from typing import Callable
 
 from tqdm import tqdm
 
-from dap_led_ros.enhance_cli import add_backend_args, enhancer_from_args
+from dap_led_ros.cli.enhance import add_backend_args, enhancer_from_args
 from dap_led_ros.enhancer import Enhancer
-from dap_led_ros.image_encoding import ImageEncodingError
+from dap_led_ros.imaging.image_encoding import ImageEncodingError
 from dap_led_ros.bag.bag_errors import BagError
 from dap_led_ros.bag.bag_io import (
     CAMERA_INFO,

@@ -12,7 +12,7 @@ from pathlib import Path
 from rosbags.rosbag2 import StoragePlugin
 from rosbags.typesys import Stores, get_typestore
 
-from dap_led_ros.image_encoding import SUPPORTED_ENCODINGS
+from dap_led_ros.imaging.image_encoding import SUPPORTED_ENCODINGS
 from dap_led_ros.bag.bag_reader import BagReader, TopicInfo
 
 log = logging.getLogger(__name__)

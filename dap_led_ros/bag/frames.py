@@ -1,6 +1,6 @@
 """Serialized Image / CompressedImage bag messages <-> RGB frames, keeping everything else as is.
 
-Image messages go through `dap_led_ros.image_encoding` (cv_bridge semantics; the output keeps
+Image messages go through `dap_led_ros.imaging.image_encoding` (cv_bridge semantics; the output keeps
 the input's encoding family). CompressedImage messages (compressed_image_transport's `jpeg` and
 `png`, formats such as "bgr8; jpeg compressed bgr8") are decoded with OpenCV and re-encoded with
 the same codec, channel count and bit depth, so the `format` string stays true.
@@ -14,7 +14,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from dap_led_ros.image_encoding import DEFAULT_MAX_PIXELS, ImageEncodingError, decode_image, encode_image, output_encoding_for
+from dap_led_ros.imaging.image_encoding import DEFAULT_MAX_PIXELS, ImageEncodingError, decode_image, encode_image, output_encoding_for
 from dap_led_ros.bag.bag_io import COMPRESSED_IMAGE, IMAGE, TYPESTORE
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -28,8 +28,8 @@ from rosbags.rosbag2 import Writer
 from tqdm import tqdm
 
 from dap_led_ros.cli import frame_size
-from dap_led_ros.clean_photos import list_clean_photos, load_clean_photo
-from dap_led_ros.synthesis import DegradationParams, LightSource, SynthesisConfig, motion_blur_kernel, sample_params, synthesize
+from dap_led_ros.training.clean_photos import list_clean_photos, load_clean_photo
+from dap_led_ros.training.synthesis import DegradationParams, LightSource, SynthesisConfig, motion_blur_kernel, sample_params, synthesize
 from dap_led_ros.bag.bag_io import (
     CAMERA_INFO,
     COMPRESSED_IMAGE,

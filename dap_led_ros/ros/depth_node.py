@@ -23,7 +23,7 @@ import numpy as np
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
-from dap_led_ros.depth import DepthConfig, DepthEstimator
+from dap_led_ros.perception.depth import DepthConfig, DepthEstimator
 from dap_led_ros.ros.camera_info_cache import CameraInfoCache
 from dap_led_ros.ros.lifecycle_base import ManagedImageNode, main_for
 from dap_led_ros.ros.list_params import format_list, parse_floats

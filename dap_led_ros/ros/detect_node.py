@@ -26,7 +26,7 @@ from typing import Any
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header, String
 
-from dap_led_ros.detection import Detection, Detector, DetectorConfig, draw_detections
+from dap_led_ros.perception.detection import Detection, Detector, DetectorConfig, draw_detections
 from dap_led_ros.ros.lifecycle_base import ManagedImageNode, main_for
 from dap_led_ros.ros.list_params import format_list, parse_floats, parse_names
 from dap_led_ros.ros.msg_conversion import image_msg_to_decoded, make_image_msg

@@ -18,7 +18,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
 from dap_led_ros.enhancer import Enhancer
-from dap_led_ros.image_encoding import output_encoding_for
+from dap_led_ros.imaging.image_encoding import output_encoding_for
 from dap_led_ros.ros.camera_info_cache import CameraInfoCache
 from dap_led_ros.ros.lifecycle_base import ManagedImageNode, main_for
 from dap_led_ros.ros.msg_conversion import image_msg_to_decoded, make_image_msg

@@ -33,7 +33,7 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from rclpy.signals import SignalHandlerOptions
 from std_srvs.srv import SetBool
 
-from dap_led_ros.image_encoding import ImageEncodingError
+from dap_led_ros.imaging.image_encoding import ImageEncodingError
 from dap_led_ros.ros import diagnostics
 from dap_led_ros.ros.dds import configure_dds_environment
 from dap_led_ros.ros.frame_worker import FrameWorker

@@ -1,4 +1,4 @@
-"""sensor_msgs/Image <-> numpy, on top of the ROS-free dap_led_ros.image_encoding."""
+"""sensor_msgs/Image <-> numpy, on top of the ROS-free dap_led_ros.imaging.image_encoding."""
 from __future__ import annotations
 
 import array
@@ -7,7 +7,7 @@ import numpy as np
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
-from dap_led_ros.image_encoding import (
+from dap_led_ros.imaging.image_encoding import (
     DEFAULT_MAX_PIXELS,
     DecodedImage,
     EncodedImage,
@@ -22,7 +22,7 @@ def image_msg_to_decoded(
 ) -> DecodedImage:
     """Decode a sensor_msgs/Image (reads msg.data without copying it).
 
-    Raises dap_led_ros.image_encoding.ImageDecodeError for a malformed or unsupported message.
+    Raises dap_led_ros.imaging.image_encoding.ImageDecodeError for a malformed or unsupported message.
     """
     return decode_image(
         msg.encoding, msg.width, msg.height, msg.step, msg.is_bigendian, msg.data,

@@ -23,7 +23,7 @@ from typing import Any, TypeVar, get_type_hints
 import yaml
 
 from dap_led_ros.enhancer import EnhancerConfig
-from dap_led_ros.image_encoding import SAME_FAMILY, SUPPORTED_ENCODINGS
+from dap_led_ros.imaging.image_encoding import SAME_FAMILY, SUPPORTED_ENCODINGS
 
 RELIABILITIES = ("best_effort", "reliable")
 DURABILITIES = ("volatile", "transient_local")

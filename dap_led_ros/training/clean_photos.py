@@ -24,7 +24,7 @@ from typing import Callable, Sequence
 import cv2
 import numpy as np
 
-from dap_led_ros.image_io import read_image
+from dap_led_ros.imaging.image_io import read_image
 
 # scikit-image files that are natural colour photos (the rest are mono, medical, astronomy or drawings).
 SKIMAGE_PHOTOS: tuple[str, ...] = (

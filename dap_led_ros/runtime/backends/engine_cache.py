@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from dap_led_ros.backends.base import BackendError
+from dap_led_ros.runtime.backends.base import BackendError
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ def _publish_dir(tmp: Path, final: Path) -> None:
 
 def cached_onnx(model_path: str | Path | None, root: str | Path | None = None, opset: int | None = None) -> Path:
     """The ONNX export of a checkpoint (with its tiling graphs), exported into the cache on first use."""
-    from dap_led_ros.export import DEFAULT_OPSET, EXPORT_FORMAT, export_model
+    from dap_led_ros.runtime.export import DEFAULT_OPSET, EXPORT_FORMAT, export_model
 
     opset = opset or DEFAULT_OPSET
     digest = checkpoint_digest(model_path)

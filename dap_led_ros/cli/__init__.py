@@ -9,18 +9,18 @@ import sys
 # Command name -> module exposing `add_parser(subparsers)` (which sets `func`). Only the module of
 # the command being run is imported, so `dap-led pipeline` does not pay for torch and friends.
 COMMANDS: dict[str, str] = {
-    "enhance": "dap_led_ros.enhance_cli",
-    "model-info": "dap_led_ros.model_info",
-    "train": "dap_led_ros.train",
-    "eval": "dap_led_ros.evaluate",
-    "export": "dap_led_ros.export",
-    "build-engine": "dap_led_ros.export",
-    "bench": "dap_led_ros.bench",
+    "enhance": "dap_led_ros.cli.enhance",
+    "model-info": "dap_led_ros.model.info",
+    "train": "dap_led_ros.training.train",
+    "eval": "dap_led_ros.training.evaluate",
+    "export": "dap_led_ros.runtime.export",
+    "build-engine": "dap_led_ros.runtime.export",
+    "bench": "dap_led_ros.runtime.bench",
     "bag": "dap_led_ros.bag.bag_enhance",
     "make-sample-bag": "dap_led_ros.bag.sample_bag",
     "replay": "dap_led_ros.bag.replay",
-    "demo": "dap_led_ros.demo",
-    "pipeline": "dap_led_ros.pipeline",
+    "demo": "dap_led_ros.bag.demo",
+    "pipeline": "dap_led_ros.ros.pipeline",
 }
 
 

@@ -27,11 +27,11 @@ from typing import Callable, Iterable
 import cv2
 import numpy as np
 
-from dap_led_ros.enhance_cli import add_backend_args, enhancer_config_from_args
+from dap_led_ros.cli.enhance import add_backend_args, enhancer_config_from_args
 from dap_led_ros.enhancer import Enhancer
-from dap_led_ros.image_io import ImageReadError, list_images, read_image, write_image
-from dap_led_ros.metrics import NoReferenceFigures, no_reference, psnr, ssim
-from dap_led_ros.synthesis import srgb_decode, srgb_encode
+from dap_led_ros.imaging.image_io import ImageReadError, list_images, read_image, write_image
+from dap_led_ros.training.metrics import NoReferenceFigures, no_reference, psnr, ssim
+from dap_led_ros.training.synthesis import srgb_decode, srgb_encode
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ def score_pairs(pairs: Iterable[tuple[str, np.ndarray, np.ndarray]], methods: di
 
 
 def synthetic_pairs(size: tuple[int, int], count: int | None, seed: int) -> Iterable[tuple[str, np.ndarray, np.ndarray]]:
-    from dap_led_ros.datasets import synthetic_validation_set
+    from dap_led_ros.training.datasets import synthetic_validation_set
 
     ds = synthetic_validation_set(size=size, n=count, seed=seed)
     for i in range(len(ds)):
@@ -284,14 +284,14 @@ def run(args: argparse.Namespace) -> int:
             results["paired"][key] = score_pairs(synthetic_pairs((h, w), args.val_count, args.val_seed), methods,
                                                  sheets["synthetic"], args.sheet_rows)
         if args.pairs:
-            from dap_led_ros.datasets import PairedFolder
+            from dap_led_ros.training.datasets import PairedFolder
 
             ds = PairedFolder(args.pairs[0], args.pairs[1])
             sheets["pairs"] = []
             results["paired"][f"Paired folders {args.pairs[0]} -> {args.pairs[1]}"] = score_pairs(
                 folder_pairs(ds), methods, sheets["pairs"], args.sheet_rows)
         if args.lolblur:
-            from dap_led_ros.datasets import LolBlurFolder
+            from dap_led_ros.training.datasets import LolBlurFolder
 
             ds = LolBlurFolder(args.lolblur, split=args.lolblur_split)
             sheets["lolblur"] = []

@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dap_led_ros.backends.base import BackendError
-from dap_led_ros.backends.tensorrt_config import EngineConfig
+from dap_led_ros.runtime.backends.base import BackendError
+from dap_led_ros.runtime.backends.tensorrt_config import EngineConfig
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def mark_fp32_layers(network: Any, cfg: EngineConfig, fp32: Any, float_types: tu
 
 
 def default_timing_cache(root: str | Path | None = None) -> Path:
-    from dap_led_ros.engine_cache import cache_root
+    from dap_led_ros.runtime.backends.engine_cache import cache_root
 
     return cache_root(root) / "engines" / "timing.cache"
 
@@ -65,7 +65,7 @@ def default_timing_cache(root: str | Path | None = None) -> Path:
 def build_engine(onnx_path: str | Path, engine_path: str | Path, cfg: EngineConfig, key_inputs: Any,
                  timing_cache: str | Path | None = None, checkpoint_sha256: str | None = None) -> dict[str, Any]:
     """Build and write the engine plus its key JSON; returns the metadata written."""
-    from dap_led_ros.engine_cache import write_engine_meta
+    from dap_led_ros.runtime.backends.engine_cache import write_engine_meta
 
     trt = import_tensorrt()
     cfg.validate()
@@ -157,7 +157,7 @@ def add_build_engine_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_build_engine(args: argparse.Namespace) -> int:
-    from dap_led_ros.engine_cache import StaleEngineError
+    from dap_led_ros.runtime.backends.engine_cache import StaleEngineError
 
     try:
         cfg = EngineConfig.from_yaml(args.config) if args.config else EngineConfig()
@@ -169,7 +169,7 @@ def run_build_engine(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"error: engine config: {exc}", file=sys.stderr)
         return 2
-    from dap_led_ros.backends.tensorrt_backend import TensorRTBackend
+    from dap_led_ros.runtime.backends.tensorrt_backend import TensorRTBackend
 
     try:
         backend = TensorRTBackend(args.model, device=args.device, engine=args.onnx,
@@ -182,8 +182,8 @@ def run_build_engine(args: argparse.Namespace) -> int:
     print("profiles (batch, height, width): " + "; ".join(
         f"min {p.min} opt {p.opt} max {p.max}" for p in backend.profiles))
     if args.verify:
-        from dap_led_ros.backends.onnxruntime_backend import OnnxRuntimeBackend
-        from dap_led_ros.backends.verify import compare_backends
+        from dap_led_ros.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
+        from dap_led_ros.runtime.backends.verify import compare_backends
 
         reference = OnnxRuntimeBackend(args.model, device="cpu", engine=str(backend.onnx_path))
         sizes = [(p.opt[1], p.opt[2]) for p in backend.profiles]

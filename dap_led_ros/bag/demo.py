@@ -5,7 +5,7 @@
 3. from the enhanced bag: a side-by-side MP4 (an animated PNG where OpenCV has no mp4v encoder)
    and a contact sheet;
 4. the object detector on input vs. restored frames, drawn side by side (when
-   `dap_led_ros.detection` and its model are available);
+   `dap_led_ros.perception.detection` and its model are available);
 5. the real night photos (../shared/data/real-night, or --real-night DIR) restored into
    OUT/real-night with a contact sheet and their detection overlay.
 A summary.json lists what was written and the measured numbers.
@@ -30,9 +30,9 @@ from dap_led_ros.bag.bag_errors import BagError
 from dap_led_ros.bag.bag_io import open_reader
 from dap_led_ros.bag.frames import FrameDecodeError, frame_rgb
 from dap_led_ros.bag.sample_bag import SampleBagConfig, make_sample_bag
-from dap_led_ros.enhance_cli import add_backend_args, enhancer_from_args
+from dap_led_ros.cli.enhance import add_backend_args, enhancer_from_args
 from dap_led_ros.enhancer import Enhancer
-from dap_led_ros.image_io import ImageReadError, contact_sheet, list_images, read_image, write_image
+from dap_led_ros.imaging.image_io import ImageReadError, contact_sheet, list_images, read_image, write_image
 
 log = logging.getLogger(__name__)
 
@@ -158,9 +158,9 @@ def _topic_stamps(bag: Path, topic: str) -> list[int]:
 def _detector() -> tuple[Any, Any] | str:
     """(Detector, draw function), or why detection is not available."""
     try:
-        from dap_led_ros.detection import Detector, DetectorConfig, DetectorModelError, draw_detections
+        from dap_led_ros.perception.detection import Detector, DetectorConfig, DetectorModelError, draw_detections
     except ImportError as exc:
-        return f"detection overlay skipped: dap_led_ros.detection is not available ({exc})"
+        return f"detection overlay skipped: dap_led_ros.perception.detection is not available ({exc})"
     try:
         return Detector(DetectorConfig()), draw_detections
     except (DetectorModelError, ValueError, cv2.error) as exc:

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from dap_led_ros.backends.base import Backend, BackendError
-from dap_led_ros.backends.cuda_support import DeviceBuffer, HostBuffer, device_index, open_cuda_memory
-from dap_led_ros.backends.tensorrt_build import build_engine, default_timing_cache, import_tensorrt
-from dap_led_ros.backends.tensorrt_config import EngineConfig, ProfileError, ShapeProfile, select_profile
+from dap_led_ros.runtime.backends.base import Backend, BackendError
+from dap_led_ros.runtime.backends.cuda_support import DeviceBuffer, HostBuffer, device_index, open_cuda_memory
+from dap_led_ros.runtime.backends.tensorrt_build import build_engine, default_timing_cache, import_tensorrt
+from dap_led_ros.runtime.backends.tensorrt_config import EngineConfig, ProfileError, ShapeProfile, select_profile
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ class TensorRTBackend(Backend):
                  engine_config: EngineConfig | str | None = None, cache_dir: str | None = None,
                  build: bool = True, force_rebuild: bool = False, output: str | None = None,
                  cuda_memory: str = "auto", threads: int = 0) -> None:
-        from dap_led_ros.engine_cache import checkpoint_digest
+        from dap_led_ros.runtime.backends.engine_cache import checkpoint_digest
 
         del threads  # CPU threads do not apply to TensorRT
         self._trt = import_tensorrt()
@@ -61,7 +61,7 @@ class TensorRTBackend(Backend):
 
     def _check_given_engine(self, path: Path, digest: str | None) -> Path:
         """An engine given by path: its recorded build inputs must match this platform and checkpoint."""
-        from dap_led_ros.engine_cache import EngineKeyInputs, check_engine, read_engine_meta
+        from dap_led_ros.runtime.backends.engine_cache import EngineKeyInputs, check_engine, read_engine_meta
 
         if not path.is_file():
             raise BackendError(f"TensorRT engine not found: {path}")
@@ -75,7 +75,7 @@ class TensorRTBackend(Backend):
                                 cache_dir: str | None, digest: str | None, build: bool, force_rebuild: bool,
                                 output: str | None) -> Path:
         """The engine for this ONNX/platform/config key: from the cache, else built when allowed."""
-        from dap_led_ros.engine_cache import (EngineKeyInputs, StaleEngineError, cached_onnx, check_engine, engine_path_for,
+        from dap_led_ros.runtime.backends.engine_cache import (EngineKeyInputs, StaleEngineError, cached_onnx, check_engine, engine_path_for,
                                     file_sha256)
 
         self.onnx_path = Path(onnx) if onnx else cached_onnx(model_path, root=cache_dir)

@@ -6,7 +6,7 @@ from collections import OrderedDict
 import numpy as np
 import torch
 
-from dap_led_ros.backends.base import Backend, BackendError
+from dap_led_ros.runtime.backends.base import Backend, BackendError
 
 MAX_CUDA_GRAPHS = 4  # captured input shapes kept at once
 
@@ -81,7 +81,7 @@ class TorchBackend(Backend):
     @torch.inference_mode()
     def infer_exact_tiled(self, x: np.ndarray, prior_maps: list[np.ndarray] | None, tile: int,
                           halo: int) -> np.ndarray:
-        from dap_led_ros.exact_tiling import ExactTiler
+        from dap_led_ros.runtime.exact_tiling import ExactTiler
 
         maps = [self._tensor(m) for m in prior_maps] if prior_maps is not None else None
         return ExactTiler(self.model, tile, halo).restore(self._tensor(x), maps).float().cpu().numpy()

@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from dap_led_ros.backends.base import Backend, BackendError
+from dap_led_ros.runtime.backends.base import Backend, BackendError
 
 log = logging.getLogger(__name__)
 
@@ -15,15 +15,15 @@ BACKEND_NAMES = ("auto", "tensorrt", "onnxruntime", "torch")
 
 def _backend_class(name: str) -> type[Backend]:
     if name == "torch":
-        from dap_led_ros.backends.torch_backend import TorchBackend
+        from dap_led_ros.runtime.backends.torch_backend import TorchBackend
 
         return TorchBackend
     if name == "onnxruntime":
-        from dap_led_ros.backends.onnxruntime_backend import OnnxRuntimeBackend
+        from dap_led_ros.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
 
         return OnnxRuntimeBackend
     if name == "tensorrt":
-        from dap_led_ros.backends.tensorrt_backend import TensorRTBackend
+        from dap_led_ros.runtime.backends.tensorrt_backend import TensorRTBackend
 
         return TensorRTBackend
     raise BackendError(f"unknown backend {name!r}; choose from {', '.join(BACKEND_NAMES)}")

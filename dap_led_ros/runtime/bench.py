@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from dap_led_ros.backends import Backend, BackendError, create_backend
-from dap_led_ros.export import parse_size, smooth_test_image
+from dap_led_ros.runtime.backends import Backend, BackendError, create_backend
+from dap_led_ros.runtime.export import parse_size, smooth_test_image
 
 log = logging.getLogger(__name__)
 

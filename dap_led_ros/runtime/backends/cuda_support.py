@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from dap_led_ros.backends.base import BackendError
+from dap_led_ros.runtime.backends.base import BackendError
 
 PROVIDERS = ("pycuda", "torch", "cuda-python")
 

@@ -36,8 +36,8 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from tqdm import tqdm
 
 from dap_led_ros.checkpoint import load_checkpoint, save_checkpoint
-from dap_led_ros.losses import LOSS_TERMS, LossConfig, compute_losses
-from dap_led_ros.metrics import psnr, ssim
+from dap_led_ros.training.losses import LOSS_TERMS, LossConfig, compute_losses
+from dap_led_ros.training.metrics import psnr, ssim
 from dap_led_ros.model import DAPLED, ModelConfig, build_model
 from dap_led_ros.config_keys import load_yaml_mapping, reject_unknown_keys
 
@@ -246,9 +246,9 @@ def _collate(items: list[dict[str, Any]]) -> dict[str, Any]:
 
 def build_train_dataset(cfg: TrainConfig, grids: tuple[int, ...]) -> tuple[Dataset, str]:
     """The training dataset and a one-line description of it (stored with checkpoints)."""
-    from dap_led_ros.datasets import LolBlurFolder, SyntheticPairs
-    from dap_led_ros.clean_photos import list_clean_photos, split_photos
-    from dap_led_ros.synthesis import SynthesisConfig
+    from dap_led_ros.training.datasets import LolBlurFolder, SyntheticPairs
+    from dap_led_ros.training.clean_photos import list_clean_photos, split_photos
+    from dap_led_ros.training.synthesis import SynthesisConfig
 
     d = cfg.data
     if d.lolblur_root:
@@ -259,7 +259,7 @@ def build_train_dataset(cfg: TrainConfig, grids: tuple[int, ...]) -> tuple[Datas
         raise ValueError("no clean training photos found (install scikit-image and mvtb-data)")
     ds = SyntheticPairs(train, SynthesisConfig.from_dict(d.synthesis), crop=(d.crop, d.crop),
                         length=d.epoch_length, seed=cfg.seed, augment=True, grids=grids)
-    desc = (f"synthetic LOL-Blur-like pairs (dap_led_ros.synthesis) from {len(train)} offline clean photos "
+    desc = (f"synthetic LOL-Blur-like pairs (dap_led_ros.training.synthesis) from {len(train)} offline clean photos "
             f"(scikit-image, scikit-learn, mvtb-data; {len(val)} held out for validation with split seed "
             f"{d.split_seed}), {d.crop}px crops")
     return ds, desc
@@ -269,8 +269,8 @@ class ValidationSet:
     """The fixed synthetic validation pairs, made once and kept as uint8 arrays."""
 
     def __init__(self, cfg: TrainConfig) -> None:
-        from dap_led_ros.datasets import synthetic_validation_set
-        from dap_led_ros.synthesis import SynthesisConfig
+        from dap_led_ros.training.datasets import synthetic_validation_set
+        from dap_led_ros.training.synthesis import SynthesisConfig
 
         d = cfg.data
         ds = synthetic_validation_set(size=tuple(d.val_size), n=d.val_count, seed=d.val_seed,
@@ -529,7 +529,7 @@ def _append_log(path: Path, row: dict[str, Any]) -> None:
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a DAP-LED model",
                        description="Train DAP-LED on synthetic pairs from offline clean photos (or LOL-Blur). "
-                                   "Multi-GPU / multi-process: torchrun --nproc_per_node=N -m dap_led_ros.train ...")
+                                   "Multi-GPU / multi-process: torchrun --nproc_per_node=N -m dap_led_ros.training.train ...")
     _add_args(p)
     p.set_defaults(func=run)
 
@@ -578,8 +578,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point for `torchrun -m dap_led_ros.train ...` (same options as `dap-led train`)."""
-    p = argparse.ArgumentParser(prog="dap_led_ros.train", description=__doc__)
+    """Entry point for `torchrun -m dap_led_ros.training.train ...` (same options as `dap-led train`)."""
+    p = argparse.ArgumentParser(prog="dap_led_ros.training.train", description=__doc__)
     _add_args(p)
     return run(p.parse_args(argv))
 

@@ -239,14 +239,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="sizes for the parity check (default: 517x333 640x480 128x96); none to skip")
     p.add_argument("--tolerance", type=float, default=1e-3, help="max abs difference allowed (default: %(default)s)")
     p.set_defaults(func=run)
-    from dap_led_ros.backends.tensorrt_build import add_build_engine_parser
+    from dap_led_ros.runtime.backends.tensorrt_build import add_build_engine_parser
 
     add_build_engine_parser(sub)
 
 
 def run(args: argparse.Namespace) -> int:
     from dap_led_ros.checkpoint import CheckpointError, load_checkpoint
-    from dap_led_ros.engine_cache import checkpoint_digest
+    from dap_led_ros.runtime.backends.engine_cache import checkpoint_digest
 
     try:
         model, _, _ = load_checkpoint(args.model)

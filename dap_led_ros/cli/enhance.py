@@ -9,7 +9,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from dap_led_ros.enhancer import TILE_MODES, Enhancer, EnhancerConfig
-from dap_led_ros.image_io import ImageReadError, contact_sheet, list_images, read_image, write_image
+from dap_led_ros.imaging.image_io import ImageReadError, contact_sheet, list_images, read_image, write_image
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dap_led_ros.backends.base import Backend, BackendError
+from dap_led_ros.runtime.backends.base import Backend, BackendError
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ class OnnxRuntimeBackend(Backend):
                 raise BackendError(f"ONNX file not found: {engine}")
             self.onnx_path = Path(engine)
         else:
-            from dap_led_ros.engine_cache import cached_onnx
+            from dap_led_ros.runtime.backends.engine_cache import cached_onnx
 
             try:
                 self.onnx_path = cached_onnx(model_path, root=cache_dir)
@@ -53,7 +53,7 @@ class OnnxRuntimeBackend(Backend):
         meta = self.session.get_modelmeta().custom_metadata_map
         self.min_side = int(meta.get("dap_led.min_side", 1))
         self.grids = json.loads(meta["dap_led.grids"]) if "dap_led.grids" in meta else []
-        from dap_led_ros.export import prior_graph_paths
+        from dap_led_ros.runtime.export import prior_graph_paths
 
         self._heat_path, self._prior_path = prior_graph_paths(self.onnx_path)
         self.supports_prior_input = self._heat_path.is_file() and self._prior_path.is_file() and bool(self.grids)

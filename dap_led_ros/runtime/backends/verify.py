@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 
-from dap_led_ros.backends.base import Backend
+from dap_led_ros.runtime.backends.base import Backend
 
 
 def psnr(a: np.ndarray, b: np.ndarray, peak: float = 1.0) -> float:
@@ -17,7 +17,7 @@ def psnr(a: np.ndarray, b: np.ndarray, peak: float = 1.0) -> float:
 def compare_backends(test: Backend, reference: Backend, sizes: list[tuple[int, int]], seed: int = 0
                      ) -> list[dict[str, object]]:
     """PSNR and max abs difference of `test` against `reference` on a night-like input per (H, W)."""
-    from dap_led_ros.export import smooth_test_image
+    from dap_led_ros.runtime.export import smooth_test_image
 
     rows: list[dict[str, object]] = []
     for i, (h, w) in enumerate(sizes):
