@@ -10,7 +10,7 @@ import numpy as np
 
 from dap_led_ros.runtime.backends import Backend, BackendError, create_backend, resolve_device
 from dap_led_ros.runtime.tiling import blend_weights, crop_upsampled, plan_tiles
-from dap_led_ros.config_keys import validated_from_mapping
+from dap_led_ros.settings import validated_from_mapping
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import time
 import cv2
 import numpy as np
 
-from dap_led_ros.cli import frame_size
+from dap_led_ros.cli.args import frame_size
 from dap_led_ros.enhancer import Enhancer, EnhancerConfig
 from dap_led_ros.imaging.image_io import ImageReadError, read_image
 

@@ -305,3 +305,37 @@ def copy_checkpoint(src: Path, dst: Path) -> Path:
     shutil.copyfile(src, dst)
     shutil.copyfile(src.with_suffix(".yaml"), dst.with_suffix(".yaml"))
     return dst
+
+
+# ----------------------------------------------------------------------------- the `ros` marker
+
+ROS_FIXTURES = {"ros", "module_ros", "start_node", "ros_domain_id", "module_domain_id"}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "ros: needs rclpy or a ROS graph; `pytest -m 'not ros'` runs the ROS-free tests")
+
+
+_ROS_MODULES: dict[Path, bool] = {}
+
+
+def _imports_ros(path: Path) -> bool:
+    """Whether a test file imports rclpy, a ROS message package or the package's ROS layer."""
+    if path not in _ROS_MODULES:
+        import ast
+
+        names: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names.add(node.module)
+        _ROS_MODULES[path] = any(n.split(".")[0] == "rclpy" or n.split(".")[0].endswith("_msgs")
+                                 or n.startswith("dap_led_ros.ros") for n in names)
+    return _ROS_MODULES[path]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if ROS_FIXTURES & set(getattr(item, "fixturenames", ())) or _imports_ros(Path(item.path)):
+            item.add_marker(pytest.mark.ros)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from dap_led_ros import demo
+from dap_led_ros.bag import demo
 from dap_led_ros.bag.bag_io import open_reader
 from dap_led_ros.cli import main as cli_main
 

@@ -84,7 +84,7 @@ def test_torchrun_two_cpu_processes_gloo(tmp_path):
     cfg.write_text(yaml.safe_dump({**TINY, "steps": 3, "val_every": 3, "save_every": 3}))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     cmd = [str(VENV_BIN / "torchrun"), "--nproc_per_node=2", "--master_addr=127.0.0.1",
-           f"--master_port={_free_port()}", "-m", "dap_led_ros.training.train",
+           f"--master_port={_free_port()}", "-m", "dap_led_ros.cli", "train",
            "--config", str(cfg), "--out", str(tmp_path / "run"), "--no-progress"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]

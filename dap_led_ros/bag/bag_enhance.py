@@ -11,7 +11,6 @@ folder beside it and renamed into place at the end, so an interrupted run leaves
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from collections import Counter
@@ -21,9 +20,6 @@ from typing import Callable
 
 from tqdm import tqdm
 
-from dap_led_ros.cli.enhance import add_backend_args, enhancer_from_args
-from dap_led_ros.enhancer import Enhancer
-from dap_led_ros.imaging.image_encoding import ImageEncodingError
 from dap_led_ros.bag.bag_errors import BagError
 from dap_led_ros.bag.bag_io import (
     CAMERA_INFO,
@@ -38,6 +34,8 @@ from dap_led_ros.bag.bag_output import atomic_bag_output, check_output_path
 from dap_led_ros.bag.bag_reader import BagReader, BagRecord, TopicInfo
 from dap_led_ros.bag.bag_writer import BagWriter, OutputSettings
 from dap_led_ros.bag.frames import BagFrame, CompressionSettings, FrameDecodeError, decode_frame, encode_frame
+from dap_led_ros.enhancer import Enhancer
+from dap_led_ros.imaging.image_encoding import ImageEncodingError
 
 
 @dataclass
@@ -344,59 +342,3 @@ def _check_kept(expected: Counter, read: Counter, written: Counter) -> None:
             bad.append(f"{key[0]} ({key[1]}): storage {n_exp}, read {n_read}, written {n_out}")
     if bad:
         raise BagError(f"{len(bad)} topic(s) would not be copied whole, so OUT was not written: " + "; ".join(bad))
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "bag", help="enhance the camera frames of a rosbag2 recording",
-        description="Copy a rosbag2 bag (sqlite3 or mcap) and add an enhanced copy of every colour or mono "
-                    "camera frame: Image on <ns>/enhanced/image, CompressedImage on <ns>/enhanced/image/compressed "
-                    "(same codec), with the original header, log time, send time and sequence; <ns>/camera_info "
-                    "is copied to <ns>/enhanced/camera_info. Every input message is kept byte for byte with its "
-                    "topic metadata, and the per-topic counts are checked against the input's storage; depth, "
-                    "other encodings and transports are copied untouched. Exit status 0: done; 1: some frames "
-                    "could not be decoded (listed, copied unchanged; OUT is written); 2: nothing written "
-                    "(bad input, a count that does not add up, OUT not writable, model not loadable).")
-    p.add_argument("input", type=Path, metavar="IN", help="rosbag2 folder (or a .db3/.mcap file)")
-    p.add_argument("output", type=Path, metavar="OUT", help="new bag folder")
-    d = BagEnhanceOptions()
-    p.add_argument("--topics", nargs="+", default=None, metavar="TOPIC",
-                   help="image topics to enhance (default: every colour/mono camera topic); only these are decoded")
-    p.add_argument("--force", action="store_true",
-                   help="replace OUT if it is a bag folder (written before); never any other folder or file")
-    p.add_argument("--storage", choices=sorted(STORAGES), default=d.storage, help="default: the input's")
-    p.add_argument("--batch", type=int, default=d.batch, help="frames per backend call (default: %(default)s)")
-    p.add_argument("--jpeg-quality", type=int, default=d.compression.jpeg_quality,
-                   help="quality of re-encoded JPEG frames (default: %(default)s)")
-    p.add_argument("--png-level", type=int, default=d.compression.png_level,
-                   help="compression level of re-encoded PNG frames (default: %(default)s)")
-    add_backend_args(p)
-    p.set_defaults(func=run)
-
-
-def run(args: argparse.Namespace) -> int:
-    options = BagEnhanceOptions(topics=args.topics, storage=args.storage, batch=args.batch, force=args.force,
-                                compression=CompressionSettings(args.jpeg_quality, args.png_level))
-    try:
-        options.validate()
-        check_paths(args.input, args.output, args.force)
-        reader, _ = prepare(args.input, options)  # fail on a bad bag before loading the model
-        reader.close()
-    except BagError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    enhancer = enhancer_from_args(args)
-    if enhancer is None:
-        return 2
-    try:
-        summary = enhance_bag(args.input, args.output, enhancer, options)
-    except BagError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"error: cannot write {args.output}: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        enhancer.close()
-    print(summary.report())
-    return 1 if summary.failures else 0

@@ -12,8 +12,8 @@ from pathlib import Path
 from rosbags.rosbag2 import StoragePlugin
 from rosbags.typesys import Stores, get_typestore
 
-from dap_led_ros.imaging.image_encoding import SUPPORTED_ENCODINGS
 from dap_led_ros.bag.bag_reader import BagReader, TopicInfo
+from dap_led_ros.imaging.image_encoding import SUPPORTED_ENCODINGS
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,8 @@ from typing import Any
 
 import yaml
 import zstandard
-from mcap.writer import CompressionType, Writer as McapWriter
+from mcap.writer import CompressionType
+from mcap.writer import Writer as McapWriter
 
 from dap_led_ros import __version__
 from dap_led_ros.bag.bag_errors import BagError

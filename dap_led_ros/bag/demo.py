@@ -12,11 +12,9 @@ A summary.json lists what was written and the measured numbers.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,13 +22,11 @@ from typing import Any
 import cv2
 import numpy as np
 
-from dap_led_ros.cli import frame_size
 from dap_led_ros.bag.bag_enhance import BagEnhanceOptions, enhance_bag
 from dap_led_ros.bag.bag_errors import BagError
 from dap_led_ros.bag.bag_io import open_reader
 from dap_led_ros.bag.frames import FrameDecodeError, frame_rgb
 from dap_led_ros.bag.sample_bag import SampleBagConfig, make_sample_bag
-from dap_led_ros.cli.enhance import add_backend_args, enhancer_from_args
 from dap_led_ros.enhancer import Enhancer
 from dap_led_ros.imaging.image_io import ImageReadError, contact_sheet, list_images, read_image, write_image
 
@@ -267,46 +263,3 @@ def _real_night(folder: Path, out: Path, enhancer: Enhancer, det: Any, result: D
         write_image(out / "detections.png", img)
         result.outputs["real_night_detections"] = str(out / "detections.png")
         result.numbers["real_night_objects"] = {"input": n0, "restored": n1}
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    d = SampleBagConfig()
-    p = sub.add_parser("demo", help="end-to-end demo: night-drive bag -> enhanced bag, video, sheets, detections",
-                       description=__doc__.split("\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder (default: %(default)s)")
-    p.add_argument("--bag", type=Path, default=None, help="use this bag instead of generating the sample drive")
-    p.add_argument("--frames", type=int, default=d.frames, help="sample drive length (default: %(default)s)")
-    p.add_argument("--size", type=frame_size, default=f"{d.width}x{d.height}", metavar="WxH", help="sample drive frame size")
-    p.add_argument("--seed", type=int, default=d.seed, help="sample drive seed (default: %(default)s)")
-    p.add_argument("--real-night", type=Path, default=None, metavar="DIR",
-                   help=f"real night photos to restore (default: ${REAL_NIGHT_ENV}, else ../shared/data/real-night)")
-    p.add_argument("--sheet-frames", type=int, default=6, help="frames on the contact sheet (default: %(default)s)")
-    p.add_argument("--no-detection", action="store_true", help="skip the detector overlay")
-    p.add_argument("--batch", type=int, default=BagEnhanceOptions().batch, help="frames per backend call")
-    add_backend_args(p)
-    p.set_defaults(func=run)
-
-
-def run(args: argparse.Namespace) -> int:
-    w, h = args.size
-    if args.sheet_frames < 1:
-        print("error: --sheet-frames must be >= 1", file=sys.stderr)
-        return 2
-    enhancer = enhancer_from_args(args)
-    if enhancer is None:
-        return 2
-    try:
-        result = run_demo(args.out, enhancer, bag=args.bag,
-                          sample=SampleBagConfig(frames=args.frames, width=w, height=h, seed=args.seed),
-                          real_night=args.real_night, sheet_frames=args.sheet_frames,
-                          detection=not args.no_detection, batch=args.batch)
-    except BagError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        enhancer.close()
-    print("\ndemo outputs:")
-    for key, value in result.outputs.items():
-        print(f"  {key}: {value}")
-    print(f"  summary: {args.out / 'summary.json'}")
-    return 0

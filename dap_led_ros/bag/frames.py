@@ -14,8 +14,14 @@ from typing import Any
 import cv2
 import numpy as np
 
-from dap_led_ros.imaging.image_encoding import DEFAULT_MAX_PIXELS, ImageEncodingError, decode_image, encode_image, output_encoding_for
 from dap_led_ros.bag.bag_io import COMPRESSED_IMAGE, IMAGE, TYPESTORE
+from dap_led_ros.imaging.image_encoding import (
+    DEFAULT_MAX_PIXELS,
+    ImageEncodingError,
+    decode_image,
+    encode_image,
+    output_encoding_for,
+)
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _JPEG_MAGIC = b"\xff\xd8\xff"

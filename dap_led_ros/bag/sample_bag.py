@@ -15,10 +15,8 @@ The same seed and options give the same messages.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import math
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,9 +25,7 @@ import numpy as np
 from rosbags.rosbag2 import Writer
 from tqdm import tqdm
 
-from dap_led_ros.cli import frame_size
-from dap_led_ros.training.clean_photos import list_clean_photos, load_clean_photo
-from dap_led_ros.training.synthesis import DegradationParams, LightSource, SynthesisConfig, motion_blur_kernel, sample_params, synthesize
+from dap_led_ros.bag.bag_errors import BagError
 from dap_led_ros.bag.bag_io import (
     CAMERA_INFO,
     COMPRESSED_IMAGE,
@@ -37,9 +33,16 @@ from dap_led_ros.bag.bag_io import (
     STORAGES,
     TYPESTORE,
 )
-from dap_led_ros.bag.bag_errors import BagError
 from dap_led_ros.bag.bag_output import atomic_bag_output, check_output_path
-
+from dap_led_ros.training.clean_photos import list_clean_photos, load_clean_photo
+from dap_led_ros.training.synthesis import (
+    DegradationParams,
+    LightSource,
+    SynthesisConfig,
+    motion_blur_kernel,
+    sample_params,
+    synthesize,
+)
 
 IMU = "sensor_msgs/msg/Imu"
 IMAGE_TOPIC = "/camera/image_raw"
@@ -269,36 +272,3 @@ def make_sample_bag(out: Path, cfg: SampleBagConfig | None = None, force: bool =
                 bar.update(1)
             bar.close()
     return out
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    d = SampleBagConfig()
-    p = sub.add_parser("make-sample-bag", help="write a short synthetic night-drive bag",
-                       description=__doc__.split("\n\n")[0] + " Camera motion over a clean photo, "
-                       "night degradations from the synthesis, camera_info and an IMU topic.")
-    p.add_argument("output", type=Path, metavar="OUT", help="new bag folder")
-    p.add_argument("--frames", type=int, default=d.frames, help="camera frames (default: %(default)s)")
-    p.add_argument("--size", type=frame_size, default=(d.width, d.height), metavar="WxH",
-                   help=f"frame size (default: {d.width}x{d.height})")
-    p.add_argument("--fps", type=float, default=d.fps, help="camera rate (default: %(default)s)")
-    p.add_argument("--storage", choices=sorted(STORAGES), default=d.storage, help="default: %(default)s")
-    p.add_argument("--compressed", action="store_true",
-                   help=f"record JPEG CompressedImage on {COMPRESSED_TOPIC} instead of Image on {IMAGE_TOPIC}")
-    p.add_argument("--seed", type=int, default=d.seed, help="default: %(default)s")
-    p.add_argument("--photo", default=d.photo, help="clean photo to drive through (default: %(default)s)")
-    p.add_argument("--force", action="store_true", help="replace OUT if it exists")
-    p.set_defaults(func=run)
-
-
-def run(args: argparse.Namespace) -> int:
-    cfg = SampleBagConfig(frames=args.frames, width=args.size[0], height=args.size[1], fps=args.fps,
-                          seed=args.seed, photo=args.photo, compressed=args.compressed, storage=args.storage)
-    try:
-        out = make_sample_bag(args.output, cfg, force=args.force)
-    except BagError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    topic = COMPRESSED_TOPIC if cfg.compressed else IMAGE_TOPIC
-    print(f"wrote {out} ({cfg.storage}): {cfg.frames} frames {cfg.width}x{cfg.height} on {topic}, "
-          f"{CAMERA_INFO_TOPIC}, {IMU_TOPIC}")
-    return 0

@@ -1,4 +1,5 @@
-"""`dap-led`: the command-line front end. Each subcommand lives in its own module."""
+"""`dap-led`: the command-line front end. Each subcommand lives in its own module of this package;
+nothing outside `cli/` imports it."""
 from __future__ import annotations
 
 import argparse
@@ -10,29 +11,18 @@ import sys
 # the command being run is imported, so `dap-led pipeline` does not pay for torch and friends.
 COMMANDS: dict[str, str] = {
     "enhance": "dap_led_ros.cli.enhance",
-    "model-info": "dap_led_ros.model.info",
-    "train": "dap_led_ros.training.train",
-    "eval": "dap_led_ros.training.evaluate",
-    "export": "dap_led_ros.runtime.export",
-    "build-engine": "dap_led_ros.runtime.export",
-    "bench": "dap_led_ros.runtime.bench",
-    "bag": "dap_led_ros.bag.bag_enhance",
-    "make-sample-bag": "dap_led_ros.bag.sample_bag",
-    "replay": "dap_led_ros.bag.replay",
-    "demo": "dap_led_ros.bag.demo",
-    "pipeline": "dap_led_ros.ros.pipeline",
+    "model-info": "dap_led_ros.cli.model_info",
+    "train": "dap_led_ros.cli.train",
+    "eval": "dap_led_ros.cli.evaluate",
+    "export": "dap_led_ros.cli.export",
+    "build-engine": "dap_led_ros.cli.build_engine",
+    "bench": "dap_led_ros.cli.bench",
+    "bag": "dap_led_ros.cli.bag",
+    "make-sample-bag": "dap_led_ros.cli.sample_bag",
+    "replay": "dap_led_ros.cli.replay",
+    "demo": "dap_led_ros.cli.demo",
+    "pipeline": "dap_led_ros.cli.pipeline",
 }
-
-
-def frame_size(text: str) -> tuple[int, int]:
-    """argparse type for a frame size: 'WxH' -> (width, height), both positive."""
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a size like 640x480, got {text!r}") from None
-    if w < 1 or h < 1:
-        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
-    return w, h
 
 
 def _requested_command(argv: list[str]) -> str | None:
@@ -60,6 +50,3 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
 
-
-if __name__ == "__main__":
-    sys.exit(main())

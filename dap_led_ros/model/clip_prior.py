@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dap_led_ros.runtime.tiling import interp_matrix
+from dap_led_ros.imaging.resampling import interp_matrix
 from dap_led_ros.model.config import TINY_CLIP_ARCH, PriorConfig
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from dap_led_ros.prompts import DEGRADATION_PROMPTS as DEFAULT_PROMPTS
-from dap_led_ros.config_keys import reject_unknown_keys
+from dap_led_ros.settings import reject_unknown_keys
 
 # A CLIP architecture small enough for the CPU (open_clip CLIP config dict).
 # ~2M vision parameters; the text tower is only built when prompts must be embedded.

@@ -17,7 +17,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from dap_led_ros.config_keys import validated_from_mapping
+from dap_led_ros.settings import validated_from_mapping
 
 log = logging.getLogger(__name__)
 

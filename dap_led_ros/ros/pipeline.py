@@ -11,7 +11,6 @@ override the params file only when given. Anything after `--ros-args` goes to RO
 """
 from __future__ import annotations
 
-import argparse
 import importlib
 import posixpath
 import sys
@@ -19,7 +18,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
 
 
 @dataclass(frozen=True)
@@ -177,62 +175,6 @@ def check_params_file(path: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- command line
-
-def _bool_arg(text: str) -> bool:
-    try:
-        return parse_bool(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    d = PipelineOptions()
-    p = sub.add_parser(
-        "pipeline", help="run enhance/detect/depth nodes in one process (no ros2 launch needed)",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--params", type=Path, default=None,
-                   help="ROS 2 params file for the nodes (default: the installed "
-                        "config/pipeline.yaml)")
-    p.add_argument("--nodes", default=d.nodes,
-                   help=f"comma-separated, from {', '.join(NODE_KINDS)} (default: %(default)s)")
-    p.add_argument("--namespace", default="", help="namespace of all nodes, e.g. /front_cam")
-    p.add_argument("--camera-topic", default=d.camera_topic,
-                   help="enhance_node's input image topic; camera_info is taken beside it "
-                        "(default: %(default)s)")
-    p.add_argument("--enhanced-topic", default=d.enhanced_topic,
-                   help="topic enhance_node publishes and depth/detect read (default: %(default)s)")
-    p.add_argument("--autostart", type=_bool_arg, default=None,
-                   help="true: configure+activate at start; false: wait for a lifecycle manager")
-    for side, what in (("input", "subscriptions"), ("output", "publishers")):
-        p.add_argument(f"--{side}-reliability", choices=RELIABILITIES, default=None,
-                       help=f"QoS reliability of the nodes' {what}")
-        p.add_argument(f"--{side}-depth", type=int, default=None,
-                       help=f"QoS queue depth of the nodes' {what}")
-    for name in ENHANCE_OVERRIDES:
-        p.add_argument(f"--{name}", default=None, help=f"enhance_node's '{name}' parameter")
-    p.add_argument("--ros-args", dest="ros_args", nargs=argparse.REMAINDER, default=[],
-                   help="everything after this goes to ROS (remaps, -p overrides, --log-level)")
-    p.set_defaults(func=run)
-
-
-def options_from_args(args: argparse.Namespace) -> PipelineOptions:
-    return PipelineOptions(
-        nodes=args.nodes, camera_topic=args.camera_topic, enhanced_topic=args.enhanced_topic,
-        autostart=args.autostart, input_reliability=args.input_reliability,
-        input_depth=args.input_depth, output_reliability=args.output_reliability,
-        output_depth=args.output_depth,
-        **{name: getattr(args, name) for name in ENHANCE_OVERRIDES})
-
-
-def run(args: argparse.Namespace) -> int:
-    try:
-        plans = plan_nodes(options_from_args(args))
-        params = args.params if args.params is not None else default_params_file()
-        check_params_file(params)
-    except PipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return run_pipeline(plans, params, args.namespace, args.ros_args)
 
 
 # ----------------------------------------------------------------------------- running

@@ -5,6 +5,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dap_led_ros.imaging.resampling import interp_matrix
+
 
 @dataclass(frozen=True)
 class Tile:
@@ -42,19 +44,6 @@ def blend_weights(h: int, w: int, overlap: int) -> np.ndarray:
             r[n - k:] = edge[::-1]
         return r
     return np.outer(ramp(h), ramp(w))
-
-
-def interp_matrix(out_start: int, out_len: int, full_len: int, src_len: int) -> np.ndarray:
-    """Rows: bilinear (half-pixel, edge-clamped) weights of `src_len` samples for output pixels."""
-    pos = (np.arange(out_start, out_start + out_len, dtype=np.float64) + 0.5) * src_len / full_len - 0.5
-    pos = np.clip(pos, 0, src_len - 1)
-    lo = np.floor(pos).astype(int)
-    hi = np.minimum(lo + 1, src_len - 1)
-    frac = pos - lo
-    m = np.zeros((out_len, src_len), np.float64)
-    m[np.arange(out_len), lo] += 1 - frac
-    m[np.arange(out_len), hi] += frac
-    return m
 
 
 def crop_upsampled(maps: np.ndarray, full_hw: tuple[int, int], tile: Tile) -> np.ndarray:

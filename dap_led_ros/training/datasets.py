@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from dap_led_ros.training.clean_photos import CleanPhotoRef, list_clean_photos, load_clean_photo, split_photos
 from dap_led_ros.imaging.image_io import IMAGE_SUFFIXES, list_images, read_image
+from dap_led_ros.training.clean_photos import CleanPhotoRef, list_clean_photos, load_clean_photo, split_photos
 from dap_led_ros.training.synthesis import SynthesisConfig, sample_params, synthesize
 
 DEFAULT_GRIDS: tuple[int, ...] = (1, 2, 4)

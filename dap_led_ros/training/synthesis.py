@@ -27,8 +27,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from dap_led_ros.settings import reject_unknown_keys
 from dap_led_ros.prompts import BLURRY, CLEAR, DARK_BLURRY, DEGRADATION_PROMPTS, LOW_LIGHT  # noqa: F401 (re-exported)
-from dap_led_ros.config_keys import reject_unknown_keys
 
 # Colours (linear RGB, max 1) of synthetic lights: sodium, warm white, cool LED, red, green.
 _LIGHT_COLOURS = np.array(

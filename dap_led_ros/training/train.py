@@ -14,12 +14,10 @@
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
 import random
-import sys
 import time
 from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
@@ -36,10 +34,10 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from tqdm import tqdm
 
 from dap_led_ros.checkpoint import load_checkpoint, save_checkpoint
+from dap_led_ros.settings import load_yaml_mapping, reject_unknown_keys
+from dap_led_ros.model import DAPLED, ModelConfig, build_model
 from dap_led_ros.training.losses import LOSS_TERMS, LossConfig, compute_losses
 from dap_led_ros.training.metrics import psnr, ssim
-from dap_led_ros.model import DAPLED, ModelConfig, build_model
-from dap_led_ros.config_keys import load_yaml_mapping, reject_unknown_keys
 
 STATE_FILE = "state.pt"
 LOG_FILE = "log.jsonl"
@@ -246,8 +244,8 @@ def _collate(items: list[dict[str, Any]]) -> dict[str, Any]:
 
 def build_train_dataset(cfg: TrainConfig, grids: tuple[int, ...]) -> tuple[Dataset, str]:
     """The training dataset and a one-line description of it (stored with checkpoints)."""
-    from dap_led_ros.training.datasets import LolBlurFolder, SyntheticPairs
     from dap_led_ros.training.clean_photos import list_clean_photos, split_photos
+    from dap_led_ros.training.datasets import LolBlurFolder, SyntheticPairs
     from dap_led_ros.training.synthesis import SynthesisConfig
 
     d = cfg.data
@@ -525,64 +523,3 @@ def _append_log(path: Path, row: dict[str, Any]) -> None:
 # ---------------------------------------------------------------------------------------------
 # CLI
 
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train a DAP-LED model",
-                       description="Train DAP-LED on synthetic pairs from offline clean photos (or LOL-Blur). "
-                                   "Multi-GPU / multi-process: torchrun --nproc_per_node=N -m dap_led_ros.training.train ...")
-    _add_args(p)
-    p.set_defaults(func=run)
-
-
-def _add_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", type=Path, required=True, help="training YAML (see config/train_tiny.yaml)")
-    p.add_argument("--out", type=Path, required=True, help="run folder (logs, state.pt, best.*, last.*)")
-    p.add_argument("--steps", type=int, default=None, help="override the total number of steps")
-    p.add_argument("--resume", nargs="?", const="auto", default=None,
-                   help="resume from a state.pt (default: OUT/state.pt)")
-    p.add_argument("--stop-after", type=int, default=None,
-                   help="run at most this many steps now (the schedule still spans --steps)")
-    p.add_argument("--seed", type=int, default=None, help="override the seed (data stream and initialisation)")
-    p.add_argument("--init-from", default=None,
-                   help="start from this checkpoint's weights (fresh optimiser and schedule); overrides init_from")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
-def run(args: argparse.Namespace) -> int:
-    try:
-        cfg = TrainConfig.load(args.config)
-        if args.steps is not None:
-            cfg.steps = args.steps
-        if args.seed is not None:
-            cfg.seed = args.seed
-        if args.init_from is not None:
-            cfg.init_from = args.init_from
-        cfg.validate()
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    resume = None
-    if args.resume is not None:
-        resume = args.out / STATE_FILE if args.resume == "auto" else Path(args.resume)
-        if not resume.is_file():
-            print(f"error: no training state to resume from at {resume}", file=sys.stderr)
-            return 2
-    try:
-        result = train(cfg, args.out, resume=resume, stop_after=args.stop_after, progress=not args.no_progress)
-    except (FileNotFoundError, ValueError, RuntimeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    if int(os.environ.get("RANK", "0")) == 0:
-        print(json.dumps(result))
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point for `torchrun -m dap_led_ros.training.train ...` (same options as `dap-led train`)."""
-    p = argparse.ArgumentParser(prog="dap_led_ros.training.train", description=__doc__)
-    _add_args(p)
-    return run(p.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -75,8 +75,14 @@ class TensorRTBackend(Backend):
                                 cache_dir: str | None, digest: str | None, build: bool, force_rebuild: bool,
                                 output: str | None) -> Path:
         """The engine for this ONNX/platform/config key: from the cache, else built when allowed."""
-        from dap_led_ros.runtime.backends.engine_cache import (EngineKeyInputs, StaleEngineError, cached_onnx, check_engine, engine_path_for,
-                                    file_sha256)
+        from dap_led_ros.runtime.backends.engine_cache import (
+            EngineKeyInputs,
+            StaleEngineError,
+            cached_onnx,
+            check_engine,
+            engine_path_for,
+            file_sha256,
+        )
 
         self.onnx_path = Path(onnx) if onnx else cached_onnx(model_path, root=cache_dir)
         inputs = EngineKeyInputs(

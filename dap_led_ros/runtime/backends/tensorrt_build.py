@@ -6,10 +6,8 @@ an optional DLA core. The engine lands in the cache under its key (see engine_ca
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -134,61 +132,3 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, cfg: EngineConf
 
 
 # --- `dap-led build-engine` ---------------------------------------------------------------------
-
-def add_build_engine_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("build-engine", help="build a TensorRT FP16 engine (cached by its key)",
-                       description="Build a TensorRT engine from the ONNX export of a checkpoint with one "
-                                   "optimisation profile per camera resolution in the engine config. The engine "
-                                   "is cached by a key of ONNX hash, TensorRT version, GPU, profiles and "
-                                   "precision and rebuilt only when the key changes.")
-    p.add_argument("--model", default=None, help="checkpoint (.safetensors with its .yaml); default: shipped model")
-    p.add_argument("--onnx", default=None, help="use this ONNX file instead of exporting the checkpoint")
-    p.add_argument("--config", default=None, help="engine YAML (see config/engine.yaml); default: built-in defaults")
-    p.add_argument("--output", default=None, help="engine path (default: in the cache, named by its key)")
-    p.add_argument("--device", default="cuda", help="cuda | cuda:N (default: %(default)s)")
-    p.add_argument("--precision", choices=("fp16", "fp32"), default=None, help="override the config's precision")
-    p.add_argument("--dla-core", type=int, default=None, help="override the config's DLA core (Jetson)")
-    p.add_argument("--workspace-mib", type=int, default=None, help="override the config's workspace limit")
-    p.add_argument("--cache-dir", default=None, help="cache folder (default: $DAP_LED_CACHE or ~/.cache/dap_led_ros)")
-    p.add_argument("--force", action="store_true", help="rebuild even when a matching engine exists")
-    p.add_argument("--verify", action="store_true",
-                   help="compare the engine with ONNX Runtime FP32 at each camera size (PSNR)")
-    p.set_defaults(func=run_build_engine)
-
-
-def run_build_engine(args: argparse.Namespace) -> int:
-    from dap_led_ros.runtime.backends.engine_cache import StaleEngineError
-
-    try:
-        cfg = EngineConfig.from_yaml(args.config) if args.config else EngineConfig()
-        overrides = {"precision": args.precision, "dla_core": args.dla_core, "workspace_mib": args.workspace_mib}
-        for k, v in overrides.items():
-            if v is not None:
-                setattr(cfg, k, v)
-        cfg.validate()
-    except (OSError, ValueError) as exc:
-        print(f"error: engine config: {exc}", file=sys.stderr)
-        return 2
-    from dap_led_ros.runtime.backends.tensorrt_backend import TensorRTBackend
-
-    try:
-        backend = TensorRTBackend(args.model, device=args.device, engine=args.onnx,
-                                  engine_config=cfg, cache_dir=args.cache_dir, build=True,
-                                  force_rebuild=args.force, output=args.output)
-    except (BackendError, StaleEngineError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(f"engine: {backend.engine_path}")
-    print("profiles (batch, height, width): " + "; ".join(
-        f"min {p.min} opt {p.opt} max {p.max}" for p in backend.profiles))
-    if args.verify:
-        from dap_led_ros.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
-        from dap_led_ros.runtime.backends.verify import compare_backends
-
-        reference = OnnxRuntimeBackend(args.model, device="cpu", engine=str(backend.onnx_path))
-        sizes = [(p.opt[1], p.opt[2]) for p in backend.profiles]
-        for row in compare_backends(backend, reference, sizes):
-            print(f"  {row['size']:>10}: PSNR vs FP32 {row['psnr_db']:.1f} dB, max abs {row['max_abs']:.2e}")
-        reference.close()
-    backend.close()
-    return 0

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dap_led_ros.config_keys import load_yaml_mapping, validated_from_mapping
+from dap_led_ros.settings import load_yaml_mapping, validated_from_mapping
 
 Shape3 = tuple[int, int, int]  # (batch, height, width)
 

@@ -1,0 +1,76 @@
+"""Argument types and option groups shared by the `dap-led` commands."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from dap_led_ros.enhancer import TILE_MODES, Enhancer, EnhancerConfig
+
+
+def frame_size(text: str) -> tuple[int, int]:
+    """argparse type for a frame size: 'WxH' -> (width, height), both positive."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a size like 640x480, got {text!r}") from None
+    if w < 1 or h < 1:
+        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
+    return w, h
+
+
+
+
+
+def _at_least(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got '{text}'") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+    return parse
+
+
+def add_backend_args(p: argparse.ArgumentParser) -> None:
+    """Options shared by every command that runs the network."""
+    d = EnhancerConfig()
+    p.add_argument("--model", default=d.model, help="checkpoint (.safetensors with its .yaml); default: shipped model")
+    p.add_argument("--backend", default=d.backend, help="auto | torch | onnxruntime | tensorrt (default: %(default)s)")
+    p.add_argument("--device", default=d.device, help="auto | cpu | cuda | cuda:N (default: %(default)s)")
+    p.add_argument("--engine", default=d.engine, help="ONNX model / TensorRT engine path for those backends")
+    p.add_argument("--threads", type=_at_least(0), default=d.threads, help="CPU threads (0 = library default)")
+    p.add_argument("--max-pixels", type=_at_least(1), default=d.max_pixels, help="tile frames larger than this")
+    p.add_argument("--tile-size", type=int, default=d.tile_size)
+    p.add_argument("--tile-overlap", type=int, default=d.tile_overlap,
+                   help="blend: overlap of neighbouring tiles; exact: context halo (default: %(default)s)")
+    p.add_argument("--tile-mode", choices=TILE_MODES, default=d.tile_mode,
+                   help="exact: tiles reproduce a whole-frame pass (torch, ~5x the time of blend); "
+                        "blend: independent tiles blended (default: %(default)s)")
+
+
+def enhancer_config_from_args(args: argparse.Namespace) -> EnhancerConfig:
+    return EnhancerConfig(model=args.model, backend=args.backend, device=args.device, engine=args.engine,
+                          threads=args.threads, max_pixels=args.max_pixels, tile_size=args.tile_size,
+                          tile_overlap=args.tile_overlap, tile_mode=args.tile_mode)
+
+
+def enhancer_from_args(args: argparse.Namespace) -> Enhancer | None:
+    """The Enhancer the options ask for, or None after printing why it cannot be loaded."""
+    try:
+        return Enhancer(enhancer_config_from_args(args))
+    except (ValueError, RuntimeError, FileNotFoundError) as exc:
+        print(f"error: cannot load the model: {exc}", file=sys.stderr)
+        return None
+
+
+
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """argparse type: 'WxH' -> (H, W), the order the parity and bench loops use."""
+    w, h = frame_size(text)
+    return h, w
+
+

@@ -1,0 +1,140 @@
+"""`dap-led eval`: PSNR/SSIM tables, plots and contact sheets."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import platform
+import shlex
+import sys
+from pathlib import Path
+
+from dap_led_ros.cli.args import add_backend_args, enhancer_config_from_args
+from dap_led_ros.enhancer import Enhancer
+from dap_led_ros.imaging.image_io import ImageReadError, write_image
+from dap_led_ros.training.evaluate import (
+    DEFAULT_REAL_DIR,
+    Method,
+    _cpu_count,
+    auto_exposure,
+    folder_pairs,
+    grid_sheet,
+    markdown_report,
+    score_pairs,
+    score_real,
+    synthetic_pairs,
+    write_plot,
+)
+
+_LIBRARY = importlib.import_module("dap_led_ros.training.evaluate")  # its docstring is the command's description
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="PSNR/SSIM and no-reference figures vs baselines",
+                       description=_LIBRARY.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out-dir", type=Path, required=True, help="folder for evaluation.md, eval.json, plot, sheets")
+    p.add_argument("--ablation", default=None, help="use_prior=false checkpoint to score beside the model")
+    p.add_argument("--pairs", nargs=2, type=Path, metavar=("INPUT_DIR", "TARGET_DIR"), default=None,
+                   help="paired folders matched by relative file name")
+    p.add_argument("--lolblur", type=Path, default=None, help="LOL-Blur root (low_blur_noise/, high_sharp_scaled/)")
+    p.add_argument("--lolblur-split", default=None, help="'test' when the root holds train/ and test/")
+    p.add_argument("--no-synthetic", action="store_true", help="skip the synthetic validation set")
+    p.add_argument("--val-size", nargs=2, type=int, default=[400, 640], metavar=("H", "W"))
+    p.add_argument("--val-count", type=int, default=None, help="synthetic pairs (default: two per validation photo)")
+    p.add_argument("--val-seed", type=int, default=1234)
+    p.add_argument("--real", type=Path, default=None,
+                   help=f"real night frames for no-reference figures (default: {DEFAULT_REAL_DIR} when present)")
+    p.add_argument("--no-real", action="store_true", help="skip the real night frames")
+    p.add_argument("--sheet-rows", type=int, default=6, help="rows per contact sheet")
+    add_backend_args(p)
+    p.set_defaults(func=run)
+
+
+def _methods(args: argparse.Namespace) -> tuple[dict[str, Method], list[Enhancer]]:
+    cfg = enhancer_config_from_args(args)
+    model = Enhancer(cfg)
+    methods: dict[str, Method] = {"identity": lambda x: x, "auto-exposure": auto_exposure}
+    enhancers = [model]
+    if args.ablation:
+        from dataclasses import replace
+
+        abl = Enhancer(replace(cfg, model=str(args.ablation), engine=None))
+        enhancers.append(abl)
+        methods["ablation (use_prior=false)"] = abl.enhance
+    methods["DAP-LED"] = model.enhance
+    return methods, enhancers
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.pairs:
+        for d in args.pairs:
+            if not d.is_dir():
+                print(f"error: paired folder {d} does not exist", file=sys.stderr)
+                return 2
+    real_dir = args.real if args.real is not None else (DEFAULT_REAL_DIR if DEFAULT_REAL_DIR.is_dir() else None)
+    if args.no_real:
+        real_dir = None
+    elif args.real is not None and not args.real.is_dir():
+        print(f"error: real-frame folder {args.real} does not exist", file=sys.stderr)
+        return 2
+    try:
+        methods, enhancers = _methods(args)
+    except (ValueError, RuntimeError, FileNotFoundError) as exc:
+        print(f"error: cannot load a model: {exc}", file=sys.stderr)
+        return 2
+    out_dir: Path = args.out_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results: dict = {"machine": f"{platform.processor() or platform.machine()}, {_cpu_count()} CPU cores, "
+                                f"backend {enhancers[0].backend.describe()}",
+                     "paired": {}, "real": None}
+    sheets: dict[str, list] = {}
+    try:
+        if not args.no_synthetic:
+            h, w = args.val_size
+            key = f"Synthetic validation set ({w}x{h}, seed {args.val_seed})"
+            sheets["synthetic"] = []
+            results["paired"][key] = score_pairs(synthetic_pairs((h, w), args.val_count, args.val_seed), methods,
+                                                 sheets["synthetic"], args.sheet_rows)
+        if args.pairs:
+            from dap_led_ros.training.datasets import PairedFolder
+
+            ds = PairedFolder(args.pairs[0], args.pairs[1])
+            sheets["pairs"] = []
+            results["paired"][f"Paired folders {args.pairs[0]} -> {args.pairs[1]}"] = score_pairs(
+                folder_pairs(ds), methods, sheets["pairs"], args.sheet_rows)
+        if args.lolblur:
+            from dap_led_ros.training.datasets import LolBlurFolder
+
+            ds = LolBlurFolder(args.lolblur, split=args.lolblur_split)
+            sheets["lolblur"] = []
+            results["paired"][f"LOL-Blur {args.lolblur}"] = score_pairs(folder_pairs(ds), methods,
+                                                                         sheets["lolblur"], args.sheet_rows)
+        if real_dir is not None:
+            sheets["real"] = []
+            real_methods = {k: v for k, v in methods.items() if k != "identity"}
+            figs, n = score_real(real_dir, real_methods, sheets["real"], args.sheet_rows)
+            if n:
+                results["real"] = {"folder": str(real_dir), "n": n, "figures": figs}
+    except (FileNotFoundError, ValueError, ImageReadError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        for e in enhancers:
+            e.close()
+    if not results["paired"] and not results["real"]:
+        print("error: nothing to evaluate (no synthetic set, pairs, LOL-Blur or real frames)", file=sys.stderr)
+        return 2
+    command = "dap-led " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    report = markdown_report(results, command)
+    (out_dir / "evaluation.md").write_text(report)
+    (out_dir / "eval.json").write_text(json.dumps(results, indent=2, default=str))
+    write_plot(results, out_dir / "eval_plot.png")
+    for name, samples in sheets.items():
+        if samples:
+            cols = [m for m in methods if m != "identity"]
+            write_image(out_dir / f"contact_sheet_{name}.png", grid_sheet(samples, cols))
+    print(report)
+    print(f"wrote {out_dir / 'evaluation.md'}, eval.json, eval_plot.png and contact sheets")
+    return 0
+
+
