@@ -1,10 +1,10 @@
-"""Reading configuration YAML and checking it against the dataclass that holds the defaults."""
+"""Settings: YAML files read into the dataclasses that hold the defaults, through one loader."""
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import fields
+from collections.abc import Callable, Mapping
+from dataclasses import fields, is_dataclass, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_type_hints
 
 import yaml
 
@@ -39,3 +39,38 @@ def load_yaml_mapping(path: str | Path, what: str) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise ValueError(f"{path}: expected a mapping at the top level")
     return doc
+
+
+def _plain_convert(name: str, value: Any, kind: Any, default: Any) -> Any:
+    """YAML values as the dataclass holds them: lists become tuples where the default is one."""
+    if isinstance(default, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"{name} must be a list, got {value!r}")
+        return tuple(value)
+    return value
+
+
+def dataclass_from_mapping(cls: type[T], d: Mapping[str, Any] | None, where: str, *, base: T | None = None,
+                           convert: Callable[[str, Any, Any, Any], Any] = _plain_convert) -> T:
+    """The one loader of nested settings: `base` (default `cls()`) with the keys of `d` replaced.
+
+    Nested dataclass fields take nested mappings (recursively, on the base's value); unknown keys
+    are a ValueError naming them; leaf values go through `convert(name, value, type, default)`.
+    Validation is the caller's (`cfg.validate()`), so that it runs once on the whole tree.
+    """
+    if d is None:
+        d = {}
+    if not isinstance(d, Mapping):
+        raise ValueError(f"{where}: expected a mapping, got {type(d).__name__}")
+    reject_unknown_keys(d, cls, f"{where} keys")
+    base = cls() if base is None else base
+    hints = get_type_hints(cls)
+    changes: dict[str, Any] = {}
+    for key, value in d.items():
+        default = getattr(base, key)
+        if is_dataclass(default):
+            changes[key] = dataclass_from_mapping(type(default), value, f"{where}.{key}", base=default,
+                                                  convert=convert)
+        else:
+            changes[key] = convert(f"{where}.{key}", value, hints.get(key), default)
+    return replace(base, **changes)

@@ -29,7 +29,7 @@ EXTERNAL_BAGS = Path(os.environ.get("DAP_LED_EXTERNAL_BAGS") or ROOT.parent / "s
 needs_external = pytest.mark.skipif(not EXTERNAL_BAGS.is_dir(),
                                     reason=f"{EXTERNAL_BAGS} (C++-recorded bags) not present; set DAP_LED_EXTERNAL_BAGS")
 
-# ROS_DOMAIN_ID range per test file prefix (within the split in .coord/HELPERS.md); others 60-69.
+# ROS_DOMAIN_ID range per test file prefix, so that test files never share a graph; others 60-69.
 DOMAIN_RANGES: dict[str, tuple[int, int]] = {
     "test_enhance_node": (20, 29),
     "test_lifecycle": (30, 39),

@@ -144,10 +144,13 @@ def test_bad_dataset_arguments() -> None:
         SyntheticPairs(_tiny_photos(1), crop=(8, 8), resize_to=(8, 8))
 
 
-def test_prompts_match_model_defaults() -> None:
-    from dap_led_ros.model.config import DEFAULT_PROMPTS
+def test_the_model_and_the_labels_use_the_same_prompts() -> None:
+    """The synthetic pairs' per-patch labels index the model's prompts: same texts, same order."""
+    from dap_led_ros.model.config import ModelConfig, VARIANTS
 
-    assert tuple(DEFAULT_PROMPTS) == DEGRADATION_PROMPTS
+    for cfg in [ModelConfig(), *VARIANTS.values()]:
+        assert cfg.prior.prompts == DEGRADATION_PROMPTS
+    assert len(set(DEGRADATION_PROMPTS)) == len(DEGRADATION_PROMPTS) == 4
 
 
 # --- LOL-Blur and paired folders ------------------------------------------------------------

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from dap_led_ros.ros.pipeline import NODE_KINDS, camera_info_topic, plan_nodes
-from dap_led_ros.ros.node_config import flat_defaults
+from dap_led_ros.ros.params import flat_defaults
 
 from conftest import RosHarness, load_module_from_file
 from tiny_depth_model import build_tiny_depth_model

@@ -155,3 +155,10 @@ def test_shipped_prior_sees_darkness() -> None:
         clean = model.heatmaps(x)[0][0, :, 0, 0]
         dark = model.heatmaps(x * 0.08)[0][0, :, 0, 0]
     assert dark[LOW_LIGHT] > clean[LOW_LIGHT] and dark[CLEAR] < clean[CLEAR]
+
+
+def test_model_config_defaults_are_the_tiny_variant():
+    from dap_led_ros.model.config import VARIANTS, ModelConfig
+
+    assert ModelConfig() == VARIANTS["tiny"]
+    assert ModelConfig.from_dict({}) == ModelConfig.from_variant("tiny")

@@ -8,9 +8,9 @@ import pytest
 
 from dap_led_ros.ros import dds
 from dap_led_ros.ros.lifecycle_base import ThrottledLog
-from dap_led_ros.ros.node_config import (
+from dap_led_ros.ros.enhance_node import EnhanceNodeConfig
+from dap_led_ros.ros.params import (
     ConfigError,
-    EnhanceNodeConfig,
     config_from_flat,
     flat_defaults,
     load_params_file,

@@ -20,7 +20,7 @@ from conftest import NodeProcess
 STRESS_NODE = textwrap.dedent("""
     import sys, time
     from rclpy.node import Node
-    from dap_led_ros.ros.lifecycle_base import run_nodes
+    from dap_led_ros.ros.runner import run_nodes
 
     class SlowFinaliser:
         def __del__(self):
@@ -63,7 +63,7 @@ def test_signal_while_nodes_are_created_exits_zero(ros_domain_id: int, tmp_path:
     # A slow start (a big model loading) can still be interrupted.
     script = textwrap.dedent("""
         import sys, time
-        from dap_led_ros.ros.lifecycle_base import run_nodes
+        from dap_led_ros.ros.runner import run_nodes
 
         def slow_factory():
             print("loading", flush=True)
@@ -90,7 +90,7 @@ def test_run_nodes_off_the_main_thread_stops_on_rclpy_shutdown(ros_domain_id: in
     import rclpy
     from rclpy.node import Node
 
-    from dap_led_ros.ros.lifecycle_base import run_nodes
+    from dap_led_ros.ros.runner import run_nodes
 
     started = threading.Event()
 

@@ -11,7 +11,9 @@ import torch
 import yaml
 
 from dap_led_ros.checkpoint import load_checkpoint
-from dap_led_ros.training.train import OptimConfig, STATE_FILE, TrainConfig, load_state, lr_factor, train
+from dap_led_ros.training.config import OptimConfig, TrainConfig
+from dap_led_ros.training.state import STATE_FILE, load_state
+from dap_led_ros.training.train import lr_factor, train
 
 torch.set_num_threads(1)
 VENV_BIN = Path(sys.executable).parent

@@ -7,11 +7,9 @@ import os
 import sys
 from pathlib import Path
 
-from dap_led_ros.training.train import (
-    STATE_FILE,
-    TrainConfig,
-    train,
-)
+from dap_led_ros.training.config import TrainConfig
+from dap_led_ros.training.state import STATE_FILE
+from dap_led_ros.training.train import train
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

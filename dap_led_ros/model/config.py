@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from dap_led_ros.prompts import DEGRADATION_PROMPTS as DEFAULT_PROMPTS
-from dap_led_ros.settings import reject_unknown_keys
+from dap_led_ros.settings import dataclass_from_mapping
 
 # A CLIP architecture small enough for the CPU (open_clip CLIP config dict).
 # ~2M vision parameters; the text tower is only built when prompts must be embedded.
@@ -60,7 +60,7 @@ class ModelConfig:
     refinement_blocks: int = 0
     ffn_expansion: float = 2.0
     # Pixel-unshuffle factor before the first level (1 = Restormer; 2 halves the working resolution).
-    stem_unshuffle: int = 1
+    stem_unshuffle: int = 2
     use_prior: bool = True
     prior: PriorConfig = field(default_factory=PriorConfig)
 
@@ -81,18 +81,10 @@ class ModelConfig:
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> "ModelConfig":
+        """A variant's settings (`variant`, default tiny) with the other keys of `d` replaced."""
         d = dict(d)
         base = ModelConfig.from_variant(d.pop("variant")) if "variant" in d else ModelConfig()
-        prior_d = d.pop("prior", None) or {}
-        reject_unknown_keys(d, ModelConfig, "model keys")
-        reject_unknown_keys(prior_d, PriorConfig, "model.prior keys")
-        for key in ("blocks", "heads"):
-            if key in d:
-                d[key] = tuple(int(v) for v in d[key])
-        for key in ("prompts", "grids"):
-            if key in prior_d:
-                prior_d[key] = tuple(prior_d[key])
-        cfg = replace(base, **d, prior=replace(base.prior, **prior_d))
+        cfg = dataclass_from_mapping(ModelConfig, d, "model", base=base)
         cfg.validate()
         return cfg
 
@@ -108,15 +100,14 @@ class ModelConfig:
             self.prior.validate()
 
 
-# Named configurations. `base` is Restormer size.
+# Named configurations. `tiny` is the dataclass defaults (ModelConfig() == VARIANTS["tiny"], tested);
+# `base` is Restormer size.
 VARIANTS: dict[str, ModelConfig] = {
-    "tiny": ModelConfig(variant="tiny", width=16, blocks=(1, 1, 1, 2), heads=(1, 1, 2, 4),
-                        refinement_blocks=0, ffn_expansion=2.0, stem_unshuffle=2,
-                        prior=PriorConfig(grids=(1, 2, 4), feature_channels=16)),
+    "tiny": ModelConfig(),
     "small": ModelConfig(variant="small", width=24, blocks=(2, 3, 3, 4), heads=(1, 2, 4, 8),
-                         refinement_blocks=2, ffn_expansion=2.66,
+                         refinement_blocks=2, ffn_expansion=2.66, stem_unshuffle=1,
                          prior=PriorConfig(grids=(1, 2, 4), feature_channels=24)),
     "base": ModelConfig(variant="base", width=48, blocks=(4, 6, 6, 8), heads=(1, 2, 4, 8),
-                        refinement_blocks=4, ffn_expansion=2.66,
+                        refinement_blocks=4, ffn_expansion=2.66, stem_unshuffle=1,
                         prior=PriorConfig(grids=(1, 2, 4), feature_channels=32)),
 }

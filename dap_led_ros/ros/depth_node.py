@@ -25,10 +25,11 @@ from std_msgs.msg import Header
 
 from dap_led_ros.perception.depth import DepthConfig, DepthEstimator
 from dap_led_ros.ros.camera_info_cache import CameraInfoCache
-from dap_led_ros.ros.lifecycle_base import ManagedImageNode, main_for
+from dap_led_ros.ros.lifecycle_base import ManagedImageNode
 from dap_led_ros.ros.list_params import format_list, parse_floats
 from dap_led_ros.ros.msg_conversion import image_msg_to_decoded, make_image_msg
-from dap_led_ros.ros.node_config import ConfigError, ManagedNodeConfig, param_help
+from dap_led_ros.ros.params import ConfigError, ManagedNodeConfig, param_help
+from dap_led_ros.ros.runner import main_for
 
 NODE_NAME = "depth_node"
 INPUT_TOPIC = "enhanced/image"

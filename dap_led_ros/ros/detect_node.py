@@ -27,10 +27,11 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Header, String
 
 from dap_led_ros.perception.detection import Detection, Detector, DetectorConfig, draw_detections
-from dap_led_ros.ros.lifecycle_base import ManagedImageNode, main_for
+from dap_led_ros.ros.lifecycle_base import ManagedImageNode
 from dap_led_ros.ros.list_params import format_list, parse_floats, parse_names
 from dap_led_ros.ros.msg_conversion import image_msg_to_decoded, make_image_msg
-from dap_led_ros.ros.node_config import ConfigError, ManagedNodeConfig, param_help
+from dap_led_ros.ros.params import ConfigError, ManagedNodeConfig, param_help
+from dap_led_ros.ros.runner import main_for
 
 try:  # vision_msgs is a ROS package with no PyPI wheel; optional
     from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose

@@ -12,19 +12,71 @@ come from `ManagedImageNode`. See docs/ros.md.
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass, field
 from typing import Any
 
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
-from dap_led_ros.enhancer import Enhancer
-from dap_led_ros.imaging.image_encoding import output_encoding_for
+from dap_led_ros.enhancer import Enhancer, EnhancerConfig
+from dap_led_ros.imaging.image_encoding import SAME_FAMILY, SUPPORTED_ENCODINGS, output_encoding_for
 from dap_led_ros.ros.camera_info_cache import CameraInfoCache
-from dap_led_ros.ros.lifecycle_base import ManagedImageNode, main_for
+from dap_led_ros.ros.lifecycle_base import ManagedImageNode
 from dap_led_ros.ros.msg_conversion import image_msg_to_decoded, make_image_msg
-from dap_led_ros.ros.node_config import EnhanceNodeConfig
+from dap_led_ros.ros.params import ConfigError, ManagedNodeConfig, check_choice, param_help
+from dap_led_ros.ros.runner import main_for
 
 NODE_NAME = "enhance_node"
+
+
+_ENHANCER_DEFAULTS = EnhancerConfig()
+
+
+@dataclass
+class EnhanceNodeConfig(ManagedNodeConfig):
+    """`enhance_node` settings. Network settings default to EnhancerConfig's."""
+
+    model: str = field(default="", metadata=param_help(
+        "checkpoint (.safetensors with its .yaml); empty: the model shipped with the package"))
+    backend: str = field(default=_ENHANCER_DEFAULTS.backend, metadata=param_help(
+        "auto | torch | onnxruntime | tensorrt"))
+    device: str = field(default=_ENHANCER_DEFAULTS.device, metadata=param_help("auto | cpu | cuda | cuda:N"))
+    engine: str = field(default="", metadata=param_help(
+        "ONNX model / TensorRT engine (cache) path for those backends; empty: derived"))
+    threads: int = field(default=_ENHANCER_DEFAULTS.threads, metadata=param_help(
+        "CPU threads for the backend (0: library default)"))
+    tile_max_pixels: int = field(default=_ENHANCER_DEFAULTS.max_pixels, metadata=param_help(
+        "frames with more pixels than this are restored in overlapping tiles"))
+    tile_size: int = field(default=_ENHANCER_DEFAULTS.tile_size, metadata=param_help("tile side (px)"))
+    tile_overlap: int = field(default=_ENHANCER_DEFAULTS.tile_overlap, metadata=param_help(
+        "blend: tile overlap; exact: context halo per side (px)"))
+    tile_mode: str = field(default=_ENHANCER_DEFAULTS.tile_mode, metadata=param_help(
+        "exact (tiles reproduce a whole-frame pass, ~5x the time of blend) | blend (independent tiles)"))
+    output_encoding: str = field(default=SAME_FAMILY, metadata=param_help(
+        "same_family (the input's encoding; bayer -> rgb8) or an encoding name, e.g. rgb8"))
+    demosaic: str = field(default="bilinear", metadata=param_help(
+        "Bayer demosaicing: bilinear | edge_aware"))
+    publish_heatmap: bool = field(default=False, metadata=param_help(
+        "publish the CLIP degradation heatmaps on enhanced/degradation (costs a prior pass)"))
+
+    def validate(self) -> None:
+        super().validate()
+        if self.output_encoding != SAME_FAMILY and self.output_encoding not in SUPPORTED_ENCODINGS:
+            raise ConfigError(f"output_encoding must be '{SAME_FAMILY}' or one of "
+                              f"{', '.join(SUPPORTED_ENCODINGS)}; got '{self.output_encoding}'")
+        check_choice("demosaic", self.demosaic, ("bilinear", "edge_aware"))
+        if not (self.device in ("auto", "cpu") or self.device.startswith("cuda")):
+            raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got '{self.device}'")
+        try:
+            self.enhancer_config().validate()
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+
+    def enhancer_config(self) -> EnhancerConfig:
+        return EnhancerConfig(model=self.model or None, backend=self.backend, device=self.device,
+                              engine=self.engine or None, threads=self.threads,
+                              max_pixels=self.tile_max_pixels, tile_size=self.tile_size,
+                              tile_overlap=self.tile_overlap, tile_mode=self.tile_mode)
 
 
 class EnhanceNode(ManagedImageNode[EnhanceNodeConfig]):

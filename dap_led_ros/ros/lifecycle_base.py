@@ -18,26 +18,21 @@ What a subclass gets:
 """
 from __future__ import annotations
 
-import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
-import rclpy
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from rclpy.signals import SignalHandlerOptions
 from std_srvs.srv import SetBool
 
 from dap_led_ros.imaging.image_encoding import ImageEncodingError
 from dap_led_ros.ros import diagnostics
-from dap_led_ros.ros.dds import configure_dds_environment
 from dap_led_ros.ros.frame_worker import FrameWorker
-from dap_led_ros.ros.node_config import (
+from dap_led_ros.ros.params import (
     ConfigError,
     ManagedNodeConfig,
     QosSettings,
@@ -47,14 +42,12 @@ from dap_led_ros.ros.node_config import (
     read_node_parameters,
     unknown_parameter_overrides,
 )
-from dap_led_ros.stop_signals import StopSignals
 
 CfgT = TypeVar("CfgT", bound=ManagedNodeConfig)
 
 ERROR_LOG_PERIOD_S = 5.0
 # At exit, wait this long for a frame in progress (the worker thread is a daemon: after this,
 # the process exits without it).
-EXIT_WORKER_TIMEOUT_S = 5.0
 
 
 def qos_profile(settings: QosSettings) -> QoSProfile:
@@ -373,72 +366,5 @@ def _quietly(fn: Callable[..., Any], *args: Any) -> None:
 
 # ----------------------------------------------------------------------------- entry points
 
-class NodeStartError(RuntimeError):
-    """The nodes cannot start as configured (exit code 2, message only)."""
-
 
 # Longest wait between checks for a stop signal while spinning.
-STOP_POLL_S = 0.1
-
-
-def run_nodes(factories: Sequence[Callable[[], LifecycleNode]],
-              args: Sequence[str] | None = None,
-              executor_class: type[Executor] = SingleThreadedExecutor,
-              on_started: Callable[[list[LifecycleNode]], None] | None = None) -> int:
-    """Create the nodes and spin them in one executor until SIGINT/SIGTERM; returns the exit code.
-
-    Ctrl-C and SIGTERM end with code 0 and no stack trace; nodes are released before exit.
-    `on_started` may check the created nodes and raise NodeStartError.
-    """
-    configure_dds_environment()
-    # Not rclpy's signal handler: it shuts the context down and raises KeyboardInterrupt wherever
-    # Python is (in a finaliser it is swallowed and the executor then fails on the dead context).
-    # A signal interrupts node creation (model loading) at once; while spinning it sets a flag
-    # the loop checks.
-    with StopSignals(interrupt=True) as stop:
-        try:
-            rclpy.init(args=list(args) if args is not None else None,
-                       signal_handler_options=SignalHandlerOptions.NO)
-        except KeyboardInterrupt:
-            return 0
-        except Exception as exc:  # noqa: BLE001 - rcl rejects bad ROS arguments / params files
-            print(f"error: ROS initialisation failed: {exc}", file=sys.stderr)
-            return 1
-        nodes: list[LifecycleNode] = []
-        executor = executor_class()
-        code = 0
-        try:
-            for make in factories:
-                nodes.append(make())
-            if on_started is not None:
-                on_started(nodes)
-            for node in nodes:
-                executor.add_node(node)
-            stop.interrupt = False
-            while not stop.requested.is_set() and rclpy.ok():
-                executor.spin_once(timeout_sec=STOP_POLL_S)
-        except (KeyboardInterrupt, ExternalShutdownException):
-            pass
-        except NodeStartError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            code = 2
-        except Exception as exc:  # noqa: BLE001 - report, do not dump a trace on users
-            print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
-            code = 1
-        finally:
-            stop.interrupt = False  # a second signal during release only sets the flag again
-            for node in nodes:
-                try:
-                    if isinstance(node, ManagedImageNode):
-                        node.release(worker_timeout_s=EXIT_WORKER_TIMEOUT_S)
-                    node.destroy_node()
-                except Exception:  # noqa: BLE001 - the context may already be shut down
-                    pass
-            executor.shutdown(timeout_sec=1.0)
-            rclpy.try_shutdown()
-        return code
-
-
-def main_for(node_class: type[LifecycleNode], argv: Sequence[str] | None = None) -> int:
-    """Console-script body: run one node class (ROS arguments come from argv / sys.argv)."""
-    return run_nodes([node_class], args=sys.argv if argv is None else argv)

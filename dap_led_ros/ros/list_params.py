@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from dap_led_ros.ros.node_config import ConfigError
+from dap_led_ros.ros.params import ConfigError
 
 
 def format_list(values: Sequence[object]) -> str:

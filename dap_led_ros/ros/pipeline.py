@@ -164,7 +164,7 @@ def default_params_file() -> Path:
 
 def check_params_file(path: Path) -> None:
     """A readable YAML mapping (rcl parses it for real; this gives a clearer message first)."""
-    from dap_led_ros.ros.node_config import ConfigError, read_params_document
+    from dap_led_ros.ros.params import ConfigError, read_params_document
 
     try:
         doc = read_params_document(path)
@@ -181,7 +181,7 @@ def check_params_file(path: Path) -> None:
 
 def _check_startable(nodes: Sequence[Any]) -> None:
     """Nodes that will autostart must have valid parameters; others may get them later."""
-    from dap_led_ros.ros.node_config import ConfigError, read_node_parameters
+    from dap_led_ros.ros.params import ConfigError, read_node_parameters
 
     for node in nodes:
         if not node.get_parameter("autostart").value:
@@ -207,7 +207,7 @@ def run_pipeline(plans: Sequence[NodePlan], params: Path, namespace: str = "",
     """Start the planned nodes and spin them until SIGINT/SIGTERM; returns the exit code."""
     from rclpy.executors import MultiThreadedExecutor
 
-    from dap_led_ros.ros.lifecycle_base import NodeStartError, run_nodes
+    from dap_led_ros.ros.runner import NodeStartError, run_nodes
 
     def started(nodes: list[Any]) -> None:
         try:

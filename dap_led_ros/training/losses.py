@@ -1,4 +1,4 @@
-"""Training losses (DESIGN.md section 2).
+"""Training losses (docs/training.md, "Losses").
 
 L = Charbonnier(y_hat, y) + l_id * L_identity + l_clip * L_clip + l_prior * L_prior
     [+ l_ssim * (1 - SSIM(y_hat, y))]

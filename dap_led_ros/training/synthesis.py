@@ -27,8 +27,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from dap_led_ros.settings import reject_unknown_keys
 from dap_led_ros.prompts import BLURRY, CLEAR, DARK_BLURRY, DEGRADATION_PROMPTS, LOW_LIGHT  # noqa: F401 (re-exported)
+from dap_led_ros.settings import dataclass_from_mapping
 
 # Colours (linear RGB, max 1) of synthetic lights: sodium, warm white, cool LED, red, green.
 _LIGHT_COLOURS = np.array(
@@ -152,21 +152,7 @@ class SynthesisConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> "SynthesisConfig":
-        data = dict(data or {})
-        reject_unknown_keys(data, cls, "synthesis config keys")
-        defaults = cls()
-        for key, value in data.items():
-            if key == "label_rule":
-                if isinstance(value, dict):
-                    reject_unknown_keys(value, LabelRule, "synthesis.label_rule keys")
-                    data[key] = LabelRule(**value)
-                elif not isinstance(value, LabelRule):
-                    raise ValueError(f"synthesis.label_rule must be a mapping, got {value!r}")
-            elif isinstance(getattr(defaults, key), tuple):
-                if not isinstance(value, (list, tuple)) or len(value) != 2:
-                    raise ValueError(f"synthesis.{key} must be a [low, high] pair, got {value!r}")
-                data[key] = tuple(value)
-        cfg = cls(**data)
+        cfg = dataclass_from_mapping(cls, data, "synthesis")
         cfg.validate()
         return cfg
 
@@ -184,6 +170,8 @@ class SynthesisConfig:
             if f.name.startswith("p_") and not 0.0 <= value <= 1.0:
                 raise ValueError(f"synthesis.{f.name} must be a probability in [0, 1], got {value}")
             if isinstance(value, tuple):
+                if len(value) != 2:
+                    raise ValueError(f"synthesis.{f.name} must be a [low, high] pair, got {list(value)}")
                 lo, hi = value
                 if lo > hi or lo < 0:
                     raise ValueError(f"synthesis.{f.name} must be [low, high] with 0 <= low <= high, got {value}")

@@ -1,0 +1,108 @@
+"""Training configuration: the dataclasses a training YAML fills (data, optimiser, losses, model)."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dap_led_ros.model import ModelConfig
+from dap_led_ros.settings import dataclass_from_mapping, load_yaml_mapping
+from dap_led_ros.training.losses import LossConfig
+
+
+@dataclass
+class DataConfig:
+    """Training data. Synthetic pairs from the offline clean photos unless `lolblur_root` is set."""
+
+    crop: int = 160                      # square training crop, pixels
+    epoch_length: int = 2000             # synthetic items per epoch (each epoch draws new ones)
+    workers: int = 1                     # DataLoader worker processes (0 = in the main process)
+    synthesis: dict[str, Any] = field(default_factory=dict)  # SynthesisConfig overrides
+    val_fraction: float = 0.15           # share of clean photos held out for validation
+    split_seed: int = 0                  # seed of the photo train/val split
+    val_size: tuple[int, int] = (400, 640)  # validation frame height, width
+    val_count: int | None = None         # validation pairs (None: two per validation photo)
+    val_seed: int = 1234
+    lolblur_root: str | None = None      # LOL-Blur folder (low_blur_noise/, high_sharp_scaled/)
+    lolblur_split: str | None = None     # "train" when the root holds train/ and test/
+
+    def validate(self) -> None:
+        if self.crop < 16 or self.crop % 16:
+            raise ValueError(f"data.crop must be a multiple of 16 and >= 16, got {self.crop}")
+        if self.epoch_length < 1 or self.workers < 0:
+            raise ValueError("data.epoch_length must be >= 1 and data.workers >= 0")
+        if len(self.val_size) != 2 or min(self.val_size) < 16:
+            raise ValueError(f"data.val_size must be [height, width] >= 16, got {self.val_size}")
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1.5e-3
+    min_lr_ratio: float = 0.02           # final lr = lr * min_lr_ratio
+    warmup_steps: int = 100
+    weight_decay: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.99)
+    grad_clip: float = 0.5               # max gradient norm of the backbone and of the prior (0 = off)
+
+    def validate(self) -> None:
+        if self.lr <= 0 or not 0 <= self.min_lr_ratio <= 1 or self.warmup_steps < 0:
+            raise ValueError("optim: need lr > 0, 0 <= min_lr_ratio <= 1, warmup_steps >= 0")
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run needs. Field defaults are the single source of defaults; YAML overrides."""
+
+    model: dict[str, Any] = field(default_factory=lambda: {"variant": "tiny"})  # ModelConfig dict
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    steps: int = 4000                    # total optimiser steps (defines the schedule)
+    batch_size: int = 8                  # per process
+    seed: int = 0
+    val_every: int = 250
+    log_every: int = 10
+    save_every: int = 100                # training state for --resume
+    threads: int = 0                     # torch CPU threads per process (0 = library default)
+    amp: bool = True                     # mixed precision (CUDA only)
+    # Exponential moving average of the weights (0 = off). When on, validation, best/last
+    # checkpoints and the shipped weights are the averaged ones; the optimiser trains the raw ones.
+    ema_decay: float = 0.0
+    device: str = "auto"                 # auto | cpu | cuda
+    # Package checkpoint (.safetensors + .yaml) whose weights start the run (fine-tuning or a
+    # second schedule cycle); optimiser, schedule and step start fresh. Ignored by --resume.
+    init_from: str | None = None
+
+    def model_config(self) -> ModelConfig:
+        return ModelConfig.from_dict(self.model)
+
+    def validate(self) -> None:
+        self.model_config()
+        self.data.validate()
+        self.optim.validate()
+        self.loss.validate()
+        if self.steps < 1 or self.batch_size < 1 or self.val_every < 1 or self.log_every < 1 or self.save_every < 1:
+            raise ValueError("steps, batch_size, val_every, log_every and save_every must be >= 1")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(asdict(self))
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> "TrainConfig":
+        cfg = dataclass_from_mapping(TrainConfig, d, "train config")
+        cfg.validate()
+        return cfg
+
+    @staticmethod
+    def load(path: str | Path) -> "TrainConfig":
+        return TrainConfig.from_dict(load_yaml_mapping(path, "training config"))
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    return v
