@@ -13,12 +13,23 @@ from pathlib import Path
 
 PACKAGE = "dap_led_ros"
 
+
+
+def _option_defaults() -> object:
+    """PipelineOptions(): the one source of the wiring defaults, shared with `dap-led pipeline`."""
+    from dap_led_ros.ros.pipeline import PipelineOptions
+
+    return PipelineOptions()
+
+
+_DEFAULTS = _option_defaults()
+
 # name -> (default, description). "" keeps what the params file says.
 ARGUMENTS: dict[str, tuple[str, str]] = {
     "namespace": ("", "namespace of all nodes, e.g. /front_cam"),
-    "nodes": ("enhance,detect", "comma-separated nodes to start: enhance, detect, depth"),
-    "camera_topic": ("image_raw", "enhance_node's input image; camera_info is taken beside it"),
-    "enhanced_topic": ("enhanced/image", "topic enhance_node publishes and detect/depth read"),
+    "nodes": (_DEFAULTS.nodes, "comma-separated nodes to start: enhance, detect, depth"),
+    "camera_topic": (_DEFAULTS.camera_topic, "enhance_node's input image; camera_info is taken beside it"),
+    "enhanced_topic": (_DEFAULTS.enhanced_topic, "topic enhance_node publishes and detect/depth read"),
     "params_file": ("", "ROS 2 params file for all nodes; empty: the package's "
                         "config/pipeline.yaml"),
     "autostart": ("", "true: configure+activate at start; false: wait for a lifecycle manager"),

@@ -150,3 +150,15 @@ def test_throttled_log_repeats_a_message_once_per_period_and_counts_the_rest():
     log("again")
     log("again")
     assert lines[-2:] == ["again", "again"]
+
+
+@pytest.mark.parametrize("node", ["enhance_node", "detect_node", "depth_node"])
+def test_pipeline_params_file_lists_only_defaults(node):
+    """config/pipeline.yaml documents the parameters; a changed default must not be overridden by it."""
+    from dap_led_ros.ros.depth_node import DepthNodeConfig
+    from dap_led_ros.ros.detect_node import DetectNodeConfig
+
+    cls = {"enhance_node": EnhanceNodeConfig, "detect_node": DetectNodeConfig, "depth_node": DepthNodeConfig}[node]
+    flat = read_params_file(ROOT / "config" / "pipeline.yaml", node)
+    defaults = flat_defaults(cls)
+    assert flat and {k: v for k, v in flat.items() if defaults.get(k) != v} == {}
