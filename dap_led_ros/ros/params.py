@@ -22,6 +22,8 @@ from typing import Any, TypeVar, get_type_hints
 
 import yaml
 
+from dap_led_ros.settings import dataclass_from_mapping
+
 RELIABILITIES = ("best_effort", "reliable")
 DURABILITIES = ("volatile", "transient_local")
 MAX_QUEUE_DEPTH = 1000
@@ -157,17 +159,23 @@ def _coerce(name: str, value: Any, kind: type) -> Any:
                       f"({type(value).__name__})")
 
 
-def _build(cls: type[C], flat: dict[str, Any], prefix: str) -> C:
-    hints = get_type_hints(cls)
-    kwargs: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):
-        name = f"{prefix}{f.name}"
-        kind = hints[f.name]
-        if dataclasses.is_dataclass(kind):
-            kwargs[f.name] = _build(kind, flat, f"{name}.")
-        elif name in flat:
-            kwargs[f.name] = _coerce(name, flat[name], kind)
-    return cls(**kwargs)
+def _nest(flat: dict[str, Any]) -> dict[str, Any]:
+    """{"qos.input.depth": 5} -> {"qos": {"input": {"depth": 5}}}."""
+    out: dict[str, Any] = {}
+    for name, value in flat.items():
+        *parents, leaf = name.split(".")
+        node = out
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return out
+
+
+def _coerce_leaf(where: str) -> Any:
+    """A converter for settings.dataclass_from_mapping that names parameters as ROS does."""
+    def convert(name: str, value: Any, kind: Any, default: Any) -> Any:
+        return _coerce(name.removeprefix(f"{where}."), value, kind)
+    return convert
 
 
 def config_from_flat(cls: type[C], flat: dict[str, Any], *, strict: bool = True) -> C:
@@ -175,12 +183,14 @@ def config_from_flat(cls: type[C], flat: dict[str, Any], *, strict: bool = True)
 
     strict: unknown names are an error (they are typos more often than not).
     """
-    if strict:
-        unknown = sorted(set(flat) - set(flat_defaults(cls)))
-        if unknown:
-            raise ConfigError(f"unknown parameter(s) {', '.join(unknown)} for {cls.__name__}; "
-                              f"known: {', '.join(sorted(flat_defaults(cls)))}")
-    cfg = _build(cls, flat, "")
+    known = flat_defaults(cls)
+    unknown = sorted(set(flat) - set(known))
+    if strict and unknown:
+        raise ConfigError(f"unknown parameter(s) {', '.join(unknown)} for {cls.__name__}; "
+                          f"known: {', '.join(sorted(known))}")
+    flat = {k: v for k, v in flat.items() if k in known}
+    where = cls.__name__
+    cfg = dataclass_from_mapping(cls, _nest(flat), where, convert=_coerce_leaf(where))
     cfg.validate()  # type: ignore[attr-defined]
     return cfg
 
