@@ -4,20 +4,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from dap_led_ros.imaging.srgb import srgb_decode, srgb_encode
+from dap_led_ros.training.labels import DegradationLabels, LabelRule
 from dap_led_ros.training.synthesis import (
     BLURRY,
     CLEAR,
     DARK_BLURRY,
     DEGRADATION_PROMPTS,
     LOW_LIGHT,
-    DegradationLabels,
     DegradationParams,
-    LabelRule,
     SynthesisConfig,
     motion_blur_kernel,
     sample_params,
-    srgb_decode,
-    srgb_encode,
     synthesize,
 )
 

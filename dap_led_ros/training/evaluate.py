@@ -24,7 +24,7 @@ import numpy as np
 
 from dap_led_ros.imaging.image_io import ImageReadError, list_images, read_image
 from dap_led_ros.training.metrics import NoReferenceFigures, no_reference, psnr, ssim
-from dap_led_ros.training.synthesis import srgb_decode, srgb_encode
+from dap_led_ros.imaging.srgb import srgb_decode, srgb_encode
 
 log = logging.getLogger(__name__)
 
