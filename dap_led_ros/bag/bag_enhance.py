@@ -31,7 +31,8 @@ from dap_led_ros.bag.bag_io import (
     format_stamp,
 )
 from dap_led_ros.bag.bag_output import atomic_bag_output, check_output_path
-from dap_led_ros.bag.bag_reader import BagReader, BagRecord, TopicInfo
+from dap_led_ros.bag.bag_reader import BagReader
+from dap_led_ros.bag.bag_storage import BagRecord, TopicInfo
 from dap_led_ros.bag.bag_writer import BagWriter, OutputSettings
 from dap_led_ros.bag.frames import BagFrame, CompressionSettings, FrameDecodeError, decode_frame, encode_frame
 from dap_led_ros.enhancer import Enhancer

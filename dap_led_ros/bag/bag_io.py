@@ -12,7 +12,8 @@ from pathlib import Path
 from rosbags.rosbag2 import StoragePlugin
 from rosbags.typesys import Stores, get_typestore
 
-from dap_led_ros.bag.bag_reader import BagReader, TopicInfo
+from dap_led_ros.bag.bag_reader import BagReader
+from dap_led_ros.bag.bag_storage import TopicInfo
 from dap_led_ros.imaging.image_encoding import SUPPORTED_ENCODINGS
 
 log = logging.getLogger(__name__)

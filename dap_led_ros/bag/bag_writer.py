@@ -20,7 +20,7 @@ from mcap.writer import Writer as McapWriter
 
 from dap_led_ros import __version__
 from dap_led_ros.bag.bag_errors import BagError
-from dap_led_ros.bag.bag_reader import McapLayout, TopicInfo
+from dap_led_ros.bag.bag_storage import McapLayout, TopicInfo
 
 METADATA_VERSION = 8   # QoS as a serialized string, type_description_hash, ros_distro, files
 SQLITE_SCHEMA_VERSION = 4

@@ -23,7 +23,8 @@ from typing import Any
 import yaml
 
 from dap_led_ros.bag.bag_errors import BagError
-from dap_led_ros.bag.bag_reader import BagReader, TopicInfo
+from dap_led_ros.bag.bag_reader import BagReader
+from dap_led_ros.bag.bag_storage import TopicInfo
 from dap_led_ros.stop_signals import StopSignals
 
 log = logging.getLogger(__name__)
