@@ -96,138 +96,167 @@ def train(cfg: TrainConfig, out: Path, resume: Path | None = None, stop_after: i
             dist.destroy_process_group()
 
 
+class _Run:
+    """One process's training state: network (and its EMA), optimiser, schedule, step, best PSNR."""
+
+    def __init__(self, cfg: TrainConfig, device: torch.device, info: DistInfo) -> None:
+        self.cfg, self.device, self.info = cfg, device, info
+        self.mcfg = cfg.model_config()
+        torch.manual_seed(cfg.seed)
+        self.model = build_model(self.mcfg).to(device)
+        self.grids = tuple(self.mcfg.prior.grids) if self.mcfg.use_prior else (1,)
+        self.dataset, self.data_desc = build_train_dataset(cfg, self.grids)
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.optim.lr, betas=tuple(cfg.optim.betas),
+                                     weight_decay=cfg.optim.weight_decay)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: lr_factor(s, cfg.optim, cfg.steps))
+        self.use_amp = cfg.amp and device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.step, self.best = 0, -math.inf
+        self.ema: AveragedModel | None = None
+
+    def start(self, resume: Path | None) -> None:
+        """Initial weights (init_from), the EMA copy, and the resumed state when resuming."""
+        cfg, model = self.cfg, self.model
+        if cfg.init_from and resume is None:
+            _init_weights(model, self.mcfg, Path(cfg.init_from))
+        if cfg.ema_decay > 0:
+            self.ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
+        if resume is not None:
+            state = load_state(resume)
+            model.load_state_dict(state["model"])
+            if self.ema is not None:
+                if "ema" not in state:
+                    raise ValueError(f"{resume} holds no EMA weights but the config sets ema_decay")
+                self.ema.load_state_dict(state["ema"])
+            self.opt.load_state_dict(state["optimizer"])
+            self.sched.load_state_dict(state["scheduler"])
+            self.scaler.load_state_dict(state["scaler"])
+            self.step, self.best = int(state["step"]), float(state["best_psnr"])
+            set_rng_state(state["rng"])
+        # The prior and the restoration network are clipped separately, so the heatmap loss's
+        # gradients never scale down the backbone's step (and the ablation is clipped alike).
+        prior_params = list(model.prior.parameters()) if model.prior is not None else []
+        prior_ids = {id(p) for p in prior_params}
+        self.clip_groups = [g for g in ([p for p in model.parameters() if id(p) not in prior_ids], prior_params) if g]
+        # The weights that are validated and saved: the EMA copy when one is kept.
+        self.shipped: DAPLED = self.ema.module if self.ema is not None else model
+        self.net: nn.Module = _TrainForward(model)
+        if self.info.world > 1:
+            self.net = DistributedDataParallel(self.net, device_ids=[self.device.index]
+                                               if self.device.type == "cuda" else None)
+
+    def loader(self, sampler: DistributedSampler, offset: int, end: int) -> DataLoader:
+        """This epoch's batches from `offset` (in batches) up to step `end`."""
+        cfg = self.cfg
+        return DataLoader(self.dataset, batch_size=cfg.batch_size, drop_last=True, collate_fn=collate,
+                          sampler=ResumableSampler(sampler, offset * cfg.batch_size, (end - self.step) * cfg.batch_size),
+                          num_workers=cfg.data.workers, pin_memory=self.device.type == "cuda",
+                          worker_init_fn=worker_init if cfg.data.workers else None,
+                          # spawn, not fork: a forked worker can inherit a lock held by one of
+                          # the parent's OpenCV/OpenMP threads and hang for ever.
+                          multiprocessing_context="spawn" if cfg.data.workers else None)
+
+    def optimise(self, batch: dict[str, Any]) -> dict[str, float]:
+        """One optimiser step on `batch`; the loss terms."""
+        cfg, device = self.cfg, self.device
+        low, high = batch["low"].to(device), batch["high"].to(device)
+        labels = [t.to(device) for t in batch["patch_labels"]] if "patch_labels" in batch else None
+        if labels is None and np.random.default_rng((cfg.seed, self.step)).random() < 0.5:
+            # Folder pairs come without flips (synthetic items are flipped by the dataset).
+            low, high = low.flip(-1), high.flip(-1)
+        with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=self.use_amp):
+            pred, maps = self.net(low)
+            loss, terms = compute_losses(self.model, pred, high, maps, labels, cfg.loss)
+        self.opt.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if cfg.optim.grad_clip > 0:
+            self.scaler.unscale_(self.opt)
+            for group in self.clip_groups:
+                torch.nn.utils.clip_grad_norm_(group, cfg.optim.grad_clip)
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        self.sched.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
+        self.step += 1
+        return terms
+
+    def validate(self, val: ValidationSet, out: Path, extra: dict[str, Any]) -> None:
+        """Validation figures logged; a new best PSNR saved as best.*."""
+        if self.info.main:
+            scores = val.evaluate(self.shipped, self.device)
+            vrow = {"step": self.step, **scores}
+            if scores["val_psnr"] > self.best:
+                self.best = scores["val_psnr"]
+                save_checkpoint(self.shipped, self.mcfg, out / "best", {**extra, "step": self.step, **scores})
+                vrow["best"] = True
+            _append_log(out / LOG_FILE, vrow)
+            tqdm.write(json.dumps(vrow))
+        if self.info.world > 1:
+            dist.barrier()
+
+    def save(self, out: Path, extra: dict[str, Any]) -> None:
+        """last.* and the resumable state.pt."""
+        if self.info.main:
+            save_checkpoint(self.shipped, self.mcfg, out / "last", {**extra, "step": self.step})
+            state = {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+                     "scheduler": self.sched.state_dict(), "scaler": self.scaler.state_dict(),
+                     "step": self.step, "best_psnr": self.best, "rng": rng_state(),
+                     "config": json.dumps(self.cfg.to_dict())}
+            if self.ema is not None:
+                state["ema"] = self.ema.state_dict()
+            atomic_save(state, out / STATE_FILE)
+        if self.info.world > 1:
+            dist.barrier()
+
+
 def _train(cfg: TrainConfig, out: Path, resume: Path | None, stop_after: int | None, progress: bool,
            device: torch.device, info: DistInfo) -> dict[str, Any]:
-    mcfg = cfg.model_config()
-    torch.manual_seed(cfg.seed)
-    model = build_model(mcfg).to(device)
-    grids = tuple(mcfg.prior.grids) if mcfg.use_prior else (1,)
-    dataset, data_desc = build_train_dataset(cfg, grids)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, betas=tuple(cfg.optim.betas),
-                            weight_decay=cfg.optim.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg.optim, cfg.steps))
-    use_amp = cfg.amp and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    step, best = 0, -math.inf
-    if cfg.init_from and resume is None:
-        _init_weights(model, mcfg, Path(cfg.init_from))
-    ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
-           if cfg.ema_decay > 0 else None)
-    if resume is not None:
-        state = load_state(resume)
-        model.load_state_dict(state["model"])
-        if ema is not None:
-            if "ema" not in state:
-                raise ValueError(f"{resume} holds no EMA weights but the config sets ema_decay")
-            ema.load_state_dict(state["ema"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        step, best = int(state["step"]), float(state["best_psnr"])
-        set_rng_state(state["rng"])
-    # The prior and the restoration network are clipped separately, so the heatmap loss's
-    # gradients never scale down the backbone's step (and the ablation is clipped alike).
-    prior_params = list(model.prior.parameters()) if model.prior is not None else []
-    prior_ids = {id(p) for p in prior_params}
-    clip_groups = [g for g in ([p for p in model.parameters() if id(p) not in prior_ids], prior_params) if g]
-    # The weights that are validated and saved: the EMA copy when one is kept.
-    shipped: DAPLED = ema.module if ema is not None else model
-    net: nn.Module = _TrainForward(model)
-    if info.world > 1:
-        net = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
-
+    run = _Run(cfg, device, info)
+    run.start(resume)
     if info.main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "train_config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         if resume is not None:  # rows after this step in the log come from the resumed run
-            _append_log(out / LOG_FILE, {"step": step, "event": "resume", "from": str(resume)})
+            _append_log(out / LOG_FILE, {"step": run.step, "event": "resume", "from": str(resume)})
     val = ValidationSet(cfg) if info.main else None
-    extra = {"train_config": cfg.to_dict(), "data": data_desc}
+    extra = {"train_config": cfg.to_dict(), "data": run.data_desc}
 
-    base_sampler = DistributedSampler(dataset, num_replicas=info.world, rank=info.rank, shuffle=True,
-                                      seed=cfg.seed, drop_last=True)
-    per_epoch = len(base_sampler) // cfg.batch_size
+    sampler = DistributedSampler(run.dataset, num_replicas=info.world, rank=info.rank, shuffle=True,
+                                 seed=cfg.seed, drop_last=True)
+    per_epoch = len(sampler) // cfg.batch_size
     if per_epoch < 1:
-        raise ValueError(f"an epoch of {len(base_sampler)} items per process is smaller than one batch")
-    end = cfg.steps if stop_after is None else min(cfg.steps, step + stop_after)
-    log_path = out / LOG_FILE
-    bar = tqdm(total=cfg.steps, initial=step, desc="train", unit="step", disable=not (progress and info.main),
-               dynamic_ncols=True)
+        raise ValueError(f"an epoch of {len(sampler)} items per process is smaller than one batch")
+    end = cfg.steps if stop_after is None else min(cfg.steps, run.step + stop_after)
+    bar = tqdm(total=cfg.steps, initial=run.step, desc="train", unit="step",
+               disable=not (progress and info.main), dynamic_ncols=True)
     row: dict[str, Any] = {}
     sums: dict[str, float] = {}
     t0, n_avg = time.time(), 0
-    model.train()
-    while step < end:
-        epoch, offset = divmod(step, per_epoch)
-        base_sampler.set_epoch(epoch)
-        if hasattr(dataset, "set_epoch"):
-            dataset.set_epoch(epoch)
-        loader = DataLoader(dataset, batch_size=cfg.batch_size, drop_last=True, collate_fn=collate,
-                            sampler=ResumableSampler(base_sampler, offset * cfg.batch_size,
-                                                     (end - step) * cfg.batch_size),
-                            num_workers=cfg.data.workers, pin_memory=device.type == "cuda",
-                            worker_init_fn=worker_init if cfg.data.workers else None,
-                            # spawn, not fork: a forked worker can inherit a lock held by one of
-                            # the parent's OpenCV/OpenMP threads and hang for ever.
-                            multiprocessing_context="spawn" if cfg.data.workers else None)
-        for batch in loader:
-            low, high = batch["low"].to(device), batch["high"].to(device)
-            labels = [t.to(device) for t in batch["patch_labels"]] if "patch_labels" in batch else None
-            if labels is None and np.random.default_rng((cfg.seed, step)).random() < 0.5:
-                # Folder pairs come without flips (synthetic items are flipped by the dataset).
-                low, high = low.flip(-1), high.flip(-1)
-            with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
-                pred, maps = net(low)
-                loss, terms = compute_losses(model, pred, high, maps, labels, cfg.loss)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if cfg.optim.grad_clip > 0:
-                scaler.unscale_(opt)
-                for group in clip_groups:
-                    torch.nn.utils.clip_grad_norm_(group, cfg.optim.grad_clip)
-            scaler.step(opt)
-            scaler.update()
-            sched.step()
-            if ema is not None:
-                ema.update_parameters(model)
-            step += 1
-            for k, v in terms.items():
+    run.model.train()
+    while run.step < end:
+        epoch, offset = divmod(run.step, per_epoch)
+        sampler.set_epoch(epoch)
+        if hasattr(run.dataset, "set_epoch"):
+            run.dataset.set_epoch(epoch)
+        for batch in run.loader(sampler, offset, end):
+            for k, v in run.optimise(batch).items():
                 sums[k] = sums.get(k, 0.0) + v
             n_avg += 1
             bar.update(1)
+            step = run.step
             if info.main and (step % cfg.log_every == 0 or step == end):
-                row = {"step": step, "epoch": epoch, "lr": sched.get_last_lr()[0],
-                       **{k: v / n_avg for k, v in sums.items()},
-                       "sec_per_step": (time.time() - t0) / n_avg}
-                _append_log(log_path, row)
+                row = {"step": step, "epoch": epoch, "lr": run.sched.get_last_lr()[0],
+                       **{k: v / n_avg for k, v in sums.items()}, "sec_per_step": (time.time() - t0) / n_avg}
+                _append_log(out / LOG_FILE, row)
                 bar.set_postfix({k: f"{row[k]:.4f}" for k in ("total", *LOSS_TERMS)})
                 sums, n_avg, t0 = {}, 0, time.time()
             if step % cfg.val_every == 0 or step == cfg.steps:
-                if info.main:
-                    scores = val.evaluate(shipped, device)
-                    vrow = {"step": step, **scores}
-                    if scores["val_psnr"] > best:
-                        best = scores["val_psnr"]
-                        save_checkpoint(shipped, mcfg, out / "best", {**extra, "step": step, **scores})
-                        vrow["best"] = True
-                    _append_log(log_path, vrow)
-                    tqdm.write(json.dumps(vrow))
-                if info.world > 1:
-                    dist.barrier()
+                run.validate(val, out, extra)
             if step % cfg.save_every == 0 or step == end:
-                if info.main:
-                    save_checkpoint(shipped, mcfg, out / "last", {**extra, "step": step})
-                    state = {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                             "scheduler": sched.state_dict(), "scaler": scaler.state_dict(),
-                             "step": step, "best_psnr": best, "rng": rng_state(),
-                             "config": json.dumps(cfg.to_dict())}
-                    if ema is not None:
-                        state["ema"] = ema.state_dict()
-                    atomic_save(state, out / STATE_FILE)
-                if info.world > 1:
-                    dist.barrier()
+                run.save(out, extra)
     bar.close()
-    return {"step": step, "best_psnr": best, **row}
+    return {"step": run.step, "best_psnr": run.best, **row}
 
 
 def _init_weights(model: DAPLED, mcfg: ModelConfig, path: Path) -> None:
