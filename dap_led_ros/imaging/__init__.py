@@ -1,1 +1,1 @@
-"""imaging."""
+"""Image conversion without ROS: ROS encodings, image files, sRGB transfer, resampling."""

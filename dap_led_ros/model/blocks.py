@@ -33,7 +33,7 @@ class TransposedAttention(nn.Module):
         self.qkv = nn.Conv2d(dim, dim * 3, 1, bias=False)
         self.qkv_dw = nn.Conv2d(dim * 3, dim * 3, 3, padding=1, groups=dim * 3, bias=False)
         self.proj = nn.Conv2d(dim, dim, 1, bias=False)
-        # Set by exact tiling (dap_led_ros/exact_tiling.py): a callable (module, q, k) -> the
+        # Set by exact tiling (dap_led_ros/runtime/exact_tiling.py): a callable (module, q, k) -> the
         # B x heads x C' x C' attention, from statistics gathered over the whole frame.
         self.attention_source: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor] | None = None
 

@@ -1,1 +1,1 @@
-"""perception."""
+"""Downstream perception cores (no ROS): monocular depth and object detection."""

@@ -1,1 +1,1 @@
-"""ROS 2 layer: thin rclpy nodes and message helpers on top of the ROS-free core."""
+"""ROS 2: lifecycle nodes (one per file, with its settings), their process runner and the one-process pipeline."""

@@ -168,7 +168,7 @@ def markdown_report(results: dict, command: str) -> str:
                   "relative noise: noise sigma / brightness (lower = less noisy for its brightness); sharpness: "
                   "std of the Laplacian of the histogram-equalised luma at 1/4 scale (invariant to gain and tone "
                   "curve, blind to pixel noise; lower = blurrier); fine detail: the same at full resolution "
-                  "(noise included). See dap_led_ros/metrics.py.", ""]
+                  "(noise included). See dap_led_ros/training/metrics.py.", ""]
     return "\n".join(lines)
 
 
