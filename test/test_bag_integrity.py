@@ -456,3 +456,22 @@ def test_file_compressed_bag_copy_stays_file_compressed(tmp_path, enhancer):
     assert only_file(tmp_path / "out", ".db3.zstd")
     with RosbagsReader(tmp_path / "out") as r:
         assert r.compression_mode == "file" and sum(1 for _ in r.messages()) == 24
+
+
+@needs_external
+@pytest.mark.parametrize("name", EXTERNAL_NAMES)
+def test_dap_led_bag_on_every_external_bag_copies_all_or_refuses_clearly(name, tmp_path, tiny_checkpoint, capsys):
+    rc = cli_main(["bag", str(EXTERNAL / name), str(tmp_path / "out"), "--model", str(tiny_checkpoint),
+                   "--backend", "torch", "--threads", "1"])
+    out, err = capsys.readouterr()
+    if rc == 2:
+        assert ("is a ROS 1 bag" in err) if name.endswith(".bag") else ("no colour or mono camera topics" in err), err
+        assert not (tmp_path / "out").exists()
+        return
+    assert rc in (0, 1), err  # 1: frames that cannot be decoded (rsrs's dummy images), listed, copied
+    with BagReader(EXTERNAL / name) as src:
+        counts = src.check_counts()
+    assert f"{sum(counts.values())} messages on {len(counts)} topics copied" in out
+    with BagReader(tmp_path / "out") as copy:
+        got = copy.check_counts()
+    assert all(got[key] == n for key, n in counts.items())
