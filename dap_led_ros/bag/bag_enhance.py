@@ -2,8 +2,9 @@
 
 Every input message is copied byte for byte (same topic, type, definition, offered QoS, type
 hash, log time, send time, sequence), and the per-topic counts read and written are checked
-against the input storage's own. For every colour/mono camera frame (depth and other transports are copied untouched) Image / CompressedImage on the chosen topics one enhanced message with
-the same header and timestamp is added on `<ns>/enhanced/image` (raw) or
+against the input storage's own. For every colour/mono camera frame (Image / CompressedImage on
+the chosen topics; depth and other transports are copied untouched) one enhanced message with
+the same header and times is added on `<ns>/enhanced/image` (raw) or
 `<ns>/enhanced/image/compressed` (same codec), see `bag_io.enhanced_topic`, and `<ns>/camera_info`
 is copied to `<ns>/enhanced/camera_info`, as the enhance node does live. A frame that cannot
 be decoded is reported with its topic and timestamp and only copied. OUT is written in a hidden

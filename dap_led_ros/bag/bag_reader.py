@@ -172,9 +172,10 @@ class BagReader:
                 keys &= set(topics)
             bad = sorted(k for k in keys if counts.get(k, 0) != self.metadata_counts.get(k, 0))
             if bad:
+                listed = "; ".join(f"{n} ({t}): metadata.yaml {self.metadata_counts.get((n, t), 0)}, "
+                                   f"storage {counts.get((n, t), 0)}" for n, t in bad)
                 raise BagError(f"{self.path}: metadata.yaml and the storage files disagree on the number of "
-                               f"messages: " + "; ".join(f"{n} ({t}): metadata.yaml {self.metadata_counts.get((n, t), 0)}, "
-                                                       f"storage {counts.get((n, t), 0)}" for n, t in bad))
+                               f"messages: {listed}")
         return counts
 
     @property
