@@ -91,7 +91,7 @@ def test_eval_command_on_a_paired_folder_writes_the_table(tmp_path):
     proc = subprocess.run(
         [str(VENV_BIN / "dap-led"), "eval", "--out-dir", str(out), "--model", str(tmp_path / "model.safetensors"),
          "--ablation", str(tmp_path / "ablation.safetensors"), "--pairs", str(low_dir), str(gt_dir),
-         "--no-synthetic", "--real", str(low_dir), "--backend", "torch", "--threads", "1"],
+         "--no-synthetic", "--real", str(low_dir), "--val-size", "48", "64", "--backend", "torch", "--threads", "1"],
         capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     table = (out / "evaluation.md").read_text()
@@ -102,6 +102,11 @@ def test_eval_command_on_a_paired_folder_writes_the_table(tmp_path):
     assert rows["identity"]["n"] == 2
     assert rows["auto-exposure"]["psnr"] > rows["identity"]["psnr"]
     assert results["real"]["n"] == 2 and set(results["real"]["figures"]) >= {"input", "DAP-LED"}
+    # frames that need no help: identity hands them back exactly; the others are measured against the input
+    well = results["well_exposed"]["rows"]
+    assert well["identity"]["psnr"] == float("inf") and well["identity"]["level_shift_max"] == 0.0
+    assert well["DAP-LED"]["n"] == well["identity"]["n"] >= 2 and np.isfinite(well["DAP-LED"]["psnr"])
+    assert "## Well-exposed frames: held-out clean photos (64x48)" in table
     for name in ("eval_plot.png", "contact_sheet_pairs.png", "contact_sheet_real.png"):
         assert cv2.imread(str(out / name)) is not None
 

@@ -15,13 +15,15 @@ from dap_led_ros.imaging.image_io import ImageReadError, write_image
 from dap_led_ros.training.evaluate import (
     DEFAULT_REAL_DIR,
     Method,
-    _cpu_count,
+    cpu_count,
     auto_exposure,
     folder_pairs,
     grid_sheet,
     markdown_report,
     score_pairs,
     score_real,
+    score_well_exposed,
+    well_exposed_photos,
     synthetic_pairs,
     write_plot,
 )
@@ -39,6 +41,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lolblur", type=Path, default=None, help="LOL-Blur root (low_blur_noise/, high_sharp_scaled/)")
     p.add_argument("--lolblur-split", default=None, help="'test' when the root holds train/ and test/")
     p.add_argument("--no-synthetic", action="store_true", help="skip the synthetic validation set")
+    p.add_argument("--no-well-exposed", action="store_true",
+                   help="skip the held-out clean photos scored against themselves (frames that need no help)")
     p.add_argument("--val-size", nargs=2, type=int, default=[400, 640], metavar=("H", "W"))
     p.add_argument("--val-count", type=int, default=None, help="synthetic pairs (default: two per validation photo)")
     p.add_argument("--val-seed", type=int, default=1234)
@@ -84,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     out_dir: Path = args.out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
-    results: dict = {"machine": f"{platform.processor() or platform.machine()}, {_cpu_count()} CPU cores, "
+    results: dict = {"machine": f"{platform.processor() or platform.machine()}, {cpu_count()} CPU cores, "
                                 f"backend {enhancers[0].backend.describe()}",
                      "paired": {}, "real": None}
     sheets: dict[str, list] = {}
@@ -95,6 +99,11 @@ def run(args: argparse.Namespace) -> int:
             sheets["synthetic"] = []
             results["paired"][key] = score_pairs(synthetic_pairs((h, w), args.val_count, args.val_seed), methods,
                                                  sheets["synthetic"], args.sheet_rows)
+        if not args.no_well_exposed:
+            h, w = args.val_size
+            results["well_exposed"] = {
+                "what": f"held-out clean photos ({w}x{h})",
+                "rows": score_well_exposed(well_exposed_photos((h, w)), methods)}
         if args.pairs:
             from dap_led_ros.training.datasets import PairedFolder
 
@@ -121,8 +130,9 @@ def run(args: argparse.Namespace) -> int:
     finally:
         for e in enhancers:
             e.close()
-    if not results["paired"] and not results["real"]:
-        print("error: nothing to evaluate (no synthetic set, pairs, LOL-Blur or real frames)", file=sys.stderr)
+    if not results["paired"] and not results["real"] and not results.get("well_exposed"):
+        print("error: nothing to evaluate (no synthetic set, well-exposed photos, pairs, LOL-Blur or real frames)",
+              file=sys.stderr)
         return 2
     command = "dap-led " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     report = markdown_report(results, command)

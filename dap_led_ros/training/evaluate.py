@@ -90,6 +90,49 @@ def synthetic_pairs(size: tuple[int, int], count: int | None, seed: int) -> Iter
         yield f"{i:03d}_{item['name'].replace('/', '_')}", _to_rgb8(item["low"]), _to_rgb8(item["high"])
 
 
+def well_exposed_photos(size: tuple[int, int], val_fraction: float = 0.15,
+                        split_seed: int = 0) -> Iterable[tuple[str, np.ndarray]]:
+    """The held-out (validation-split) clean photos, resized to cover `size` and centre-cropped.
+
+    They are well exposed and sharp: a restorer should hand them back as they are.
+    """
+    from dap_led_ros.training.clean_photos import list_clean_photos, load_clean_photo, split_photos
+    from dap_led_ros.training.datasets import resize_to_cover
+
+    h, w = size
+    _, val = split_photos(list_clean_photos(), val_fraction=val_fraction, seed=split_seed)
+    for ref in val:
+        img = resize_to_cover(load_clean_photo(ref), h, w)
+        y0, x0 = (img.shape[0] - h) // 2, (img.shape[1] - w) // 2
+        yield ref.name.replace("/", "_"), np.ascontiguousarray(img[y0:y0 + h, x0:x0 + w])
+
+
+def score_well_exposed(photos: Iterable[tuple[str, np.ndarray]], methods: dict[str, Method]) -> dict[str, dict]:
+    """How much each method changes frames that need no help (target = input).
+
+    psnr: PSNR(output, input) of the squared error pooled over all frames (finite unless every
+    frame comes back unchanged); level_shift_mean / level_shift_max: the mean grey level's
+    absolute change per frame (0..255), averaged / worst.
+    """
+    rows: dict[str, dict[str, list]] = {m: {"mse": [], "shift": [], "sec": []} for m in methods}
+    for _, img in photos:
+        level = float(img.mean())
+        for m, fn in methods.items():
+            out, sec = _timed(fn, img)
+            rows[m]["mse"].append(float(np.mean((out.astype(np.float64) - img.astype(np.float64)) ** 2)))
+            rows[m]["shift"].append(abs(float(out.mean()) - level))
+            rows[m]["sec"].append(sec)
+    def pooled_psnr(mse: list[float]) -> float:
+        m = float(np.mean(mse)) if mse else float("nan")
+        return math.inf if m == 0 else 10 * math.log10(255.0 ** 2 / m)
+
+    return {m: {"psnr": pooled_psnr(r["mse"]),
+                "level_shift_mean": float(np.mean(r["shift"])) if r["shift"] else float("nan"),
+                "level_shift_max": float(np.max(r["shift"])) if r["shift"] else float("nan"),
+                "n": len(r["mse"]), "ms_per_frame": 1000 * float(np.mean(r["sec"])) if r["sec"] else 0.0}
+            for m, r in rows.items()}
+
+
 def folder_pairs(dataset) -> Iterable[tuple[str, np.ndarray, np.ndarray]]:
     for i in range(len(dataset)):
         item = dataset[i]
@@ -156,6 +199,15 @@ def markdown_report(results: dict, command: str) -> str:
         for m, s in rows.items():
             lines.append(f"| {m} | {_fmt(s['psnr'], 2)} | {_fmt(s['ssim'], 4)} | {s['n']} | {s['ms_per_frame']:.0f} |")
         lines.append("")
+    if results.get("well_exposed"):
+        we = results["well_exposed"]
+        lines += [f"## Well-exposed frames: {we['what']} (target = the input)", "",
+                  "| method | PSNR(output, input) (dB) | mean level shift (grey levels) | worst level shift | frames |",
+                  "|---|---|---|---|---|"]
+        for m, r in we["rows"].items():
+            lines.append(f"| {m} | {_fmt(r['psnr'], 2)} | {r['level_shift_mean']:.1f} | {r['level_shift_max']:.1f} "
+                         f"| {r['n']} |")
+        lines.append("")
     if results.get("real"):
         real = results["real"]
         lines += [f"## Real night frames (no reference): {real['folder']} ({real['n']} frames)", "",
@@ -210,7 +262,7 @@ def write_plot(results: dict, path: Path) -> None:
 # CLI
 
 
-def _cpu_count() -> int:
+def cpu_count() -> int:
     import os
 
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
