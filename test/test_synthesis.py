@@ -253,3 +253,19 @@ def test_bad_inputs_are_rejected() -> None:
         DegradationParams(blur_kernel=np.ones((4, 4), np.float32))
     with pytest.raises(ValueError, match="grid"):
         DegradationLabels.clean(4, 4).patch_labels(8)
+
+
+def test_identity_share_gives_pairs_whose_target_is_the_input():
+    photo = _photo()
+    rng = np.random.default_rng(3)
+    cfg = SynthesisConfig(p_identity=1.0)
+    pair = synthesize(photo, sample_params(rng, cfg), rng)
+    assert np.array_equal(pair.low, pair.high)
+    targets = pair.labels.patch_labels(2)
+    assert np.allclose(targets[..., CLEAR], 1.0) and np.allclose(targets.sum(-1), 1.0)
+    # p_identity = 0 (the default) draws exactly what earlier configs drew
+    a = sample_params(np.random.default_rng(5), SynthesisConfig())
+    b = sample_params(np.random.default_rng(5), SynthesisConfig(p_identity=0.0))
+    assert a.scalars() == b.scalars()
+    with pytest.raises(ValueError, match="p_identity"):
+        SynthesisConfig(p_identity=1.5).validate()

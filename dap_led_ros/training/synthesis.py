@@ -52,6 +52,9 @@ _LUMA = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)  # linear-light lum
 class SynthesisConfig:
     """Sampling ranges of the degradations. The field defaults are the single source of defaults."""
 
+    # Share of pairs whose input is the clean photo itself (target = input, labels exactly "clear"):
+    # frames that need no help. 0 keeps the random stream of earlier configs unchanged.
+    p_identity: float = 0.0
     # Exposure factor (linear light), log-uniform; the exposure map stays inside this range.
     exposure_range: tuple[float, float] = (0.03, 0.3)
     # Probability that exposure varies smoothly across the frame, and the max/min ratio range.
@@ -242,6 +245,8 @@ def motion_blur_kernel(length: float, rng: np.random.Generator, max_curvature: f
 def sample_params(rng: np.random.Generator, cfg: SynthesisConfig | None = None) -> DegradationParams:
     """Draw one degradation from the config's ranges."""
     cfg = cfg or SynthesisConfig()
+    if cfg.p_identity > 0 and rng.random() < cfg.p_identity:
+        return DegradationParams()  # no degradation: low == high
     lo, hi = cfg.exposure_range
     spread = 1.0
     exposure_field = None
