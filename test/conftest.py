@@ -28,6 +28,8 @@ ROS_LOG_DIR = ROOT / ".cache" / "ros_log"
 EXTERNAL_BAGS = Path(os.environ.get("DAP_LED_EXTERNAL_BAGS") or ROOT.parent / "shared" / "data" / "external-bags")
 needs_external = pytest.mark.skipif(not EXTERNAL_BAGS.is_dir(),
                                     reason=f"{EXTERNAL_BAGS} (C++-recorded bags) not present; set DAP_LED_EXTERNAL_BAGS")
+EXTERNAL_BAG_NAMES = sorted(p.name for p in EXTERNAL_BAGS.iterdir() if p.name != "SOURCES.md") \
+    if EXTERNAL_BAGS.is_dir() else []
 
 # ROS_DOMAIN_ID range per test file prefix, so that test files never share a graph; others 60-69.
 DOMAIN_RANGES: dict[str, tuple[int, int]] = {
@@ -316,22 +318,28 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "ros: needs rclpy or a ROS graph; `pytest -m 'not ros'` runs the ROS-free tests")
 
 
+def imported_modules(path: Path) -> set[str]:
+    """Every module a Python file imports, at any depth (function-level too); `from m import n` gives m and m.n."""
+    import ast
+
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(Path(path).read_text())):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+            names |= {f"{node.module}.{a.name}" for a in node.names}
+    return names
+
+
 _ROS_MODULES: dict[Path, bool] = {}
 
 
 def _imports_ros(path: Path) -> bool:
     """Whether a test file imports rclpy, a ROS message package or the package's ROS layer."""
     if path not in _ROS_MODULES:
-        import ast
-
-        names: set[str] = set()
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Import):
-                names |= {a.name for a in node.names}
-            elif isinstance(node, ast.ImportFrom) and node.module:
-                names.add(node.module)
         _ROS_MODULES[path] = any(n.split(".")[0] == "rclpy" or n.split(".")[0].endswith("_msgs")
-                                 or n.startswith("dap_led_ros.ros") for n in names)
+                                 or n.startswith("dap_led_ros.ros") for n in imported_modules(path))
     return _ROS_MODULES[path]
 
 

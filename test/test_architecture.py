@@ -1,10 +1,11 @@
 """The package's structure: imports run one way, commands live in cli/, no module imports argparse elsewhere."""
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import pytest
+
+from conftest import imported_modules
 
 PACKAGE = Path(__file__).resolve().parents[1] / "dap_led_ros"
 # Layers from the bottom up; a module may import its own layer and the ones below it.
@@ -29,14 +30,7 @@ def _module_name(path: Path) -> str:
 
 def _imports(path: Path) -> set[str]:
     """Every dap_led_ros module `path` imports, at any depth of the file (function-level imports too)."""
-    out: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            out |= {a.name for a in node.names if a.name.startswith("dap_led_ros")}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("dap_led_ros"):
-            out.add(node.module)
-            out |= {f"{node.module}.{a.name}" for a in node.names}
-    return out
+    return {m for m in imported_modules(path) if m.startswith("dap_led_ros")}
 
 
 def import_graph() -> dict[str, set[str]]:
@@ -124,13 +118,7 @@ def test_training_is_never_imported_by_the_runtime_path():
 
 
 def _all_imports(path: Path) -> set[str]:
-    names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            names |= {a.name.split(".")[0] for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            names.add(node.module.split(".")[0])
-    return names
+    return {m.split(".")[0] for m in imported_modules(path)}
 
 
 def test_the_cycle_finder_finds_a_cycle():

@@ -28,7 +28,7 @@ from dap_led_ros.bag.sample_bag import SampleBagConfig, make_sample_bag
 from dap_led_ros.cli import main as cli_main
 from dap_led_ros.enhancer import Enhancer, EnhancerConfig
 
-from conftest import EXTERNAL_BAGS as EXTERNAL, needs_external
+from conftest import EXTERNAL_BAG_NAMES, EXTERNAL_BAGS as EXTERNAL, needs_external
 
 
 _SEP = "=" * 80
@@ -395,11 +395,8 @@ def test_max_pixels_zero_is_an_option_error(tmp_path, capsys):
 
 # -- every C++-recorded bag: copied whole or refused clearly ------------------------------------------
 
-EXTERNAL_NAMES = sorted(p.name for p in EXTERNAL.iterdir() if p.name != "SOURCES.md") if EXTERNAL.is_dir() else []
-
-
 @needs_external
-@pytest.mark.parametrize("name", EXTERNAL_NAMES)
+@pytest.mark.parametrize("name", EXTERNAL_BAG_NAMES)
 def test_every_external_bag_is_read_whole_or_refused(name, tmp_path):
     path = EXTERNAL / name
     before = snapshot(path) if path.is_dir() else {name: path.read_bytes()}
@@ -459,7 +456,7 @@ def test_file_compressed_bag_copy_stays_file_compressed(tmp_path, enhancer):
 
 
 @needs_external
-@pytest.mark.parametrize("name", EXTERNAL_NAMES)
+@pytest.mark.parametrize("name", EXTERNAL_BAG_NAMES)
 def test_dap_led_bag_on_every_external_bag_copies_all_or_refuses_clearly(name, tmp_path, tiny_checkpoint, capsys):
     rc = cli_main(["bag", str(EXTERNAL / name), str(tmp_path / "out"), "--model", str(tiny_checkpoint),
                    "--backend", "torch", "--threads", "1"])

@@ -21,7 +21,7 @@ from dap_led_ros.cli import main as cli_main
 from dap_led_ros.ros.diagnostics import values_of
 from dap_led_ros.ros.msg_conversion import make_image_msg
 
-from conftest import EXTERNAL_BAGS as EXTERNAL, NodeProcess, RosHarness, console_command, needs_external
+from conftest import EXTERNAL_BAG_NAMES, EXTERNAL_BAGS as EXTERNAL, NodeProcess, RosHarness, console_command, needs_external
 
 NS = "/camera"
 DIAG_NAME = "camera/enhance_node"
@@ -199,11 +199,8 @@ def test_first_message_is_confirmed_before_the_next_is_published(bag):
     assert all(entry == ("publish", "/imu") for entry in log[4:]) and stats.first_loop["/imu"] == len(log) - 3
 
 
-EXTERNAL_NAMES = sorted(p.name for p in EXTERNAL.iterdir() if p.name != "SOURCES.md") if EXTERNAL.is_dir() else []
-
-
 @needs_external
-@pytest.mark.parametrize("name", EXTERNAL_NAMES)
+@pytest.mark.parametrize("name", EXTERNAL_BAG_NAMES)
 def test_replay_of_every_external_bag_publishes_all_or_refuses_clearly(name, ros_domain_id, capsys):
     rc = cli_main(["replay", str(EXTERNAL / name), "--rate", "1000", "--drain-timeout", "0"])
     out, err = capsys.readouterr()

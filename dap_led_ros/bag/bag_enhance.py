@@ -231,8 +231,25 @@ def check_paths(src: Path, dst: Path, force: bool) -> None:
     check_output_path(Path(dst), force, inputs=[Path(src)])
 
 
-def prepare(src: Path, options: BagEnhanceOptions) -> tuple[BagReader, TopicPlan]:
-    """Open IN and plan the run; BagError (before any model is loaded) when there is nothing to do."""
+@dataclass
+class PreparedBag:
+    """An opened IN with its plan and its checked per-topic counts, ready to convert."""
+
+    src: Path
+    reader: BagReader
+    plan: TopicPlan
+    counts: Counter          # (topic, type) -> messages, as the storage counts them
+
+    def close(self) -> None:
+        self.reader.close()
+
+
+def prepare(src: Path, dst: Path, options: BagEnhanceOptions) -> PreparedBag:
+    """Check the paths, open IN and plan the run: BagError (before any model is loaded) when
+    there is nothing to do or the run could not keep every message."""
+    options.validate()
+    src, dst = Path(src), Path(dst)
+    check_paths(src, dst, options.force)
     reader = BagReader(src)
     try:
         plan = plan_topics(reader, options.topics)
@@ -240,30 +257,33 @@ def prepare(src: Path, options: BagEnhanceOptions) -> tuple[BagReader, TopicPlan
             skipped = "; ".join(f"{t}: {why}" for t, why in plan.untouched.items())
             raise BagError(f"{src} has no colour or mono camera topics (Image or CompressedImage) to enhance"
                            + (f" ({skipped})" if skipped else ""))
-        reader.check_counts()
+        counts = reader.check_counts()
     except BaseException:
         reader.close()
         raise
-    return reader, plan
+    return PreparedBag(src, reader, plan, counts)
+
+
+def enhance_prepared(bag: PreparedBag, dst: Path, enhancer: Enhancer, options: BagEnhanceOptions,
+                     progress: bool = True) -> BagSummary:
+    """Write `dst` from a prepared IN (closed afterwards): every message plus the enhanced frames."""
+    dst = Path(dst)
+    try:
+        storage = options.storage or bag.reader.storage
+        with atomic_bag_output(dst, inputs=[bag.src]) as out:
+            summary = _convert(bag, out, storage, enhancer, options, progress)
+            check_paths(bag.src, dst, options.force)  # nothing changed under us while converting
+    finally:
+        bag.close()
+    summary.output = dst
+    return summary
 
 
 def enhance_bag(src: Path, dst: Path, enhancer: Enhancer, options: BagEnhanceOptions | None = None,
                 progress: bool = True) -> BagSummary:
     """Write `dst`: every message of `src` plus the enhanced frames. Raises BagError on bad input."""
     options = options or BagEnhanceOptions()
-    options.validate()
-    src, dst = Path(src), Path(dst)
-    check_paths(src, dst, options.force)
-    reader, plan = prepare(src, options)
-    try:
-        storage = options.storage or reader.storage
-        with atomic_bag_output(dst, inputs=[src]) as out:
-            summary = _convert(reader, out, storage, plan, enhancer, options, progress)
-            check_paths(src, dst, options.force)  # nothing changed under us while converting
-    finally:
-        reader.close()
-    summary.output = dst
-    return summary
+    return enhance_prepared(prepare(src, dst, options), dst, enhancer, options, progress)
 
 
 def _output_settings(reader: BagReader, storage: str) -> OutputSettings:
@@ -273,12 +293,12 @@ def _output_settings(reader: BagReader, storage: str) -> OutputSettings:
                           ros_distro=reader.ros_distro, custom_data=reader.custom_data)
 
 
-def _convert(reader: BagReader, out: Path, storage: str, plan: TopicPlan, enhancer: Enhancer,
-             options: BagEnhanceOptions, progress: bool) -> BagSummary:
+def _convert(bag: PreparedBag, out: Path, storage: str, enhancer: Enhancer, options: BagEnhanceOptions,
+             progress: bool) -> BagSummary:
+    reader, plan, expected = bag.reader, bag.plan, bag.counts
     mapping = plan.images
     summary = BagSummary(output=out, storage=storage, topic_map=dict(mapping),
                          camera_info_map=dict(plan.camera_infos), untouched=dict(plan.untouched))
-    expected = reader.storage_counts()
     total = sum(n for (name, _), n in expected.items() if name in mapping)
     writer = BagWriter(out, _output_settings(reader, storage))
     bar = tqdm(total=total, unit="frame", desc="enhance", disable=not progress, mininterval=0.5,

@@ -5,12 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from dap_led_ros.bag.bag_enhance import (
-    BagEnhanceOptions,
-    check_paths,
-    enhance_bag,
-    prepare,
-)
+from dap_led_ros.bag.bag_enhance import BagEnhanceOptions, enhance_prepared, prepare
 from dap_led_ros.bag.bag_errors import BagError
 from dap_led_ros.bag.bag_io import (
     STORAGES,
@@ -51,18 +46,16 @@ def run(args: argparse.Namespace) -> int:
     options = BagEnhanceOptions(topics=args.topics, storage=args.storage, batch=args.batch, force=args.force,
                                 compression=CompressionSettings(args.jpeg_quality, args.png_level))
     try:
-        options.validate()
-        check_paths(args.input, args.output, args.force)
-        reader, _ = prepare(args.input, options)  # fail on a bad bag before loading the model
-        reader.close()
+        bag = prepare(args.input, args.output, options)  # fail on a bad bag before loading the model
     except BagError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     enhancer = enhancer_from_args(args)
     if enhancer is None:
+        bag.close()
         return 2
     try:
-        summary = enhance_bag(args.input, args.output, enhancer, options)
+        summary = enhance_prepared(bag, args.output, enhancer, options)
     except BagError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
