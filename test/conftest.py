@@ -97,6 +97,11 @@ def module_domain_id(request: pytest.FixtureRequest) -> Iterator[int]:
 
 # ----------------------------------------------------------------------------- in-process ROS
 
+# Transition id -> the primary state it ends in (lifecycle_msgs/msg/Transition).
+_TRANSITION_GOALS = {1: "inactive", 2: "unconfigured", 3: "active", 4: "inactive",
+                     5: "finalized", 6: "finalized", 7: "finalized"}
+
+
 class RosHarness:
     """A test-side rclpy node in its own context, with waiting helpers that spin it."""
 
@@ -110,6 +115,7 @@ class RosHarness:
         self.node = rclpy.create_node(name, context=self.context)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
+        self._clients: dict[tuple[Any, str], Any] = {}
 
     def spin_for(self, seconds: float) -> None:
         end = time.monotonic() + seconds
@@ -137,16 +143,41 @@ class RosHarness:
         self.spin_until(lambda: subscription.get_publisher_count() >= count, timeout,
                         f"{count} publisher(s) on {subscription.topic_name}")
 
-    def call(self, srv_type: Any, name: str, request: Any, timeout: float = 30.0) -> Any:
-        """Call a service and return its response (AssertionError on timeout)."""
-        client = self.node.create_client(srv_type, name)
-        try:
-            self.spin_until(client.service_is_ready, timeout, f"service {name}")
-            future = client.call_async(request)
-            self.spin_until(future.done, timeout, f"the response of {name}")
-            return future.result()
-        finally:
-            self.node.destroy_client(client)
+    # Fast DDS drops a response when the server has not yet matched the client's response reader
+    # (it waits 100 ms; rmw_fastrtps #390/#467), which a loaded machine makes likely on a client's
+    # first request. Clients are therefore kept for the harness's life, and a request with no
+    # answer after RESEND_S is sent again: at once for idempotent services, after a state check
+    # for lifecycle transitions.
+    RESEND_S = 5.0
+
+    def _client(self, srv_type: Any, name: str) -> Any:
+        key = (srv_type, name)
+        if key not in self._clients:
+            self._clients[key] = self.node.create_client(srv_type, name)
+        return self._clients[key]
+
+    def call(self, srv_type: Any, name: str, request: Any, timeout: float = 30.0,
+             before_resend: Callable[[], str] | None = None) -> Any:
+        """Call a service and return its response (AssertionError on timeout).
+
+        The request is resent while unanswered. For calls that are not idempotent,
+        `before_resend` decides first: "resend", "wait" (keep waiting) or "stop" (return None).
+        """
+        client = self._client(srv_type, name)
+        self.spin_until(client.service_is_ready, timeout, f"service {name}")
+        end = time.monotonic() + timeout
+        futures = [client.call_async(request)]
+        while True:
+            window = min(self.RESEND_S, end - time.monotonic())
+            if self.spin_while(lambda: not any(f.done() for f in futures), max(0.0, window)):
+                return next(f for f in futures if f.done()).result()
+            if time.monotonic() >= end:
+                raise AssertionError(f"timed out after {timeout:.0f} s waiting for the response of {name}")
+            decision = "resend" if before_resend is None else before_resend()
+            if decision == "stop":
+                return None
+            if decision == "resend":
+                futures.append(client.call_async(request))
 
     def lifecycle_state(self, node_fqn: str, timeout: float = 30.0) -> str:
         from lifecycle_msgs.srv import GetState
@@ -155,12 +186,33 @@ class RosHarness:
                          timeout).current_state.label
 
     def change_state(self, node_fqn: str, transition: int, timeout: float = 60.0) -> bool:
-        """Trigger a lifecycle transition (lifecycle_msgs.msg.Transition.TRANSITION_*)."""
+        """Trigger a lifecycle transition (lifecycle_msgs.msg.Transition.TRANSITION_*).
+
+        If the answer is lost, the node's state tells whether the transition already happened.
+        """
         from lifecycle_msgs.srv import ChangeState
+
+        goal = _TRANSITION_GOALS.get(transition)
+        before = self.lifecycle_state(node_fqn, timeout)
+        reached = False
+
+        def before_resend() -> str:
+            nonlocal reached
+            state = self.lifecycle_state(node_fqn, timeout)
+            if state == before:
+                return "resend"  # not done (or failed back to where it was): asking again is safe
+            reached = state == goal
+            return "stop" if reached else "wait"  # a transition state: its answer may still come
 
         request = ChangeState.Request()
         request.transition.id = transition
-        return bool(self.call(ChangeState, f"{node_fqn}/change_state", request, timeout).success)
+        response = self.call(ChangeState, f"{node_fqn}/change_state", request, timeout, before_resend)
+        if response is None:
+            return reached
+        if not response.success and goal != before:
+            # The answer to a resent request: the first one may have done the transition.
+            return self.lifecycle_state(node_fqn, timeout) == goal
+        return True
 
     def close(self) -> None:
         self.executor.shutdown(timeout_sec=1.0)
