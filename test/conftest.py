@@ -58,6 +58,9 @@ def _set_ros_environment() -> None:
 
 
 _set_ros_environment()
+# Tests see only the photo pools they make: a Debian pool installed in this checkout
+# (scripts/setup_photos.sh) must not change what they train and validate on.
+os.environ["DAP_LED_PHOTOS"] = str(ROS_LOG_DIR.parent / "no-debian-photos")
 
 _domain_counters: dict[str, Iterator[int]] = {}
 

@@ -162,3 +162,24 @@ def test_model_config_defaults_are_the_tiny_variant():
 
     assert ModelConfig() == VARIANTS["tiny"]
     assert ModelConfig.from_dict({}) == ModelConfig.from_variant("tiny")
+
+
+def test_gated_conv_levels_build_a_local_network_with_prior_modulation() -> None:
+    from dap_led_ros.model.blocks import GatedConvBlock, TransformerBlock
+
+    kinds = ("conv", "conv", "attention", "attention")
+    cfg = ModelConfig.from_dict({"variant": "tiny", "block_kinds": list(kinds), "width": 8})
+    assert ModelConfig.from_dict(cfg.to_dict()) == cfg and cfg.block_kinds == kinds
+    model = build_model(cfg).eval()
+    enc = [type(s.blocks[0]) for s in model.encoders]
+    dec = [type(s.blocks[0]) for s in model.decoders]  # levels 2, 1, 0
+    assert enc == [GatedConvBlock, GatedConvBlock, TransformerBlock] and dec == enc[::-1]
+    assert model.decoders[2].blocks[0].mod1 is not None  # CeTB-style modulation kept in the decoder
+    x = torch.rand(1, 3, 37, 53)
+    with torch.no_grad():
+        y = model(x)
+    assert y.shape == x.shape
+    with pytest.raises(ValueError, match="block_kinds"):
+        ModelConfig.from_dict({"variant": "tiny", "block_kinds": ["conv", "mlp", "attention", "attention"]})
+    with pytest.raises(ValueError, match="4 entries"):
+        ModelConfig.from_dict({"variant": "tiny", "block_kinds": ["conv"]})

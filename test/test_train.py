@@ -177,3 +177,54 @@ def test_the_finetune_configs_differ_in_the_prior_only(name, cycle, crop):
     a.model["use_prior"] = False
     a.init_from = b.init_from
     assert a.to_dict() == b.to_dict()
+
+
+def test_a_campaign_adds_each_runs_steps_and_hours_to_its_weights_record(tmp_path):
+    train(_cfg(steps=2), tmp_path / "a", progress=False)
+    first = yaml.safe_load((tmp_path / "a" / "last.yaml").read_text())["extra"]["campaign"]
+    assert first["cumulative_steps"] == 2 and first["cumulative_hours"] >= 0
+    assert [r["steps"] for r in first["runs"]] == [2]
+    # Continued from `a` for 3 steps, stopped after 1 and resumed: 2 + 3 steps, hours kept across the resume.
+    cfg = _cfg(steps=3, init_from=str(tmp_path / "a" / "last.safetensors"))
+    train(cfg, tmp_path / "b", stop_after=1, progress=False)
+    seconds = load_state(tmp_path / "b" / STATE_FILE)["seconds"]
+    assert seconds > 0
+    train(cfg, tmp_path / "b", resume=tmp_path / "b" / STATE_FILE, progress=False)
+    rec = yaml.safe_load((tmp_path / "b" / "last.yaml").read_text())["extra"]["campaign"]
+    assert rec["cumulative_steps"] == 5
+    assert [r["run"] for r in rec["runs"]] == ["a", "b"] and rec["runs"][1]["steps"] == 3
+    assert load_state(tmp_path / "b" / STATE_FILE)["seconds"] > seconds
+    assert rec["cumulative_hours"] >= first["cumulative_hours"]
+
+
+def test_a_time_budget_ends_the_run_validated_and_saved(tmp_path):
+    result = train(_cfg(steps=50, val_every=100, save_every=100, time_budget_min=1e-6), tmp_path, progress=False)
+    assert result["step"] == 1
+    assert load_state(tmp_path / STATE_FILE)["step"] == 1
+    assert [r["step"] for r in _log(tmp_path) if "val_psnr" in r] == [1]
+    with pytest.raises(ValueError, match="time_budget_min"):
+        _cfg(time_budget_min=-1)
+
+
+def _fake_debian_pool(root: Path, n: int = 12) -> Path:
+    import cv2
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        img = cv2.GaussianBlur((rng.random((300, 400, 3)) * 255).astype(np.uint8), (0, 0), 3)
+        (root / "fakepkg").mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(root / "fakepkg" / f"scene{i:02d}.png"), img)
+    return root
+
+
+def test_validation_covers_the_camera_set_and_the_well_exposed_frames(tmp_path, monkeypatch):
+    monkeypatch.setenv("DAP_LED_PHOTOS", str(_fake_debian_pool(tmp_path / "photos")))
+    train(_cfg(steps=2, data={**TINY["data"], "camera_share": 0.5, "val2_count": 2}),
+          tmp_path / "run", progress=False)
+    row = [r for r in _log(tmp_path / "run") if "val_psnr" in r][-1]
+    for key in ("val_psnr", "val2_psnr", "well_psnr", "val2_ssim", "well_ssim"):
+        assert key in row and row[key] > 0, key
+    assert row["score"] == pytest.approx((row["val_psnr"] + row["val2_psnr"]) / 2)
+    desc = yaml.safe_load((tmp_path / "run" / "last.yaml").read_text())["extra"]["data"]
+    assert "from Debian packages" in desc and "50% RAW-domain camera model" in desc

@@ -15,16 +15,18 @@ from dap_led_ros.imaging.image_io import ImageReadError, write_image
 from dap_led_ros.training.evaluate import (
     DEFAULT_REAL_DIR,
     Method,
-    cpu_count,
     auto_exposure,
+    camera_pairs,
+    cpu_count,
     folder_pairs,
     grid_sheet,
     markdown_report,
+    nlm_denoise,
     score_pairs,
     score_real,
     score_well_exposed,
-    well_exposed_photos,
     synthetic_pairs,
+    well_exposed_photos,
     write_plot,
 )
 
@@ -41,6 +43,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lolblur", type=Path, default=None, help="LOL-Blur root (low_blur_noise/, high_sharp_scaled/)")
     p.add_argument("--lolblur-split", default=None, help="'test' when the root holds train/ and test/")
     p.add_argument("--no-synthetic", action="store_true", help="skip the synthetic validation set")
+    p.add_argument("--no-camera-set", action="store_true",
+                   help="skip the second validation set (Debian photos through the camera model)")
+    p.add_argument("--val2-seed", type=int, default=4321, help="seed of the second validation set")
+    p.add_argument("--no-nlm", action="store_true", help="skip the DAP-LED + NLM (leftover noise) rows")
     p.add_argument("--no-well-exposed", action="store_true",
                    help="skip the held-out clean photos scored against themselves (frames that need no help)")
     p.add_argument("--val-size", nargs=2, type=int, default=[400, 640], metavar=("H", "W"))
@@ -92,13 +98,23 @@ def run(args: argparse.Namespace) -> int:
                                 f"backend {enhancers[0].backend.describe()}",
                      "paired": {}, "real": None}
     sheets: dict[str, list] = {}
+    post = {} if args.no_nlm else {"DAP-LED + NLM": ("DAP-LED", nlm_denoise)}
     try:
         if not args.no_synthetic:
             h, w = args.val_size
             key = f"Synthetic validation set ({w}x{h}, seed {args.val_seed})"
             sheets["synthetic"] = []
             results["paired"][key] = score_pairs(synthetic_pairs((h, w), args.val_count, args.val_seed), methods,
-                                                 sheets["synthetic"], args.sheet_rows)
+                                                 sheets["synthetic"], args.sheet_rows, post)
+        if not args.no_camera_set:
+            h, w = args.val_size
+            key = f"Second validation set: camera model on other photos ({w}x{h}, seed {args.val2_seed})"
+            sheets["camera"] = []
+            try:
+                results["paired"][key] = score_pairs(camera_pairs((h, w), None, args.val2_seed), methods,
+                                                     sheets["camera"], args.sheet_rows, post)
+            except ValueError as exc:
+                print(f"note: second validation set skipped: {exc}", file=sys.stderr)
         if not args.no_well_exposed:
             h, w = args.val_size
             results["well_exposed"] = {

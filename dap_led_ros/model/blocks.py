@@ -1,4 +1,4 @@
-"""Transformer building blocks: channel LayerNorm, transposed attention, gated-Dconv FFN, CeTB."""
+"""Building blocks: channel LayerNorm, transposed attention, gated-Dconv FFN, CeTB, gated conv block."""
 from __future__ import annotations
 
 from typing import Callable
@@ -80,36 +80,74 @@ class DegradationModulation(nn.Module):
         return x * (1 + gamma) + beta
 
 
-class TransformerBlock(nn.Module):
-    """Restormer-style block; with `prior_channels` it is a CLIP-enhanced block (CeTB)."""
+class _ModulatedBlock(nn.Module):
+    """x + mix(mod1(LN(x))), then x + FFN(mod2(LN(x))); the modulations only with prior channels."""
 
-    def __init__(self, dim: int, heads: int, expansion: float, prior_channels: int = 0) -> None:
+    def __init__(self, dim: int, expansion: float, prior_channels: int) -> None:
         super().__init__()
         self.norm1 = ChannelLayerNorm(dim)
-        self.attn = TransposedAttention(dim, heads)
         self.norm2 = ChannelLayerNorm(dim)
         self.ffn = GatedFeedForward(dim, expansion)
         self.mod1 = DegradationModulation(dim, prior_channels) if prior_channels else None
         self.mod2 = DegradationModulation(dim, prior_channels) if prior_channels else None
 
+    def mix(self, h: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
     def forward(self, x: torch.Tensor, prior: torch.Tensor | None = None) -> torch.Tensor:
         h = self.norm1(x)
         if self.mod1 is not None and prior is not None:
             h = self.mod1(h, prior)
-        x = x + self.attn(h)
+        x = x + self.mix(h)
         h = self.norm2(x)
         if self.mod2 is not None and prior is not None:
             h = self.mod2(h, prior)
         return x + self.ffn(h)
 
 
-class BlockStack(nn.Module):
-    """A sequence of blocks sharing one degradation feature map."""
+class TransformerBlock(_ModulatedBlock):
+    """Restormer-style block; with `prior_channels` it is a CLIP-enhanced block (CeTB)."""
 
-    def __init__(self, n: int, dim: int, heads: int, expansion: float, prior_channels: int = 0) -> None:
+    def __init__(self, dim: int, heads: int, expansion: float, prior_channels: int = 0) -> None:
+        super().__init__(dim, expansion, prior_channels)
+        self.attn = TransposedAttention(dim, heads)
+
+    def mix(self, h: torch.Tensor) -> torch.Tensor:
+        return self.attn(h)
+
+
+class GatedConvBlock(_ModulatedBlock):
+    """A local block for the high-resolution levels: after LN, a 1x1 expansion into two depth-wise
+    3x3 branches (dilation 1 and 3), one gating the other, and a 1x1 projection; then the gated FFN.
+    With `prior_channels` its normalised inputs are modulated like a CeTB's. No global operation,
+    so tiles with a halo restore exactly what the whole frame would."""
+
+    def __init__(self, dim: int, expansion: float, prior_channels: int = 0) -> None:
+        super().__init__(dim, expansion, prior_channels)
+        self.expand = nn.Conv2d(dim, dim * 2, 1, bias=False)
+        self.dw_near = nn.Conv2d(dim, dim, 3, padding=1, groups=dim, bias=False)
+        self.dw_far = nn.Conv2d(dim, dim, 3, padding=3, dilation=3, groups=dim, bias=False)
+        self.proj = nn.Conv2d(dim, dim, 1, bias=False)
+
+    def mix(self, h: torch.Tensor) -> torch.Tensor:
+        a, g = self.expand(h).chunk(2, dim=1)
+        return self.proj(self.dw_near(a) * torch.sigmoid(self.dw_far(g)))
+
+
+BLOCK_KINDS = ("attention", "conv")
+
+
+class BlockStack(nn.Module):
+    """A sequence of blocks sharing one degradation feature map; `kind` picks the block type."""
+
+    def __init__(self, n: int, dim: int, heads: int, expansion: float, prior_channels: int = 0,
+                 kind: str = "attention") -> None:
         super().__init__()
+        if kind not in BLOCK_KINDS:
+            raise ValueError(f"block kind must be one of {BLOCK_KINDS}, got {kind!r}")
         self.blocks = nn.ModuleList(
-            TransformerBlock(dim, heads, expansion, prior_channels) for _ in range(n))
+            TransformerBlock(dim, heads, expansion, prior_channels) if kind == "attention"
+            else GatedConvBlock(dim, expansion, prior_channels) for _ in range(n))
 
     def forward(self, x: torch.Tensor, prior: torch.Tensor | None = None) -> torch.Tensor:
         for blk in self.blocks:

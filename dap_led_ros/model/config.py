@@ -59,6 +59,9 @@ class ModelConfig:
     heads: tuple[int, int, int, int] = (1, 1, 2, 4)
     refinement_blocks: int = 0
     ffn_expansion: float = 2.0
+    # Block type per level (encoder and decoder of levels 0-2, the latent at 3; refinement as level
+    # 0): "attention" (Restormer transformer block / CeTB) or "conv" (gated depth-wise convolutions).
+    block_kinds: tuple[str, str, str, str] = ("attention", "attention", "attention", "attention")
     # Pixel-unshuffle factor before the first level (1 = Restormer; 2 halves the working resolution).
     stem_unshuffle: int = 2
     use_prior: bool = True
@@ -75,6 +78,7 @@ class ModelConfig:
         d = asdict(self)
         d["blocks"] = list(self.blocks)
         d["heads"] = list(self.heads)
+        d["block_kinds"] = list(self.block_kinds)
         d["prior"]["prompts"] = list(self.prior.prompts)
         d["prior"]["grids"] = list(self.prior.grids)
         return d
@@ -91,8 +95,11 @@ class ModelConfig:
     def validate(self) -> None:
         if self.stem_unshuffle not in (1, 2, 4):
             raise ValueError(f"model.stem_unshuffle must be 1, 2 or 4, got {self.stem_unshuffle}")
-        if len(self.blocks) != 4 or len(self.heads) != 4:
-            raise ValueError("model.blocks and model.heads need 4 entries (one per level)")
+        if len(self.blocks) != 4 or len(self.heads) != 4 or len(self.block_kinds) != 4:
+            raise ValueError("model.blocks, model.heads and model.block_kinds need 4 entries (one per level)")
+        bad = [k for k in self.block_kinds if k not in ("attention", "conv")]
+        if bad:
+            raise ValueError(f"model.block_kinds entries must be 'attention' or 'conv', got {bad}")
         for level, h in enumerate(self.heads):
             if (self.width * 2**level) % h:
                 raise ValueError(f"level {level} width {self.width * 2**level} not divisible by {h} heads")

@@ -29,15 +29,18 @@ class DAPLED(nn.Module):
         self.embed = nn.Sequential(nn.PixelUnshuffle(s), nn.Conv2d(3 * s * s, c, 3, padding=1, bias=False))
         # Encoder: the heatmap features are added to each level's input.
         self.enc_prior = nn.ModuleList(nn.Conv2d(pc, d, 1) for d in dims) if pc else None
-        self.encoders = nn.ModuleList(BlockStack(n, d, h, e) for n, d, h in zip(cfg.blocks[:3], dims, cfg.heads))
+        kinds = cfg.block_kinds
+        self.encoders = nn.ModuleList(BlockStack(n, d, h, e, kind=k)
+                                      for n, d, h, k in zip(cfg.blocks[:3], dims, cfg.heads, kinds))
         self.downs = nn.ModuleList(Downsample(d) for d in dims[:3])
-        self.latent = BlockStack(cfg.blocks[3], dims[3], cfg.heads[3], e, pc)
+        self.latent = BlockStack(cfg.blocks[3], dims[3], cfg.heads[3], e, pc, kind=kinds[3])
         # Decoder: CLIP-enhanced blocks (CeTB) at every level.
         self.ups = nn.ModuleList(Upsample(d) for d in dims[1:][::-1])  # 8c->4c, 4c->2c, 2c->c
         self.reduce = nn.ModuleList(nn.Conv2d(2 * d, d, 1, bias=False) for d in dims[:3][::-1])
-        self.decoders = nn.ModuleList(BlockStack(n, d, h, e, pc)
-                                      for n, d, h in zip(cfg.blocks[:3][::-1], dims[:3][::-1], cfg.heads[:3][::-1]))
-        self.refine = BlockStack(cfg.refinement_blocks, c, cfg.heads[0], e, pc)
+        self.decoders = nn.ModuleList(BlockStack(n, d, h, e, pc, kind=k)
+                                      for n, d, h, k in zip(cfg.blocks[:3][::-1], dims[:3][::-1], cfg.heads[:3][::-1],
+                                                            kinds[:3][::-1]))
+        self.refine = BlockStack(cfg.refinement_blocks, c, cfg.heads[0], e, pc, kind=kinds[0])
         self.out = nn.Sequential(nn.Conv2d(c, 3 * s * s, 3, padding=1, bias=False), nn.PixelShuffle(s))
 
     def heatmaps(self, x: torch.Tensor) -> list[torch.Tensor]:

@@ -18,11 +18,15 @@ class DataConfig:
     epoch_length: int = 2000             # synthetic items per epoch (each epoch draws new ones)
     workers: int = 1                     # DataLoader worker processes (0 = in the main process)
     synthesis: dict[str, Any] = field(default_factory=dict)  # SynthesisConfig overrides
+    camera: dict[str, Any] = field(default_factory=dict)     # CameraConfig overrides (RAW-domain path)
+    camera_share: float = 0.0            # share of training pairs made by the camera path
     val_fraction: float = 0.15           # share of clean photos held out for validation
     split_seed: int = 0                  # seed of the photo train/val split
     val_size: tuple[int, int] = (400, 640)  # validation frame height, width
     val_count: int | None = None         # validation pairs (None: two per validation photo)
     val_seed: int = 1234
+    val2_count: int | None = None        # second validation set: pairs (None: one per photo)
+    val2_seed: int = 4321
     lolblur_root: str | None = None      # LOL-Blur folder (low_blur_noise/, high_sharp_scaled/)
     lolblur_split: str | None = None     # "train" when the root holds train/ and test/
 
@@ -31,6 +35,8 @@ class DataConfig:
             raise ValueError(f"data.crop must be a multiple of 16 and >= 16, got {self.crop}")
         if self.epoch_length < 1 or self.workers < 0:
             raise ValueError("data.epoch_length must be >= 1 and data.workers >= 0")
+        if not 0.0 <= self.camera_share <= 1.0:
+            raise ValueError(f"data.camera_share must be in [0, 1], got {self.camera_share}")
         if len(self.val_size) != 2 or min(self.val_size) < 16:
             raise ValueError(f"data.val_size must be [height, width] >= 16, got {self.val_size}")
 
@@ -58,6 +64,9 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     steps: int = 4000                    # total optimiser steps (defines the schedule)
+    # Wall-clock budget of the run in minutes (0 = none): training stops, validated and saved,
+    # once this run's training time (across resumes) reaches it. For equal-budget comparisons.
+    time_budget_min: float = 0.0
     batch_size: int = 8                  # per process
     seed: int = 0
     val_every: int = 250
@@ -83,6 +92,8 @@ class TrainConfig:
         self.loss.validate()
         if self.steps < 1 or self.batch_size < 1 or self.val_every < 1 or self.log_every < 1 or self.save_every < 1:
             raise ValueError("steps, batch_size, val_every, log_every and save_every must be >= 1")
+        if self.time_budget_min < 0:
+            raise ValueError(f"time_budget_min must be >= 0, got {self.time_budget_min}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
 

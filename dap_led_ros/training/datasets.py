@@ -17,7 +17,14 @@ import torch
 from torch.utils.data import Dataset
 
 from dap_led_ros.imaging.image_io import IMAGE_SUFFIXES, list_images, read_image
-from dap_led_ros.training.clean_photos import CleanPhotoRef, list_clean_photos, load_clean_photo, split_photos
+from dap_led_ros.training.camera_synthesis import CameraConfig, sample_camera_params, synthesize_camera
+from dap_led_ros.training.clean_photos import (
+    CleanPhotoRef,
+    list_clean_photos,
+    load_clean_photo,
+    split_photos,
+    split_pool,
+)
 from dap_led_ros.training.synthesis import SynthesisConfig, sample_params, synthesize
 
 DEFAULT_GRIDS: tuple[int, ...] = (1, 2, 4)
@@ -82,6 +89,8 @@ class SyntheticPairs(Dataset):
     for validation); neither: the whole photo. With `resize_to`, item i uses photo i mod N,
     so a validation set visits every photo; otherwise the photo is drawn at random.
     augment: random horizontal flip and random downscale (`scale_range`) before cropping.
+    camera_share: the share of items degraded by the RAW-domain camera path (`camera`) instead of
+    the LOL-Blur-like path (`cfg`); 0 keeps the random stream of a single-path dataset.
     """
 
     def __init__(
@@ -96,6 +105,8 @@ class SyntheticPairs(Dataset):
         resize_to: tuple[int, int] | None = None,
         scale_range: tuple[float, float] = (0.5, 1.0),
         max_photo_side: int | None = 1280,
+        camera: CameraConfig | None = None,
+        camera_share: float = 0.0,
     ) -> None:
         if crop is not None and resize_to is not None:
             raise ValueError("give either crop or resize_to, not both")
@@ -106,9 +117,14 @@ class SyntheticPairs(Dataset):
             raise ValueError(f"length must be >= 1, got {length}")
         if not 0 < scale_range[0] <= scale_range[1]:
             raise ValueError(f"scale_range must be 0 < low <= high, got {scale_range}")
+        if not 0.0 <= camera_share <= 1.0:
+            raise ValueError(f"camera_share must be in [0, 1], got {camera_share}")
         self.pool = _PhotoPool(photos, max_photo_side)
         self.cfg = cfg or SynthesisConfig()
         self.cfg.validate()
+        self.camera = camera or CameraConfig()
+        self.camera.validate()
+        self.camera_share = float(camera_share)
         self.crop = tuple(crop) if crop is not None else None
         self.resize_to = tuple(resize_to) if resize_to is not None else None
         self.length = int(length)
@@ -161,8 +177,10 @@ class SyntheticPairs(Dataset):
             raise IndexError(f"index {index} out of range for {self.length} items")
         rng = np.random.default_rng((self.seed, self.epoch, index))
         clean, name = self._frame(rng, index)
-        params = sample_params(rng, self.cfg)
-        pair = synthesize(clean, params, rng, self.cfg.label_rule)
+        if self.camera_share > 0 and (self.camera_share == 1.0 or rng.random() < self.camera_share):
+            pair = synthesize_camera(clean, sample_camera_params(rng, self.camera), rng, self.camera.label_rule)
+        else:
+            pair = synthesize(clean, sample_params(rng, self.cfg), rng, self.cfg.label_rule)
         return {
             "low": to_tensor(pair.low),
             "high": to_tensor(pair.high),
@@ -204,6 +222,24 @@ def synthetic_validation_set(
         augment=False,
         grids=grids,
     )
+
+
+def camera_validation_set(
+    size: tuple[int, int] = (400, 640),
+    n: int | None = None,
+    seed: int = 4321,
+    camera: CameraConfig | None = None,
+    val_fraction: float = 0.15,
+    split_seed: int = 0,
+    grids: Sequence[int] = DEFAULT_GRIDS,
+) -> SyntheticPairs:
+    """The second validation set: other photos (`split_pool(...).val2`, from the Debian pool)
+    degraded by the other path (the RAW-domain camera model). One pair per photo by default."""
+    val2 = split_pool(list_clean_photos(), val_fraction=val_fraction, seed=split_seed).val2
+    if not val2:
+        raise ValueError("the second validation set needs the Debian photo pool: run scripts/setup_photos.sh")
+    return SyntheticPairs(val2, crop=None, resize_to=size, length=n if n is not None else len(val2),
+                          seed=seed, augment=False, grids=grids, camera=camera, camera_share=1.0)
 
 
 def _scan_images(folder: Path) -> dict[str, Path]:

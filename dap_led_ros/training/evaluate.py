@@ -2,10 +2,13 @@
 
 Full-reference rows (PSNR / SSIM against the ground truth, see `metrics.py`), on
 - the seeded synthetic validation set (photos that training never sees; 640x400 by default),
+- the second validation set: other photos (the Debian pool's held-out share) degraded by the
+  RAW-domain camera model (`camera_synthesis`), when that pool is installed,
 - paired folders (`--pairs INPUT_DIR TARGET_DIR`, matched by relative file name),
 - a LOL-Blur folder (`--lolblur ROOT [--lolblur-split test]`),
 each with the rows: identity (the input itself), classical auto-exposure, the `use_prior=false`
-ablation (`--ablation CKPT`) and the model. No-reference figures (brightness, noise, sharpness)
+ablation (`--ablation CKPT`) and the model; on the two synthetic sets also the model's output
+denoised by OpenCV's non-local means (`DAP-LED + NLM`): a gain there is noise the model left. No-reference figures (brightness, noise, sharpness)
 on real night frames (`--real DIR`, default `../shared/data/real-night` when present) for the
 input, auto-exposure and the model. The networks run through the `Enhancer`, so `--backend`
 and friends apply.
@@ -23,8 +26,8 @@ import cv2
 import numpy as np
 
 from dap_led_ros.imaging.image_io import ImageReadError, list_images, read_image
-from dap_led_ros.training.metrics import NoReferenceFigures, no_reference, psnr, ssim
 from dap_led_ros.imaging.srgb import srgb_decode, srgb_encode
+from dap_led_ros.training.metrics import NoReferenceFigures, no_reference, psnr, ssim
 
 log = logging.getLogger(__name__)
 
@@ -66,16 +69,30 @@ def _timed(method: Method, img: np.ndarray) -> tuple[np.ndarray, float]:
     return out, time.perf_counter() - t
 
 
+def nlm_denoise(rgb: np.ndarray) -> np.ndarray:
+    """OpenCV's coloured non-local means (h = 5, 5 px patches, 15 px search; the settings of
+    scripts/capacity_probe.py): the leftover-noise probe."""
+    return cv2.fastNlMeansDenoisingColored(np.ascontiguousarray(rgb), None, 5, 5, 5, 15)
+
+
 def score_pairs(pairs: Iterable[tuple[str, np.ndarray, np.ndarray]], methods: dict[str, Method],
-                samples: list | None = None, max_samples: int = 6) -> dict[str, dict[str, float]]:
-    """PSNR/SSIM of every method over (name, low, gt) pairs; keeps a few outputs in `samples`."""
-    scores = {name: PairScores() for name in methods}
+                samples: list | None = None, max_samples: int = 6,
+                post: dict[str, tuple[str, Method]] | None = None) -> dict[str, dict[str, float]]:
+    """PSNR/SSIM of every method over (name, low, gt) pairs; keeps a few outputs in `samples`.
+
+    post: extra rows {row: (method, fn)} scoring fn applied to that method's output (timed together).
+    """
+    post = post or {}
+    scores = {name: PairScores() for name in [*methods, *post]}
     for name, low, gt in pairs:
         outs = {}
         for m, fn in methods.items():
             out, sec = _timed(fn, low)
             scores[m].add(out, gt, sec)
             outs[m] = out
+        for row, (m, fn) in post.items():
+            out, sec = _timed(fn, outs[m])
+            scores[row].add(out, gt, sec + scores[m].seconds[-1])
         if samples is not None and len(samples) < max_samples:
             samples.append((name, low, outs, gt))
     return {m: s.summary() for m, s in scores.items()}
@@ -85,6 +102,16 @@ def synthetic_pairs(size: tuple[int, int], count: int | None, seed: int) -> Iter
     from dap_led_ros.training.datasets import synthetic_validation_set
 
     ds = synthetic_validation_set(size=size, n=count, seed=seed)
+    for i in range(len(ds)):
+        item = ds[i]
+        yield f"{i:03d}_{item['name'].replace('/', '_')}", _to_rgb8(item["low"]), _to_rgb8(item["high"])
+
+
+def camera_pairs(size: tuple[int, int], count: int | None, seed: int) -> Iterable[tuple[str, np.ndarray, np.ndarray]]:
+    """The second validation set (ValueError when the Debian photo pool is not installed)."""
+    from dap_led_ros.training.datasets import camera_validation_set
+
+    ds = camera_validation_set(size=size, n=count, seed=seed)
     for i in range(len(ds)):
         item = ds[i]
         yield f"{i:03d}_{item['name'].replace('/', '_')}", _to_rgb8(item["low"]), _to_rgb8(item["high"])

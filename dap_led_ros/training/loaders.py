@@ -31,7 +31,8 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
 
 def build_train_dataset(cfg: TrainConfig, grids: tuple[int, ...]) -> tuple[Dataset, str]:
     """The training dataset and a one-line description of it (stored with checkpoints)."""
-    from dap_led_ros.training.clean_photos import list_clean_photos, split_photos
+    from dap_led_ros.training.camera_synthesis import CameraConfig
+    from dap_led_ros.training.clean_photos import list_clean_photos, split_pool
     from dap_led_ros.training.datasets import LolBlurFolder, SyntheticPairs
     from dap_led_ros.training.synthesis import SynthesisConfig
 
@@ -39,44 +40,69 @@ def build_train_dataset(cfg: TrainConfig, grids: tuple[int, ...]) -> tuple[Datas
     if d.lolblur_root:
         ds = LolBlurFolder(d.lolblur_root, split=d.lolblur_split, crop=(d.crop, d.crop), seed=cfg.seed)
         return ds, f"LOL-Blur pairs from {d.lolblur_root} (split {d.lolblur_split}), {len(ds)} pairs"
-    train, val = split_photos(list_clean_photos(), val_fraction=d.val_fraction, seed=d.split_seed)
-    if not train:
+    pool = split_pool(list_clean_photos(), val_fraction=d.val_fraction, seed=d.split_seed)
+    if not pool.train:
         raise ValueError("no clean training photos found (install scikit-image and mvtb-data)")
-    ds = SyntheticPairs(train, SynthesisConfig.from_dict(d.synthesis), crop=(d.crop, d.crop),
-                        length=d.epoch_length, seed=cfg.seed, augment=True, grids=grids)
-    desc = (f"synthetic LOL-Blur-like pairs (dap_led_ros.training.synthesis) from {len(train)} offline clean photos "
-            f"(scikit-image, scikit-learn, mvtb-data; {len(val)} held out for validation with split seed "
+    ds = SyntheticPairs(pool.train, SynthesisConfig.from_dict(d.synthesis), crop=(d.crop, d.crop),
+                        length=d.epoch_length, seed=cfg.seed, augment=True, grids=grids,
+                        camera=CameraConfig.from_dict(d.camera), camera_share=d.camera_share)
+    n_debian = sum(1 for r in pool.train if r.pool == "debian")
+    paths = (f"{1 - d.camera_share:.0%} LOL-Blur-like (training.synthesis), "
+             f"{d.camera_share:.0%} RAW-domain camera model (training.camera_synthesis)")
+    desc = (f"synthetic pairs ({paths}) from {len(pool.train)} offline clean photos ({n_debian} from Debian "
+            f"packages; {len(pool.val)} + {len(pool.val2)} held out for the two validation sets, split seed "
             f"{d.split_seed}), {d.crop}px crops")
     return ds, desc
 
 
+def _rgb8(t: torch.Tensor) -> np.ndarray:
+    return (t.clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(1, 2, 0).numpy()
+
+
 class ValidationSet:
-    """The fixed synthetic validation pairs, made once and kept as uint8 arrays."""
+    """The fixed validation data, made once and kept as tensors: the synthetic set (`val_*`), the
+    camera-model set on other photos (`val2_*`, when the Debian pool is installed) and the
+    held-out clean photos, which should come back unchanged (`well_*`)."""
 
     def __init__(self, cfg: TrainConfig) -> None:
-        from dap_led_ros.training.datasets import synthetic_validation_set
+        from dap_led_ros.training.camera_synthesis import CameraConfig
+        from dap_led_ros.training.datasets import camera_validation_set, synthetic_validation_set
         from dap_led_ros.training.synthesis import SynthesisConfig
 
         d = cfg.data
         ds = synthetic_validation_set(size=tuple(d.val_size), n=d.val_count, seed=d.val_seed,
                                       cfg=SynthesisConfig.from_dict(d.synthesis),
                                       val_fraction=d.val_fraction, split_seed=d.split_seed)
-        self.pairs = []
+        self.sets: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {"val": [], "val2": [], "well": []}
         for i in range(len(ds)):
             item = ds[i]
-            self.pairs.append((item["low"], item["high"]))
+            self.sets["val"].append((item["low"], item["high"]))
+            self.sets["well"].append((item["high"], item["high"]))
+        self.sets["well"] = self.sets["well"][:len(ds.pool)]  # each validation photo once
+        try:
+            ds2 = camera_validation_set(size=tuple(d.val_size), n=d.val2_count, seed=d.val2_seed,
+                                        camera=CameraConfig.from_dict(d.camera),
+                                        val_fraction=d.val_fraction, split_seed=d.split_seed)
+        except ValueError:
+            ds2 = None  # no Debian photo pool installed: the second set is skipped
+        for i in range(len(ds2) if ds2 is not None else 0):
+            item = ds2[i]
+            self.sets["val2"].append((item["low"], item["high"]))
 
     @torch.no_grad()
     def evaluate(self, model: DAPLED, device: torch.device) -> dict[str, float]:
+        """Mean PSNR/SSIM per set, and `score`: the mean PSNR of the degraded sets (best-checkpoint key)."""
         model.eval()
-        ps, ss = [], []
-        for low, high in self.pairs:
-            out = model(low[None].to(device)).float().cpu()[0]
-            out8 = (out.clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(1, 2, 0).numpy()
-            gt8 = (high * 255 + 0.5).to(torch.uint8).permute(1, 2, 0).numpy()
-            ps.append(psnr(out8, gt8))
-            ss.append(ssim(out8, gt8))
+        out: dict[str, float] = {}
+        for key, pairs in self.sets.items():
+            if not pairs:
+                continue
+            ps, ss = [], []
+            for low, high in pairs:
+                pred, gt = _rgb8(model(low[None].to(device)).float().cpu()[0]), _rgb8(high)
+                ps.append(min(psnr(pred, gt), 100.0))
+                ss.append(ssim(pred, gt))
+            out[f"{key}_psnr"], out[f"{key}_ssim"] = float(np.mean(ps)), float(np.mean(ss))
         model.train()
-        return {"val_psnr": float(np.mean(ps)), "val_ssim": float(np.mean(ss))}
-
-
+        out["score"] = float(np.mean([out[k] for k in ("val_psnr", "val2_psnr") if k in out]))
+        return out

@@ -107,16 +107,7 @@ class SynthesisConfig:
         return out
 
     def validate(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name.startswith("p_") and not 0.0 <= value <= 1.0:
-                raise ValueError(f"synthesis.{f.name} must be a probability in [0, 1], got {value}")
-            if isinstance(value, tuple):
-                if len(value) != 2:
-                    raise ValueError(f"synthesis.{f.name} must be a [low, high] pair, got {list(value)}")
-                lo, hi = value
-                if lo > hi or lo < 0:
-                    raise ValueError(f"synthesis.{f.name} must be [low, high] with 0 <= low <= high, got {value}")
+        check_probabilities_and_ranges(self, "synthesis")
         lo, hi = self.exposure_range
         if lo <= 0 or hi > 1:
             raise ValueError(f"synthesis.exposure_range must lie in (0, 1], got {self.exposure_range}")
@@ -132,6 +123,20 @@ class SynthesisConfig:
         if self.field_grid < 2:
             raise ValueError("synthesis.field_grid must be >= 2")
         self.label_rule.validate()
+
+
+def check_probabilities_and_ranges(cfg: Any, section: str) -> None:
+    """`p_*` fields must be probabilities, tuple fields [low, high] pairs with 0 <= low <= high."""
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        if f.name.startswith("p_") and not 0.0 <= value <= 1.0:
+            raise ValueError(f"{section}.{f.name} must be a probability in [0, 1], got {value}")
+        if isinstance(value, tuple):
+            if len(value) != 2:
+                raise ValueError(f"{section}.{f.name} must be a [low, high] pair, got {list(value)}")
+            lo, hi = value
+            if lo > hi or lo < 0:
+                raise ValueError(f"{section}.{f.name} must be [low, high] with 0 <= low <= high, got {value}")
 
 
 @dataclass(frozen=True)
@@ -208,7 +213,7 @@ class SyntheticPair:
 # Sampling
 
 
-def _log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
+def log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
     return float(math.exp(rng.uniform(math.log(lo), math.log(hi)))) if lo > 0 else float(rng.uniform(lo, hi))
 
 
@@ -251,10 +256,10 @@ def sample_params(rng: np.random.Generator, cfg: SynthesisConfig | None = None) 
     spread = 1.0
     exposure_field = None
     if rng.random() < cfg.p_exposure_varies and hi > lo:
-        spread = min(_log_uniform(rng, *cfg.exposure_spread_range), hi / lo)
+        spread = min(log_uniform(rng, *cfg.exposure_spread_range), hi / lo)
         exposure_field = rng.uniform(-1.0, 1.0, (cfg.field_grid, cfg.field_grid)).astype(np.float32)
     # Centre chosen so that centre * spread**(+-1/2) stays inside the exposure range.
-    exposure = _log_uniform(rng, lo * math.sqrt(spread), hi / math.sqrt(spread))
+    exposure = log_uniform(rng, lo * math.sqrt(spread), hi / math.sqrt(spread))
 
     kernel, length, blur_spread, blur_field = None, 0.0, 0.0, None
     if rng.random() < cfg.p_blur and cfg.blur_length_range[1] > 0:
@@ -288,11 +293,11 @@ def sample_params(rng: np.random.Generator, cfg: SynthesisConfig | None = None) 
         blur_length=length,
         blur_spread=blur_spread,
         blur_field=blur_field,
-        read_noise=_log_uniform(rng, *cfg.read_noise_range),
-        shot_gain=_log_uniform(rng, *cfg.shot_gain_range),
+        read_noise=log_uniform(rng, *cfg.read_noise_range),
+        shot_gain=log_uniform(rng, *cfg.shot_gain_range),
         exact_poisson=cfg.exact_poisson,
         jpeg_quality=jpeg,
-        highlight_gain=_log_uniform(rng, *cfg.highlight_gain_range),
+        highlight_gain=log_uniform(rng, *cfg.highlight_gain_range),
         highlight_top_percent=cfg.highlight_top_percent,
         highlight_min_level=cfg.highlight_min_level,
         lights=lights,
@@ -323,7 +328,7 @@ def _add_lights(scene: np.ndarray, lights: tuple[LightSource, ...]) -> None:
         scene[y0:y1, x0:x1] += light.intensity * blob[:, :, None] * np.asarray(light.colour, np.float32)
 
 
-def _highlight_mask(scene: np.ndarray, top_percent: float, min_level: float) -> np.ndarray:
+def highlight_mask(scene: np.ndarray, top_percent: float, min_level: float) -> np.ndarray:
     """Soft mask (H x W) of light sources: luminance above the top-percentile threshold."""
     luma = scene @ _LUMA
     threshold = max(min_level, float(np.percentile(luma[::4, ::4], 100.0 - top_percent)))
@@ -359,7 +364,7 @@ def synthesize(
 
     # Light sources: boost so they stay `highlight_gain` times over-exposed after darkening.
     if params.highlight_gain > 1 or np.any(exposure < 1):
-        mask = _highlight_mask(scene, params.highlight_top_percent, params.highlight_min_level)
+        mask = highlight_mask(scene, params.highlight_top_percent, params.highlight_min_level)
         boost = 1.0 + (params.highlight_gain / exposure - 1.0) * mask
         radiance = scene * boost[:, :, None]
     else:

@@ -9,8 +9,11 @@
 - `--resume` continues from `state.pt` exactly: model, optimiser, schedule, step, grad scaler and
   RNG states are restored, and the data stream continues where it stopped (every item is a
   pure function of seed, epoch and index).
-- Validation on the fixed, seeded synthetic validation set (photos training never sees) every
-  `val_every` steps; the best PSNR is kept as `best.*`.
+- Validation every `val_every` steps on the fixed sets of `loaders.ValidationSet` (photos
+  training never sees); the best `score` (mean PSNR of the degraded sets) is kept as `best.*`.
+- A campaign spans runs: every checkpoint's yaml holds `extra.campaign` with the cumulative
+  optimiser steps and training hours of its weights, carried over from `init_from`'s yaml and
+  across `--resume` (the hours are wall time of the training loop, validation included).
 """
 from __future__ import annotations
 
@@ -31,7 +34,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from dap_led_ros.checkpoint import load_checkpoint, save_checkpoint
+from dap_led_ros.checkpoint import load_checkpoint, read_checkpoint_config, save_checkpoint
 from dap_led_ros.model import DAPLED, ModelConfig, build_model
 from dap_led_ros.training.config import OptimConfig, TrainConfig
 from dap_led_ros.training.distributed import DistInfo, ResumableSampler, init_distributed, pick_device
@@ -112,11 +115,15 @@ class _Run:
         self.use_amp = cfg.amp and device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.step, self.best = 0, -math.inf
+        self.seconds = 0.0  # training wall time of this run, across resumes
+        self.campaign_base = {"cumulative_steps": 0, "cumulative_hours": 0.0, "runs": []}
         self.ema: AveragedModel | None = None
 
     def start(self, resume: Path | None) -> None:
         """Initial weights (init_from), the EMA copy, and the resumed state when resuming."""
         cfg, model = self.cfg, self.model
+        if cfg.init_from:
+            self.campaign_base = _campaign_of(Path(cfg.init_from))
         if cfg.init_from and resume is None:
             _init_weights(model, self.mcfg, Path(cfg.init_from))
         if cfg.ema_decay > 0:
@@ -132,6 +139,7 @@ class _Run:
             self.sched.load_state_dict(state["scheduler"])
             self.scaler.load_state_dict(state["scaler"])
             self.step, self.best = int(state["step"]), float(state["best_psnr"])
+            self.seconds = float(state.get("seconds", 0.0))
             set_rng_state(state["rng"])
         # The prior and the restoration network are clipped separately, so the heatmap loss's
         # gradients never scale down the backbone's step (and the ablation is clipped alike).
@@ -181,14 +189,25 @@ class _Run:
         self.step += 1
         return terms
 
+    def campaign(self, out: Path) -> dict[str, Any]:
+        """The cumulative record of the current weights (init_from's record plus this run)."""
+        base = self.campaign_base
+        return {"cumulative_steps": int(base["cumulative_steps"]) + self.step,
+                "cumulative_hours": round(float(base["cumulative_hours"]) + self.seconds / 3600, 3),
+                "runs": [*base["runs"], {"run": out.name, "steps": self.step,
+                                         "hours": round(self.seconds / 3600, 3),
+                                         "threads": self.cfg.threads or torch.get_num_threads(),
+                                         "device": self.device.type}]}
+
     def validate(self, val: ValidationSet, out: Path, extra: dict[str, Any]) -> None:
         """Validation figures logged; a new best PSNR saved as best.*."""
         if self.info.main:
             scores = val.evaluate(self.shipped, self.device)
             vrow = {"step": self.step, **scores}
-            if scores["val_psnr"] > self.best:
-                self.best = scores["val_psnr"]
-                save_checkpoint(self.shipped, self.mcfg, out / "best", {**extra, "step": self.step, **scores})
+            if scores["score"] > self.best:
+                self.best = scores["score"]
+                save_checkpoint(self.shipped, self.mcfg, out / "best",
+                                {**extra, "step": self.step, "campaign": self.campaign(out), **scores})
                 vrow["best"] = True
             _append_log(out / LOG_FILE, vrow)
             tqdm.write(json.dumps(vrow))
@@ -198,10 +217,11 @@ class _Run:
     def save(self, out: Path, extra: dict[str, Any]) -> None:
         """last.* and the resumable state.pt."""
         if self.info.main:
-            save_checkpoint(self.shipped, self.mcfg, out / "last", {**extra, "step": self.step})
+            save_checkpoint(self.shipped, self.mcfg, out / "last",
+                            {**extra, "step": self.step, "campaign": self.campaign(out)})
             state = {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
                      "scheduler": self.sched.state_dict(), "scaler": self.scaler.state_dict(),
-                     "step": self.step, "best_psnr": self.best, "rng": rng_state(),
+                     "step": self.step, "best_psnr": self.best, "rng": rng_state(), "seconds": self.seconds,
                      "config": json.dumps(self.cfg.to_dict())}
             if self.ema is not None:
                 state["ema"] = self.ema.state_dict()
@@ -239,10 +259,14 @@ def _train(cfg: TrainConfig, out: Path, resume: Path | None, stop_after: int | N
         sampler.set_epoch(epoch)
         if hasattr(run.dataset, "set_epoch"):
             run.dataset.set_epoch(epoch)
+        tick = time.time()
         for batch in run.loader(sampler, offset, end):
             for k, v in run.optimise(batch).items():
                 sums[k] = sums.get(k, 0.0) + v
             n_avg += 1
+            now = time.time()
+            run.seconds += now - tick
+            tick = now
             bar.update(1)
             step = run.step
             if info.main and (step % cfg.log_every == 0 or step == end):
@@ -251,10 +275,18 @@ def _train(cfg: TrainConfig, out: Path, resume: Path | None, stop_after: int | N
                 _append_log(out / LOG_FILE, row)
                 bar.set_postfix({k: f"{row[k]:.4f}" for k in ("total", *LOSS_TERMS)})
                 sums, n_avg, t0 = {}, 0, time.time()
-            if step % cfg.val_every == 0 or step == cfg.steps:
+            over = bool(cfg.time_budget_min) and run.seconds >= cfg.time_budget_min * 60
+            if cfg.time_budget_min and info.world > 1:  # every rank stops at the same step
+                flag = torch.tensor([float(over)], device=device if device.type == "cuda" else "cpu")
+                dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+                over = bool(flag.item())
+            if step % cfg.val_every == 0 or step == cfg.steps or over:
                 run.validate(val, out, extra)
-            if step % cfg.save_every == 0 or step == end:
+            if step % cfg.save_every == 0 or step == end or over:
                 run.save(out, extra)
+            if over:
+                end = step  # the budget is spent
+                break
     bar.close()
     return {"step": run.step, "best_psnr": run.best, **row}
 
@@ -264,6 +296,17 @@ def _init_weights(model: DAPLED, mcfg: ModelConfig, path: Path) -> None:
     if src_cfg.to_dict() != mcfg.to_dict():
         raise ValueError(f"init_from checkpoint {path} is a different network than the config's model")
     model.load_state_dict(src.state_dict())
+
+
+def _campaign_of(path: Path) -> dict[str, Any]:
+    """The campaign record of a checkpoint (steps and hours before it); a checkpoint without one
+    counts its own `step` with unknown hours (0)."""
+    _, extra = read_checkpoint_config(path)
+    rec = extra.get("campaign")
+    if isinstance(rec, dict) and "cumulative_steps" in rec:
+        return {"cumulative_steps": int(rec["cumulative_steps"]),
+                "cumulative_hours": float(rec.get("cumulative_hours", 0.0)), "runs": list(rec.get("runs", []))}
+    return {"cumulative_steps": int(extra.get("step", 0)), "cumulative_hours": 0.0, "runs": []}
 
 
 def _append_log(path: Path, row: dict[str, Any]) -> None:
