@@ -197,13 +197,18 @@ def test_a_campaign_adds_each_runs_steps_and_hours_to_its_weights_record(tmp_pat
     assert rec["cumulative_hours"] >= first["cumulative_hours"]
 
 
-def test_a_time_budget_ends_the_run_validated_and_saved(tmp_path):
-    result = train(_cfg(steps=50, val_every=100, save_every=100, time_budget_min=1e-6), tmp_path, progress=False)
+@pytest.mark.parametrize("clock", ["wall", "cpu"])
+def test_a_time_budget_ends_the_run_validated_and_saved(tmp_path, clock):
+    result = train(_cfg(steps=50, val_every=100, save_every=100, time_budget_min=1e-6, time_budget_clock=clock),
+                   tmp_path, progress=False)
     assert result["step"] == 1
     assert load_state(tmp_path / STATE_FILE)["step"] == 1
     assert [r["step"] for r in _log(tmp_path) if "val_psnr" in r] == [1]
+    assert load_state(tmp_path / STATE_FILE)["cpu_seconds"] > 0
     with pytest.raises(ValueError, match="time_budget_min"):
         _cfg(time_budget_min=-1)
+    with pytest.raises(ValueError, match="time_budget_clock"):
+        _cfg(time_budget_clock="gpu")
 
 
 def _fake_debian_pool(root: Path, n: int = 12) -> Path:
@@ -228,3 +233,17 @@ def test_validation_covers_the_camera_set_and_the_well_exposed_frames(tmp_path, 
     assert row["score"] == pytest.approx((row["val_psnr"] + row["val2_psnr"]) / 2)
     desc = yaml.safe_load((tmp_path / "run" / "last.yaml").read_text())["extra"]["data"]
     assert "from Debian packages" in desc and "50% RAW-domain camera model" in desc
+
+
+def test_the_gpu_script_runs_its_whole_path_on_a_few_cpu_steps(tmp_path):
+    cfg = TrainConfig.load(Path(__file__).resolve().parents[1] / "config" / "train_small_gpu.yaml")
+    assert cfg.device == "cuda" and cfg.model_config().variant == "small" and 0 < cfg.time_budget_min <= 9
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "GPU_TRAIN_SMOKE": "1", "PYTHON": sys.executable, "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.run([str(root / "scripts" / "gpu_train.sh"), str(tmp_path / "out")], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert (tmp_path / "out" / "train" / "best.safetensors").is_file()
+    report = (tmp_path / "out" / "eval" / "evaluation.md").read_text()
+    assert "Synthetic validation set" in report and "Well-exposed" in report
+    assert "training wall time" in proc.stdout

@@ -64,9 +64,11 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     steps: int = 4000                    # total optimiser steps (defines the schedule)
-    # Wall-clock budget of the run in minutes (0 = none): training stops, validated and saved,
-    # once this run's training time (across resumes) reaches it. For equal-budget comparisons.
+    # Time budget of the run in minutes (0 = none): training stops, validated and saved, once this
+    # run's training time (across resumes) reaches it. For equal-budget comparisons. The clock:
+    # "wall" time, or the training process's "cpu" time (fair when other jobs share the cores).
     time_budget_min: float = 0.0
+    time_budget_clock: str = "wall"
     batch_size: int = 8                  # per process
     seed: int = 0
     val_every: int = 250
@@ -94,6 +96,8 @@ class TrainConfig:
             raise ValueError("steps, batch_size, val_every, log_every and save_every must be >= 1")
         if self.time_budget_min < 0:
             raise ValueError(f"time_budget_min must be >= 0, got {self.time_budget_min}")
+        if self.time_budget_clock not in ("wall", "cpu"):
+            raise ValueError(f"time_budget_clock must be 'wall' or 'cpu', got {self.time_budget_clock!r}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
 

@@ -8,7 +8,7 @@ then merges those into `<out_dir>/SOURCES.tsv`. `clean_photos` finds the install
 
 A photo is kept when its path matches the package's rule and the decoded image is colour, fully
 opaque and at least `MIN_SIDE` pixels on its shorter side. gcompris-qt-data ships its images
-inside Qt `.rcc` resource files; `read_rcc` unpacks those.
+inside Qt `.rcc` resource files; `qt_rcc.read_rcc` unpacks those.
 
 `plasma-workspace-wallpapers` is reserved for an independent evaluation and always refused.
 """
@@ -18,15 +18,15 @@ import fnmatch
 import os
 import re
 import shutil
-import struct
 import sys
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from dap_led_ros.training.qt_rcc import RccError, read_rcc  # noqa: F401 (RccError re-exported)
 
 FORBIDDEN_PACKAGES: frozenset[str] = frozenset({"plasma-workspace-wallpapers"})
 MIN_SIDE = 256  # shorter side in pixels
@@ -43,58 +43,6 @@ class ForbiddenPackageError(ValueError):
 def refuse_forbidden(package: str) -> None:
     if package in FORBIDDEN_PACKAGES:
         raise ForbiddenPackageError(f"{package} is reserved for an independent evaluation and is never used")
-
-
-# --- Qt .rcc resource files -----------------------------------------------------------------
-
-_RCC_DIR, _RCC_ZLIB, _RCC_ZSTD = 0x02, 0x01, 0x04
-
-
-class RccError(ValueError):
-    """Not a Qt binary resource file, or a damaged one."""
-
-
-def read_rcc(data: bytes) -> dict[str, bytes]:
-    """All files of a Qt binary resource (.rcc) as {"dir/sub/name": uncompressed bytes}."""
-    if data[:4] != b"qres":
-        raise RccError("no 'qres' magic")
-    try:
-        version, tree, payloads, names = struct.unpack_from(">IIII", data, 4)
-        node_size = 14 if version == 1 else 22
-
-        def name_at(offset: int) -> str:
-            (length,) = struct.unpack_from(">H", data, names + offset)
-            start = names + offset + 6  # u16 length, u32 hash, then UTF-16BE characters
-            return data[start:start + 2 * length].decode("utf-16-be")
-
-        def payload_at(offset: int, flags: int) -> bytes:
-            (size,) = struct.unpack_from(">I", data, payloads + offset)
-            raw = data[payloads + offset + 4:payloads + offset + 4 + size]
-            if flags & _RCC_ZLIB:
-                return zlib.decompress(raw[4:])  # after a big-endian u32 uncompressed size
-            if flags & _RCC_ZSTD:
-                import zstandard  # only rcc files built with zstd need it
-
-                return zstandard.ZstdDecompressor().decompressobj().decompress(raw)
-            return raw
-
-        files: dict[str, bytes] = {}
-        stack = [(0, "")]  # (node index, path of the node); node 0 is the nameless root
-        while stack:
-            index, path = stack.pop()
-            offset = tree + index * node_size
-            _, flags = struct.unpack_from(">IH", data, offset)
-            if flags & _RCC_DIR:
-                count, first = struct.unpack_from(">II", data, offset + 6)
-                for child in range(first, first + count):
-                    (child_name,) = struct.unpack_from(">I", data, tree + child * node_size)
-                    stack.append((child, f"{path}/{name_at(child_name)}" if path else name_at(child_name)))
-            else:
-                (data_offset,) = struct.unpack_from(">I", data, offset + 10)  # after territory, language
-                files[path] = payload_at(data_offset, flags)
-    except (struct.error, zlib.error, UnicodeDecodeError) as exc:
-        raise RccError(f"damaged rcc file: {exc}") from exc
-    return dict(sorted(files.items()))
 
 
 # --- per-package rules ----------------------------------------------------------------------

@@ -116,6 +116,7 @@ class _Run:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.step, self.best = 0, -math.inf
         self.seconds = 0.0  # training wall time of this run, across resumes
+        self.cpu_seconds = 0.0  # and the CPU time of this process
         self.campaign_base = {"cumulative_steps": 0, "cumulative_hours": 0.0, "runs": []}
         self.ema: AveragedModel | None = None
 
@@ -140,6 +141,7 @@ class _Run:
             self.scaler.load_state_dict(state["scaler"])
             self.step, self.best = int(state["step"]), float(state["best_psnr"])
             self.seconds = float(state.get("seconds", 0.0))
+            self.cpu_seconds = float(state.get("cpu_seconds", 0.0))
             set_rng_state(state["rng"])
         # The prior and the restoration network are clipped separately, so the heatmap loss's
         # gradients never scale down the backbone's step (and the ablation is clipped alike).
@@ -222,6 +224,7 @@ class _Run:
             state = {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
                      "scheduler": self.sched.state_dict(), "scaler": self.scaler.state_dict(),
                      "step": self.step, "best_psnr": self.best, "rng": rng_state(), "seconds": self.seconds,
+                     "cpu_seconds": self.cpu_seconds,
                      "config": json.dumps(self.cfg.to_dict())}
             if self.ema is not None:
                 state["ema"] = self.ema.state_dict()
@@ -259,14 +262,15 @@ def _train(cfg: TrainConfig, out: Path, resume: Path | None, stop_after: int | N
         sampler.set_epoch(epoch)
         if hasattr(run.dataset, "set_epoch"):
             run.dataset.set_epoch(epoch)
-        tick = time.time()
+        tick, cpu_tick = time.time(), time.process_time()
         for batch in run.loader(sampler, offset, end):
             for k, v in run.optimise(batch).items():
                 sums[k] = sums.get(k, 0.0) + v
             n_avg += 1
-            now = time.time()
+            now, cpu_now = time.time(), time.process_time()
             run.seconds += now - tick
-            tick = now
+            run.cpu_seconds += cpu_now - cpu_tick
+            tick, cpu_tick = now, cpu_now
             bar.update(1)
             step = run.step
             if info.main and (step % cfg.log_every == 0 or step == end):
@@ -275,7 +279,8 @@ def _train(cfg: TrainConfig, out: Path, resume: Path | None, stop_after: int | N
                 _append_log(out / LOG_FILE, row)
                 bar.set_postfix({k: f"{row[k]:.4f}" for k in ("total", *LOSS_TERMS)})
                 sums, n_avg, t0 = {}, 0, time.time()
-            over = bool(cfg.time_budget_min) and run.seconds >= cfg.time_budget_min * 60
+            spent = run.cpu_seconds if cfg.time_budget_clock == "cpu" else run.seconds
+            over = bool(cfg.time_budget_min) and spent >= cfg.time_budget_min * 60
             if cfg.time_budget_min and info.world > 1:  # every rank stops at the same step
                 flag = torch.tensor([float(over)], device=device if device.type == "cuda" else "cpu")
                 dist.all_reduce(flag, op=dist.ReduceOp.MAX)
