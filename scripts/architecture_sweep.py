@@ -3,12 +3,12 @@
 
 Every variant of `config/architecture_sweep.yaml` keeps the DAP-LED structure (4-level
 encoder-decoder, CLIP heatmaps, CeTB modulation in the decoder) and is trained from scratch with
-the sweep's base recipe for `budget_min` minutes of training time (one thread each, `nice`), then
+the sweep's base recipe for `budget_min` minutes of its CPU time (one thread each), then
 scored on the validation sets and timed on 640x480 frames through ONNX Runtime. Training is
 resumable (run it again after a stop); timing is a separate phase because it must run on an
 otherwise idle machine.
 
-    python scripts/architecture_sweep.py train   [--only NAME ...]   # runs/arch/<name>/
+    nice -n 10 python scripts/architecture_sweep.py train [--only NAME ...]   # runs/arch/<name>/
     python scripts/architecture_sweep.py time    [--threads 2]       # pause other jobs first
     python scripts/architecture_sweep.py report                      # docs/architecture_sweep.{json,png}
 """
@@ -57,7 +57,7 @@ def train_variants(only: list[str] | None) -> int:
         if (out / "state.pt").is_file():
             cmd += ["--resume", str(out / "state.pt")]
         print(f"[sweep] {name}: {' '.join(cmd)}", flush=True)
-        rc = subprocess.call(["nice", "-n", "10", *cmd], cwd=ROOT)
+        rc = subprocess.call(cmd, cwd=ROOT)
         if rc:
             print(f"[sweep] {name} failed with exit {rc}", file=sys.stderr)
             return rc

@@ -28,10 +28,11 @@ def _dark_image(h: int, w: int, seed: int) -> np.ndarray:
     return np.clip(noisy, 0, 255).astype(np.uint8)
 
 
-def _random_model(use_prior: bool, seed: int = 0, block_kinds: tuple[str, ...] = ("attention",) * 4):
+def _random_model(use_prior: bool, seed: int = 0, block_kinds: tuple[str, ...] = ("attention",) * 4,
+                  residual_gate: bool = False):
     torch.manual_seed(seed)
     cfg = ModelConfig.from_variant("tiny", width=8, blocks=(1, 1, 1, 2), use_prior=use_prior,
-                                   block_kinds=block_kinds)
+                                   block_kinds=block_kinds, residual_gate=residual_gate)
     model = build_model(cfg).eval()
     with torch.no_grad():  # make the zero-initialised prior modulations matter too
         for p in model.parameters():
@@ -55,11 +56,13 @@ def test_exact_tile_plan_partitions_the_frame_on_the_network_grid() -> None:
         plan_exact_tiles(96, 96, 64, 32, 16)
 
 
-@pytest.mark.parametrize("use_prior, kinds", [(False, ("attention",) * 4), (True, ("attention",) * 4),
-                                              (True, ("conv", "conv", "attention", "attention"))])
-def test_exact_tiler_reproduces_a_whole_frame_pass(use_prior: bool, kinds: tuple[str, ...]) -> None:
-    """Odd-sized frame, many tiles, every block's attention gathered over tiles (conv levels are local)."""
-    model, _ = _random_model(use_prior, block_kinds=kinds)
+@pytest.mark.parametrize("use_prior, kinds, gate", [(False, ("attention",) * 4, False),
+                                                    (True, ("attention",) * 4, False),
+                                                    (True, ("conv", "conv", "attention", "attention"), True)])
+def test_exact_tiler_reproduces_a_whole_frame_pass(use_prior: bool, kinds: tuple[str, ...], gate: bool) -> None:
+    """Odd-sized frame, many tiles, every block's attention gathered over tiles (conv levels and the
+    residual gate are local)."""
+    model, _ = _random_model(use_prior, block_kinds=kinds, residual_gate=gate)
     x = torch.from_numpy(_dark_image(150, 230, 3).astype(np.float32) / 255).permute(2, 0, 1)[None]
     with torch.inference_mode():
         whole = model(x)

@@ -113,8 +113,9 @@ def test_model_without_prior_exports_one_graph(tmp_path: Path) -> None:
         assert np.abs(out - model(torch.from_numpy(x)).numpy()).max() < 1e-4
 
 
-def test_gated_conv_variant_exports_and_matches_torch(tmp_path: Path) -> None:
-    cfg = ModelConfig.from_variant("tiny", block_kinds=("conv", "conv", "attention", "attention"), **SMALL)
+def test_gated_conv_variant_with_residual_gate_exports_and_matches_torch(tmp_path: Path) -> None:
+    cfg = ModelConfig.from_variant("tiny", block_kinds=("conv", "conv", "attention", "attention"),
+                                   residual_gate=True, **SMALL)
     model = _perturbed(cfg)
     ex = export_model(model, tmp_path / "conv.onnx")
     x = np.random.default_rng(2).random((1, 3, 48, 64), dtype=np.float32)

@@ -183,3 +183,22 @@ def test_gated_conv_levels_build_a_local_network_with_prior_modulation() -> None
         ModelConfig.from_dict({"variant": "tiny", "block_kinds": ["conv", "mlp", "attention", "attention"]})
     with pytest.raises(ValueError, match="4 entries"):
         ModelConfig.from_dict({"variant": "tiny", "block_kinds": ["conv"]})
+
+
+def test_residual_gate_starts_almost_open_and_scales_the_correction() -> None:
+    from dap_led_ros.model.dapled import GATE_INIT_BIAS
+
+    torch.manual_seed(0)
+    plain = build_model(ModelConfig.from_variant("tiny", width=8)).eval()
+    gated = build_model(ModelConfig.from_variant("tiny", width=8, residual_gate=True)).eval()
+    missing, unexpected = gated.load_state_dict(plain.state_dict(), strict=False)
+    assert sorted(missing) == ["gate.bias", "gate.weight"] and not unexpected
+    x = torch.rand(1, 3, 48, 64) * 0.2
+    with torch.no_grad():
+        xp = plain.pad_input(x)
+        feats = plain.level_features(plain.heatmaps(xp), xp.shape[-2:])
+        r_plain = plain.restore_residual(xp, feats)
+        r_gated = gated.restore_residual(xp, feats)
+        assert torch.allclose(r_gated, r_plain * torch.sigmoid(torch.tensor(GATE_INIT_BIAS)), atol=1e-6)
+        gated.gate.bias.fill_(-30.0)  # closed: the frame comes back as it went in
+        assert torch.allclose(gated(x), x, atol=1e-6)

@@ -139,6 +139,12 @@ def test_init_from_loads_weights_and_rejects_another_network(tmp_path):
     with pytest.raises(ValueError, match="different network"):
         train(_cfg(steps=1, model={"variant": "tiny", "use_prior": False},
                    init_from=str(tmp_path / "a" / "last.safetensors")), tmp_path / "c", progress=False)
+    # Adding the residual gate keeps every trained weight and starts a fresh gate; removing it is refused.
+    gated = {**TINY["model"], "residual_gate": True}
+    train(_cfg(steps=1, model=gated, init_from=str(tmp_path / "a" / "last.safetensors")), tmp_path / "d",
+          progress=False)
+    with pytest.raises(ValueError, match="different network"):
+        train(_cfg(steps=1, init_from=str(tmp_path / "d" / "last.safetensors")), tmp_path / "e", progress=False)
 
 
 def test_ema_weights_are_validated_saved_and_resumed_exactly(tmp_path):

@@ -65,6 +65,9 @@ class ModelConfig:
     # Pixel-unshuffle factor before the first level (1 = Restormer; 2 halves the working resolution).
     stem_unshuffle: int = 2
     use_prior: bool = True
+    # A learned gate on the residual: sigmoid(1x1 conv of the latent), upsampled to the output.
+    # Frames (or regions) that need no help can switch the correction off as a whole.
+    residual_gate: bool = False
     prior: PriorConfig = field(default_factory=PriorConfig)
 
     @staticmethod

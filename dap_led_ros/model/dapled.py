@@ -10,6 +10,7 @@ from dap_led_ros.model.clip_prior import CLIPPrior
 from dap_led_ros.model.config import ModelConfig
 
 PAD_MULTIPLE = 8  # three 2x downsamplings (times the stem's unshuffle factor)
+GATE_INIT_BIAS = 3.0  # sigmoid(3) = 0.95
 
 
 class DAPLED(nn.Module):
@@ -42,6 +43,10 @@ class DAPLED(nn.Module):
                                                             kinds[:3][::-1]))
         self.refine = BlockStack(cfg.refinement_blocks, c, cfg.heads[0], e, pc, kind=kinds[0])
         self.out = nn.Sequential(nn.Conv2d(c, 3 * s * s, 3, padding=1, bias=False), nn.PixelShuffle(s))
+        self.gate = nn.Conv2d(dims[3], 1, 1) if cfg.residual_gate else None
+        if self.gate is not None:  # starts almost open: a gated copy of a trained network keeps its output
+            nn.init.zeros_(self.gate.weight)
+            nn.init.constant_(self.gate.bias, GATE_INIT_BIAS)
 
     def heatmaps(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Per-grid degradation heatmaps (B x K x g x g each); empty without the prior."""
@@ -94,12 +99,16 @@ class DAPLED(nn.Module):
         if self.enc_prior is not None and feats[3] is not None:
             f = f + self.enc_prior[3](feats[3])
         f = self.latent(f, feats[3])
+        gate = torch.sigmoid(self.gate(f)) if self.gate is not None else None
         for i, lvl in enumerate((2, 1, 0)):
             f = self.ups[i](f)
             f = self.reduce[i](torch.cat([f, skips[lvl]], dim=1))
             f = self.decoders[i](f, feats[lvl])
         f = self.refine(f, feats[0])
-        return self.out(f)
+        residual = self.out(f)
+        if gate is not None:
+            residual = residual * F.interpolate(gate, size=residual.shape[-2:], mode="bilinear", align_corners=False)
+        return residual
 
 
 def build_model(cfg: ModelConfig, load_clip_weights: bool = True) -> DAPLED:

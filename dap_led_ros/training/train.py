@@ -297,10 +297,15 @@ def _train(cfg: TrainConfig, out: Path, resume: Path | None, stop_after: int | N
 
 
 def _init_weights(model: DAPLED, mcfg: ModelConfig, path: Path) -> None:
+    """The checkpoint's weights; a network that only adds the residual gate keeps its fresh gate."""
     src, src_cfg, _ = load_checkpoint(path)
-    if src_cfg.to_dict() != mcfg.to_dict():
+    a, b = src_cfg.to_dict(), mcfg.to_dict()
+    adds_gate = not a.pop("residual_gate") and b.pop("residual_gate")
+    if a != b or (src_cfg.residual_gate and not mcfg.residual_gate):
         raise ValueError(f"init_from checkpoint {path} is a different network than the config's model")
-    model.load_state_dict(src.state_dict())
+    missing, unexpected = model.load_state_dict(src.state_dict(), strict=not adds_gate)
+    if unexpected or any(not k.startswith("gate.") for k in missing):
+        raise ValueError(f"init_from checkpoint {path} does not fit the model: {missing + unexpected}")
 
 
 def _campaign_of(path: Path) -> dict[str, Any]:
