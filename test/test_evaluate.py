@@ -128,3 +128,10 @@ def test_capacity_probe_scores_the_nlm_diagnostic_and_times_both_variants(tiny_c
     assert "tiny: 2." in out and "small: 5." in out and "s per training step (batch 1 of 32 px" in out
     with pytest.raises(SystemExit):
         mod.main(["--steps", "1"])
+
+
+def test_default_real_frames_are_the_shared_folder_beside_the_checkout():
+    from dap_led_ros.training.evaluate import DEFAULT_REAL_DIR
+
+    root = Path(__file__).resolve().parents[1]
+    assert DEFAULT_REAL_DIR == root.parent / "shared" / "data" / "real-night"

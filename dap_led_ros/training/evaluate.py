@@ -31,7 +31,8 @@ from dap_led_ros.training.metrics import NoReferenceFigures, no_reference, psnr,
 
 log = logging.getLogger(__name__)
 
-DEFAULT_REAL_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "real-night"
+# ../shared/data/real-night beside the checkout (this file is <checkout>/dap_led_ros/training/evaluate.py).
+DEFAULT_REAL_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "real-night"
 _LUMA_709 = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
 
 Method = Callable[[np.ndarray], np.ndarray]
