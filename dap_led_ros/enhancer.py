@@ -9,6 +9,8 @@ import cv2
 import numpy as np
 
 from dap_led_ros.runtime.backends import Backend, BackendError, create_backend, resolve_device
+from dap_led_ros.runtime.prior_cache import PriorCache
+from dap_led_ros.runtime.stage_timing import StageTimes
 from dap_led_ros.runtime.tiling import blend_weights, crop_upsampled, plan_tiles
 from dap_led_ros.settings import validated_from_mapping
 
@@ -30,6 +32,10 @@ class EnhancerConfig:
     # exact: whole-frame attention gathered over tiles, output as one pass (torch; ~5x the time of blend);
     # blend: tiles restored independently and blended (fast; attention differs per tile).
     tile_mode: str = "exact"
+    # CCM heatmaps reused on up to this many consecutive frames (1 = recomputed every frame) while
+    # the frame's 32x24 grey thumbnail moves by at most `prior_change` (mean absolute difference).
+    prior_every: int = 1
+    prior_change: float = 0.03
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> "EnhancerConfig":
@@ -41,6 +47,8 @@ class EnhancerConfig:
         if self.tile_size < 64 or not 0 <= self.tile_overlap < self.tile_size // 2:
             raise ValueError(f"need tile_size >= 64 and 0 <= tile_overlap < tile_size/2, "
                              f"got {self.tile_size}/{self.tile_overlap}")
+        if self.prior_every < 1 or self.prior_change < 0:
+            raise ValueError(f"need prior_every >= 1 and prior_change >= 0, got {self.prior_every}/{self.prior_change}")
         if self.tile_mode not in TILE_MODES:
             raise ValueError(f"tile_mode must be one of {', '.join(TILE_MODES)}, got {self.tile_mode!r}")
 
@@ -70,6 +78,9 @@ class Enhancer:
         # or runs an engine file given without its checkpoint.
         self._twin_checkpoint_known = backend is None and (self.cfg.engine is None or self.cfg.model is not None)
         self._exact_tried = self._exact is not None
+        # Per-stage wall times of enhance(); the prior runs as its own stage where the backend can.
+        self.stages = StageTimes()
+        self.prior_cache = PriorCache(self.cfg.prior_every, self.cfg.prior_change)
 
     def _backend_options(self) -> dict[str, Any]:
         opts: dict[str, Any] = {}
@@ -91,11 +102,24 @@ class Enhancer:
             raise ValueError(f"empty image {rgb.shape}")
 
     def enhance(self, rgb: np.ndarray) -> np.ndarray:
+        """The restored frame; times its stages (convert_in, prior, network, convert_out) in `stages`."""
         self._check(rgb)
         h, w = rgb.shape[:2]
         if h * w > self.cfg.max_pixels:
-            return self._enhance_tiled(rgb)
-        return to_rgb8(self.backend.infer(to_input(rgb))[0])
+            with self.stages.measure("tiled"):
+                return self._enhance_tiled(rgb)
+        with self.stages.measure("convert_in"):
+            x = to_input(rgb)
+        if self.backend.supports_prior_input:
+            with self.stages.measure("prior"):
+                maps = self.prior_cache.maps(rgb, lambda: self.backend.heatmaps(x))
+            with self.stages.measure("network"):
+                y = self.backend.infer_with_prior(x, maps) if maps else self.backend.infer(x)
+        else:
+            with self.stages.measure("network"):
+                y = self.backend.infer(x)
+        with self.stages.measure("convert_out"):
+            return to_rgb8(y[0])
 
     def enhance_batch(self, frames: list[np.ndarray]) -> list[np.ndarray]:
         """Frames of one size go through the backend together; others one by one."""

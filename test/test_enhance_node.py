@@ -299,6 +299,11 @@ def test_a_flood_keeps_latency_bounded_drops_frames_and_memory_flat(cam: Camera,
     assert len(latencies) < len(sent_at) / 2
     cam.ros.spin_until(lambda: int(cam.diag.get("dropped", 0)) > 0, 10, "dropped frames reported")
     assert float(cam.diag["latency_p95_ms"]) / 1000 < bound
+    # Per-stage times of the frame path: each stage took some but not more than a frame's time.
+    for stage in ("decode", "convert_in", "prior", "network", "convert_out", "encode", "publish"):
+        p50 = float(cam.diag[f"stage_{stage}_p50_ms"])
+        assert 0 <= p50 <= float(cam.diag[f"stage_{stage}_p95_ms"]) < bound * 1000, stage
+    assert float(cam.diag["stage_network_p50_ms"]) > float(cam.diag["stage_publish_p50_ms"])
     growth = rss[-1] - rss[len(rss) // 3]
     assert growth < 64 * 2**20, f"RSS grew by {growth / 2**20:.0f} MiB during the flood"
 

@@ -56,6 +56,10 @@ class EnhanceNodeConfig(ManagedNodeConfig):
         "same_family (the input's encoding; bayer -> rgb8) or an encoding name, e.g. rgb8"))
     demosaic: str = field(default="bilinear", metadata=param_help(
         "Bayer demosaicing: bilinear | edge_aware"))
+    prior_every: int = field(default=_ENHANCER_DEFAULTS.prior_every, metadata=param_help(
+        "reuse the CCM heatmaps on up to this many consecutive frames (1: every frame its own)"))
+    prior_change: float = field(default=_ENHANCER_DEFAULTS.prior_change, metadata=param_help(
+        "recompute the heatmaps early when the frame's grey thumbnail moves by more than this (0..1)"))
     publish_heatmap: bool = field(default=False, metadata=param_help(
         "publish the CLIP degradation heatmaps on enhanced/degradation (costs a prior pass)"))
 
@@ -76,7 +80,8 @@ class EnhanceNodeConfig(ManagedNodeConfig):
         return EnhancerConfig(model=self.model or None, backend=self.backend, device=self.device,
                               engine=self.engine or None, threads=self.threads,
                               max_pixels=self.tile_max_pixels, tile_size=self.tile_size,
-                              tile_overlap=self.tile_overlap, tile_mode=self.tile_mode)
+                              tile_overlap=self.tile_overlap, tile_mode=self.tile_mode,
+                              prior_every=self.prior_every, prior_change=self.prior_change)
 
 
 class EnhanceNode(ManagedImageNode[EnhanceNodeConfig]):
@@ -116,6 +121,20 @@ class EnhanceNode(ManagedImageNode[EnhanceNodeConfig]):
     def backend_description(self) -> str:
         return self._enhancer.backend.describe() if self._enhancer is not None else ""
 
+    def extra_diagnostics(self) -> dict[str, Any]:
+        """p50/p95 ms per stage of the recent frames (decode, convert_in, prior, network, ...)."""
+        enhancer = self._enhancer
+        if enhancer is None:
+            return {}
+        out: dict[str, Any] = {}
+        for stage, t in enhancer.stages.summary().items():
+            out[f"stage_{stage}_p50_ms"] = f"{t['p50_ms']:.1f}"
+            out[f"stage_{stage}_p95_ms"] = f"{t['p95_ms']:.1f}"
+        cache = enhancer.prior_cache
+        if cache.every > 1:
+            out["prior_reused"], out["prior_computed"] = cache.reused, cache.computed
+        return out
+
     # ------------------------------------------------------------------ frames
 
     def passthrough(self, msg: Image) -> None:
@@ -127,16 +146,20 @@ class EnhanceNode(ManagedImageNode[EnhanceNodeConfig]):
         assert cfg is not None and enhancer is not None
         if self.divert_if_disabled(msg):  # switched off while this frame waited
             return
-        decoded = image_msg_to_decoded(msg, max_pixels=cfg.max_input_pixels,
-                                       demosaic=cfg.demosaic)
+        stages = enhancer.stages
+        with stages.measure("decode"):
+            decoded = image_msg_to_decoded(msg, max_pixels=cfg.max_input_pixels,
+                                           demosaic=cfg.demosaic)
         encoding = output_encoding_for(decoded.encoding, cfg.output_encoding)
         restored = enhancer.enhance(decoded.rgb)
-        out = make_image_msg(restored, msg.header, encoding, alpha=decoded.alpha,
-                             bigendian=bool(msg.is_bigendian))
+        with stages.measure("encode"):
+            out = make_image_msg(restored, msg.header, encoding, alpha=decoded.alpha,
+                                 bigendian=bool(msg.is_bigendian))
         if self.divert_if_disabled(msg):  # switched off during inference
             return
-        self._pub_image.publish(out)
-        self._publish_camera_info(msg.header)
+        with stages.measure("publish"):
+            self._pub_image.publish(out)
+            self._publish_camera_info(msg.header)
         heatmap_pub = self._pub_heatmap
         if heatmap_pub is not None and heatmap_pub.get_subscription_count() > 0:
             heatmap_pub.publish(make_image_msg(enhancer.heatmap_image(decoded.rgb), msg.header,
