@@ -44,6 +44,15 @@ def test_checkpoint_digest_covers_weights_and_config(tmp_path: Path) -> None:
         checkpoint_digest(tmp_path / "missing.safetensors")
     # The network's source code is part of the ONNX cache key as well.
     assert model_code_digest() == model_code_digest() and len(model_code_digest()) == 64
+    import hashlib
+
+    import dap_led_ros.model as model_pkg
+
+    h = hashlib.sha256()
+    for f in sorted(Path(model_pkg.__file__).parent.glob("*.py")):  # the digest covers these files
+        h.update(f.name.encode())
+        h.update(f.read_bytes())
+    assert model_code_digest() == h.hexdigest() != hashlib.sha256().hexdigest()
 
 
 def test_key_is_stable_and_changes_with_every_input() -> None:

@@ -65,7 +65,10 @@ def checkpoint_digest(model_path: str | Path | None) -> str:
 def model_code_digest() -> str:
     """sha256 of the network's source files: an export is redone when the model code changes."""
     h = hashlib.sha256()
-    for p in sorted((Path(__file__).resolve().parent / "model").glob("*.py")):
+    files = sorted((Path(__file__).resolve().parents[2] / "model").glob("*.py"))  # dap_led_ros/model
+    if not files:
+        raise RuntimeError("the network's source files (dap_led_ros/model/*.py) are missing")
+    for p in files:
         h.update(p.name.encode())
         h.update(p.read_bytes())
     return h.hexdigest()
