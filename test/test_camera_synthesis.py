@@ -148,3 +148,18 @@ def test_dataset_mixes_the_two_paths_and_leaves_single_path_streams_alone():
     assert item["low"].shape == (3, 64, 64) and [t.shape[-1] for t in item["patch_labels"]] == [1, 2, 4]
     with pytest.raises(ValueError, match="camera_share"):
         SyntheticPairs(photos, crop=(64, 64), camera_share=1.5)
+
+
+def test_mild_frames_can_be_their_own_target():
+    img = _photo()
+    keep = CameraConfig(p_identity=0.0, p_mild=1.0, mild_target="input")
+    fix = CameraConfig(p_identity=0.0, p_mild=1.0)
+    for seed in range(4):
+        p = sample_camera_params(np.random.default_rng(seed), keep)
+        pair = synthesize_camera(img, p, np.random.default_rng(seed))
+        assert p.keep_input and np.array_equal(pair.high, pair.low) and not np.array_equal(pair.low, img)
+        assert pair.labels.exposure.min() >= keep.mild_exposure_range[0]  # labels say what was applied
+        q = sample_camera_params(np.random.default_rng(seed), fix)
+        assert not q.keep_input and np.array_equal(synthesize_camera(img, q, np.random.default_rng(seed)).high, img)
+    with pytest.raises(ValueError, match="mild_target"):
+        CameraConfig.from_dict({"mild_target": "target"})

@@ -11,7 +11,8 @@ The target is the clean photo. The labels stay exact: the exposure map is the li
 was applied, the blur map the per-pixel trajectory length (shake plus rotation arc), the noise
 map the sensor noise std referred to linear output light. A share of pairs (`p_identity`) is the
 clean photo itself, and a share (`p_mild`) is bright and only lightly noisy, so well-exposed frames
-are seen too. No torch here: numpy + OpenCV only.
+are seen too; with `mild_target: input` those mild frames are their own target (a frame that is
+fine as it is should come back as it is). No torch here: numpy + OpenCV only.
 """
 from __future__ import annotations
 
@@ -48,6 +49,7 @@ class CameraConfig:
     p_identity: float = 0.1        # pairs whose input is the clean photo (labels exactly "clear")
     p_mild: float = 0.15           # bright, lightly noisy pairs (light level in mild_exposure_range)
     mild_exposure_range: tuple[float, float] = (0.45, 1.0)
+    mild_target: str = "clean"     # "clean": the photo (learn to fix it) | "input": the mild frame itself
     exposure_range: tuple[float, float] = (0.03, 0.35)   # scene light level times ISO gain, log-uniform
     p_mixed_light: float = 0.5     # lit pools (street lights, headlights) on a darker base
     pools_range: tuple[int, int] = (1, 4)
@@ -81,6 +83,8 @@ class CameraConfig:
 
     def validate(self) -> None:
         check_probabilities_and_ranges(self, "camera")
+        if self.mild_target not in ("clean", "input"):
+            raise ValueError(f"camera.mild_target must be 'clean' or 'input', got {self.mild_target!r}")
         if self.p_identity + self.p_mild > 1:
             raise ValueError("camera.p_identity + camera.p_mild must be <= 1")
         for name in ("exposure_range", "mild_exposure_range"):
@@ -101,6 +105,7 @@ class CameraParams:
     """One sampled camera degradation; `identity` means the input is the clean photo."""
 
     identity: bool = False
+    keep_input: bool = False       # the target is the degraded frame itself (mild frames)
     exposure: float = 1.0
     pools: tuple[tuple[float, float, float, float], ...] = ()  # (y, x, radius, gain), relative units
     iso_gain: float = 1.0
@@ -155,6 +160,7 @@ def sample_camera_params(rng: np.random.Generator, cfg: CameraConfig | None = No
     jpeg = int(rng.integers(cfg.jpeg_quality_range[0], cfg.jpeg_quality_range[1] + 1)) \
         if rng.random() < cfg.p_jpeg else None
     return CameraParams(
+        keep_input=mild and cfg.mild_target == "input",
         exposure=exposure, pools=pools, iso_gain=gain, shot_gain=cfg.shot_gain_base * gain, read_noise=read,
         row_noise=float(rng.uniform(*cfg.row_noise_ratio) * read), banding=bands,
         adc_bits=int(rng.integers(cfg.adc_bits_range[0], cfg.adc_bits_range[1] + 1)),
@@ -270,4 +276,5 @@ def synthesize_camera(clean_rgb: np.ndarray, p: CameraParams, rng: np.random.Gen
     sensor_sd = np.sqrt(p.shot_gain * np.clip(signal, 0, 1) + p.read_noise**2)
     labels = DegradationLabels(exposure=light[:h, :w].copy(), blur_length=blur[:h, :w].copy(),
                                noise_sigma=(sensor_sd * float(wb.mean()))[:h, :w].astype(np.float32), rule=rule)
-    return SyntheticPair(low=np.ascontiguousarray(low), high=clean_rgb.copy(), labels=labels, params=p)
+    low = np.ascontiguousarray(low)
+    return SyntheticPair(low=low, high=low.copy() if p.keep_input else clean_rgb.copy(), labels=labels, params=p)
