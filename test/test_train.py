@@ -253,3 +253,13 @@ def test_the_gpu_script_runs_its_whole_path_on_a_few_cpu_steps(tmp_path):
     report = (tmp_path / "out" / "eval" / "evaluation.md").read_text()
     assert "Synthetic validation set" in report and "Well-exposed" in report
     assert "training wall time" in proc.stdout
+
+
+def test_validation_pairs_do_not_follow_the_training_degradation_overrides():
+    from dap_led_ros.training.loaders import ValidationSet
+
+    plain = ValidationSet(_cfg())
+    tuned = ValidationSet(_cfg(data={**TINY["data"], "synthesis": {"p_identity": 0.9},
+                                     "camera": {"p_mild": 0.5, "mild_target": "input"}, "camera_share": 1.0}))
+    for (a_low, a_high), (b_low, b_high) in zip(plain.sets["val"], tuned.sets["val"]):
+        assert torch.equal(a_low, b_low) and torch.equal(a_high, b_high)

@@ -70,9 +70,11 @@ class ValidationSet:
         from dap_led_ros.training.synthesis import SynthesisConfig
 
         d = cfg.data
+        # The sets are fixed: made with the default degradation settings whatever the training
+        # config overrides (dap-led eval scores the same pairs).
         ds = synthetic_validation_set(size=tuple(d.val_size), n=d.val_count, seed=d.val_seed,
-                                      cfg=SynthesisConfig.from_dict(d.synthesis),
-                                      val_fraction=d.val_fraction, split_seed=d.split_seed)
+                                      cfg=SynthesisConfig(), val_fraction=d.val_fraction,
+                                      split_seed=d.split_seed)
         self.sets: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {"val": [], "val2": [], "well": []}
         for i in range(len(ds)):
             item = ds[i]
@@ -81,7 +83,7 @@ class ValidationSet:
         self.sets["well"] = self.sets["well"][:len(ds.pool)]  # each validation photo once
         try:
             ds2 = camera_validation_set(size=tuple(d.val_size), n=d.val2_count, seed=d.val2_seed,
-                                        camera=CameraConfig.from_dict(d.camera),
+                                        camera=CameraConfig(),
                                         val_fraction=d.val_fraction, split_seed=d.split_seed)
         except ValueError:
             ds2 = None  # no Debian photo pool installed: the second set is skipped
