@@ -83,8 +83,7 @@ def time_variants(threads: int, iters: int) -> int:
         if not ckpt.is_file():
             print(f"[sweep] {name}: no checkpoint yet, not timed")
             continue
-        enhancer = Enhancer(EnhancerConfig(model=str(ckpt), backend="onnxruntime", threads=threads,
-                                           engine=str(RUNS / name / "model.onnx")))
+        enhancer = Enhancer(EnhancerConfig(model=str(ckpt), backend="onnxruntime", threads=threads))
         try:
             for _ in range(2):
                 enhancer.enhance(frame)
@@ -125,7 +124,7 @@ def report() -> int:
     budget = rows[0][1].get("budget_min")
     ax.set_xlabel("ms per 640x480 frame, ONNX Runtime on this CPU")
     ax.set_ylabel("PSNR (dB)")
-    ax.set_title(f"DAP-LED variants after {budget} min of training each")
+    ax.set_title(f"DAP-LED variants after {budget} CPU-minutes of training each (from scratch)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
