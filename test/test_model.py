@@ -202,3 +202,16 @@ def test_residual_gate_starts_almost_open_and_scales_the_correction() -> None:
         assert torch.allclose(r_gated, r_plain * torch.sigmoid(torch.tensor(GATE_INIT_BIAS)), atol=1e-6)
         gated.gate.bias.fill_(-30.0)  # closed: the frame comes back as it went in
         assert torch.allclose(gated(x), x, atol=1e-6)
+
+
+def test_the_committed_campaign_checkpoint_loads_with_its_record() -> None:
+    from pathlib import Path
+
+    from dap_led_ros.checkpoint import load_checkpoint
+
+    path = Path(__file__).resolve().parents[1] / "checkpoints" / "campaign" / "dapled_tiny_c5b.safetensors"
+    model, cfg, extra = load_checkpoint(path)
+    assert cfg.residual_gate and model.gate is not None
+    rec = extra["campaign"]
+    assert rec["cumulative_steps"] == sum(r["steps"] for r in rec["runs"]) == 7400
+    assert rec["cumulative_hours"] > 4
