@@ -145,6 +145,9 @@ def test_init_from_loads_weights_and_rejects_another_network(tmp_path):
           progress=False)
     with pytest.raises(ValueError, match="different network"):
         train(_cfg(steps=1, init_from=str(tmp_path / "d" / "last.safetensors")), tmp_path / "e", progress=False)
+    # A gated network continues from a gated one with every weight, the gate's included.
+    train(_cfg(steps=1, model=gated, init_from=str(tmp_path / "d" / "last.safetensors")), tmp_path / "f",
+          progress=False)
 
 
 def test_ema_weights_are_validated_saved_and_resumed_exactly(tmp_path):

@@ -300,8 +300,9 @@ def _init_weights(model: DAPLED, mcfg: ModelConfig, path: Path) -> None:
     """The checkpoint's weights; a network that only adds the residual gate keeps its fresh gate."""
     src, src_cfg, _ = load_checkpoint(path)
     a, b = src_cfg.to_dict(), mcfg.to_dict()
-    adds_gate = not a.pop("residual_gate") and b.pop("residual_gate")
-    if a != b or (src_cfg.residual_gate and not mcfg.residual_gate):
+    src_gate, dst_gate = a.pop("residual_gate"), b.pop("residual_gate")
+    adds_gate = dst_gate and not src_gate
+    if a != b or (src_gate and not dst_gate):
         raise ValueError(f"init_from checkpoint {path} is a different network than the config's model")
     missing, unexpected = model.load_state_dict(src.state_dict(), strict=not adds_gate)
     if unexpected or any(not k.startswith("gate.") for k in missing):
