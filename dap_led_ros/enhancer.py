@@ -102,7 +102,9 @@ class Enhancer:
             raise ValueError(f"empty image {rgb.shape}")
 
     def enhance(self, rgb: np.ndarray) -> np.ndarray:
-        """The restored frame; times its stages (convert_in, prior, network, convert_out) in `stages`."""
+        """The restored frame; times its stages in `stages`: convert_in, network, convert_out, and
+        with heatmap reuse (`prior_every` > 1) the prior as a stage of its own (else it runs inside
+        the network's one graph, which measured ~8 % faster than two)."""
         self._check(rgb)
         h, w = rgb.shape[:2]
         if h * w > self.cfg.max_pixels:
@@ -110,7 +112,7 @@ class Enhancer:
                 return self._enhance_tiled(rgb)
         with self.stages.measure("convert_in"):
             x = to_input(rgb)
-        if self.backend.supports_prior_input:
+        if self.backend.supports_prior_input and self.prior_cache.every > 1:
             with self.stages.measure("prior"):
                 maps = self.prior_cache.maps(rgb, lambda: self.backend.heatmaps(x))
             with self.stages.measure("network"):
