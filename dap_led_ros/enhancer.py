@@ -78,7 +78,7 @@ class Enhancer:
         # or runs an engine file given without its checkpoint.
         self._twin_checkpoint_known = backend is None and (self.cfg.engine is None or self.cfg.model is not None)
         self._exact_tried = self._exact is not None
-        # Per-stage wall times of enhance(); the prior runs as its own stage where the backend can.
+        # Per-stage wall times of enhance(); the prior is a stage of its own only with heatmap reuse.
         self.stages = StageTimes()
         self.prior_cache = PriorCache(self.cfg.prior_every, self.cfg.prior_change)
 

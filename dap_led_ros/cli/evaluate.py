@@ -26,7 +26,6 @@ from dap_led_ros.training.evaluate import (
     score_real,
     score_well_exposed,
     synthetic_pairs,
-    well_exposed_photos,
     write_plot,
 )
 
@@ -116,6 +115,8 @@ def run(args: argparse.Namespace) -> int:
             except ValueError as exc:
                 print(f"note: second validation set skipped: {exc}", file=sys.stderr)
         if not args.no_well_exposed:
+            from dap_led_ros.training.datasets import well_exposed_photos
+
             h, w = args.val_size
             results["well_exposed"] = {
                 "what": f"held-out clean photos ({w}x{h})",

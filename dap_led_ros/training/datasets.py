@@ -9,7 +9,7 @@ model's heatmaps after batching) and scalar degradation summaries. Random choice
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -222,6 +222,20 @@ def synthetic_validation_set(
         augment=False,
         grids=grids,
     )
+
+
+def well_exposed_photos(size: tuple[int, int], val_fraction: float = 0.15,
+                        split_seed: int = 0) -> Iterator[tuple[str, np.ndarray]]:
+    """The held-out (validation-split) clean photos, resized to cover `size` and centre-cropped.
+
+    They are well exposed and sharp: a restorer should hand them back as they are.
+    """
+    h, w = size
+    _, val = split_photos(list_clean_photos(), val_fraction=val_fraction, seed=split_seed)
+    for ref in val:
+        img = resize_to_cover(load_clean_photo(ref), h, w)
+        y0, x0 = (img.shape[0] - h) // 2, (img.shape[1] - w) // 2
+        yield ref.name.replace("/", "_"), np.ascontiguousarray(img[y0:y0 + h, x0:x0 + w])
 
 
 def camera_validation_set(

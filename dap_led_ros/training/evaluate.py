@@ -99,40 +99,24 @@ def score_pairs(pairs: Iterable[tuple[str, np.ndarray, np.ndarray]], methods: di
     return {m: s.summary() for m, s in scores.items()}
 
 
-def synthetic_pairs(size: tuple[int, int], count: int | None, seed: int) -> Iterable[tuple[str, np.ndarray, np.ndarray]]:
-    from dap_led_ros.training.datasets import synthetic_validation_set
-
-    ds = synthetic_validation_set(size=size, n=count, seed=seed)
+def _numbered_pairs(ds) -> Iterable[tuple[str, np.ndarray, np.ndarray]]:
+    """(NNN_photo-name, low, high) of every item of a synthetic dataset."""
     for i in range(len(ds)):
         item = ds[i]
         yield f"{i:03d}_{item['name'].replace('/', '_')}", _to_rgb8(item["low"]), _to_rgb8(item["high"])
+
+
+def synthetic_pairs(size: tuple[int, int], count: int | None, seed: int) -> Iterable[tuple[str, np.ndarray, np.ndarray]]:
+    from dap_led_ros.training.datasets import synthetic_validation_set
+
+    return _numbered_pairs(synthetic_validation_set(size=size, n=count, seed=seed))
 
 
 def camera_pairs(size: tuple[int, int], count: int | None, seed: int) -> Iterable[tuple[str, np.ndarray, np.ndarray]]:
     """The second validation set (ValueError when the Debian photo pool is not installed)."""
     from dap_led_ros.training.datasets import camera_validation_set
 
-    ds = camera_validation_set(size=size, n=count, seed=seed)
-    for i in range(len(ds)):
-        item = ds[i]
-        yield f"{i:03d}_{item['name'].replace('/', '_')}", _to_rgb8(item["low"]), _to_rgb8(item["high"])
-
-
-def well_exposed_photos(size: tuple[int, int], val_fraction: float = 0.15,
-                        split_seed: int = 0) -> Iterable[tuple[str, np.ndarray]]:
-    """The held-out (validation-split) clean photos, resized to cover `size` and centre-cropped.
-
-    They are well exposed and sharp: a restorer should hand them back as they are.
-    """
-    from dap_led_ros.training.clean_photos import list_clean_photos, load_clean_photo, split_photos
-    from dap_led_ros.training.datasets import resize_to_cover
-
-    h, w = size
-    _, val = split_photos(list_clean_photos(), val_fraction=val_fraction, seed=split_seed)
-    for ref in val:
-        img = resize_to_cover(load_clean_photo(ref), h, w)
-        y0, x0 = (img.shape[0] - h) // 2, (img.shape[1] - w) // 2
-        yield ref.name.replace("/", "_"), np.ascontiguousarray(img[y0:y0 + h, x0:x0 + w])
+    return _numbered_pairs(camera_validation_set(size=size, n=count, seed=seed))
 
 
 def score_well_exposed(photos: Iterable[tuple[str, np.ndarray]], methods: dict[str, Method]) -> dict[str, dict]:

@@ -66,7 +66,12 @@ class ValidationSet:
 
     def __init__(self, cfg: TrainConfig) -> None:
         from dap_led_ros.training.camera_synthesis import CameraConfig
-        from dap_led_ros.training.datasets import camera_validation_set, synthetic_validation_set
+        from dap_led_ros.training.datasets import (
+            camera_validation_set,
+            synthetic_validation_set,
+            to_tensor,
+            well_exposed_photos,
+        )
         from dap_led_ros.training.synthesis import SynthesisConfig
 
         d = cfg.data
@@ -79,8 +84,9 @@ class ValidationSet:
         for i in range(len(ds)):
             item = ds[i]
             self.sets["val"].append((item["low"], item["high"]))
-            self.sets["well"].append((item["high"], item["high"]))
-        self.sets["well"] = self.sets["well"][:len(ds.pool)]  # each validation photo once
+        for _, img in well_exposed_photos(tuple(d.val_size), d.val_fraction, d.split_seed):
+            frame = to_tensor(img)
+            self.sets["well"].append((frame, frame))
         try:
             ds2 = camera_validation_set(size=tuple(d.val_size), n=d.val2_count, seed=d.val2_seed,
                                         camera=CameraConfig(),
