@@ -9,9 +9,7 @@ import yaml
 from safetensors.torch import load_file, save_file
 
 from dap_led_ros.model import DAPLED, ModelConfig, build_model
-
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-DEFAULT_CHECKPOINT_NAME = "dapled_tiny"
+from dap_led_ros.shipped_models import default_checkpoint
 
 
 class CheckpointError(ValueError):
@@ -23,11 +21,6 @@ def checkpoint_paths(path: str | Path) -> tuple[Path, Path]:
     p = Path(path)
     stem = p.with_suffix("") if p.suffix in (".safetensors", ".yaml", ".yml") else p
     return stem.with_suffix(".safetensors"), stem.with_suffix(".yaml")
-
-
-def default_checkpoint() -> Path:
-    """The model shipped inside the package."""
-    return WEIGHTS_DIR / f"{DEFAULT_CHECKPOINT_NAME}.safetensors"
 
 
 def save_checkpoint(model: DAPLED, cfg: ModelConfig, path: str | Path,

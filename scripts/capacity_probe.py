@@ -17,10 +17,10 @@ import numpy as np
 import torch
 
 from dap_led_ros.enhancer import Enhancer, EnhancerConfig
-from dap_led_ros.training.evaluate import synthetic_pairs
-from dap_led_ros.training.metrics import psnr, ssim
 from dap_led_ros.model.config import ModelConfig
 from dap_led_ros.model.dapled import DAPLED
+from dap_led_ros.training.evaluate import synthetic_pairs
+from dap_led_ros.training.metrics import psnr, ssim
 
 
 def denoise_headroom(model: str | None, threads: int, size: tuple[int, int], seed: int, h: float,

@@ -170,3 +170,46 @@ def test_bench_command_writes_json_table_and_plot(ckpt: Path, cache: Path, tmp_p
     assert (out / "bench.png").stat().st_size > 1000
     assert "fastest CPU backend at 64x48" in text
     assert cli.main(["bench", "--backends", "nonsense", "--out-dir", str(out)]) == 2
+
+
+def test_shipped_model_names_resolve_by_device() -> None:
+    from dap_led_ros.shipped_models import default_checkpoint, realtime_checkpoint, resolve_model
+
+    assert resolve_model(None, "cpu") is None and resolve_model("", "cuda") is None
+    assert resolve_model("quality", "cpu") is None and resolve_model("auto", "cuda") is None
+    assert resolve_model("auto", "cpu") == resolve_model("realtime", "cuda") == str(realtime_checkpoint())
+    assert resolve_model("/x/y.safetensors", "cpu") == "/x/y.safetensors"
+    assert default_checkpoint().is_file() and realtime_checkpoint().is_file()
+
+
+def test_the_realtime_model_is_the_quality_body_at_a_quarter_resolution(tmp_path: Path) -> None:
+    from dap_led_ros.checkpoint import load_checkpoint
+    from dap_led_ros.shipped_models import realtime_checkpoint
+
+    _, rt, extra = load_checkpoint(realtime_checkpoint())
+    _, quality, _ = load_checkpoint(None)
+    assert rt.variant == "tiny-rt" and rt.stem_unshuffle == 4 and quality.stem_unshuffle == 2
+    assert (rt.width, rt.blocks, rt.heads) == (quality.width, quality.blocks, quality.heads)
+    assert extra["campaign"]["cumulative_steps"] > 0
+    # "auto" on the CPU runs it; "quality" the other one.
+    auto = Enhancer(EnhancerConfig(model="auto", backend="torch", device="cpu", threads=1))
+    assert auto.cfg.model == str(realtime_checkpoint()) and auto.backend.name == "torch"
+    assert Enhancer(EnhancerConfig(model="quality", backend="torch", device="cpu", threads=1)).cfg.model is None
+    frame = np.full((48, 64, 3), 40, np.uint8)
+    assert auto.enhance(frame).shape == frame.shape
+
+
+def test_gpu_bench_script_runs_its_whole_path_on_the_cpu(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "GPU_BENCH_SMOKE": "1", "PYTHON": sys.executable, "CUDA_VISIBLE_DEVICES": "",
+           "DAP_LED_CACHE": str(tmp_path / "cache")}
+    proc = subprocess.run([str(root / "scripts" / "gpu_bench.sh"), str(tmp_path / "out")], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    for model in ("quality", "realtime"):
+        table = (tmp_path / "out" / model / "bench.md").read_text()
+        assert "| onnxruntime | 64x48 |" in table and "| torch | 64x48 |" in table

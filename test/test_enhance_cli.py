@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from dap_led_ros.checkpoint import default_checkpoint, save_checkpoint
-from dap_led_ros.enhancer import Enhancer, EnhancerConfig
+from dap_led_ros.checkpoint import save_checkpoint
 from dap_led_ros.model import ModelConfig, build_model
 from dap_led_ros.runtime.tiling import blend_weights, crop_upsampled, plan_tiles
 

@@ -146,3 +146,91 @@ def test_rate_meter_counts_events_in_its_window():
     assert meter.rate(1.0) == pytest.approx(10.0)
     # Events older than the window are forgotten: a stalled stream decays to zero.
     assert meter.rate(10.0) == 0.0
+
+
+class TwoStages:
+    """`process` returns the rest of the work; each rest blocks until released (per frame)."""
+
+    def __init__(self) -> None:
+        self.first: list[object] = []
+        self.rest: list[object] = []
+        self.first_started = threading.Semaphore(0)
+        self.rest_started = threading.Semaphore(0)
+        self.rest_done = threading.Semaphore(0)
+        self.release_rest: dict[object, threading.Event] = {}
+        self.threads: dict[str, set[str]] = {"first": set(), "rest": set()}
+
+    def __call__(self, frame: object):
+        self.threads["first"].add(threading.current_thread().name)
+        self.first.append(frame)
+        self.release_rest[frame] = threading.Event()
+        self.first_started.release()
+
+        def rest() -> None:
+            self.threads["rest"].add(threading.current_thread().name)
+            self.rest_started.release()
+            assert self.release_rest[frame].wait(WAIT)
+            if isinstance(frame, Exception):
+                raise frame
+            self.rest.append(frame)
+            self.rest_done.release()
+        return rest
+
+
+def test_the_rest_of_a_frame_overlaps_the_next_frame_in_order():
+    work = TwoStages()
+    errors: list[tuple[object, BaseException]] = []
+    worker = FrameWorker(work, on_error=lambda f, e: errors.append((f, e)))
+    worker.start()
+    try:
+        worker.submit(1)
+        assert work.rest_started.acquire(timeout=WAIT)  # frame 1's rest is running (blocked) ...
+        worker.submit(2)
+        assert work.first_started.acquire(timeout=WAIT) and work.first_started.acquire(timeout=WAIT)
+        assert work.first == [1, 2]  # ... while frame 2 went through the first stage
+        s = worker.stats()
+        assert s.processed == 0 and s.busy
+        # Frame 3 goes through the first stage too, then waits until the finisher takes frame 2.
+        worker.submit(3)
+        bad = ValueError("bad rest")
+        work.release_rest[1].set()
+        assert work.rest_done.acquire(timeout=WAIT)
+        assert work.rest_started.acquire(timeout=WAIT)  # frame 2's rest
+        work.release_rest[2].set()
+        assert work.rest_done.acquire(timeout=WAIT)
+        assert work.rest_started.acquire(timeout=WAIT)  # frame 3's rest
+        work.release_rest[3].set()
+        assert work.rest_done.acquire(timeout=WAIT)
+        worker.submit(bad)  # a failing rest is counted and reported; the worker goes on
+        assert work.rest_started.acquire(timeout=WAIT)
+        work.release_rest[bad].set()
+        worker.submit(4)
+        assert work.rest_started.acquire(timeout=WAIT)
+        work.release_rest[4].set()
+        assert work.rest_done.acquire(timeout=WAIT)
+    finally:
+        for e in work.release_rest.values():
+            e.set()
+        assert worker.stop(timeout=WAIT)
+    assert work.rest == [1, 2, 3, 4] and errors == [(bad, bad)]
+    s = worker.stats()
+    assert (s.received, s.processed, s.failed, s.dropped) == (5, 4, 1, 0)
+    assert not s.busy and s.latency_p50_s is not None
+    assert len(work.threads["first"]) == len(work.threads["rest"]) == 1
+    assert work.threads["first"] != work.threads["rest"]
+
+
+def test_stop_lets_a_handed_on_frame_finish():
+    work = TwoStages()
+    worker = FrameWorker(work)
+    worker.start()
+    worker.submit(1)
+    assert work.rest_started.acquire(timeout=WAIT)
+    worker.submit(2)
+    assert work.first_started.acquire(timeout=WAIT) and work.first_started.acquire(timeout=WAIT)
+    assert worker.stop(timeout=0.05) is False  # 1's rest is blocked, 2 waits for the finisher
+    work.release_rest[1].set()
+    assert work.rest_started.acquire(timeout=WAIT)
+    work.release_rest[2].set()
+    assert worker.stop(timeout=WAIT) is True
+    assert work.rest == [1, 2] and worker.stats().processed == 2

@@ -145,8 +145,8 @@ def test_base_variant_is_restormer_sized() -> None:
 def test_shipped_prior_sees_darkness() -> None:
     """The trained clip-learned prior: darkening a photo moves mass from 'clear' to 'low light'."""
     from dap_led_ros.checkpoint import load_checkpoint
-    from dap_led_ros.training.clean_photos import list_clean_photos, load_clean_photo
     from dap_led_ros.prompts import CLEAR, LOW_LIGHT
+    from dap_led_ros.training.clean_photos import list_clean_photos, load_clean_photo
 
     model, _, _ = load_checkpoint()
     img = load_clean_photo(list_clean_photos()[0], max_side=320)
@@ -215,3 +215,29 @@ def test_the_committed_campaign_checkpoint_loads_with_its_record() -> None:
     rec = extra["campaign"]
     assert rec["cumulative_steps"] == sum(r["steps"] for r in rec["runs"]) == 7400
     assert rec["cumulative_hours"] > 4
+
+
+def test_stem_transfer_round_trips_and_keeps_a_flat_frame_s_features() -> None:
+    from dap_led_ros.model.stem_transfer import EMBED_KEY, OUT_KEY, transfer_stem
+
+    torch.manual_seed(0)
+    src = build_model(ModelConfig(), load_clip_weights=False)
+    state = src.state_dict()
+    up = transfer_stem(state, 2, 4)
+    assert up[EMBED_KEY].shape[1] == 48 and up[OUT_KEY].shape[0] == 48
+    back = transfer_stem(up, 4, 2)
+    torch.testing.assert_close(back[EMBED_KEY], state[EMBED_KEY])
+    torch.testing.assert_close(back[OUT_KEY], state[OUT_KEY])
+    # On a flat frame the refolded stem gives the same features (at a quarter resolution instead
+    # of a half), and the output conv the same residual pattern.
+    dst = build_model(ModelConfig(stem_unshuffle=4), load_clip_weights=False)
+    dst.load_state_dict(up)
+    x = torch.full((1, 3, 32, 32), 0.3)
+    x[:, 1] = 0.6
+    a, b = src.embed(x), dst.embed(x)
+    torch.testing.assert_close(b[..., 1:-1, 1:-1], a[..., 1:7, 1:7], rtol=1e-5, atol=1e-6)
+    f = torch.randn(1, 16, 1, 1).expand(1, 16, 4, 4)
+    ra, rb = src.out(f.repeat(1, 1, 2, 2)), dst.out(f)
+    torch.testing.assert_close(rb[..., 4:12, 4:12], ra[..., 4:12, 4:12], rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="not a multiple"):
+        transfer_stem(state, 2, 3)

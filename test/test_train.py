@@ -148,6 +148,19 @@ def test_init_from_loads_weights_and_rejects_another_network(tmp_path):
     # A gated network continues from a gated one with every weight, the gate's included.
     train(_cfg(steps=1, model=gated, init_from=str(tmp_path / "d" / "last.safetensors")), tmp_path / "f",
           progress=False)
+    # The real-time variant (stem unshuffle 4) starts from the quality one: the body carried over
+    # unchanged, the stem and output convs refolded.
+    rt = {**gated, "variant": "tiny-rt"}
+    train(_cfg(steps=1, model=rt, init_from=str(tmp_path / "d" / "last.safetensors"),
+               optim={"warmup_steps": 0, "lr": 1e-12}, ema_decay=0.0), tmp_path / "g", progress=False)
+    src, _, _ = load_checkpoint(tmp_path / "d" / "last")
+    dst, dst_cfg, _ = load_checkpoint(tmp_path / "g" / "last")
+    assert dst_cfg.stem_unshuffle == 4 and dst_cfg.variant == "tiny-rt"
+    for name, p in src.state_dict().items():
+        if name in ("embed.1.weight", "out.0.weight"):
+            assert dst.state_dict()[name].shape[0 if name.startswith("out") else 1] == 48
+        else:
+            torch.testing.assert_close(dst.state_dict()[name], p, msg=name)
 
 
 def test_ema_weights_are_validated_saved_and_resumed_exactly(tmp_path):

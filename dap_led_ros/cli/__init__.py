@@ -17,6 +17,7 @@ COMMANDS: dict[str, str] = {
     "export": "dap_led_ros.cli.export",
     "build-engine": "dap_led_ros.cli.build_engine",
     "bench": "dap_led_ros.cli.bench",
+    "bench-node": "dap_led_ros.cli.bench_node",
     "bag": "dap_led_ros.cli.bag",
     "make-sample-bag": "dap_led_ros.cli.sample_bag",
     "replay": "dap_led_ros.cli.replay",

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
-from dap_led_ros.enhancer import TILE_MODES, Enhancer, EnhancerConfig
+if TYPE_CHECKING:  # the argument types stay light; the option groups import the runtime when used
+    from dap_led_ros.enhancer import Enhancer, EnhancerConfig
 
 
 def frame_size(text: str) -> tuple[int, int]:
@@ -18,7 +20,14 @@ def frame_size(text: str) -> tuple[int, int]:
     return w, h
 
 
-
+def assignment(shape: str, empty_value: bool = False):
+    """argparse type for 'NAME:=VALUE' -> (NAME, VALUE); `shape` names the form in the error."""
+    def parse(text: str) -> tuple[str, str]:
+        name, sep, value = text.partition(":=")
+        if not sep or not name or not (value or empty_value):
+            raise argparse.ArgumentTypeError(f"expected {shape}, got '{text}'")
+        return name, value
+    return parse
 
 
 def _at_least(minimum: int):
@@ -35,8 +44,12 @@ def _at_least(minimum: int):
 
 def add_backend_args(p: argparse.ArgumentParser) -> None:
     """Options shared by every command that runs the network."""
+    from dap_led_ros.enhancer import TILE_MODES, EnhancerConfig
+
     d = EnhancerConfig()
-    p.add_argument("--model", default=d.model, help="checkpoint (.safetensors with its .yaml); default: shipped model")
+    p.add_argument("--model", default=d.model,
+                   help="checkpoint (.safetensors with its .yaml), or quality | realtime | auto (the shipped "
+                        "models; auto: realtime on the CPU); default: the shipped quality model")
     p.add_argument("--backend", default=d.backend, help="auto | torch | onnxruntime | tensorrt (default: %(default)s)")
     p.add_argument("--device", default=d.device, help="auto | cpu | cuda | cuda:N (default: %(default)s)")
     p.add_argument("--engine", default=d.engine, help="ONNX model / TensorRT engine path for those backends")
@@ -51,6 +64,8 @@ def add_backend_args(p: argparse.ArgumentParser) -> None:
 
 
 def enhancer_config_from_args(args: argparse.Namespace) -> EnhancerConfig:
+    from dap_led_ros.enhancer import EnhancerConfig
+
     return EnhancerConfig(model=args.model, backend=args.backend, device=args.device, engine=args.engine,
                           threads=args.threads, max_pixels=args.max_pixels, tile_size=args.tile_size,
                           tile_overlap=args.tile_overlap, tile_mode=args.tile_mode)
@@ -58,14 +73,13 @@ def enhancer_config_from_args(args: argparse.Namespace) -> EnhancerConfig:
 
 def enhancer_from_args(args: argparse.Namespace) -> Enhancer | None:
     """The Enhancer the options ask for, or None after printing why it cannot be loaded."""
+    from dap_led_ros.enhancer import Enhancer
+
     try:
         return Enhancer(enhancer_config_from_args(args))
     except (ValueError, RuntimeError, FileNotFoundError) as exc:
         print(f"error: cannot load the model: {exc}", file=sys.stderr)
         return None
-
-
-
 
 
 def parse_size(text: str) -> tuple[int, int]:

@@ -11,13 +11,7 @@ from dap_led_ros.bag.replay import (
     ReplayOptions,
     replay,
 )
-
-
-def _remap(text: str) -> tuple[str, str]:
-    src, sep, dst = text.partition(":=")
-    if not sep or not src or not dst:
-        raise argparse.ArgumentTypeError(f"remap must look like /from:=/to, got '{text}'")
-    return src, dst
+from dap_led_ros.cli.args import assignment
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -46,7 +40,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--drain-timeout", type=float, default=d.drain_timeout, metavar="S",
                    help="at the end, wait up to S seconds for reliable subscribers to acknowledge the last "
                         "messages (default: %(default)s)")
-    p.add_argument("--remap", type=_remap, action="append", default=[], metavar="FROM:=TO",
+    p.add_argument("--remap", type=assignment("a remap like /from:=/to"), action="append", default=[], metavar="FROM:=TO",
                    help="publish bag topic FROM on TO (repeatable)")
     p.set_defaults(func=run)
 

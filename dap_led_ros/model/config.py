@@ -114,6 +114,9 @@ class ModelConfig:
 # `base` is Restormer size.
 VARIANTS: dict[str, ModelConfig] = {
     "tiny": ModelConfig(),
+    # Real time on 2 CPU cores: tiny's body at a quarter of the resolution (stem unshuffle 4),
+    # gated; fine-tuned from a tiny checkpoint (the stem is refolded, model/stem_transfer.py).
+    "tiny-rt": ModelConfig(variant="tiny-rt", stem_unshuffle=4, residual_gate=True),
     "small": ModelConfig(variant="small", width=24, blocks=(2, 3, 3, 4), heads=(1, 2, 4, 8),
                          refinement_blocks=2, ffn_expansion=2.66, stem_unshuffle=1,
                          prior=PriorConfig(grids=(1, 2, 4), feature_channels=24)),

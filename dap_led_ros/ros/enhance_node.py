@@ -12,6 +12,7 @@ come from `ManagedImageNode`. See docs/ros.md.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -141,29 +142,35 @@ class EnhanceNode(ManagedImageNode[EnhanceNodeConfig]):
         self._pub_image.publish(msg)
         self._publish_camera_info(msg.header)
 
-    def process(self, msg: Image) -> None:
+    def process(self, msg: Image) -> Callable[[], None] | None:
+        """Decode and run the network; the returned rest (convert, encode, publish) runs on the
+        worker's second stage while the next frame is in the network."""
         cfg, enhancer = self.cfg, self._enhancer
         assert cfg is not None and enhancer is not None
         if self.divert_if_disabled(msg):  # switched off while this frame waited
-            return
+            return None
         stages = enhancer.stages
         with stages.measure("decode"):
             decoded = image_msg_to_decoded(msg, max_pixels=cfg.max_input_pixels,
                                            demosaic=cfg.demosaic)
         encoding = output_encoding_for(decoded.encoding, cfg.output_encoding)
-        restored = enhancer.enhance(decoded.rgb)
-        with stages.measure("encode"):
-            out = make_image_msg(restored, msg.header, encoding, alpha=decoded.alpha,
-                                 bigendian=bool(msg.is_bigendian))
-        if self.divert_if_disabled(msg):  # switched off during inference
-            return
-        with stages.measure("publish"):
-            self._pub_image.publish(out)
-            self._publish_camera_info(msg.header)
-        heatmap_pub = self._pub_heatmap
-        if heatmap_pub is not None and heatmap_pub.get_subscription_count() > 0:
-            heatmap_pub.publish(make_image_msg(enhancer.heatmap_image(decoded.rgb), msg.header,
-                                               "rgb8"))
+        restored = enhancer.enhance_deferred(decoded.rgb)
+        pub_image, pub_heatmap = self._pub_image, self._pub_heatmap
+
+        def publish() -> None:
+            rgb = restored()
+            with stages.measure("encode"):
+                out = make_image_msg(rgb, msg.header, encoding, alpha=decoded.alpha,
+                                     bigendian=bool(msg.is_bigendian))
+            if self.divert_if_disabled(msg):  # switched off during inference
+                return
+            with stages.measure("publish"):
+                pub_image.publish(out)
+                self._publish_camera_info(msg.header)
+            if pub_heatmap is not None and pub_heatmap.get_subscription_count() > 0:
+                pub_heatmap.publish(make_image_msg(enhancer.heatmap_image(decoded.rgb), msg.header,
+                                                   "rgb8"))
+        return publish
 
     def _publish_camera_info(self, header: Header) -> None:
         info = self._camera_infos.for_image(header)

@@ -4,6 +4,11 @@ ROS-free. A node's subscription callback calls `submit(frame)` and returns at on
 thread runs the processing callable on the newest submitted frame. A frame submitted while
 another one is still waiting replaces it (the replaced one is counted as dropped), so the queue
 never holds more than one frame and latency stays bounded whatever the input rate.
+
+Two stages: when the callable returns a callable (the rest of the frame's work: convert, encode,
+publish), that runs on a second thread while the first takes the next frame into the network, so
+the two overlap (ONNX Runtime and numpy release the GIL). Frames finish in the order they were
+processed; a frame whose rest is still waiting holds back the next one (nothing processed is dropped).
 """
 from __future__ import annotations
 
@@ -61,7 +66,8 @@ class FrameWorker(Generic[T]):
     """Runs `process(frame)` on the newest submitted frame, one at a time, off the caller's thread.
 
     process: the work; its exceptions are counted as failed and handed to `on_error`
-        (the worker keeps running).
+        (the worker keeps running). It may return a callable, the rest of the work, which runs on
+        the second stage's thread (its exceptions are handled alike).
     on_error: called on the worker thread with (frame, exception); default: ignore.
     window_s: span of the fps and latency statistics.
     """
@@ -77,6 +83,10 @@ class FrameWorker(Generic[T]):
         self._stopping = False
         self._busy = False
         self._thread: threading.Thread | None = None
+        self._finisher: threading.Thread | None = None
+        self._handoff: tuple[T, Callable[[], object], float] | None = None  # waiting for the finisher
+        self._first_done = False  # the first stage has exited; the finisher drains and exits
+        self._finishing = False
         self._received = self._processed = self._dropped = self._failed = 0
         self._in_rate = _RateMeter(window_s)
         self._out_rate = _RateMeter(window_s)
@@ -89,9 +99,12 @@ class FrameWorker(Generic[T]):
             if self._thread is not None:
                 raise RuntimeError(f"{self._name} already started")
             self._stopping = False
-            # Daemon: a process exiting on a signal never waits for an inference in flight.
+            self._first_done = False
+            # Daemons: a process exiting on a signal never waits for an inference in flight.
             self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+            self._finisher = threading.Thread(target=self._finish_loop, name=f"{self._name}-finish", daemon=True)
             self._thread.start()
+            self._finisher.start()
 
     def stop(self, timeout: float | None = 10.0) -> bool:
         """Discard any waiting frame, let the frame in progress finish, join the thread.
@@ -99,21 +112,23 @@ class FrameWorker(Generic[T]):
         Returns False when the thread was still running after `timeout` seconds.
         """
         with self._cond:
-            thread = self._thread
+            threads = [t for t in (self._thread, self._finisher) if t is not None]
             self._stopping = True
             if self._pending is not None:
                 self._pending = None
                 self._dropped += 1
             self._cond.notify_all()
-        if thread is None:
+        if not threads:
             return True
-        if thread is threading.current_thread():
-            return False  # stop() called from `process`: the loop exits after this frame
-        thread.join(timeout)
-        if thread.is_alive():
-            return False
+        if threading.current_thread() in threads:
+            return False  # stop() called from the work itself: the loops exit after this frame
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for t in threads:  # the first stage, then the finisher (which drains its frame)
+            t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            if t.is_alive():
+                return False
         with self._cond:
-            self._thread = None
+            self._thread = self._finisher = None
         return True
 
     @property
@@ -139,7 +154,7 @@ class FrameWorker(Generic[T]):
             if replaced:
                 self._dropped += 1
             self._pending = (frame, now if received_at is None else received_at)
-            self._cond.notify()
+            self._cond.notify_all()  # both stages wait on this condition
             return replaced
 
     # ------------------------------------------------------------------ statistics
@@ -154,7 +169,7 @@ class FrameWorker(Generic[T]):
                 fps_out=self._out_rate.rate(now),
                 latency_p50_s=float(np.percentile(lat, 50)) if lat.size else None,
                 latency_p95_s=float(np.percentile(lat, 95)) if lat.size else None,
-                busy=self._busy)
+                busy=self._busy or self._finishing or self._handoff is not None)
 
     # ------------------------------------------------------------------ worker thread
 
@@ -169,29 +184,68 @@ class FrameWorker(Generic[T]):
             return item
 
     def _run(self) -> None:
-        while True:
-            item = self._next()
-            if item is None:
-                return
-            self._handle(*item)
-            del item  # do not hold the last frame while waiting for the next one
-
-    def _handle(self, frame: T, received_at: float) -> None:
         try:
-            self._process(frame)
+            while True:
+                item = self._next()
+                if item is None:
+                    return
+                frame, received_at = item
+                del item
+                rest = self._attempt(frame, lambda: self._process(frame))
+                if rest is _FAILED:
+                    pass
+                elif callable(rest):
+                    with self._cond:
+                        while self._handoff is not None:  # the finisher is on the frame before
+                            self._cond.wait()
+                        self._handoff = (frame, rest, received_at)
+                        self._cond.notify_all()
+                else:
+                    self._finished(received_at)
+                with self._cond:
+                    self._busy = False
+                del frame, rest  # do not hold the last frame while waiting for the next one
+        finally:
+            with self._cond:
+                self._first_done = True
+                self._cond.notify_all()
+
+    def _finish_loop(self) -> None:
+        while True:
+            with self._cond:
+                while self._handoff is None and not self._first_done:
+                    self._cond.wait()
+                if self._handoff is None:
+                    return
+                (frame, rest, received_at), self._handoff = self._handoff, None
+                self._finishing = True
+                self._cond.notify_all()
+            if self._attempt(frame, rest) is not _FAILED:
+                self._finished(received_at)
+            with self._cond:
+                self._finishing = False
+            del frame, rest
+
+    def _attempt(self, frame: T, work: Callable[[], object]) -> object:
+        """`work()`'s result, or _FAILED after counting and reporting its exception."""
+        try:
+            return work()
         except Exception as exc:  # noqa: BLE001 - one bad frame must not end the worker
             with self._cond:
                 self._failed += 1
-                self._busy = False
             if self._on_error is not None:
                 try:
                     self._on_error(frame, exc)
                 except Exception:  # noqa: BLE001 - a failing error handler is not fatal
                     pass
-            return
+            return _FAILED
+
+    def _finished(self, received_at: float) -> None:
         done = time.monotonic()
         with self._cond:
             self._processed += 1
-            self._busy = False
             self._out_rate.add(done)
             self._latencies.append(done - received_at)
+
+
+_FAILED = object()

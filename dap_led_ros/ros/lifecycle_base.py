@@ -131,8 +131,10 @@ class ManagedImageNode(LifecycleNode, Generic[CfgT]):
     def create_io(self, cfg: CfgT) -> None:
         """Create subscriptions and publishers with add_subscription / add_publisher."""
 
-    def process(self, frame: Any) -> None:
-        """Work on one frame (worker thread); raise ImageEncodingError for a malformed frame."""
+    def process(self, frame: Any) -> Callable[[], None] | None:
+        """Work on one frame (worker thread); raise ImageEncodingError for a malformed frame.
+        May return the rest of the work (encode, publish): it then runs on the worker's second
+        stage, overlapped with the next frame's processing."""
         raise NotImplementedError
 
     def passthrough(self, frame: Any) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from dap_led_ros.runtime.backends.base import Backend, BackendError
+from dap_led_ros.shipped_models import resolve_model
 
 log = logging.getLogger(__name__)
 
@@ -84,9 +85,11 @@ def create_backend(name: str = "auto", model_path: str | None = None, device: st
     Options: threads (CPU threads), engine (.onnx for onnxruntime/tensorrt, .engine for tensorrt),
     cache_dir, fp16 / cuda_graphs (torch on CUDA), engine_config / build / cuda_memory (tensorrt).
     Options a backend does not take are an error for a named backend and ignored for `auto`.
-    `device` may be "auto" (cuda when a GPU is visible).
+    `device` may be "auto" (cuda when a GPU is visible); `model_path` may be a shipped model's
+    name (quality | realtime | auto, see shipped_models.py).
     """
     device = resolve_device(device)
+    model_path = resolve_model(model_path, "cuda" if name == "tensorrt" else device)
     options = {k: v for k, v in options.items() if v is not None}
     if name == "auto":
         return _create_auto(model_path, device, options)

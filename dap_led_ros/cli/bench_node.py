@@ -1,0 +1,73 @@
+"""`dap-led bench-node`: restored frames per second from a running enhance_node."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+from dap_led_ros.cli.args import assignment, frame_size
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    from dap_led_ros.ros.node_bench import NodeBenchOptions
+
+    d = NodeBenchOptions()
+    p = sub.add_parser("bench-node", help="frames per second of enhance_node fed by a camera stand-in",
+                       description="Start enhance_node (with its defaults unless -p is given) under its own "
+                                   "namespace, publish a dark moving bgr8 sequence into it at --rate, and report "
+                                   "the restored frames per second, end-to-end latency (input stamp to restored "
+                                   "frame) and the node's /diagnostics (fps, p95 latency, ms per stage). Writes "
+                                   "node_bench.json. Exit 1 when the node does not start or restore frames.")
+    p.add_argument("--size", type=frame_size, default=(d.width, d.height), metavar="WxH",
+                   help="frame size (default: %(default)s)")
+    p.add_argument("--rate", type=float, default=d.rate_hz, help="input frames per second (default: %(default)s)")
+    p.add_argument("--warmup", type=float, default=d.warmup_s, metavar="S",
+                   help="seconds after the first restored frame before measuring (default: %(default)s)")
+    p.add_argument("--duration", type=float, default=d.duration_s, metavar="S",
+                   help="measured seconds (default: %(default)s)")
+    p.add_argument("--start-timeout", type=float, default=d.start_timeout_s, metavar="S",
+                   help="give up when the node has not restored a frame after S seconds (default: %(default)s)")
+    p.add_argument("-p", "--param", type=assignment("a node parameter like name:=value", empty_value=True), action="append", default=[], metavar="NAME:=VALUE",
+                   help="an enhance_node parameter (repeatable), e.g. -p model:=quality -p threads:=2")
+    p.add_argument("--namespace", default=d.namespace, help="the node's namespace (default: %(default)s)")
+    p.add_argument("--out-dir", type=Path, default=Path("bench_results"), help="output folder (default: %(default)s)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from dap_led_ros.ros.node_bench import NodeBenchError, NodeBenchOptions, run_node_bench
+
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    w, h = args.size
+    options = NodeBenchOptions(width=w, height=h, rate_hz=args.rate, warmup_s=args.warmup,
+                               duration_s=args.duration, start_timeout_s=args.start_timeout,
+                               namespace=args.namespace, params=dict(args.param),
+                               log_path=args.out_dir / "node_bench_node.log")
+    try:
+        options.validate()
+        result = run_node_bench(options)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except NodeBenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    load = os.getloadavg()
+    doc = {"command": " ".join(sys.argv), "cpus": os.cpu_count(), "load_avg_end": load, **asdict(result)}
+    (args.out_dir / "node_bench.json").write_text(json.dumps(doc, indent=2))
+    diag = result.diagnostics
+    print(f"enhance_node at {result.size}, fed {result.rate_hz:g} fps: {result.fps_out:.2f} restored fps "
+          f"({result.received} frames in {args.duration:g} s, {result.sent} sent)")
+    print(f"end-to-end latency p50 {result.latency_p50_ms:.1f} ms, p95 {result.latency_p95_ms:.1f} ms")
+    if diag:
+        print(f"/diagnostics: fps_out {diag.get('fps_out', '?')}, latency p50 {diag.get('latency_p50_ms', '?')} ms, "
+              f"p95 {diag.get('latency_p95_ms', '?')} ms, dropped {diag.get('dropped', '?')}")
+        print(f"backend: {diag.get('backend', '?')}")
+        stages = [k[len('stage_'):-len('_p50_ms')] for k in diag if k.startswith("stage_") and k.endswith("_p50_ms")]
+        for s in stages:
+            print(f"  {s:12s} p50 {diag[f'stage_{s}_p50_ms']:>7s} ms  p95 {diag.get(f'stage_{s}_p95_ms', '?'):>7s} ms")
+    print(f"load average at the end {load[0]:.2f}; wrote {args.out_dir}/node_bench.json")
+    return 0

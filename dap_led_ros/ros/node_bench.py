@@ -1,0 +1,237 @@
+"""Throughput of a running `enhance_node`: a camera stand-in publishes frames at a fixed rate, the
+restored frames and the node's /diagnostics are read back.
+
+The node runs as its own process (the console script, as a user starts it) under a namespace of
+its own; the stand-in publishes sensor-data QoS like a camera driver and receives best-effort. The
+figures: restored frames per second over the measured window, end-to-end latency (the input's
+header stamp to the restored frame's arrival, both on this machine's clock) and the node's own
+/diagnostics values (fps, p95 latency, per-stage times) at the end of the window.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.time import Time
+from sensor_msgs.msg import Image
+
+from dap_led_ros.ros.dds import configure_dds_environment
+from dap_led_ros.ros.diagnostics import DIAGNOSTICS_TOPIC, values_of
+
+NODE_EXECUTABLE = "enhance_node"
+
+
+class NodeBenchError(RuntimeError):
+    """The node did not start, match or restore frames in time."""
+
+
+@dataclass
+class NodeBenchOptions:
+    width: int = 640
+    height: int = 480
+    rate_hz: float = 30.0
+    warmup_s: float = 10.0           # after the first restored frame, not measured
+    duration_s: float = 30.0         # the measured window
+    start_timeout_s: float = 600.0   # node start, model load / ONNX export, first frame
+    namespace: str = "/dap_led_bench"
+    params: dict[str, str] = field(default_factory=dict)  # enhance_node -p name:=value
+    executable: str = NODE_EXECUTABLE
+    log_path: Path | None = None     # the node's stdout/stderr
+
+    def validate(self) -> None:
+        if self.width < 16 or self.height < 16:
+            raise ValueError(f"frame size must be at least 16x16, got {self.width}x{self.height}")
+        if self.rate_hz <= 0 or self.duration_s <= 0 or self.warmup_s < 0 or self.start_timeout_s <= 0:
+            raise ValueError("need rate > 0, duration > 0, warmup >= 0, start timeout > 0")
+        if not self.namespace.startswith("/"):
+            raise ValueError(f"namespace must be absolute, got {self.namespace!r}")
+
+
+@dataclass
+class NodeBenchResult:
+    size: str
+    rate_hz: float
+    sent: int                  # frames published in the measured window
+    received: int              # restored frames received in the window
+    fps_out: float             # restored frames per second in the window
+    latency_p50_ms: float      # input stamp -> restored frame received
+    latency_p95_ms: float
+    diagnostics: dict[str, str]  # the node's last /diagnostics values
+    node_command: list[str]
+
+
+def night_sequence(width: int, height: int, count: int = 60, seed: int = 0) -> list[np.ndarray]:
+    """A dark, noisy panning scene (BGR uint8): lights, gradients and edges that move by a few px
+    per frame, so the frame statistics (and a reused prior) see motion like a driving camera."""
+    rng = np.random.default_rng(seed)
+    big_w, big_h = width + 4 * count, height + 2 * count
+    yy, xx = np.mgrid[0:big_h, 0:big_w].astype(np.float32)
+    scene = 0.08 + 0.06 * np.sin(xx / 37.0) * np.cos(yy / 23.0)
+    scene = np.repeat(scene[..., None], 3, axis=2) * np.array([0.8, 1.0, 1.2], np.float32)
+    for _ in range(12):  # street lights and lit windows
+        cx, cy, r = rng.uniform(0, big_w), rng.uniform(0, big_h * 0.6), rng.uniform(3, 12) * width / 640
+        glow = np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * (3 * r) ** 2))
+        scene += glow[..., None] * rng.uniform(0.3, 0.9) * np.array([0.6, 0.8, 1.0], np.float32)
+    frames = []
+    for i in range(count):
+        crop = scene[i * 2:i * 2 + height, i * 4:i * 4 + width]
+        noisy = crop + rng.normal(0, 0.02, crop.shape).astype(np.float32)
+        frames.append(np.clip(noisy * 255 + 0.5, 0, 255).astype(np.uint8))
+    return frames
+
+
+def _image_msg(bgr: np.ndarray) -> Image:
+    msg = Image()
+    msg.height, msg.width = bgr.shape[:2]
+    msg.encoding = "bgr8"
+    msg.step = msg.width * 3
+    msg.header.frame_id = "bench_camera"
+    msg.data = bgr.tobytes()
+    return msg
+
+
+def node_command(options: NodeBenchOptions) -> list[str]:
+    cmd = [options.executable, "--ros-args", "-r", f"__ns:={options.namespace}"]
+    for name, value in options.params.items():
+        cmd += ["-p", f"{name}:={value}"]
+    return cmd
+
+
+class _Probe:
+    """The camera stand-in: publishes frames from a thread, records restored frames and diagnostics."""
+
+    def __init__(self, node: Any, options: NodeBenchOptions, node_name: str) -> None:
+        self.node = node
+        ns = options.namespace.rstrip("/")
+        camera_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
+        self.pub = node.create_publisher(Image, f"{ns}/image_raw", camera_qos)
+        self.sub = node.create_subscription(Image, f"{ns}/enhanced/image", self._on_image, camera_qos)
+        self.diag_sub = node.create_subscription(DiagnosticArray, DIAGNOSTICS_TOPIC, self._on_diag, 10)
+        self.diag_name = f"{ns}/{node_name}".lstrip("/")
+        self.lock = threading.Lock()
+        self.arrivals: list[tuple[float, float]] = []  # (receipt, latency) in seconds, wall clock
+        self.diagnostics: dict[str, str] = {}
+        self.problem = ""
+        self.sent_times: list[float] = []
+
+    def _on_image(self, msg: Image) -> None:
+        now = time.time()
+        stamp = Time.from_msg(msg.header.stamp).nanoseconds * 1e-9
+        with self.lock:
+            self.arrivals.append((now, now - stamp))
+
+    def _on_diag(self, msg: DiagnosticArray) -> None:
+        values = values_of(msg, self.diag_name)
+        if values is not None:
+            status = next(s for s in msg.status if s.name == self.diag_name)
+            with self.lock:
+                self.diagnostics = values
+                self.problem = status.message if status.level == DiagnosticStatus.ERROR else ""
+
+    def failure(self) -> str:
+        """The node's own error (e.g. its configure failed), from /diagnostics."""
+        with self.lock:
+            return self.problem
+
+    def publish_loop(self, frames: list[Image], rate_hz: float, stop: threading.Event) -> None:
+        period, t0, i = 1.0 / rate_hz, time.monotonic(), 0
+        while not stop.is_set():
+            msg = frames[i % len(frames)]
+            msg.header.stamp = self.node.get_clock().now().to_msg()
+            self.pub.publish(msg)
+            with self.lock:
+                self.sent_times.append(time.time())
+            i += 1
+            stop.wait(max(0.0, t0 + i * period - time.monotonic()))
+
+
+def _wait_for(predicate: Any, timeout_s: float, what: str, proc: subprocess.Popen, log_path: Path | None,
+              failure: Any = lambda: "") -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        problem = failure()
+        if problem:
+            raise NodeBenchError(f"{NODE_EXECUTABLE} reports: {problem}")
+        if proc.poll() is not None:
+            raise NodeBenchError(f"{NODE_EXECUTABLE} exited with code {proc.returncode} before {what}"
+                                 + (f" (its log: {log_path})" if log_path else ""))
+        if time.monotonic() > deadline:
+            raise NodeBenchError(f"timed out after {timeout_s:.0f} s waiting for {what}"
+                                 + (f" (node log: {log_path})" if log_path else ""))
+        time.sleep(0.05)
+
+
+def run_node_bench(options: NodeBenchOptions, ros_args: Sequence[str] | None = None) -> NodeBenchResult:
+    """Start enhance_node, feed it `options.rate_hz` frames per second and measure what comes back."""
+    options.validate()
+    configure_dds_environment()
+    frames = [_image_msg(f) for f in night_sequence(options.width, options.height)]
+    cmd = node_command(options)
+    log = open(options.log_path, "w") if options.log_path else subprocess.DEVNULL
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
+    context = rclpy.Context()
+    rclpy.init(args=list(ros_args) if ros_args else None, context=context)
+    node = rclpy.create_node("dap_led_node_bench", context=context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    stop = threading.Event()
+    publisher: threading.Thread | None = None
+    try:
+        probe = _Probe(node, options, NODE_EXECUTABLE)
+        # Matching both ways before a frame is sent: the node subscribes and publishes once active.
+        _wait_for(lambda: probe.pub.get_subscription_count() > 0 and probe.sub.get_publisher_count() > 0,
+                  options.start_timeout_s, "the node to match the camera topics", proc, options.log_path,
+                  probe.failure)
+        publisher = threading.Thread(target=probe.publish_loop, args=(frames, options.rate_hz, stop), daemon=True)
+        publisher.start()
+        _wait_for(lambda: bool(probe.arrivals), options.start_timeout_s, "the first restored frame",
+                  proc, options.log_path, probe.failure)
+        time.sleep(options.warmup_s)  # a measurement window, not a synchronisation
+        t_start = time.time()
+        time.sleep(options.duration_s)
+        t_end = time.time()
+        with probe.lock:
+            window = [(t, lat) for t, lat in probe.arrivals if t_start <= t < t_end]
+            sent = sum(1 for t in probe.sent_times if t_start <= t < t_end)
+            diag = dict(probe.diagnostics)
+    finally:
+        stop.set()
+        if publisher is not None:
+            publisher.join(5.0)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(30.0)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        executor.shutdown(timeout_sec=1.0)
+        node.destroy_node()
+        rclpy.try_shutdown(context=context)
+        spinner.join(5.0)
+        if options.log_path:
+            log.close()
+    if not window:
+        raise NodeBenchError(f"no restored frame arrived in the {options.duration_s:.0f} s window")
+    lat_ms = 1000.0 * np.asarray([lat for _, lat in window])
+    span = window[-1][0] - window[0][0]
+    fps = (len(window) - 1) / span if len(window) > 1 and span > 0 else 0.0
+    return NodeBenchResult(size=f"{options.width}x{options.height}", rate_hz=options.rate_hz, sent=sent,
+                           received=len(window), fps_out=round(fps, 2),
+                           latency_p50_ms=round(float(np.percentile(lat_ms, 50)), 1),
+                           latency_p95_ms=round(float(np.percentile(lat_ms, 95)), 1),
+                           diagnostics=diag, node_command=cmd)

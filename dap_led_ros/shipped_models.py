@@ -1,0 +1,36 @@
+"""The models shipped inside the package, and the names a `model` setting may give for them.
+
+Torch-free, so the runtime can resolve a name without importing the training stack.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+DEFAULT_CHECKPOINT_NAME = "dapled_tiny"          # the quality default
+REALTIME_CHECKPOINT_NAME = "dapled_tiny_rt"      # the real-time variant (tiny-rt)
+# Names a `model` setting may give instead of a path. `auto`: the real-time variant on the CPU,
+# the quality model on a GPU (where the quality model runs in real time).
+MODEL_ALIASES = ("quality", "realtime", "auto")
+
+
+def default_checkpoint() -> Path:
+    """The quality model shipped inside the package."""
+    return WEIGHTS_DIR / f"{DEFAULT_CHECKPOINT_NAME}.safetensors"
+
+
+def realtime_checkpoint() -> Path:
+    """The real-time variant shipped inside the package."""
+    return WEIGHTS_DIR / f"{REALTIME_CHECKPOINT_NAME}.safetensors"
+
+
+def resolve_model(model: str | None, device: str) -> str | None:
+    """A `model` setting as a checkpoint path: None/"" and "quality" give None (the shipped quality
+    model), "realtime" the shipped real-time variant, "auto" that one when `device` is the CPU."""
+    if not model or model == "quality":
+        return None
+    if model == "realtime" or (model == "auto" and device == "cpu"):
+        return str(realtime_checkpoint())
+    if model == "auto":
+        return None
+    return model

@@ -1,0 +1,60 @@
+"""`dap-led bench-node`: a real enhance_node process fed by the camera stand-in, figures read back."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from dap_led_ros.ros.node_bench import NodeBenchOptions, night_sequence, node_command
+
+VENV_BIN = Path(sys.executable).parent
+
+
+def test_the_sequence_is_dark_noisy_and_moving():
+    frames = night_sequence(64, 48, count=5)
+    assert len(frames) == 5 and frames[0].shape == (48, 64, 3) and frames[0].dtype == np.uint8
+    assert frames[0].mean() < 80  # night
+    assert np.abs(frames[0].astype(int) - frames[4].astype(int)).mean() > 1.0  # it pans
+
+
+def test_the_node_command_carries_namespace_and_parameters():
+    cmd = node_command(NodeBenchOptions(namespace="/b", params={"model": "quality", "threads": "2"}))
+    assert cmd == ["enhance_node", "--ros-args", "-r", "__ns:=/b", "-p", "model:=quality", "-p", "threads:=2"]
+
+
+def test_bench_node_measures_a_running_node(tmp_path, ros_domain_id, tiny_checkpoint):
+    out = tmp_path / "out"
+    proc = subprocess.run([str(VENV_BIN / "dap-led"), "bench-node", "--size", "96x64", "--rate", "10",
+                           "--warmup", "0.5", "--duration", "3", "--start-timeout", "240",
+                           "-p", f"model:={tiny_checkpoint}", "-p", "backend:=onnxruntime",
+                           "--out-dir", str(out)], capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, proc.stdout + proc.stderr + (out / "node_bench_node.log").read_text()
+    doc = json.loads((out / "node_bench.json").read_text())
+    assert doc["size"] == "96x64" and doc["received"] >= 2 and doc["fps_out"] > 0
+    assert 0 < doc["latency_p50_ms"] <= doc["latency_p95_ms"]
+    diag = doc["diagnostics"]  # the node's own figures, stage times included
+    assert float(diag["fps_out"]) > 0 and float(diag["latency_p95_ms"]) > 0
+    assert {"stage_network_p95_ms", "stage_publish_p95_ms", "stage_decode_p95_ms"} <= set(diag)
+    assert "restored fps" in proc.stdout and "network" in proc.stdout
+
+
+def test_bench_node_reports_a_node_that_cannot_start(tmp_path, ros_domain_id):
+    proc = subprocess.run([str(VENV_BIN / "dap-led"), "bench-node", "--size", "96x64", "--duration", "1",
+                           "--start-timeout", "300", "-p", f"model:={tmp_path / 'missing.safetensors'}",
+                           "--out-dir", str(tmp_path)],
+                          capture_output=True, text=True, timeout=200)
+    # The node's configure fails; its /diagnostics says why, long before the start timeout.
+    assert proc.returncode == 1
+    assert "enhance_node reports: configure failed" in proc.stderr and "missing.safetensors" in proc.stderr
+
+
+def test_bench_node_rejects_bad_options(tmp_path):
+    proc = subprocess.run([str(VENV_BIN / "dap-led"), "bench-node", "--rate", "0", "--out-dir", str(tmp_path)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "rate" in proc.stderr
+    proc = subprocess.run([str(VENV_BIN / "dap-led"), "bench-node", "-p", "model", "--out-dir", str(tmp_path)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "name:=value" in proc.stderr
