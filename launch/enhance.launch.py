@@ -33,7 +33,8 @@ ARGUMENTS: dict[str, tuple[str, str]] = {
     "params_file": ("", "ROS 2 params file for all nodes; empty: the package's "
                         "config/pipeline.yaml"),
     "autostart": ("", "true: configure+activate at start; false: wait for a lifecycle manager"),
-    "model": ("", "enhance_node checkpoint (.safetensors)"),
+    "model": ("", "enhance_node model: auto | quality | realtime | a checkpoint (.safetensors); "
+                  "empty: the node's default (auto: the real-time model on the CPU)"),
     "backend": ("", "enhance_node backend: auto | torch | onnxruntime | tensorrt"),
     "device": ("", "enhance_node device: cpu | cuda | cuda:N"),
     "engine": ("", "enhance_node ONNX model / TensorRT engine path"),

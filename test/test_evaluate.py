@@ -36,6 +36,18 @@ def test_identical_images_give_infinite_psnr_and_ssim_one():
     assert ssim(img, img) == pytest.approx(1.0)
 
 
+def test_set_means_count_an_exactly_restored_frame_at_the_cap():
+    from dap_led_ros.training.evaluate import score_pairs
+    from dap_led_ros.training.metrics import PSNR_CAP_DB, mean_psnr
+
+    a, b = _photo(seed=0), _photo(seed=1)
+    off = np.clip(b.astype(int) + 26, 0, 255).astype(np.uint8)  # one frame restored exactly, one not
+    rows = score_pairs([("a", a, a), ("b", b, b)], {"identity": lambda x: x, "off": lambda x: off if x is b else x})
+    assert rows["identity"]["psnr"] == PSNR_CAP_DB
+    assert rows["off"]["psnr"] == pytest.approx((PSNR_CAP_DB + psnr(off, b)) / 2)
+    assert mean_psnr([math.inf, 20.0]) == pytest.approx(40.0) and math.isnan(mean_psnr([]))
+
+
 def test_psnr_of_a_known_error_and_ssim_drops_with_noise():
     a = np.full((16, 16, 3), 0.5)
     assert psnr(a, a + 0.1) == pytest.approx(20.0)

@@ -26,10 +26,12 @@ def test_the_node_command_carries_namespace_and_parameters():
 
 
 def test_bench_node_measures_a_running_node(tmp_path, ros_domain_id, tiny_checkpoint):
+    # overlap:=false: the one-stage worker path (the enhance_node tests run the default two-stage one).
     out = tmp_path / "out"
     proc = subprocess.run([str(VENV_BIN / "dap-led"), "bench-node", "--size", "96x64", "--rate", "10",
                            "--warmup", "0.5", "--duration", "3", "--start-timeout", "240",
                            "-p", f"model:={tiny_checkpoint}", "-p", "backend:=onnxruntime",
+                           "-p", "overlap:=false",
                            "--out-dir", str(out)], capture_output=True, text=True, timeout=400)
     assert proc.returncode == 0, proc.stdout + proc.stderr + (out / "node_bench_node.log").read_text()
     doc = json.loads((out / "node_bench.json").read_text())

@@ -96,6 +96,8 @@ def test_params_file_errors_name_the_file(tmp_path):
 def test_enhancer_settings_map_empty_strings_to_defaults():
     e = EnhanceNodeConfig(model="", engine="").enhancer_config()
     assert e.model is None and e.engine is None
+    # The node's own default: the real-time model on the CPU (resolved by the Enhancer).
+    assert EnhanceNodeConfig().enhancer_config().model == "auto"
     e = EnhanceNodeConfig(model="/m.safetensors", tile_max_pixels=1000).enhancer_config()
     assert e.model == "/m.safetensors" and e.max_pixels == 1000
 

@@ -37,8 +37,11 @@ _ENHANCER_DEFAULTS = EnhancerConfig()
 class EnhanceNodeConfig(ManagedNodeConfig):
     """`enhance_node` settings. Network settings default to EnhancerConfig's."""
 
-    model: str = field(default="", metadata=param_help(
-        "checkpoint (.safetensors with its .yaml); empty: the model shipped with the package"))
+    # The node serves live video: on the CPU it defaults to the real-time variant (the CLI and the
+    # bag tool, which work offline, default to the quality model).
+    model: str = field(default="auto", metadata=param_help(
+        "auto (the shipped real-time model on the CPU, the quality model on a GPU) | quality | realtime | "
+        "a checkpoint (.safetensors with its .yaml); empty: quality"))
     backend: str = field(default=_ENHANCER_DEFAULTS.backend, metadata=param_help(
         "auto | torch | onnxruntime | tensorrt"))
     device: str = field(default=_ENHANCER_DEFAULTS.device, metadata=param_help("auto | cpu | cuda | cuda:N"))
@@ -61,6 +64,8 @@ class EnhanceNodeConfig(ManagedNodeConfig):
         "reuse the CCM heatmaps on up to this many consecutive frames (1: every frame its own)"))
     prior_change: float = field(default=_ENHANCER_DEFAULTS.prior_change, metadata=param_help(
         "recompute the heatmaps early when the frame's grey thumbnail moves by more than this (0..1)"))
+    overlap: bool = field(default=True, metadata=param_help(
+        "encode and publish a frame on a second thread while the next one is in the network"))
     publish_heatmap: bool = field(default=False, metadata=param_help(
         "publish the CLIP degradation heatmaps on enhanced/degradation (costs a prior pass)"))
 
@@ -170,7 +175,10 @@ class EnhanceNode(ManagedImageNode[EnhanceNodeConfig]):
             if pub_heatmap is not None and pub_heatmap.get_subscription_count() > 0:
                 pub_heatmap.publish(make_image_msg(enhancer.heatmap_image(decoded.rgb), msg.header,
                                                    "rgb8"))
-        return publish
+        if cfg.overlap:
+            return publish
+        publish()
+        return None
 
     def _publish_camera_info(self, header: Header) -> None:
         info = self._camera_infos.for_image(header)

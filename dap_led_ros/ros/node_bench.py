@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -102,6 +103,12 @@ def _image_msg(bgr: np.ndarray) -> Image:
     return msg
 
 
+def _executable(name: str) -> str:
+    """The console script beside this interpreter (a venv not on PATH), else `name` from PATH."""
+    sibling = Path(sys.executable).parent / name
+    return str(sibling) if os.sep not in name and sibling.is_file() else name
+
+
 def node_command(options: NodeBenchOptions) -> list[str]:
     cmd = [options.executable, "--ros-args", "-r", f"__ns:={options.namespace}"]
     for name, value in options.params.items():
@@ -180,9 +187,16 @@ def run_node_bench(options: NodeBenchOptions, ros_args: Sequence[str] | None = N
     frames = [_image_msg(f) for f in night_sequence(options.width, options.height)]
     cmd = node_command(options)
     log = open(options.log_path, "w") if options.log_path else subprocess.DEVNULL
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
+    try:
+        proc = subprocess.Popen([_executable(cmd[0]), *cmd[1:]], stdout=log, stderr=subprocess.STDOUT,
+                                env=dict(os.environ))
+    except OSError as exc:
+        if options.log_path:
+            log.close()
+        raise NodeBenchError(f"cannot start {cmd[0]}: {exc} (is the package installed in this environment?)") from exc
     context = rclpy.Context()
-    rclpy.init(args=list(ros_args) if ros_args else None, context=context)
+    # Not sys.argv: the command's own `-p name:=value` options are not ROS arguments of this process.
+    rclpy.init(args=["dap_led_node_bench", *(ros_args or [])], context=context)
     node = rclpy.create_node("dap_led_node_bench", context=context)
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)

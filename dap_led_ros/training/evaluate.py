@@ -27,7 +27,7 @@ import numpy as np
 
 from dap_led_ros.imaging.image_io import ImageReadError, list_images, read_image
 from dap_led_ros.imaging.srgb import srgb_decode, srgb_encode
-from dap_led_ros.training.metrics import NoReferenceFigures, no_reference, psnr, ssim
+from dap_led_ros.training.metrics import NoReferenceFigures, mean_psnr, no_reference, psnr, ssim
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +59,9 @@ class PairScores:
         self.seconds.append(seconds)
 
     def summary(self) -> dict[str, float]:
-        finite = [p for p in self.psnr if math.isfinite(p)]
-        return {"psnr": float(np.mean(finite)) if finite else math.inf, "ssim": float(np.mean(self.ssim)),
+        # Every frame counts, an exactly restored one at the cap (it used to be left out, which
+        # ranked a model that hands clean frames back untouched below one that nearly does).
+        return {"psnr": mean_psnr(self.psnr), "ssim": float(np.mean(self.ssim)),
                 "n": len(self.psnr), "ms_per_frame": 1000 * float(np.mean(self.seconds))}
 
 

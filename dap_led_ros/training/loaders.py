@@ -9,7 +9,7 @@ from torch.utils.data import Dataset
 
 from dap_led_ros.model import DAPLED
 from dap_led_ros.training.config import TrainConfig
-from dap_led_ros.training.metrics import psnr, ssim
+from dap_led_ros.training.metrics import mean_psnr, psnr, ssim
 
 
 def worker_init(_: int) -> None:
@@ -108,9 +108,9 @@ class ValidationSet:
             ps, ss = [], []
             for low, high in pairs:
                 pred, gt = _rgb8(model(low[None].to(device)).float().cpu()[0]), _rgb8(high)
-                ps.append(min(psnr(pred, gt), 100.0))
+                ps.append(psnr(pred, gt))
                 ss.append(ssim(pred, gt))
-            out[f"{key}_psnr"], out[f"{key}_ssim"] = float(np.mean(ps)), float(np.mean(ss))
+            out[f"{key}_psnr"], out[f"{key}_ssim"] = mean_psnr(ps), float(np.mean(ss))
         model.train()
         out["score"] = float(np.mean([out[k] for k in ("val_psnr", "val2_psnr") if k in out]))
         return out

@@ -3,6 +3,9 @@
 Full-reference (a restored image against its ground truth), on H x W x 3 arrays, uint8 or float
 in [0, 1]:
 - `psnr`: 10 log10(1 / MSE) on [0, 1] data over all pixels and channels (inf for identical images).
+- `mean_psnr`: the mean over frames with each frame capped at `PSNR_CAP_DB` (60 dB), so a frame
+  restored exactly (an identity pair handed back untouched) counts as a perfect frame instead of
+  being infinite or left out.
 - `ssim`: the mean structural similarity of Wang et al. (2004) as scikit-image computes it with
   the paper's settings (Gaussian window sigma 1.5, K1 0.01, K2 0.03, population covariance),
   averaged over the three colour channels.
@@ -58,6 +61,15 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     _check_pair(a, b)
     mse = float(np.mean((as_float(a) - as_float(b)) ** 2))
     return math.inf if mse == 0.0 else 10.0 * math.log10(1.0 / mse)
+
+
+# Per-frame PSNR cap for set means: at 8 bits, 60 dB is an RMS error of 1/4 grey level.
+PSNR_CAP_DB = 60.0
+
+
+def mean_psnr(values: list[float]) -> float:
+    """Mean per-frame PSNR with each frame capped at PSNR_CAP_DB (nan for no frames)."""
+    return float(np.mean(np.minimum(np.asarray(values, np.float64), PSNR_CAP_DB))) if values else math.nan
 
 
 def ssim(a: np.ndarray, b: np.ndarray) -> float:
