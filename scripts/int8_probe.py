@@ -12,6 +12,7 @@ prior graph and the output convolution stay float.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import tempfile
 import time
 from pathlib import Path
@@ -67,11 +68,12 @@ def main() -> int:
     last_conv = [n.name for n in graph.graph.node if n.op_type == "Conv"][-1]
     with tempfile.TemporaryDirectory() as tmp:
         pre, q = Path(tmp) / "pre.onnx", Path(tmp) / "int8.onnx"
-        quant_pre_process(str(prior_path), str(pre), skip_symbolic_shape=True)
         t = time.perf_counter()
-        quantize_static(str(pre), str(q), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        op_types_to_quantize=["Conv", "MatMul"], nodes_to_exclude=[last_conv])
+        with contextlib.chdir(tmp):  # ONNX Runtime's quantiser writes scratch files into the cwd
+            quant_pre_process(str(prior_path), str(pre), skip_symbolic_shape=True)
+            quantize_static(str(pre), str(q), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            op_types_to_quantize=["Conv", "MatMul"], nodes_to_exclude=[last_conv])
         print(f"quantised in {time.perf_counter() - t:.0f} s ({len(feeds)} calibration crops)")
         int8 = ort.InferenceSession(str(q), so, providers=["CPUExecutionProvider"])
 
