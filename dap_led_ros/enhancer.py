@@ -9,12 +9,11 @@ from typing import Any
 import cv2
 import numpy as np
 
-from dap_led_ros.runtime.backends import Backend, BackendError, create_backend, resolve_device
+from dap_led_ros.runtime.backends import Backend, BackendError, backend_model, create_backend, resolve_device
 from dap_led_ros.runtime.prior_cache import PriorCache
 from dap_led_ros.runtime.stage_timing import StageTimes
 from dap_led_ros.runtime.tiling import blend_weights, crop_upsampled, plan_tiles
 from dap_led_ros.settings import validated_from_mapping
-from dap_led_ros.shipped_models import MODEL_ALIASES, resolve_model
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +72,8 @@ class Enhancer:
     def __init__(self, cfg: EnhancerConfig | None = None, backend: Backend | None = None) -> None:
         self.cfg = cfg or EnhancerConfig()
         self.cfg.validate()
-        if self.cfg.model in MODEL_ALIASES:  # the path itself, for the logs and an exact-tiling twin
-            self.cfg = replace(self.cfg, model=resolve_model(self.cfg.model, self._alias_device()))
+        # A shipped model's name becomes its path here, for the logs and an exact-tiling twin.
+        self.cfg = replace(self.cfg, model=backend_model(self.cfg.backend, self.cfg.model, self.cfg.device))
         self.backend = backend or create_backend(self.cfg.backend, self.cfg.model, self.cfg.device,
                                                  **self._backend_options())
         log.info("enhancer backend: %s", self.backend.describe())
@@ -87,10 +86,6 @@ class Enhancer:
         # Per-stage wall times of enhance(); the prior is a stage of its own only with heatmap reuse.
         self.stages = StageTimes()
         self.prior_cache = PriorCache(self.cfg.prior_every, self.cfg.prior_change)
-
-    def _alias_device(self) -> str:
-        """Where the network will run, for the `auto` model: TensorRT always on a GPU."""
-        return "cuda" if self.cfg.backend == "tensorrt" else resolve_device(self.cfg.device)
 
     def _backend_options(self) -> dict[str, Any]:
         opts: dict[str, Any] = {}

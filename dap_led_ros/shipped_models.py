@@ -9,9 +9,6 @@ from pathlib import Path
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_CHECKPOINT_NAME = "dapled_tiny"          # the quality default
 REALTIME_CHECKPOINT_NAME = "dapled_tiny_rt"      # the real-time variant (tiny-rt)
-# Names a `model` setting may give instead of a path. `auto`: the real-time variant on the CPU,
-# the quality model on a GPU (where the quality model runs in real time).
-MODEL_ALIASES = ("quality", "realtime", "auto")
 
 
 def default_checkpoint() -> Path:
@@ -25,8 +22,10 @@ def realtime_checkpoint() -> Path:
 
 
 def resolve_model(model: str | None, device: str) -> str | None:
-    """A `model` setting as a checkpoint path: None/"" and "quality" give None (the shipped quality
-    model), "realtime" the shipped real-time variant, "auto" that one when `device` is the CPU."""
+    """A `model` setting as a checkpoint path. The names a setting may give instead of a path:
+    None/"" and "quality" give None (the shipped quality model), "realtime" the shipped real-time
+    variant, "auto" that one when `device` is the CPU and the quality model on a GPU (where it
+    runs in real time)."""
     if not model or model == "quality":
         return None
     if model == "realtime" or (model == "auto" and device == "cpu"):

@@ -54,9 +54,10 @@ def test_bench_node_reports_a_node_that_cannot_start(tmp_path, ros_domain_id):
 
 
 def test_bench_node_rejects_bad_options(tmp_path):
-    proc = subprocess.run([str(VENV_BIN / "dap-led"), "bench-node", "--rate", "0", "--out-dir", str(tmp_path)],
+    proc = subprocess.run([str(VENV_BIN / "dap-led"), "bench-node", "--rate", "0", "--out-dir", str(tmp_path / "o")],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "rate" in proc.stderr
+    assert not (tmp_path / "o").exists()  # refused before anything is written
     proc = subprocess.run([str(VENV_BIN / "dap-led"), "bench-node", "-p", "model", "--out-dir", str(tmp_path)],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "name:=value" in proc.stderr

@@ -30,7 +30,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="measured seconds (default: %(default)s)")
     p.add_argument("--start-timeout", type=float, default=d.start_timeout_s, metavar="S",
                    help="give up when the node has not restored a frame after S seconds (default: %(default)s)")
-    p.add_argument("-p", "--param", type=assignment("a node parameter like name:=value", empty_value=True), action="append", default=[], metavar="NAME:=VALUE",
+    p.add_argument("-p", "--param", type=assignment("a node parameter like name:=value", empty_value=True),
+                   action="append", default=[], metavar="NAME:=VALUE",
                    help="an enhance_node parameter (repeatable), e.g. -p model:=quality -p threads:=2")
     p.add_argument("--namespace", default=d.namespace, help="the node's namespace (default: %(default)s)")
     p.add_argument("--out-dir", type=Path, default=Path("bench_results"), help="output folder (default: %(default)s)")
@@ -40,18 +41,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from dap_led_ros.ros.node_bench import NodeBenchError, NodeBenchOptions, run_node_bench
 
-    args.out_dir.mkdir(parents=True, exist_ok=True)
     w, h = args.size
     options = NodeBenchOptions(width=w, height=h, rate_hz=args.rate, warmup_s=args.warmup,
                                duration_s=args.duration, start_timeout_s=args.start_timeout,
                                namespace=args.namespace, params=dict(args.param),
                                log_path=args.out_dir / "node_bench_node.log")
     try:
-        options.validate()
-        result = run_node_bench(options)
+        options.validate()  # before the output folder is made
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        result = run_node_bench(options)
     except NodeBenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

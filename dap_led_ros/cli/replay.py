@@ -40,8 +40,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--drain-timeout", type=float, default=d.drain_timeout, metavar="S",
                    help="at the end, wait up to S seconds for reliable subscribers to acknowledge the last "
                         "messages (default: %(default)s)")
-    p.add_argument("--remap", type=assignment("a remap like /from:=/to"), action="append", default=[], metavar="FROM:=TO",
-                   help="publish bag topic FROM on TO (repeatable)")
+    p.add_argument("--remap", type=assignment("a remap like /from:=/to"), action="append", default=[],
+                   metavar="FROM:=TO", help="publish bag topic FROM on TO (repeatable)")
     p.set_defaults(func=run)
 
 

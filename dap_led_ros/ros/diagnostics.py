@@ -71,9 +71,16 @@ class DiagnosticsPublisher:
         self._node.destroy_publisher(self._pub)
 
 
+def status_of(msg: DiagnosticArray, name: str) -> DiagnosticStatus | None:
+    """The status called `name` in `msg` (None when absent)."""
+    return next((status for status in msg.status if status.name == name), None)
+
+
+def status_values(status: DiagnosticStatus) -> dict[str, str]:
+    return {kv.key: kv.value for kv in status.values}
+
+
 def values_of(msg: DiagnosticArray, name: str) -> dict[str, str] | None:
     """The key/values of the status called `name` in `msg` (None when absent); for consumers."""
-    for status in msg.status:
-        if status.name == name:
-            return {kv.key: kv.value for kv in status.values}
-    return None
+    status = status_of(msg, name)
+    return None if status is None else status_values(status)

@@ -192,15 +192,13 @@ class FrameWorker(Generic[T]):
                 frame, received_at = item
                 del item
                 rest = self._attempt(frame, lambda: self._process(frame))
-                if rest is _FAILED:
-                    pass
-                elif callable(rest):
+                if callable(rest):
                     with self._cond:
                         while self._handoff is not None:  # the finisher is on the frame before
                             self._cond.wait()
                         self._handoff = (frame, rest, received_at)
                         self._cond.notify_all()
-                else:
+                elif rest is not _FAILED:
                     self._finished(received_at)
                 with self._cond:
                     self._busy = False

@@ -29,7 +29,7 @@ from rclpy.time import Time
 from sensor_msgs.msg import Image
 
 from dap_led_ros.ros.dds import configure_dds_environment
-from dap_led_ros.ros.diagnostics import DIAGNOSTICS_TOPIC, values_of
+from dap_led_ros.ros.diagnostics import DIAGNOSTICS_TOPIC, status_of, status_values
 
 NODE_EXECUTABLE = "enhance_node"
 
@@ -140,11 +140,10 @@ class _Probe:
             self.arrivals.append((now, now - stamp))
 
     def _on_diag(self, msg: DiagnosticArray) -> None:
-        values = values_of(msg, self.diag_name)
-        if values is not None:
-            status = next(s for s in msg.status if s.name == self.diag_name)
+        status = status_of(msg, self.diag_name)
+        if status is not None:
             with self.lock:
-                self.diagnostics = values
+                self.diagnostics = status_values(status)
                 self.problem = status.message if status.level == DiagnosticStatus.ERROR else ""
 
     def failure(self) -> str:
@@ -173,7 +172,7 @@ def _wait_for(predicate: Any, timeout_s: float, what: str, proc: subprocess.Pope
             raise NodeBenchError(f"{NODE_EXECUTABLE} reports: {problem}")
         if proc.poll() is not None:
             raise NodeBenchError(f"{NODE_EXECUTABLE} exited with code {proc.returncode} before {what}"
-                                 + (f" (its log: {log_path})" if log_path else ""))
+                                 + (f" (node log: {log_path})" if log_path else ""))
         if time.monotonic() > deadline:
             raise NodeBenchError(f"timed out after {timeout_s:.0f} s waiting for {what}"
                                  + (f" (node log: {log_path})" if log_path else ""))

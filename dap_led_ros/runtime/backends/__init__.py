@@ -78,6 +78,13 @@ def _create_auto(model_path: str | None, device: str, options: dict[str, Any]) -
     raise BackendError("no backend could be created: " + " | ".join(rejected))
 
 
+def backend_model(name: str, model_path: str | None, device: str) -> str | None:
+    """The checkpoint that backend `name` on `device` runs for a model setting: a shipped model's
+    name (quality | realtime | auto, shipped_models.py) resolved where the network will run
+    (TensorRT always on a GPU); a path unchanged."""
+    return resolve_model(model_path, "cuda" if name == "tensorrt" else resolve_device(device))
+
+
 def create_backend(name: str = "auto", model_path: str | None = None, device: str = "cpu",
                    **options: Any) -> Backend:
     """Make the named backend. `auto` picks the best one that works and logs why.
@@ -89,7 +96,7 @@ def create_backend(name: str = "auto", model_path: str | None = None, device: st
     name (quality | realtime | auto, see shipped_models.py).
     """
     device = resolve_device(device)
-    model_path = resolve_model(model_path, "cuda" if name == "tensorrt" else device)
+    model_path = backend_model(name, model_path, device)
     options = {k: v for k, v in options.items() if v is not None}
     if name == "auto":
         return _create_auto(model_path, device, options)
@@ -100,4 +107,4 @@ def create_backend(name: str = "auto", model_path: str | None = None, device: st
     return cls(model_path, device=device, **kwargs)
 
 
-__all__ = ["BACKEND_NAMES", "Backend", "BackendError", "create_backend", "resolve_device"]
+__all__ = ["BACKEND_NAMES", "Backend", "BackendError", "backend_model", "create_backend", "resolve_device"]
