@@ -371,6 +371,69 @@ ROS_FIXTURES = {"ros", "module_ros", "start_node", "ros_domain_id", "module_doma
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "ros: needs rclpy or a ROS graph; `pytest -m 'not ros'` runs the ROS-free tests")
+    _configure_fuzzing(config)
+
+
+# ----------------------------------------------------------------------------- fuzzing (hypothesis)
+
+# Generated cases per fuzz test: CI runs a fixed (derandomised) sample in minutes; `pytest --long`
+# (scripts/reliability.sh) runs many more, randomised, for soak runs.
+FUZZ_CASES: dict[str, int] = {}
+_FUZZ_LONG = False
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--long", action="store_true", default=False,
+                     help="reliability mode: many more generated fuzz cases and longer soaks")
+
+
+def _configure_fuzzing(config: pytest.Config) -> None:
+    global _FUZZ_LONG
+    from hypothesis import HealthCheck, settings
+
+    _FUZZ_LONG = bool(config.getoption("--long", default=False))
+    common = dict(deadline=None, database=None, print_blob=True,
+                  suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                         HealthCheck.function_scoped_fixture])
+    settings.register_profile("dap_led_ci", derandomize=True, **common)
+    settings.register_profile("dap_led_long", derandomize=False, **common)
+    settings.load_profile("dap_led_long" if _FUZZ_LONG else "dap_led_ci")
+
+
+def long_mode() -> bool:
+    """Whether the suite runs in reliability (`--long`) mode."""
+    return _FUZZ_LONG
+
+
+def fuzz_examples(ci: int, long: int) -> int:
+    """Examples for one fuzz test: `ci` in the normal suite, `long` under `pytest --long`."""
+    return long if _FUZZ_LONG else ci
+
+
+def count_fuzz_case(area: str, n: int = 1) -> None:
+    """Count generated cases per area (conversion, node input, bag metadata) for the reliability report."""
+    FUZZ_CASES[area] = FUZZ_CASES.get(area, 0) + n
+
+
+# Measured figures of the reliability tests (soak RSS growth, flood rates, service latency...).
+RELIABILITY_FIGURES: dict[str, Any] = {}
+
+
+def record_figure(name: str, value: Any) -> None:
+    """Keep a measured figure (a number or a short string) for the reliability report."""
+    RELIABILITY_FIGURES[name] = value
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """With DAP_LED_RELIABILITY_REPORT set, write the fuzz case counts and recorded figures there
+    as JSON (scripts/reliability.sh builds docs/reliability.md from it)."""
+    out = os.environ.get("DAP_LED_RELIABILITY_REPORT")
+    if out:
+        import json
+
+        Path(out).write_text(json.dumps({"long": _FUZZ_LONG, "exitstatus": int(exitstatus),
+                                         "cases": FUZZ_CASES, "figures": RELIABILITY_FIGURES},
+                                        indent=2, sort_keys=True, default=str) + "\n")
 
 
 def imported_modules(path: Path) -> set[str]:
