@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from dap_led_ros.runtime.backends import BackendError, create_backend, resolve_device
-from dap_led_ros.runtime.backends.verify import compare_backends, psnr
 from dap_led_ros.checkpoint import save_checkpoint
 from dap_led_ros.enhancer import Enhancer, EnhancerConfig
 from dap_led_ros.model import ModelConfig, build_model
+from dap_led_ros.runtime.backends import BackendError, create_backend, resolve_device
+from dap_led_ros.runtime.backends.verify import compare_backends, psnr
 
 torch.set_num_threads(1)
 
@@ -112,8 +112,7 @@ def test_explicit_onnx_file_and_input_errors(pair, ckpt: Path, tmp_path: Path) -
         create_backend("onnxruntime", str(ckpt), "cpu", engine=str(tmp_path / "none.onnx"))
     with pytest.raises(BackendError, match="needs an .onnx"):
         create_backend("onnxruntime", str(ckpt), "cpu", engine=str(tmp_path / "x.engine"))
-    with pytest.raises(BackendError, match="smaller than"):
-        explicit.infer(np.zeros((1, 3, 8, 40), np.float32))
+    assert explicit.infer(np.zeros((1, 3, 8, 40), np.float32)).shape == (1, 3, 8, 40)  # test_small_frames.py
     with pytest.raises(BackendError, match="B x 3 x H x W"):
         explicit.infer(np.zeros((3, 8, 40), np.float32))
     with pytest.raises(BackendError, match="does not take option"):
@@ -213,3 +212,92 @@ def test_gpu_bench_script_runs_its_whole_path_on_the_cpu(tmp_path: Path) -> None
     for model in ("quality", "realtime"):
         table = (tmp_path / "out" / model / "bench.md").read_text()
         assert "| onnxruntime | 64x48 |" in table and "| torch | 64x48 |" in table
+
+
+# ----------------------------------------------------------------------------- model file errors
+
+def _broken_checkpoints(ckpt: Path, tmp_path: Path) -> dict[str, tuple[Path, str]]:
+    """Checkpoint paths that cannot be used, with the cause their error must start with."""
+    import shutil
+
+    corrupt = tmp_path / "corrupt.safetensors"
+    corrupt.write_bytes(b"this is not a safetensors file")
+    shutil.copyfile(ckpt.with_suffix(".yaml"), corrupt.with_suffix(".yaml"))
+    truncated = tmp_path / "truncated.safetensors"
+    truncated.write_bytes(ckpt.read_bytes()[:5000])
+    shutil.copyfile(ckpt.with_suffix(".yaml"), truncated.with_suffix(".yaml"))
+    no_yaml = tmp_path / "no_yaml.safetensors"
+    shutil.copyfile(ckpt, no_yaml)
+    bad_yaml = tmp_path / "bad_yaml.safetensors"
+    shutil.copyfile(ckpt, bad_yaml)
+    bad_yaml.with_suffix(".yaml").write_text("model: [unclosed\n")
+    return {
+        "missing": (tmp_path / "missing.safetensors", f"checkpoint weights not found: {tmp_path / 'missing'}"),
+        "corrupt": (corrupt, f"cannot read checkpoint {corrupt}: "),
+        "truncated": (truncated, f"cannot read checkpoint {truncated}: "),
+        "no yaml": (no_yaml, f"checkpoint config not found: {no_yaml.with_suffix('.yaml')}"),
+        "bad yaml": (bad_yaml, f"invalid checkpoint config {bad_yaml.with_suffix('.yaml')}"),
+    }
+
+
+@pytest.mark.parametrize("case", ["missing", "corrupt", "truncated", "no yaml", "bad yaml"])
+@pytest.mark.parametrize("name", ["auto", "onnxruntime", "torch", "tensorrt"])
+def test_an_unusable_model_file_is_reported_first_before_any_backend_is_tried(ckpt: Path, tmp_path: Path,
+                                                                              name: str, case: str) -> None:
+    path, cause = _broken_checkpoints(ckpt, tmp_path)[case]
+    with pytest.raises(BackendError) as info:
+        create_backend(name, str(path), "cuda" if name == "tensorrt" else "cpu", cache_dir=str(tmp_path))
+    message = str(info.value)
+    assert message.startswith(cause), message
+    assert "tensorrt" not in message and "no backend could be created" not in message
+    assert len(message) < 400
+
+
+def test_the_enhancer_reports_a_missing_model_file_by_its_name(tmp_path: Path) -> None:
+    missing = tmp_path / "weights" / "model.safetensors"
+    with pytest.raises(BackendError, match=f"^checkpoint weights not found: {missing}$"):
+        Enhancer(EnhancerConfig(model=str(missing), backend="auto", device="cpu"))
+
+
+def test_when_every_backend_fails_the_preferred_ones_reason_comes_first(ckpt: Path, tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import dap_led_ros.runtime.backends as backends
+
+    real = backends._backend_class
+
+    def failing(name: str):
+        cls = real(name)
+
+        class Failing(cls):  # type: ignore[misc, valid-type]
+            def __init__(self, *args, **kwargs) -> None:
+                raise BackendError(f"{name} broke here")
+        return Failing
+
+    monkeypatch.setattr(backends, "_backend_class", failing)
+    with pytest.raises(BackendError) as info:
+        create_backend("auto", str(ckpt), "cpu")
+    assert str(info.value) == ("no backend could be created: onnxruntime: onnxruntime broke here | "
+                               "torch: torch broke here (tensorrt not tried: device is 'cpu')")
+
+
+# ----------------------------------------------------------------------------- ONNX Runtime memory
+
+def test_onnxruntime_returns_arena_memory_only_when_the_input_shape_changes(pair, monkeypatch) -> None:
+    """The CPU arena is shrunk at the end of a run whose shapes differ from the session's last
+    run (so one large frame does not keep its peak), never on a steady stream of one size."""
+    _, ort_backend = pair
+    session = ort_backend.session
+    seen: list[bool] = []
+    real_run = session.run
+
+    class Recording:
+        def run(self, outputs, feeds, run_options=None):
+            seen.append(run_options is not None)
+            return real_run(outputs, feeds, run_options)
+
+    monkeypatch.setattr(ort_backend, "session", Recording())
+    ort_backend._last_shapes.clear()
+    small, large = (np.zeros((1, 3, h, w), np.float32) for h, w in [(32, 48), (64, 96)])
+    for x in (small, small, small, large, small, small):
+        ort_backend.infer(x)
+    assert seen == [True, False, False, True, True, False]

@@ -14,6 +14,7 @@ from dap_led_ros.imaging.image_encoding import (
     EncodedImage,
     ImageDecodeError,
     ImageEncodeError,
+    ImageEncodingError,
     bytes_per_pixel,
     decode_image,
     encode_image,
@@ -309,7 +310,7 @@ def good_fields(**overrides):
     "overrides, fragment",
     [
         (dict(encoding="8UC3"), "unsupported image encoding '8UC3'"),
-        (dict(encoding="jpeg"), "supported: rgb8, bgr8"),
+        (dict(encoding="jpeg"), "(supported encodings: docs/ros.md, section Encodings)"),
         (dict(encoding=None), "encoding must be a string"),
         (dict(width=0), "width and height must be positive, got 0x3"),
         (dict(height=0), "width and height must be positive, got 4x0"),
@@ -400,3 +401,49 @@ def test_output_encoding_explicit_and_invalid():
         output_encoding_for("rgb8", "jpeg")
     with pytest.raises(ImageDecodeError, match="unsupported image encoding 'xyz'"):
         output_encoding_for("xyz")
+
+
+# ----------------------------------------------------------------------------- hostile encodings
+
+@pytest.mark.parametrize("encoding, escaped", [
+    ("rgb8\x00", r"'rgb8\x00'"),
+    ("rgb8\n[INFO] [enhance_node]: forged", r"'rgb8\n[INFO]"),
+    ("rgb8\x1b[2J", r"'rgb8\x1b[2J'"),
+    ("rgb8\u00e9", r"'rgb8\xe9'"),
+    ("\u202erbg8", r"'\u202erbg8'"),
+])
+def test_encoding_with_control_or_non_ascii_characters_is_refused_with_an_escaped_name(encoding, escaped):
+    with pytest.raises(ImageEncodingError) as info:
+        decode_image(**good_fields(encoding=encoding))
+    message = str(info.value)
+    assert message.startswith("unsupported image encoding ") and escaped in message
+    assert message.isascii() and message.isprintable()
+    with pytest.raises(ImageEncodingError):
+        encode_image(random_rgb(), encoding)
+
+
+def test_unknown_encoding_message_is_short_and_does_not_repeat_the_supported_list():
+    message = str(pytest.raises(ImageDecodeError, decode_image, **good_fields(encoding="foo")).value)
+    assert message == "unsupported image encoding 'foo' (supported encodings: docs/ros.md, section Encodings)"
+    huge = str(pytest.raises(ImageDecodeError, decode_image, **good_fields(encoding="x" * 200_000)).value)
+    assert len(huge) < 200 and "200000 characters" in huge
+    policy = str(pytest.raises(ImageEncodeError, output_encoding_for, "rgb8", "y\n" * 1000).value)
+    assert len(policy) < 250 and "\n" not in policy and "bgr8, rgba8" not in policy
+
+
+@pytest.mark.parametrize("encoding", ["yuv422", "yuv422_yuy2"])
+@pytest.mark.parametrize("width, height", [(1, 1), (1, 6), (3, 2), (641, 480)])
+def test_yuv422_of_odd_width_is_refused_naming_the_rule(encoding, width, height):
+    step = width * 2
+    with pytest.raises(ImageEncodingError, match=f"{encoding} needs an even width, got {width}"):
+        decode_image(encoding, width, height, step, 0, bytes(step * height))
+    with pytest.raises(ImageEncodingError, match="needs an even width"):
+        encode_image(random_rgb(height=height, width=width), encoding)
+
+
+@pytest.mark.parametrize("encoding", BAYER_8 + BAYER_16)
+@pytest.mark.parametrize("height, width", [(3, 3), (5, 7), (3, 4)])
+def test_bayer_of_odd_size_demosaics_a_flat_colour_exactly(encoding, height, width):
+    rgb = np.empty((height, width, 3), np.uint8)
+    rgb[...] = (200, 100, 50)
+    assert np.array_equal(decode(encode_image(rgb, encoding)).rgb, rgb)

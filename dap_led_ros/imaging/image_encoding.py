@@ -148,6 +148,20 @@ class EncodedImage:
     is_bigendian: int
 
 
+# Where an error message sends the reader for the supported encodings (the list is not repeated).
+SUPPORTED_LIST_HINT = "supported encodings: docs/ros.md, section Encodings"
+_SHOWN_CHARS = 40
+
+
+def shown(value: Any, limit: int = _SHOWN_CHARS) -> str:
+    """An untrusted value for an error message: quoted, control and non-ASCII characters escaped
+    (ascii()), at most `limit` characters of it."""
+    if isinstance(value, str) and len(value) > limit:
+        return f"{ascii(value[:limit])}... ({len(value)} characters)"
+    text = ascii(value)
+    return text if len(text) <= 2 * limit else text[:2 * limit] + "..."
+
+
 def normalize_encoding(encoding: Any) -> str:
     """Canonical (lower-case) name of a supported encoding; ImageDecodeError otherwise."""
     if not isinstance(encoding, str):
@@ -155,8 +169,7 @@ def normalize_encoding(encoding: Any) -> str:
             f"image encoding must be a string, got {type(encoding).__name__}")
     name = encoding.strip().lower()
     if name not in _FORMATS:
-        raise ImageDecodeError(
-            f"unsupported image encoding '{encoding}'; supported: {', '.join(SUPPORTED_ENCODINGS)}")
+        raise ImageDecodeError(f"unsupported image encoding {shown(encoding)} ({SUPPORTED_LIST_HINT})")
     return name
 
 
@@ -184,15 +197,15 @@ def output_encoding_for(input_encoding: str, policy: str = SAME_FAMILY) -> str:
         return normalize_encoding(policy)
     except ImageDecodeError:
         raise ImageEncodeError(
-            f"unsupported output encoding policy '{policy}'; use '{SAME_FAMILY}' or one of: "
-            f"{', '.join(SUPPORTED_ENCODINGS)}") from None
+            f"unsupported output encoding policy {shown(policy)}; use '{SAME_FAMILY}' or an encoding name "
+            f"({SUPPORTED_LIST_HINT})") from None
 
 
 # ----------------------------------------------------------------------------- decoding
 
 def _as_count(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ImageDecodeError(f"image {name} must be an integer, got {value!r}")
+        raise ImageDecodeError(f"image {name} must be an integer, got {shown(value)}")
     return int(value)
 
 
@@ -248,7 +261,7 @@ def decode_image(
             f"= {row_bytes} for {name}")
     if demosaic not in _DEMOSAIC_METHODS:
         raise ImageDecodeError(
-            f"unknown demosaic method '{demosaic}'; use one of: {', '.join(_DEMOSAIC_METHODS)}")
+            f"unknown demosaic method {shown(demosaic)}; use one of: {', '.join(_DEMOSAIC_METHODS)}")
     try:
         buffer = np.frombuffer(data, dtype=np.uint8)
     except (TypeError, ValueError) as exc:

@@ -14,6 +14,7 @@ from dap_led_ros.imaging.image_encoding import (
     ImageEncodeError,
     decode_image,
     encode_image,
+    shown,
 )
 
 
@@ -44,9 +45,9 @@ def make_image_msg(
     """
     if isinstance(rgb_or_encoded, EncodedImage):
         encoded = rgb_or_encoded
-        if encoding is not None and encoding.strip().lower() != encoded.encoding:
+        if encoding is not None and str(encoding).strip().lower() != encoded.encoding:
             raise ImageEncodeError(
-                f"encoding '{encoding}' does not match the EncodedImage's '{encoded.encoding}'")
+                f"encoding {shown(encoding)} does not match the EncodedImage's '{encoded.encoding}'")
     else:
         if encoding is None:
             raise ImageEncodeError("an encoding is required to publish a numpy image")

@@ -58,10 +58,34 @@ def _auto_plan(device: str, engine: str | None) -> list[tuple[str, str, dict[str
     return [("onnxruntime", device, onnx_engine), ("torch", device, {})]
 
 
+def check_checkpoint(model_path: str | Path) -> None:
+    """BackendError naming the real cause when a checkpoint (.safetensors + .yaml) cannot be used:
+    a missing file, unreadable weights, a missing or invalid config. Checked before any backend
+    is tried, so that this cause is not buried under the reasons each backend failed for."""
+    from safetensors import safe_open
+
+    from dap_led_ros.checkpoint import CheckpointError, checkpoint_paths, read_checkpoint_config
+
+    weights, _ = checkpoint_paths(model_path)
+    try:
+        read_checkpoint_config(weights)  # the weights file and its config exist, the config is valid
+    except (CheckpointError, OSError) as exc:
+        raise BackendError(str(exc)) from exc
+    try:
+        with safe_open(str(weights), framework="numpy") as f:  # reads and checks the header only
+            f.keys()
+    except Exception as exc:  # safetensors raises its own error types
+        raise BackendError(f"cannot read checkpoint {weights}: {str(exc)[:200]}") from exc
+
+
+def _needs_checkpoint(name: str, options: dict[str, Any]) -> bool:
+    """Whether backend `name` reads the checkpoint (ONNX Runtime given an .onnx file does not)."""
+    engine = options.get("engine")
+    return name == "torch" or engine is None or (name == "tensorrt" and Path(engine).suffix != ".onnx")
+
+
 def _create_auto(model_path: str | None, device: str, options: dict[str, Any]) -> Backend:
-    rejected: list[str] = []
-    if not device.startswith("cuda"):
-        rejected.append(f"tensorrt: device is {device!r} (TensorRT needs cuda)")
+    rejected: list[str] = []  # in the order of preference: the first is the backend auto wanted
     for name, dev, overrides in _auto_plan(device, options.get("engine")):
         cls = _backend_class(name)
         kwargs, _ = _accepted(cls, {**options, **overrides})
@@ -72,10 +96,13 @@ def _create_auto(model_path: str | None, device: str, options: dict[str, Any]) -
             rejected.append(f"{name}: {reason}")
             log.debug("auto backend: %s rejected", name, exc_info=True)
             continue
+        if not device.startswith("cuda"):
+            rejected.insert(0, f"tensorrt: device is {device!r} (TensorRT needs cuda)")
         log.info("auto backend: chose %s%s", backend.describe(),
                  "; rejected " + " | ".join(rejected) if rejected else "")
         return backend
-    raise BackendError("no backend could be created: " + " | ".join(rejected))
+    skipped = "" if device.startswith("cuda") else f" (tensorrt not tried: device is {device!r})"
+    raise BackendError("no backend could be created: " + " | ".join(rejected) + skipped)
 
 
 def backend_model(name: str, model_path: str | None, device: str) -> str | None:
@@ -98,6 +125,8 @@ def create_backend(name: str = "auto", model_path: str | None = None, device: st
     device = resolve_device(device)
     model_path = backend_model(name, model_path, device)
     options = {k: v for k, v in options.items() if v is not None}
+    if model_path is not None and _needs_checkpoint(name, options):
+        check_checkpoint(model_path)
     if name == "auto":
         return _create_auto(model_path, device, options)
     cls = _backend_class(name)
@@ -107,4 +136,5 @@ def create_backend(name: str = "auto", model_path: str | None = None, device: st
     return cls(model_path, device=device, **kwargs)
 
 
-__all__ = ["BACKEND_NAMES", "Backend", "BackendError", "backend_model", "create_backend", "resolve_device"]
+__all__ = ["BACKEND_NAMES", "Backend", "BackendError", "backend_model", "check_checkpoint", "create_backend",
+           "resolve_device"]

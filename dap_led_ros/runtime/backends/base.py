@@ -10,6 +10,25 @@ class BackendError(RuntimeError):
     """A backend cannot be created or cannot run (missing library, device, engine...)."""
 
 
+def pad_for_graph(x: np.ndarray, multiple: int, min_side: int = 1) -> np.ndarray | None:
+    """`x` (B x C x H x W) edge-replicated at the bottom and right for an exported graph that pads
+    its input by reflection to a multiple of `multiple`; None when the graph takes `x` as it is.
+
+    Reflection needs the pad smaller than the side, and a graph (a TensorRT profile) may accept no
+    side below `min_side`. A frame that breaks either rule is padded here to multiples of `multiple`
+    of at least `min_side`, replicating the edge as the PyTorch model does for tiny inputs; the
+    caller crops the output back to H x W.
+    """
+    h, w = x.shape[-2:]
+    m = max(1, int(multiple))
+    pad_h, pad_w = -h % m, -w % m
+    if pad_h < h and pad_w < w and min(h, w) >= min_side:
+        return None
+    floor = -(-max(1, min_side) // m) * m
+    th, tw = max(h + pad_h, floor), max(w + pad_w, floor)
+    return np.pad(x, ((0, 0), (0, 0), (0, th - h), (0, tw - w)), mode="edge")
+
+
 class Backend(ABC):
     """Runs the DAP-LED network on float32 B x 3 x H x W arrays in [0, 1]."""
 

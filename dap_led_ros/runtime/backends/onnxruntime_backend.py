@@ -7,17 +7,14 @@ from pathlib import Path
 
 import numpy as np
 
-from dap_led_ros.runtime.backends.base import Backend, BackendError
+from dap_led_ros.runtime.backends.base import Backend, BackendError, pad_for_graph
 
 log = logging.getLogger(__name__)
 
 
-def _check_input(x: np.ndarray, min_side: int) -> np.ndarray:
+def _check_input(x: np.ndarray) -> np.ndarray:
     if x.ndim != 4 or x.shape[1] != 3:
         raise BackendError(f"expected a B x 3 x H x W array, got shape {x.shape}")
-    if min(x.shape[-2:]) < min_side:
-        raise BackendError(f"frame {x.shape[-1]}x{x.shape[-2]} is smaller than the exported graph's "
-                           f"minimum side of {min_side} px")
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
@@ -49,9 +46,18 @@ class OnnxRuntimeBackend(Backend):
             except (OSError, ValueError, RuntimeError) as exc:
                 raise BackendError(f"cannot export {model_path or 'the default model'} to ONNX: {exc}") from exc
         self.options = self._session_options(threads)
+        # The CPU arena keeps its peak: after a run whose input shapes differ from the session's
+        # previous run, unused arena chunks go back to the system. A steady stream of one size
+        # never pays for it (returning memory after every run cost ~19 % at 640x480).
+        self._shrink = ort.RunOptions()
+        self._shrink.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+        self._last_shapes: dict[int, tuple[tuple[int, ...], ...]] = {}
         self.session = self._session(self.onnx_path)
         meta = self.session.get_modelmeta().custom_metadata_map
-        self.min_side = int(meta.get("dap_led.min_side", 1))
+        # DAP-LED graphs pad by reflection to this multiple; smaller frames are padded here first
+        # (pad_for_graph). A foreign graph may only declare a minimum side.
+        self.pad_multiple = int(meta.get("dap_led.pad_multiple", 1))
+        self.min_side = 1 if "dap_led.pad_multiple" in meta else int(meta.get("dap_led.min_side", 1))
         self.grids = json.loads(meta["dap_led.grids"]) if "dap_led.grids" in meta else []
         from dap_led_ros.runtime.export import prior_graph_paths
 
@@ -96,15 +102,28 @@ class OnnxRuntimeBackend(Backend):
                                f"session runs on {session.get_providers()}")
         return session
 
+    def _run(self, session, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        shapes = tuple(v.shape for v in feeds.values())
+        changed = self._last_shapes.get(id(session)) != shapes
+        self._last_shapes[id(session)] = shapes
+        return session.run(None, feeds, self._shrink if changed else None)
+
     def infer(self, x: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {"image": _check_input(x, self.min_side)})[0]
+        x = _check_input(x)
+        padded = pad_for_graph(x, self.pad_multiple, self.min_side)
+        if padded is None:
+            return self._run(self.session, {"image": x})[0]
+        if self.supports_prior_input:  # heatmaps of the frame itself, as the PyTorch model computes them
+            return self.infer_with_prior(x, self.heatmaps(x))
+        return self._run(self.session, {"image": padded})[0][..., :x.shape[-2], :x.shape[-1]]
 
     def heatmaps(self, x: np.ndarray) -> list[np.ndarray]:
         if not self.supports_prior_input:
             return super().heatmaps(x)
         if self._heat_session is None:
             self._heat_session = self._session(self._heat_path)
-        return list(self._heat_session.run(None, {"image": _check_input(x, self.min_side)}))
+        # The heatmap graph resizes its input to CLIP's size: any frame size works.
+        return list(self._run(self._heat_session, {"image": _check_input(x)}))
 
     def infer_with_prior(self, x: np.ndarray, prior_maps: list[np.ndarray]) -> np.ndarray:
         if not self.supports_prior_input:
@@ -113,10 +132,13 @@ class OnnxRuntimeBackend(Backend):
             raise BackendError(f"expected {len(self.grids)} heatmaps (grids {self.grids}), got {len(prior_maps)}")
         if self._prior_session is None:
             self._prior_session = self._session(self._prior_path)
-        feeds = {"image": _check_input(x, self.min_side)}
+        x = _check_input(x)
+        padded = pad_for_graph(x, self.pad_multiple, self.min_side)
+        # The maps are resampled to the padded frame's feature sizes as they are, as in PyTorch.
+        feeds = {"image": x if padded is None else padded}
         for g, m in zip(self.grids, prior_maps):
             feeds[f"prior_g{g}"] = np.ascontiguousarray(m, dtype=np.float32)
-        return self._prior_session.run(None, feeds)[0]
+        return self._run(self._prior_session, feeds)[0][..., :x.shape[-2], :x.shape[-1]]
 
     def describe(self) -> str:
         threads = self.options.intra_op_num_threads or "default"
@@ -124,6 +146,7 @@ class OnnxRuntimeBackend(Backend):
         return f"onnxruntime {self._ort.__version__} ({provider}, threads {threads}, {self.onnx_path})"
 
     def close(self) -> None:
+        self._last_shapes.clear()
         self.session = None
         self._heat_session = None
         self._prior_session = None

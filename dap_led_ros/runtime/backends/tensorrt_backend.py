@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dap_led_ros.runtime.backends.base import Backend, BackendError
+from dap_led_ros.runtime.backends.base import Backend, BackendError, pad_for_graph
 from dap_led_ros.runtime.backends.cuda_support import DeviceBuffer, HostBuffer, device_index, open_cuda_memory
 from dap_led_ros.runtime.backends.tensorrt_build import build_engine, default_timing_cache, import_tensorrt
 from dap_led_ros.runtime.backends.tensorrt_config import EngineConfig, ProfileError, ShapeProfile, select_profile
@@ -126,8 +126,25 @@ class TensorRTBackend(Backend):
             lo, opt, hi = self.engine.get_tensor_profile_shape(INPUT_NAME, i)
             self.profiles.append(ShapeProfile(*(tuple(int(d) for d in (s[0], s[2], s[3])) for s in (lo, opt, hi))))
         self._active_profile = -1
+        # Frames below every profile's minimum, or too small for the graph's reflection padding,
+        # are edge-padded first and cropped back (pad_for_graph), as the other backends do.
+        self.min_side = min(max(p.min[1], p.min[2]) for p in self.profiles) if self.profiles else 1
+        self.pad_multiple = self._pad_multiple()
         self._buffers: dict[str, tuple[HostBuffer, DeviceBuffer]] = {}
         self._lock = threading.Lock()
+
+    def _pad_multiple(self) -> int:
+        """The exported graph's pad multiple (its ONNX metadata); 1 when only the engine is known."""
+        if self.onnx_path is None:
+            return 1
+        from dap_led_ros.runtime.export import read_metadata
+
+        try:
+            return int(read_metadata(self.onnx_path).get("dap_led.pad_multiple", 1))
+        except (OSError, ValueError) as exc:
+            log.warning("cannot read the pad multiple of %s (%s); small frames are padded to %d px only",
+                        self.onnx_path, exc, self.min_side)
+            return 1
 
     def _buffer(self, name: str, nbytes: int) -> tuple[HostBuffer, DeviceBuffer]:
         """Pinned host + device buffers of at least `nbytes`, grown on demand."""
@@ -140,6 +157,9 @@ class TensorRTBackend(Backend):
     def infer(self, x: np.ndarray) -> np.ndarray:
         if x.ndim != 4 or x.shape[1] != 3:
             raise BackendError(f"expected a B x 3 x H x W array, got shape {x.shape}")
+        padded = pad_for_graph(x, self.pad_multiple, self.min_side)
+        if padded is not None:
+            return self.infer(padded)[..., :x.shape[-2], :x.shape[-1]]
         b, _, h, w = x.shape
         try:
             profile = select_profile(self.profiles, b, h, w)
