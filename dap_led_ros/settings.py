@@ -27,17 +27,33 @@ def validated_from_mapping(cls: type[T], d: Mapping[str, Any], what: str) -> T:
     return cfg
 
 
+def read_text_file(path: str | Path, what: str) -> str:
+    """The UTF-8 text of a settings file; FileNotFoundError when missing, ValueError naming the
+    cause when it cannot be read or is not UTF-8 text (a binary file, another encoding)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}" + (" (it is a folder)" if path.is_dir() else ""))
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ValueError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{what} {path} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
+                         f"is it the right file?") from None
+
+
 def load_yaml_mapping(path: str | Path, what: str) -> dict[str, Any]:
     """The top-level mapping of a YAML file ({} when empty), with specific errors."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{what} not found: {path}")
+    text = read_text_file(path, what)
     try:
-        doc = yaml.safe_load(path.read_text()) or {}
+        doc = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
-        raise ValueError(f"{path} is not valid YAML: {exc}") from exc
+        raise ValueError(f"{path} is not valid YAML: {exc}") from None
     if not isinstance(doc, dict):
-        raise ValueError(f"{path}: expected a mapping at the top level")
+        raise ValueError(f"{path}: expected a mapping at the top level, got {type(doc).__name__}")
     return doc
 
 

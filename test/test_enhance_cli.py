@@ -89,3 +89,14 @@ def test_tiles_see_the_whole_frame_prior_exactly() -> None:
     for t in plan_tiles(150, 230, 96, 32):
         np.testing.assert_allclose(crop_upsampled(maps, (150, 230), t), full[..., t.y0:t.y1, t.x0:t.x1],
                                    atol=1e-5)
+
+
+def test_help_documents_force_and_the_exit_status() -> None:
+    from dap_led_ros.cli import build_parser
+
+    for command in ("enhance", "export", "eval", "bench"):
+        text = build_parser([command])._subparsers._group_actions[0].choices[command].format_help()
+        assert "exit status: 0" in " ".join(text.split()), command
+    enhance_help = " ".join(build_parser(["enhance"])._subparsers._group_actions[0].choices["enhance"]
+                            .format_help().split())
+    assert "--force" in enhance_help and "1 some images failed" in enhance_help

@@ -50,4 +50,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # a file or device the command could not use: its cause, not a traceback
+        from dap_led_ros.file_output import os_error_text
+
+        logging.getLogger(__name__).debug("%s failed", args.command, exc_info=True)
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        print(f"error: {os_error_text(exc)}{where}", file=sys.stderr)
+        return 1
 

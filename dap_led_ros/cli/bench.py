@@ -10,6 +10,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from dap_led_ros.cli.args import parse_size
+from dap_led_ros.file_output import OutputError, atomic_output, os_error_text, prepare_folder, write_text
 from dap_led_ros.runtime.bench import (
     DEFAULT_SIZES,
     default_variants,
@@ -24,7 +25,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="benchmark every available backend at camera resolutions",
                        description="Measure p50/p95 latency, fps and peak memory of each available backend "
                                    "and frame size, with the speed ratio against torch from the same run. "
-                                   "Writes bench.json, bench.md and bench.png.")
+                                   "Writes bench.json, bench.md and bench.png (each whole or not at all; an "
+                                   "earlier run's are replaced).",
+                       epilog="exit status: 0 measured and written; 1 the results could not be written; 2 "
+                              "nothing measured (bad option, unknown variant, --out-dir not writable).")
     p.add_argument("--model", default=None, help="checkpoint (.safetensors with its .yaml); default: shipped model")
     p.add_argument("--backends", nargs="*", default=None,
                    help="variant labels to run (default: all available: torch onnxruntime, plus torch-cuda "
@@ -54,21 +58,30 @@ def run(args: argparse.Namespace) -> int:
             return 2
         variants = [v for v in variants if v.label in args.backends]
     sizes = tuple(args.sizes) if args.sizes else DEFAULT_SIZES
+    try:  # before the long measurement
+        prepare_folder(args.out_dir, "--out-dir")
+    except OutputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     info = machine_info()
     t0 = time.monotonic()
     results = run_bench(variants, sizes, args.model, args.iters, args.warmup, args.batch, args.cache_dir)
     info["load_avg_end"] = os.getloadavg()
     info["wall_seconds"] = round(time.monotonic() - t0, 1)
-    args.out_dir.mkdir(parents=True, exist_ok=True)
     doc = {"machine": info, "model": args.model or "default", "iters": args.iters, "warmup": args.warmup,
            "batch": args.batch, "command": " ".join(sys.argv), "results": [asdict(r) for r in results]}
-    (args.out_dir / "bench.json").write_text(json.dumps(doc, indent=2))
     table = markdown_table(results)
     header = (f"Machine: {info['cpu']}, {info['logical_cpus']} logical CPUs, load average "
               f"{info['load_avg_start'][0]:.2f} at start, nice {info['niceness']}"
               + (f", GPU {info['gpu']}" if info.get("gpu") else "") + "\n\n")
-    (args.out_dir / "bench.md").write_text(header + table + "\n")
-    plot(results, args.out_dir / "bench.png")
+    try:
+        write_text(args.out_dir / "bench.json", json.dumps(doc, indent=2), force=True)
+        write_text(args.out_dir / "bench.md", header + table + "\n", force=True)
+        with atomic_output(args.out_dir / "bench.png", force=True) as tmp:
+            plot(results, tmp)
+    except OSError as exc:
+        print(f"error: cannot write the results to {args.out_dir}: {os_error_text(exc)}", file=sys.stderr)
+        return 1
     print(header + table)
     cpu_ok = [r for r in results if r.fps and r.variant in ("torch", "onnxruntime")]
     for size in dict.fromkeys(r.size for r in cpu_ok):

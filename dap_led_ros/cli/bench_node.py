@@ -9,6 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from dap_led_ros.cli.args import assignment, frame_size
+from dap_led_ros.file_output import OutputError, os_error_text, prepare_folder, write_text
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -20,7 +21,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                    "namespace, publish a dark moving bgr8 sequence into it at --rate, and report "
                                    "the restored frames per second, end-to-end latency (input stamp to restored "
                                    "frame) and the node's /diagnostics (fps, p95 latency, ms per stage). Writes "
-                                   "node_bench.json. Exit 1 when the node does not start or restore frames.")
+                                   "node_bench.json. Exit status: 0 measured; 1 the node did not start or "
+                                   "restore frames, or the result could not be written; 2 bad options or "
+                                   "--out-dir not writable.")
     p.add_argument("--size", type=frame_size, default=(d.width, d.height), metavar="WxH",
                    help="frame size (default: %(default)s)")
     p.add_argument("--rate", type=float, default=d.rate_hz, help="input frames per second (default: %(default)s)")
@@ -51,7 +54,11 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    args.out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        prepare_folder(args.out_dir, "--out-dir")
+    except OutputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     try:
         result = run_node_bench(options)
     except NodeBenchError as exc:
@@ -59,7 +66,11 @@ def run(args: argparse.Namespace) -> int:
         return 1
     load = os.getloadavg()
     doc = {"command": " ".join(sys.argv), "cpus": os.cpu_count(), "load_avg_end": load, **asdict(result)}
-    (args.out_dir / "node_bench.json").write_text(json.dumps(doc, indent=2))
+    try:
+        write_text(args.out_dir / "node_bench.json", json.dumps(doc, indent=2), force=True)
+    except OSError as exc:
+        print(f"error: cannot write {args.out_dir / 'node_bench.json'}: {os_error_text(exc)}", file=sys.stderr)
+        return 1
     diag = result.diagnostics
     print(f"enhance_node at {result.size}, fed {result.rate_hz:g} fps: {result.fps_out:.2f} restored fps "
           f"({result.received} frames in {args.duration:g} s, {result.sent} sent)")

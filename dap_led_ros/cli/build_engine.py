@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
+from dap_led_ros.file_output import OutputError, prepare_folder
 from dap_led_ros.runtime.backends.base import BackendError
 from dap_led_ros.runtime.backends.tensorrt_config import EngineConfig
 
@@ -42,6 +44,12 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"error: engine config: {exc}", file=sys.stderr)
         return 2
+    if args.output is not None:
+        try:  # before the long build
+            prepare_folder(Path(args.output).parent, "the folder of --output")
+        except OutputError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     from dap_led_ros.runtime.backends.tensorrt_backend import TensorRTBackend
 
     try:

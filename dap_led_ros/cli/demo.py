@@ -14,6 +14,7 @@ from dap_led_ros.bag.demo import (
 )
 from dap_led_ros.bag.sample_bag import SampleBagConfig
 from dap_led_ros.cli.args import add_backend_args, enhancer_from_args, frame_size
+from dap_led_ros.file_output import OutputError, prepare_folder
 
 _LIBRARY = importlib.import_module("dap_led_ros.bag.demo")  # its docstring is the command's description
 
@@ -36,10 +37,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
 def run(args: argparse.Namespace) -> int:
     w, h = args.size
     if args.sheet_frames < 1:
         print("error: --sheet-frames must be >= 1", file=sys.stderr)
+        return 2
+    if args.bag is not None and _inside(args.out.resolve(), args.bag.resolve()):
+        print(f"error: --out {args.out} must not be the input bag {args.bag} or lie inside it", file=sys.stderr)
+        return 2
+    try:  # before the model loads
+        prepare_folder(args.out, "--out")
+    except OutputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     enhancer = enhancer_from_args(args)
     if enhancer is None:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from dap_led_ros.cli.args import add_backend_args, enhancer_config_from_args
 from dap_led_ros.enhancer import Enhancer
+from dap_led_ros.file_output import OutputError, atomic_output, os_error_text, prepare_folder, write_text
 from dap_led_ros.imaging.image_io import ImageReadError, write_image
 from dap_led_ros.training.evaluate import (
     DEFAULT_REAL_DIR,
@@ -34,7 +35,12 @@ _LIBRARY = importlib.import_module("dap_led_ros.training.evaluate")  # its docst
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="PSNR/SSIM and no-reference figures vs baselines",
-                       description=_LIBRARY.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=_LIBRARY.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="Each output file in --out-dir appears complete or not at all (an earlier run's "
+                              "files of the same names are replaced); --out-dir may not be or lie inside an "
+                              "input folder.\nexit status: 0 done; 1 the results could not be written; 2 nothing "
+                              "evaluated (bad option, input folder missing, --out-dir not writable, model not "
+                              "loadable).")
     p.add_argument("--out-dir", type=Path, required=True, help="folder for evaluation.md, eval.json, plot, sheets")
     p.add_argument("--ablation", default=None, help="use_prior=false checkpoint to score beside the model")
     p.add_argument("--pairs", nargs=2, type=Path, metavar=("INPUT_DIR", "TARGET_DIR"), default=None,
@@ -74,6 +80,21 @@ def _methods(args: argparse.Namespace) -> tuple[dict[str, Method], list[Enhancer
     return methods, enhancers
 
 
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def _write_results(out_dir: Path, report: str, results: dict, sheets: dict[str, list], cols: list[str]) -> None:
+    """The report, the figures as JSON, the plot and the sheets, each file written whole or not at all."""
+    write_text(out_dir / "evaluation.md", report, force=True)
+    write_text(out_dir / "eval.json", json.dumps(results, indent=2, default=str), force=True)
+    with atomic_output(out_dir / "eval_plot.png", force=True) as tmp:
+        write_plot(results, tmp)
+    for name, samples in sheets.items():
+        if samples:
+            write_image(out_dir / f"contact_sheet_{name}.png", grid_sheet(samples, cols), force=True)
+
+
 def run(args: argparse.Namespace) -> int:
     if args.pairs:
         for d in args.pairs:
@@ -86,13 +107,24 @@ def run(args: argparse.Namespace) -> int:
     elif args.real is not None and not args.real.is_dir():
         print(f"error: real-frame folder {args.real} does not exist", file=sys.stderr)
         return 2
+    out_dir: Path = args.out_dir
+    inputs = [*(args.pairs or ()), *([real_dir] if real_dir is not None else []),
+              *([args.lolblur] if args.lolblur else [])]
+    for folder in inputs:
+        if _inside(out_dir.resolve(), Path(folder).resolve()):
+            print(f"error: --out-dir {out_dir} must not be the input folder {folder} or lie inside it",
+                  file=sys.stderr)
+            return 2
+    try:  # before the models load: the results can be written
+        prepare_folder(out_dir, "--out-dir")
+    except OutputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     try:
         methods, enhancers = _methods(args)
     except (ValueError, RuntimeError, FileNotFoundError) as exc:
         print(f"error: cannot load a model: {exc}", file=sys.stderr)
         return 2
-    out_dir: Path = args.out_dir
-    out_dir.mkdir(parents=True, exist_ok=True)
     results: dict = {"machine": f"{platform.processor() or platform.machine()}, {cpu_count()} CPU cores, "
                                 f"backend {enhancers[0].backend.describe()}",
                      "paired": {}, "real": None}
@@ -153,13 +185,12 @@ def run(args: argparse.Namespace) -> int:
         return 2
     command = "dap-led " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     report = markdown_report(results, command)
-    (out_dir / "evaluation.md").write_text(report)
-    (out_dir / "eval.json").write_text(json.dumps(results, indent=2, default=str))
-    write_plot(results, out_dir / "eval_plot.png")
-    for name, samples in sheets.items():
-        if samples:
-            cols = [m for m in methods if m != "identity"]
-            write_image(out_dir / f"contact_sheet_{name}.png", grid_sheet(samples, cols))
+    try:
+        _write_results(out_dir, report, results, sheets, [m for m in methods if m != "identity"])
+    except (OSError, ValueError) as exc:
+        print(f"error: cannot write the results to {out_dir}: "
+              f"{os_error_text(exc) if isinstance(exc, OSError) else exc}", file=sys.stderr)
+        return 1
     print(report)
     print(f"wrote {out_dir / 'evaluation.md'}, eval.json, eval_plot.png and contact sheets")
     return 0

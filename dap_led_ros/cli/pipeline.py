@@ -18,6 +18,7 @@ from dap_led_ros.ros.pipeline import (
     plan_nodes,
     run_pipeline,
 )
+from dap_led_ros.settings import read_text_file
 
 _LIBRARY = importlib.import_module("dap_led_ros.ros.pipeline")  # its docstring is the command's description
 
@@ -33,7 +34,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     d = PipelineOptions()
     p = sub.add_parser(
         "pipeline", help="run enhance/detect/depth nodes in one process (no ros2 launch needed)",
-        description=_LIBRARY.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        description=_LIBRARY.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="exit status: 0 when the nodes are stopped cleanly; 2 when nothing was started (bad options, "
+               "params file unreadable, not UTF-8 or not a YAML mapping of node names).")
     p.add_argument("--params", type=Path, default=None,
                    help="ROS 2 params file for the nodes (default: the installed "
                         "config/pipeline.yaml)")
@@ -72,8 +75,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         plans = plan_nodes(options_from_args(args))
         params = args.params if args.params is not None else default_params_file()
+        if params.is_file():
+            read_text_file(params, "params file")  # a binary or non-UTF-8 file is named as such
         check_params_file(params)
-    except PipelineError as exc:
+    except (PipelineError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return run_pipeline(plans, params, args.namespace, args.ros_args)

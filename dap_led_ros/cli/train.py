@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from dap_led_ros.file_output import OutputError, prepare_folder
 from dap_led_ros.training.config import TrainConfig
 from dap_led_ros.training.state import STATE_FILE
 from dap_led_ros.training.train import train
@@ -52,6 +53,12 @@ def run(args: argparse.Namespace) -> int:
         resume = args.out / STATE_FILE if args.resume == "auto" else Path(args.resume)
         if not resume.is_file():
             print(f"error: no training state to resume from at {resume}", file=sys.stderr)
+            return 2
+    if int(os.environ.get("RANK", "0")) == 0:
+        try:  # before the data and model are built
+            prepare_folder(args.out, "run folder --out")
+        except OutputError as exc:
+            print(f"error: {exc}", file=sys.stderr)
             return 2
     try:
         result = train(cfg, args.out, resume=resume, stop_after=args.stop_after, progress=not args.no_progress)
