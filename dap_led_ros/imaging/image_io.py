@@ -20,9 +20,8 @@ UNSUPPORTED_IMAGE_SUFFIXES = {
     ".gif": "GIF is not supported (an animated GIF would give only its first frame); extract its frames "
             "first, e.g. ffmpeg -i in.gif frame_%04d.png",
     **{s: f"{s[1:].upper()} images are not supported; convert to PNG first"
-       for s in (".apng", ".avif", ".heic", ".heif", ".jxl", ".jp2", ".j2k", ".exr", ".hdr", ".pic", ".psd",
-                 ".xcf", ".ico", ".svg", ".dng", ".cr2", ".nef", ".arw", ".raw", ".pbm", ".pnm", ".pxm",
-                 ".sr", ".ras")},
+       for s in (".apng", ".avif", ".heic", ".heif", ".jxl", ".exr", ".hdr", ".psd", ".xcf", ".ico", ".svg",
+                 ".dng", ".cr2", ".nef", ".arw", ".raw")},
 }
 
 _JPEG, _PNG, _GIF = b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", (b"GIF87a", b"GIF89a")
