@@ -41,6 +41,8 @@ DOMAIN_RANGES: dict[str, tuple[int, int]] = {
     "test_detect": (47, 49),
     "test_bag": (50, 54),
     "test_replay": (55, 59),
+    "test_node_hardening": (70, 74),
+    "test_fuzz_node_input": (75, 79),
 }
 DEFAULT_DOMAIN_RANGE = (60, 69)
 

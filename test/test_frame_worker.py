@@ -144,8 +144,38 @@ def test_rate_meter_counts_events_in_its_window():
     for i in range(11):  # 10 Hz for one second
         meter.add(i * 0.1)
     assert meter.rate(1.0) == pytest.approx(10.0)
-    # Events older than the window are forgotten: a stalled stream decays to zero.
-    assert meter.rate(10.0) == 0.0
+    # A stalled stream decays (as 1 / silence) and reads 0 once the horizon has passed.
+    assert 0 < meter.rate(10.0) < 0.2
+    assert meter.rate(1.0 + meter.horizon_s + 1) == 0.0
+
+
+def test_rate_meter_reads_a_slow_stream_right():
+    # 0.22 Hz (one frame every 4.5 s): a 5 s window holds a single event most of the time,
+    # which read 0.00 before; the rate is right at every moment between two frames.
+    meter = _RateMeter(window_s=5.0)
+    period = 4.5
+    for i in range(10):
+        meter.add(i * period)
+        for dt in (0.0, 1.0, 2.5, 4.4):
+            if i > 0:
+                assert meter.rate(i * period + dt) == pytest.approx(1 / period), (i, dt)
+    # Slower than the window, too: one frame every 20 s reads 0.05.
+    slow = _RateMeter(window_s=5.0)
+    for i in range(4):
+        slow.add(i * 20.0)
+    assert slow.rate(60.0 + 19.0) == pytest.approx(0.05)
+    assert slow.count(60.0 + 19.0) == 0  # none in the window itself
+
+
+def test_worker_reports_the_recent_drop_share(gate_worker):
+    gate, worker, _ = gate_worker
+    worker.submit("a")
+    assert gate.started.acquire(timeout=WAIT)  # "a" in progress: the next ones replace each other
+    for i in range(10):
+        worker.submit(i)
+    s = worker.stats()
+    assert (s.recent_received, s.recent_dropped) == (11, 9)
+    assert s.drop_share == pytest.approx(9 / 11)
 
 
 class TwoStages:

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from dap_led_ros.ros import dds
-from dap_led_ros.ros.lifecycle_base import ThrottledLog
+from dap_led_ros.ros import dds, log_safety
 from dap_led_ros.ros.enhance_node import EnhanceNodeConfig
+from dap_led_ros.ros.lifecycle_base import ThrottledLog
+from dap_led_ros.ros.log_safety import SafeLogger, exception_kind, message_kind, safe_line
 from dap_led_ros.ros.params import (
     ConfigError,
     config_from_flat,
@@ -71,8 +72,24 @@ other_node:
     ({"qos.input.depth": True}, "parameter 'qos.input.depth' must be an int"),
     ({"output_encoding": "jpeg"}, "output_encoding must be 'same_family' or one of"),
     ({"device": "tpu"}, "device must be auto, cpu, cuda or cuda:N"),
-    ({"tile_size": 16}, "tile_size >= 64"),
-    ({"max_rate": 5}, "unknown parameter.*max_rate for EnhanceNodeConfig"),
+    ({"tile_size": 16}, "tile_size must be in 64..8192, got 16"),
+    ({"max_rate": 5}, r"unknown parameter 'max_rate' \(did you mean 'max_rate_hz'\?\) for EnhanceNodeConfig"),
+    # Ranges (issue 15): a negative thread count, a diagnostics period that keeps an idle node
+    # busy, non-finite floats, choices checked before configure.
+    ({"threads": -4}, r"threads must be in 0..256 \(0 = library default\), got -4"),
+    ({"diagnostics_period_s": 0.00001}, r"diagnostics_period_s must be in 0.1..3600, got 1e-05"),
+    ({"diagnostics_period_s": 1e6}, "diagnostics_period_s must be in 0.1..3600"),
+    ({"max_rate_hz": float("nan")}, "parameter 'max_rate_hz' must be a finite number, got nan"),
+    ({"prior_change": float("inf")}, "parameter 'prior_change' must be a finite number"),
+    ({"max_rate_hz": 1e9}, "max_rate_hz must be in 0..1000"),
+    ({"max_input_pixels": 0}, "max_input_pixels must be in 1..268435456, got 0"),
+    ({"max_input_pixels": 2**40}, "max_input_pixels must be in 1..268435456"),
+    ({"backend": "foo"}, "backend must be one of auto, tensorrt, onnxruntime, torch; got 'foo'"),
+    ({"tile_mode": "mosaic"}, "tile_mode must be one of exact, blend; got 'mosaic'"),
+    ({"tile_size": 100_000}, "tile_size must be in 64..8192"),
+    ({"prior_every": 0}, "prior_every must be in 1..10000"),
+    ({"prior_change": 2.0}, "prior_change must be in 0..1"),
+    ({"qos.input.depth": -1}, "qos.input.depth must be in 1..1000"),
 ])
 def test_bad_settings_name_the_problem(flat, message):
     with pytest.raises(ConfigError, match=message):
@@ -140,6 +157,82 @@ def test_dds_environment_respects_the_user_and_picks_the_right_variable():
 
 
 # ----------------------------------------------------------------------------- throttled log
+
+def test_log_lines_are_escaped_to_one_line_and_cut_to_a_bounded_length():
+    # A newline in an encoding forged an [INFO] line; one line was 200,301 characters.
+    forged = "unsupported image encoding 'x\n[INFO] [1700000000.0] [cam.enhance_node]: all good\x1b[2J'"
+    line = safe_line(forged)
+    assert "\n" not in line and "\x1b" not in line
+    assert line == ("unsupported image encoding 'x\\n[INFO] [1700000000.0] [cam.enhance_node]: all good"
+                    "\\x1b[2J'")
+    assert safe_line("bidi \u202e and line separator \u2028, emoji \U0001f600 kept") == \
+        "bidi \\u202e and line separator \\u2028, emoji \U0001f600 kept"
+    huge = "unsupported image encoding '" + "A" * 200_000 + "'"
+    cut = safe_line(huge)
+    assert len(cut) <= log_safety.MAX_LINE_CHARS + 20
+    assert cut.endswith(f"...({len(huge) - log_safety.MAX_LINE_CHARS} more)")
+    # Escapes count towards the limit; a short printable line is left as it is.
+    assert len(safe_line("\x00" * 10_000)) <= log_safety.MAX_LINE_CHARS + 20
+    assert safe_line("configured (torch (cpu, float32))") == "configured (torch (cpu, float32))"
+
+
+def test_the_node_logger_escapes_every_line():
+    lines: list[tuple[str, str]] = []
+
+    class Logger:
+        def info(self, m, **kw):
+            lines.append(("info", m))
+
+        def error(self, m, **kw):
+            lines.append(("error", m))
+
+        def get_effective_level(self):
+            return 10
+
+    log = SafeLogger(Logger())
+    log.error("frame_id 'a\nb'")
+    log.info("x" * 1000)
+    assert lines[0] == ("error", "frame_id 'a\\nb'")
+    assert len(lines[1][1]) < 500 and lines[1][1].endswith("more)")
+    assert log.get_effective_level() == 10  # the rest is delegated
+
+
+def test_throttling_is_keyed_by_the_kind_of_problem_not_its_values(monkeypatch):
+    now = [1000.0]
+    monkeypatch.setattr(log_safety.time, "monotonic", lambda: now[0])
+    lines: list[str] = []
+    log = ThrottledLog(lines.append, period_s=5.0)
+    # 1000 malformed frames differing only in width gave 999 lines in 10 s.
+    for width in range(1, 1001):
+        log(f"dropped a malformed frame: image {width}x100000 has {width * 100000} pixels, more than "
+            f"max_pixels=16777216")
+        log(f"dropped a malformed frame: unsupported image encoding 'enc{width}\n'; supported: rgb8")
+        now[0] += 1 / 128  # 1000 frames in 7.8 s
+    assert len(lines) == 4  # two kinds, once at the start and once 5 s later
+    assert lines[2].endswith("(639 similar lines suppressed in the last 5 s)"), lines[2]
+    assert log.suppressed == 2000 - 4
+    assert all("\n" not in line for line in lines)
+    # A key from the caller wins over the text.
+    assert log("anything", key="k") and not log("else", key="k")
+
+
+def test_throttling_keys_are_bounded(monkeypatch):
+    monkeypatch.setattr(log_safety.time, "monotonic", lambda: 1000.0)
+    lines: list[str] = []
+    log = ThrottledLog(lines.append, period_s=5.0, max_kinds=8)
+    for i in range(100):
+        log(f"problem {i}", key=f"kind-{i}")
+    assert len(lines) == 9  # eight kinds, then all new kinds share one
+    assert len(log._last) == 9
+
+
+def test_kinds_mask_numbers_and_cut_quoted_values():
+    assert message_kind("image 640x480 has 307200 pixels") == message_kind("image 1x2 has 2 pixels")
+    assert message_kind("unsupported image encoding 'a'") == message_kind("unsupported image encoding 'b\n'")
+    assert message_kind("step 1 is smaller") != message_kind("image data has 3 bytes")
+    assert exception_kind(ValueError("x 1")) != exception_kind(TypeError("x 1"))
+    assert len(message_kind("a" * 10_000)) <= 80
+
 
 def test_throttled_log_repeats_a_message_once_per_period_and_counts_the_rest():
     lines: list[str] = []

@@ -21,6 +21,22 @@ WARN: bytes = DiagnosticStatus.WARN
 ERROR: bytes = DiagnosticStatus.ERROR
 
 
+# Overload: at least this share of the last window's input frames dropped (newest frame wins),
+# and at least OVERLOAD_MIN_DROPS of them (a single replaced frame is no overload).
+OVERLOAD_DROP_SHARE = 0.2
+OVERLOAD_MIN_DROPS = 3
+
+
+def overload_message(stats: WorkerStats | None, verb: str = "processed") -> str:
+    """"overloaded: input X fps, <verb> Y fps, dropping Z %" while input arrives faster than the
+    worker keeps up with; "" otherwise."""
+    if stats is None or stats.recent_dropped < OVERLOAD_MIN_DROPS \
+            or stats.drop_share < OVERLOAD_DROP_SHARE:
+        return ""
+    return (f"overloaded: input {stats.fps_in:.1f} fps, {verb} {stats.fps_out:.1f} fps, "
+            f"dropping {100 * stats.drop_share:.0f} %")
+
+
 def worker_values(stats: WorkerStats | None) -> dict[str, str]:
     """Key/value pairs for the frame worker's statistics (zeros/empty while none is running).
 
@@ -40,6 +56,7 @@ def worker_values(stats: WorkerStats | None) -> dict[str, str]:
         "frames_in": str(stats.received),
         "frames_out": str(stats.processed),
         "dropped": str(stats.dropped),
+        "dropping_pct": f"{100 * stats.drop_share:.0f}",
     }
 
 

@@ -19,13 +19,22 @@ from typing import Any
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
-from dap_led_ros.enhancer import Enhancer, EnhancerConfig
+from dap_led_ros.enhancer import TILE_MODES, Enhancer, EnhancerConfig
 from dap_led_ros.imaging.image_encoding import SAME_FAMILY, SUPPORTED_ENCODINGS, output_encoding_for
 from dap_led_ros.ros.camera_info_cache import CameraInfoCache
 from dap_led_ros.ros.lifecycle_base import ManagedImageNode
 from dap_led_ros.ros.msg_conversion import image_msg_to_decoded, make_image_msg
-from dap_led_ros.ros.params import ConfigError, ManagedNodeConfig, check_choice, param_help
+from dap_led_ros.ros.params import (
+    MAX_INPUT_PIXELS,
+    MAX_THREADS,
+    ConfigError,
+    ManagedNodeConfig,
+    check_choice,
+    check_range,
+    param_help,
+)
 from dap_led_ros.ros.runner import main_for
+from dap_led_ros.runtime.backends import BACKEND_NAMES
 
 NODE_NAME = "enhance_node"
 
@@ -75,6 +84,13 @@ class EnhanceNodeConfig(ManagedNodeConfig):
             raise ConfigError(f"output_encoding must be '{SAME_FAMILY}' or one of "
                               f"{', '.join(SUPPORTED_ENCODINGS)}; got '{self.output_encoding}'")
         check_choice("demosaic", self.demosaic, ("bilinear", "edge_aware"))
+        check_choice("backend", self.backend, BACKEND_NAMES)
+        check_choice("tile_mode", self.tile_mode, TILE_MODES)
+        check_range("threads", self.threads, 0, MAX_THREADS, "0 = library default")
+        check_range("tile_max_pixels", self.tile_max_pixels, 1, MAX_INPUT_PIXELS)
+        check_range("tile_size", self.tile_size, 64, 8192)
+        check_range("prior_every", self.prior_every, 1, 10_000)
+        check_range("prior_change", self.prior_change, 0.0, 1.0)
         if not (self.device in ("auto", "cpu") or self.device.startswith("cuda")):
             raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got '{self.device}'")
         try:
@@ -92,6 +108,7 @@ class EnhanceNodeConfig(ManagedNodeConfig):
 
 class EnhanceNode(ManagedImageNode[EnhanceNodeConfig]):
     config_class = EnhanceNodeConfig
+    output_verb = "restored"
 
     def __init__(self, node_name: str = NODE_NAME, **kwargs: Any) -> None:
         self._enhancer: Enhancer | None = None

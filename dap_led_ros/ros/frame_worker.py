@@ -37,13 +37,28 @@ class WorkerStats:
     latency_p50_s: float | None  # submit -> processed, median (None before the first frame)
     latency_p95_s: float | None
     busy: bool              # a frame is being processed right now
+    recent_received: int = 0  # frames submitted in the last window
+    recent_dropped: int = 0   # frames dropped in the last window
+
+    @property
+    def drop_share(self) -> float:
+        """Share of the last window's submitted frames that were dropped (newest frame wins)."""
+        return self.recent_dropped / self.recent_received if self.recent_received else 0.0
 
 
 class _RateMeter:
-    """Events per second over a sliding window."""
+    """Events per second of the recent events, right for slow streams too.
 
-    def __init__(self, window_s: float) -> None:
+    Kept: the events of the last `window_s`, and at least the newest two of the last
+    `horizon_s`. The rate is the number of intervals between the kept events over the time
+    they span; once no event came for longer than their mean interval, the open interval counts
+    too, so a stalled stream decays (as 1 / silence) and reads 0 after `horizon_s`.
+    A 0.22 Hz stream reads 0.22 (a plain 5 s window would hold one event and read 0).
+    """
+
+    def __init__(self, window_s: float, horizon_s: float = 60.0) -> None:
         self.window_s = window_s
+        self.horizon_s = max(horizon_s, window_s)
         self._times: deque[float] = deque()
 
     def add(self, t: float) -> None:
@@ -52,14 +67,24 @@ class _RateMeter:
 
     def rate(self, now: float) -> float:
         self._trim(now)
-        if len(self._times) < 2:
+        n = len(self._times)
+        if n < 2:
             return 0.0
-        # Span from the oldest event in the window to now, so a stalled stream decays to 0.
-        return (len(self._times) - 1) / max(now - self._times[0], 1e-9)
+        first, last = self._times[0], self._times[-1]
+        mean = (last - first) / (n - 1)
+        span = (last - first) + max(0.0, now - last - mean)
+        return (n - 1) / max(span, 1e-3)
+
+    def count(self, now: float) -> int:
+        """Events in the last `window_s`."""
+        self._trim(now)
+        return sum(1 for t in self._times if now - t <= self.window_s)
 
     def _trim(self, now: float) -> None:
-        while self._times and now - self._times[0] > self.window_s:
-            self._times.popleft()
+        times = self._times
+        while times and (now - times[0] > self.horizon_s
+                         or (now - times[0] > self.window_s and len(times) > 2)):
+            times.popleft()
 
 
 class FrameWorker(Generic[T]):
@@ -90,6 +115,7 @@ class FrameWorker(Generic[T]):
         self._received = self._processed = self._dropped = self._failed = 0
         self._in_rate = _RateMeter(window_s)
         self._out_rate = _RateMeter(window_s)
+        self._drop_rate = _RateMeter(window_s)
         self._latencies: deque[float] = deque(maxlen=latency_samples)
 
     # ------------------------------------------------------------------ control
@@ -153,6 +179,7 @@ class FrameWorker(Generic[T]):
             replaced = self._pending is not None
             if replaced:
                 self._dropped += 1
+                self._drop_rate.add(now)
             self._pending = (frame, now if received_at is None else received_at)
             self._cond.notify_all()  # both stages wait on this condition
             return replaced
@@ -169,7 +196,8 @@ class FrameWorker(Generic[T]):
                 fps_out=self._out_rate.rate(now),
                 latency_p50_s=float(np.percentile(lat, 50)) if lat.size else None,
                 latency_p95_s=float(np.percentile(lat, 95)) if lat.size else None,
-                busy=self._busy or self._finishing or self._handoff is not None)
+                busy=self._busy or self._finishing or self._handoff is not None,
+                recent_received=self._in_rate.count(now), recent_dropped=self._drop_rate.count(now))
 
     # ------------------------------------------------------------------ worker thread
 

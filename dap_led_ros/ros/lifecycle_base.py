@@ -12,8 +12,14 @@ What a subclass gets:
 - `autostart` (default true) configures and activates the node once spinning starts;
 - `~/enable` (std_srvs/SetBool), mirrored by the `enabled` parameter: while disabled, frames go
   to `passthrough(msg)` instead of the worker (or nowhere when passthrough_when_disabled is false);
-- `/diagnostics` with the lifecycle state, the switch, fps, latency and drop counts;
-- throttled error logs for bad frames: the node never dies on one message.
+- `/diagnostics` with the lifecycle state, the switch, fps, latency and drop counts, WARN while
+  input arrives faster than the node keeps up with ("overloaded: ...");
+- log lines escaped and cut (`log_safety`), error logs for bad frames throttled per kind of
+  problem: the node never dies on one message;
+- callback groups that keep the services answering under a flood and during a transition, when
+  spun by a MultiThreadedExecutor (as `run_nodes` does): frames in one group, transitions
+  (change_state, autostart) in another, lifecycle queries reentrant, ~/enable and the parameter
+  services in the node's default group, timers in their own.
 `run_nodes` / `main_for` run nodes until SIGINT/SIGTERM and exit 0 without a stack trace.
 """
 from __future__ import annotations
@@ -23,7 +29,9 @@ import time
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
+from lifecycle_msgs.srv import ChangeState
 from rcl_interfaces.msg import SetParametersResult
+from rclpy.callback_groups import CallbackGroup, MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -32,7 +40,10 @@ from std_srvs.srv import SetBool
 from dap_led_ros.imaging.image_encoding import ImageEncodingError
 from dap_led_ros.ros import diagnostics
 from dap_led_ros.ros.frame_worker import FrameWorker
+from dap_led_ros.ros.log_safety import ERROR_LOG_PERIOD_S, SafeLogger, ThrottledLog, exception_kind
 from dap_led_ros.ros.params import (
+    MAX_DIAGNOSTICS_PERIOD_S,
+    MIN_DIAGNOSTICS_PERIOD_S,
     ConfigError,
     ManagedNodeConfig,
     QosSettings,
@@ -41,13 +52,15 @@ from dap_led_ros.ros.params import (
     flat_defaults,
     read_node_parameters,
     unknown_parameter_overrides,
+    unknown_parameters_message,
 )
 
 CfgT = TypeVar("CfgT", bound=ManagedNodeConfig)
 
-ERROR_LOG_PERIOD_S = 5.0
-# At exit, wait this long for a frame in progress (the worker thread is a daemon: after this,
-# the process exits without it).
+__all__ = ["ERROR_LOG_PERIOD_S", "ManagedImageNode", "ThrottledLog", "qos_profile"]
+
+# release() waits this long for a transition in progress (a model loading) before freeing.
+TRANSITION_WAIT_S = 60.0
 
 
 def qos_profile(settings: QosSettings) -> QoSProfile:
@@ -62,38 +75,30 @@ def qos_profile(settings: QosSettings) -> QoSProfile:
     )
 
 
-class ThrottledLog:
-    """Logs each distinct message at most once per period (with a count of the ones skipped)."""
-
-    def __init__(self, log: Callable[[str], Any], period_s: float = ERROR_LOG_PERIOD_S,
-                 max_keys: int = 256) -> None:
-        self._log = log
-        self._period_s = period_s
-        self._max_keys = max_keys
-        self._lock = threading.Lock()
-        self._last: dict[str, tuple[float, int]] = {}  # message -> (last logged, skipped since)
-
-    def __call__(self, message: str) -> None:
-        now = time.monotonic()
-        with self._lock:
-            last, skipped = self._last.get(message, (-1e18, 0))
-            if now - last < self._period_s:
-                self._last[message] = (last, skipped + 1)
-                return
-            if len(self._last) >= self._max_keys:
-                self._last.clear()
-            self._last[message] = (now, 0)
-        self._log(f"{message} (x{skipped + 1} in the last {self._period_s:.0f} s)"
-                  if skipped else message)
-
-
 class ManagedImageNode(LifecycleNode, Generic[CfgT]):
     """Lifecycle image node base; see the module docstring for the contract."""
 
     config_class: type[ManagedNodeConfig] = ManagedNodeConfig
+    # What the node does to a frame, for the overload message ("restored 4.1 fps").
+    output_verb = "processed"
 
     def __init__(self, node_name: str, **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
+        # Callback groups (see the module docstring); the lifecycle services are made by
+        # LifecycleNode in the default group and moved here.
+        self._transition_group = MutuallyExclusiveCallbackGroup()
+        self._query_group = ReentrantCallbackGroup()
+        self._frame_group = MutuallyExclusiveCallbackGroup()
+        self._timer_group = MutuallyExclusiveCallbackGroup()
+        for srv in self.services:
+            if srv.srv_type is ChangeState:
+                _move_to_group(srv, self._transition_group)
+            elif srv.srv_type.__module__.startswith("lifecycle_msgs"):
+                _move_to_group(srv, self._query_group)
+        # Held by every transition and by release(): an exit never frees what a transition on
+        # another executor thread is still making.
+        self._transition_lock = threading.RLock()
+        self._closing = False
         declare_node_parameters(self, self.config_class)
         self.cfg: CfgT | None = None  # the validated settings, set by on_configure
         self._worker: FrameWorker[Any] | None = None
@@ -107,18 +112,45 @@ class ManagedImageNode(LifecycleNode, Generic[CfgT]):
         self._next_slot = 0.0
         self._log_error = ThrottledLog(self.get_logger().error)
 
-        try:
-            initial = read_node_parameters(self, self.config_class)
-        except ConfigError as exc:
-            self.get_logger().error(f"invalid parameters: {exc}")
-            initial = self.config_class()
-        self._enabled = initial.enabled
+        autostart, enabled, period = self._initial_settings()
+        self._enabled = enabled
         self.add_on_set_parameters_callback(self._on_set_parameters)
+        # The node's default group, with the parameter services.
         self._enable_srv = self.create_service(SetBool, "~/enable", self._on_enable)
         self._diag = diagnostics.DiagnosticsPublisher(self)
-        self._diag_timer = self.create_timer(initial.diagnostics_period_s, self.publish_diagnostics)
-        self._autostart_timer = (self.create_timer(0.0, self._autostart)
-                                 if initial.autostart else None)
+        self._diag_timer = self.create_timer(period, self.publish_diagnostics,
+                                             callback_group=self._timer_group)
+        self._autostart_timer = (self.create_timer(0.0, self._autostart,
+                                                   callback_group=self._transition_group)
+                                 if autostart else None)
+
+    def get_logger(self) -> Any:
+        """The node's logger, escaping and cutting every line (log_safety.SafeLogger)."""
+        safe = self.__dict__.get("_safe_logger")
+        if safe is None:
+            safe = self.__dict__["_safe_logger"] = SafeLogger(super().get_logger())
+        return safe
+
+    def _initial_settings(self) -> tuple[bool, bool, float]:
+        """autostart, enabled and the diagnostics period at construction; each one that is
+        invalid takes its default (configure then reports the problem)."""
+        defaults = self.config_class()
+        try:
+            cfg = read_node_parameters(self, self.config_class)
+            return cfg.autostart, cfg.enabled, cfg.diagnostics_period_s
+        except ConfigError as exc:
+            self.get_logger().error(f"invalid parameters: {exc}")
+
+        def value(name: str, ok: Callable[[Any], bool], default: Any) -> Any:
+            v = self.get_parameter(name).value
+            return v if ok(v) else default
+
+        is_bool = lambda v: isinstance(v, bool)  # noqa: E731
+        period = value("diagnostics_period_s", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+                       and MIN_DIAGNOSTICS_PERIOD_S <= v <= MAX_DIAGNOSTICS_PERIOD_S,
+                       defaults.diagnostics_period_s)
+        return (value("autostart", is_bool, defaults.autostart), value("enabled", is_bool, defaults.enabled),
+                float(period))
 
     # ------------------------------------------------------------------ subclass hooks
 
@@ -149,9 +181,20 @@ class ManagedImageNode(LifecycleNode, Generic[CfgT]):
     # ------------------------------------------------------------------ helpers for subclasses
 
     def add_subscription(self, msg_type: Any, topic: str, callback: Callable[[Any], None]) -> Any:
-        """A subscription with the input QoS, destroyed on deactivate."""
+        """A subscription with the input QoS, destroyed on deactivate; its callback runs in the
+        frames' callback group and an exception there is logged, never raised to the executor."""
         assert self.cfg is not None
-        sub = self.create_subscription(msg_type, topic, callback, qos_profile(self.cfg.qos.input))
+
+        def guarded(msg: Any) -> None:
+            try:
+                callback(msg)
+            except Exception as exc:  # noqa: BLE001 - one message must not end the node
+                if self.context.ok():
+                    self._log_error(f"failed to handle a message on {topic}: {type(exc).__name__}: {exc}",
+                                    key=f"{topic}|{exception_kind(exc)}")
+
+        sub = self.create_subscription(msg_type, topic, guarded, qos_profile(self.cfg.qos.input),
+                                       callback_group=self._frame_group)
         self._io_subscriptions.append(sub)
         return sub
 
@@ -203,17 +246,26 @@ class ManagedImageNode(LifecycleNode, Generic[CfgT]):
     # ------------------------------------------------------------------ lifecycle
 
     def _autostart(self) -> None:
-        if self._autostart_timer is not None:
-            self.destroy_timer(self._autostart_timer)
-            self._autostart_timer = None
-        if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+        # On an executor thread of the transitions group: the services answer meanwhile.
+        timer, self._autostart_timer = self._autostart_timer, None
+        if timer is None:
+            return
+        self.destroy_timer(timer)
+        if self._closing or self.state_label != "unconfigured":
+            return
+        if self.trigger_configure() == TransitionCallbackReturn.SUCCESS and not self._closing:
             self.trigger_activate()
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        with self._transition_lock:
+            return self._configure()
+
+    def _configure(self) -> TransitionCallbackReturn:
         try:
             cfg = read_node_parameters(self, self.config_class)
-            for name in unknown_parameter_overrides(self, self.config_class):
-                self.get_logger().warning(f"ignoring unknown parameter '{name}'")
+            unknown = unknown_parameter_overrides(self, self.config_class)
+            if unknown:
+                raise ConfigError(unknown_parameters_message(unknown, flat_defaults(self.config_class)))
             self.load(cfg)  # type: ignore[arg-type]
         except Exception as exc:  # noqa: BLE001 - any failure is reported, the node lives on
             self._problem = f"configure failed: {exc}"
@@ -227,6 +279,14 @@ class ManagedImageNode(LifecycleNode, Generic[CfgT]):
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        with self._transition_lock:
+            if self._closing or self.cfg is None:
+                return TransitionCallbackReturn.FAILURE
+            if self._activate() != TransitionCallbackReturn.SUCCESS:
+                return TransitionCallbackReturn.FAILURE
+        return super().on_activate(state)
+
+    def _activate(self) -> TransitionCallbackReturn:
         assert self.cfg is not None
         try:
             self._worker = FrameWorker(self.process, name=f"{self.get_name()}-worker",
@@ -243,16 +303,18 @@ class ManagedImageNode(LifecycleNode, Generic[CfgT]):
             return TransitionCallbackReturn.FAILURE
         self._problem = ""
         self.get_logger().info("active")
-        return super().on_activate(state)
+        return TransitionCallbackReturn.SUCCESS
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._release_io()
+        with self._transition_lock:
+            self._release_io()
         self.get_logger().info("inactive")
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._safe_unload()
-        self.cfg = None
+        with self._transition_lock:
+            self._safe_unload()
+            self.cfg = None
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -264,11 +326,21 @@ class ManagedImageNode(LifecycleNode, Generic[CfgT]):
         self.release()
         return TransitionCallbackReturn.SUCCESS  # back to unconfigured
 
+    def closing(self) -> None:
+        """The process is ending: no transition activates anything from now on."""
+        self._closing = True
+
     def release(self, worker_timeout_s: float = 30.0) -> None:
-        """Stop processing and free everything, whatever the state (also used at exit)."""
-        self._release_io(worker_timeout_s)
-        self._safe_unload()
-        self.cfg = None
+        """Stop processing and free everything, whatever the state (also used at exit). A
+        transition in progress on another thread (a model loading) is waited for first."""
+        locked = self._transition_lock.acquire(timeout=TRANSITION_WAIT_S)
+        try:
+            self._release_io(worker_timeout_s)
+            self._safe_unload()
+            self.cfg = None
+        finally:
+            if locked:
+                self._transition_lock.release()
 
     def _release_io(self, worker_timeout_s: float = 30.0) -> None:
         # Inputs first (no new frames), then the worker (finishes its frame), then the outputs.
@@ -308,26 +380,46 @@ class ManagedImageNode(LifecycleNode, Generic[CfgT]):
             return SetParametersResult(successful=False,
                                        reason=f"enabled must be a bool, got {enabled!r}")
         if set(changed) - {"enabled"}:
-            flat = {name: self.get_parameter(name).value for name in known}
-            try:
-                config_from_flat(self.config_class, {**flat, **changed})
-            except ConfigError as exc:
-                return SetParametersResult(successful=False, reason=str(exc))
+            reason = self._change_problem(known, changed)
+            if reason:
+                return SetParametersResult(successful=False, reason=reason)
         if enabled != self._enabled:
             self._enabled = enabled
             self.get_logger().info("enabled" if enabled else "disabled")
         return SetParametersResult(successful=True)
+
+    def _change_problem(self, known: dict[str, Any], changed: dict[str, Any]) -> str:
+        """Why a runtime change is refused ("" to accept): a value that is invalid on its own
+        (type, range, choice), or one that makes a valid configuration invalid. A change to a
+        configuration that is already invalid is accepted when it is fine itself, so that
+        several bad values can be fixed one at a time."""
+        current = {name: self.get_parameter(name).value for name in known}
+        try:
+            config_from_flat(self.config_class, {**known, **changed})
+        except ConfigError as exc:
+            return str(exc)
+        try:
+            config_from_flat(self.config_class, {**current, **changed})
+        except ConfigError as exc:
+            try:
+                config_from_flat(self.config_class, current)
+            except ConfigError:
+                return ""
+            return str(exc)
+        return ""
 
     # ------------------------------------------------------------------ errors and diagnostics
 
     def _on_frame_error(self, frame: Any, exc: BaseException) -> None:
         if not self.context.ok():
             return  # shutting down: publishers may already be gone
+        # Throttled per kind of problem (class + message with its values masked), not per text.
         if isinstance(exc, ImageEncodingError):
             self._rejected += 1
-            self._log_error(f"dropped a malformed frame: {exc}")
+            self._log_error(f"dropped a malformed frame: {exc}", key=exception_kind(exc))
         else:
-            self._log_error(f"failed to process a frame: {type(exc).__name__}: {exc}")
+            self._log_error(f"failed to process a frame: {type(exc).__name__}: {exc}",
+                            key=exception_kind(exc))
 
     def publish_diagnostics(self) -> None:
         worker = self._worker
@@ -343,8 +435,12 @@ class ManagedImageNode(LifecycleNode, Generic[CfgT]):
             "errors": max(0, stats.failed - self._rejected) if stats else 0,
             "rate_skipped": self._rate_skipped,
             "passed_through": self._passed_through,
+            "log_suppressed": self._log_error.suppressed,
             **self.extra_diagnostics(),
         }
+        overload = diagnostics.overload_message(stats, self.output_verb) \
+            if state == "active" and self._enabled else ""
+        values["overloaded"] = bool(overload)
         if self._problem:
             level, message = diagnostics.ERROR, self._problem
         elif state != "active":
@@ -353,9 +449,17 @@ class ManagedImageNode(LifecycleNode, Generic[CfgT]):
             level, message = diagnostics.OK, "disabled: " + (
                 "passing frames through" if self.cfg and self.cfg.passthrough_when_disabled
                 else "publishing nothing")
+        elif overload:
+            level, message = diagnostics.WARN, overload
         else:
             level, message = diagnostics.OK, "processing"
         self._diag.publish(level, message, values)
+
+
+def _move_to_group(entity: Any, group: CallbackGroup) -> None:
+    """Put an executor entity (a service made by rclpy) into another callback group."""
+    entity.callback_group = group
+    group.add_entity(entity)
 
 
 def _quietly(fn: Callable[..., Any], *args: Any) -> None:

@@ -16,6 +16,8 @@ Values are checked here, with messages that name the parameter and the accepted 
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, get_type_hints
@@ -27,6 +29,12 @@ from dap_led_ros.settings import dataclass_from_mapping
 RELIABILITIES = ("best_effort", "reliable")
 DURABILITIES = ("volatile", "transient_local")
 MAX_QUEUE_DEPTH = 1000
+# Sane ranges: a diagnostics period below MIN_DIAGNOSTICS_PERIOD_S keeps an idle node busy.
+MIN_DIAGNOSTICS_PERIOD_S = 0.1
+MAX_DIAGNOSTICS_PERIOD_S = 3600.0
+MAX_RATE_HZ = 1000.0
+MAX_INPUT_PIXELS = 1 << 28  # 16384 x 16384
+MAX_THREADS = 256
 
 C = TypeVar("C")
 
@@ -94,13 +102,24 @@ class ManagedNodeConfig:
     qos: QosConfig = field(default_factory=QosConfig)
 
     def validate(self) -> None:
-        if self.max_input_pixels <= 0:
-            raise ConfigError(f"max_input_pixels must be positive, got {self.max_input_pixels}")
+        check_range("max_input_pixels", self.max_input_pixels, 1, MAX_INPUT_PIXELS)
         if self.max_rate_hz < 0:
             raise ConfigError(f"max_rate_hz must be >= 0 (0 = unlimited), got {self.max_rate_hz}")
-        if self.diagnostics_period_s <= 0:
-            raise ConfigError(f"diagnostics_period_s must be > 0, got {self.diagnostics_period_s}")
+        check_range("max_rate_hz", self.max_rate_hz, 0.0, MAX_RATE_HZ, "0 = unlimited")
+        check_range("diagnostics_period_s", self.diagnostics_period_s, MIN_DIAGNOSTICS_PERIOD_S,
+                    MAX_DIAGNOSTICS_PERIOD_S)
         self.qos.validate()
+
+
+def check_range(name: str, value: float, low: float, high: float, note: str = "") -> None:
+    """ConfigError unless low <= value <= high."""
+    if not low <= value <= high:
+        hint = f" ({note})" if note else ""
+        raise ConfigError(f"{name} must be in {_number(low)}..{_number(high)}{hint}, got {_number(value)}")
+
+
+def _number(v: float) -> str:
+    return str(v) if isinstance(v, int) else f"{v:g}"
 
 
 def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
@@ -148,6 +167,8 @@ def _coerce(name: str, value: Any, kind: type) -> Any:
             return value
     elif kind is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise ConfigError(f"parameter '{name}' must be a finite number, got {value!r}")
             return float(value)
     elif kind is str:
         if isinstance(value, str):
@@ -186,8 +207,7 @@ def config_from_flat(cls: type[C], flat: dict[str, Any], *, strict: bool = True)
     known = flat_defaults(cls)
     unknown = sorted(set(flat) - set(known))
     if strict and unknown:
-        raise ConfigError(f"unknown parameter(s) {', '.join(unknown)} for {cls.__name__}; "
-                          f"known: {', '.join(sorted(known))}")
+        raise ConfigError(f"{unknown_parameters_message(unknown, known)} for {cls.__name__}")
     flat = {k: v for k, v in flat.items() if k in known}
     where = cls.__name__
     cfg = dataclass_from_mapping(cls, _nest(flat), where, convert=_coerce_leaf(where))
@@ -284,6 +304,15 @@ def read_node_parameters(node: Any, cls: type[C]) -> C:
     """Current values of the declared parameters as validated settings (ConfigError if bad)."""
     flat = {name: node.get_parameter(name).value for name in flat_defaults(cls)}
     return config_from_flat(cls, flat)
+
+
+def unknown_parameters_message(unknown: list[str], known: Any) -> str:
+    """"unknown parameter 'x' (did you mean 'y'?)", for each unknown name."""
+    parts = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+        parts.append(f"'{name}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+    return f"unknown parameter{'s' if len(parts) > 1 else ''} {', '.join(parts)}"
 
 
 def unknown_parameter_overrides(node: Any, cls: type) -> list[str]:

@@ -205,8 +205,6 @@ def _make_node(plan: NodePlan, namespace: str) -> Any:
 def run_pipeline(plans: Sequence[NodePlan], params: Path, namespace: str = "",
                  ros_args: Sequence[str] = ()) -> int:
     """Start the planned nodes and spin them until SIGINT/SIGTERM; returns the exit code."""
-    from rclpy.executors import MultiThreadedExecutor
-
     from dap_led_ros.ros.runner import NodeStartError, run_nodes
 
     def started(nodes: list[Any]) -> None:
@@ -219,4 +217,4 @@ def run_pipeline(plans: Sequence[NodePlan], params: Path, namespace: str = "",
 
     return run_nodes([lambda plan=plan: _make_node(plan, namespace) for plan in plans],
                      args=["dap-led", "--ros-args", "--params-file", str(params), *ros_args],
-                     executor_class=MultiThreadedExecutor, on_started=started)
+                     on_started=started)

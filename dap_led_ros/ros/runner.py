@@ -5,7 +5,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 import rclpy
-from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import Executor, ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode
 from rclpy.signals import SignalHandlerOptions
 
@@ -23,15 +23,25 @@ class NodeStartError(RuntimeError):
 
 
 STOP_POLL_S = 0.1
+# Executor threads per node: one per busy callback group of a ManagedImageNode (a transition,
+# the frames, the services, the queries, the diagnostics timer) and one spare.
+THREADS_PER_NODE = 6
+
+
+def node_executor(node_count: int) -> Executor:
+    """A MultiThreadedExecutor with a thread for each callback group of the nodes: the lifecycle
+    and parameter services and ~/enable answer while frames flood in or a model loads."""
+    return MultiThreadedExecutor(num_threads=THREADS_PER_NODE * max(1, node_count))
 
 
 def run_nodes(factories: Sequence[Callable[[], LifecycleNode]],
               args: Sequence[str] | None = None,
-              executor_class: type[Executor] = SingleThreadedExecutor,
+              executor_class: Callable[[], Executor] | None = None,
               on_started: Callable[[list[LifecycleNode]], None] | None = None) -> int:
     """Create the nodes and spin them in one executor until SIGINT/SIGTERM; returns the exit code.
 
     Ctrl-C and SIGTERM end with code 0 and no stack trace; nodes are released before exit.
+    executor_class: makes the executor; default `node_executor` (multi-threaded).
     `on_started` may check the created nodes and raise NodeStartError.
     """
     configure_dds_environment()
@@ -49,7 +59,7 @@ def run_nodes(factories: Sequence[Callable[[], LifecycleNode]],
             print(f"error: ROS initialisation failed: {exc}", file=sys.stderr)
             return 1
         nodes: list[LifecycleNode] = []
-        executor = executor_class()
+        executor = executor_class() if executor_class is not None else node_executor(len(factories))
         code = 0
         try:
             for make in factories:
@@ -72,13 +82,18 @@ def run_nodes(factories: Sequence[Callable[[], LifecycleNode]],
         finally:
             stop.interrupt = False  # a second signal during release only sets the flag again
             for node in nodes:
+                if isinstance(node, ManagedImageNode):
+                    node.closing()  # a transition in progress makes nothing more
+            # No new callbacks; the ones in progress (a configure loading a model) finish first,
+            # so nothing is destroyed under them.
+            executor.shutdown(timeout_sec=1.0)
+            for node in nodes:
                 try:
                     if isinstance(node, ManagedImageNode):
                         node.release(worker_timeout_s=EXIT_WORKER_TIMEOUT_S)
                     node.destroy_node()
                 except Exception:  # noqa: BLE001 - the context may already be shut down
                     pass
-            executor.shutdown(timeout_sec=1.0)
             rclpy.try_shutdown()
         return code
 
