@@ -299,6 +299,7 @@ def _convert(bag: PreparedBag, out: Path, storage: str, enhancer: Enhancer, opti
     mapping = plan.images
     summary = BagSummary(output=out, storage=storage, topic_map=dict(mapping),
                          camera_info_map=dict(plan.camera_infos), untouched=dict(plan.untouched))
+    summary.notes += reader.warnings
     total = sum(n for (name, _), n in expected.items() if name in mapping)
     writer = BagWriter(out, _output_settings(reader, storage))
     bar = tqdm(total=total, unit="frame", desc="enhance", disable=not progress, mininterval=0.5,

@@ -15,7 +15,7 @@ from pathlib import Path, PurePath
 
 import yaml
 
-from dap_led_ros.bag.bag_errors import BagError
+from dap_led_ros.bag.bag_errors import BagError, storage_writes
 
 log = logging.getLogger(__name__)
 
@@ -89,16 +89,18 @@ def atomic_bag_output(dst: Path, inputs: Iterable[Path] = ()) -> Iterator[Path]:
     protected = [p for src in inputs for p in input_paths(Path(src))]
     _remove_stale_partials(dst, protected)
     work = dst.parent / f".{dst.name}{_PARTIAL}{os.getpid()}"
-    work.mkdir()
+    with storage_writes():
+        work.mkdir()
     try:
         yield work / dst.name
-        old = None
-        if dst.exists():
-            old = dst.parent / f".{dst.name}{_REPLACED}{os.getpid()}"
-            dst.rename(old)
-        (work / dst.name).rename(dst)
+        with storage_writes():
+            old = None
+            if dst.exists():
+                old = dst.parent / f".{dst.name}{_REPLACED}{os.getpid()}"
+                dst.rename(old)
+            (work / dst.name).rename(dst)
         if old is not None:
-            shutil.rmtree(old)
+            shutil.rmtree(old, ignore_errors=True)  # the new OUT is in place; the old one is only in the way
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -9,6 +9,7 @@ sqlite3 is read with the standard library, MCAP with the `mcap` package, zstd wi
 from __future__ import annotations
 
 import heapq
+import logging
 import tempfile
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -19,6 +20,7 @@ import yaml
 import zstandard
 
 from dap_led_ros.bag.bag_errors import BagError
+from dap_led_ros.bag.bag_metadata import BagMetadata, brief, parse_metadata, storage_path
 from dap_led_ros.bag.bag_storage import (
     MCAP_MAGIC,
     ROS1_MAGIC,
@@ -31,6 +33,8 @@ from dap_led_ros.bag.bag_storage import (
     StorageFile,
     TopicInfo,
 )
+
+log = logging.getLogger(__name__)
 
 
 def _sniff(path: Path) -> bytes:
@@ -61,6 +65,9 @@ class BagReader:
         self._yaml_topics: dict[tuple[str, str], dict] = {}   # metadata.yaml's topic_metadata
         self._tmp: tempfile.TemporaryDirectory | None = None
         self.files: list[StorageFile] = []
+        self.metadata: BagMetadata | None = None
+        self._file_names: list[str] = []     # metadata.yaml's name of each of `files`
+        self.warnings: list[str] = []        # what metadata.yaml gets wrong that reading does not depend on
         try:
             self._open()
         except BaseException:
@@ -98,34 +105,42 @@ class BagReader:
             hint = f" (it holds ROS 1 bags: {', '.join(ros1)})" if ros1 else ""
             raise BagError(f"{path}: not a rosbag2 bag (the folder has no metadata.yaml){hint}")
         try:
-            info = yaml.safe_load(meta_path.read_text())["rosbag2_bagfile_information"]
-            self.version = int(info["version"])
-            self.storage = str(info["storage_identifier"])
-            rel = [str(p) for p in info.get("relative_file_paths") or []]
-            self.compression_mode = str(info.get("compression_mode") or "").lower()
-            self.compression_format = str(info.get("compression_format") or "")
-            self.ros_distro = str(info.get("ros_distro") or "")
-            self.custom_data = dict(info.get("custom_data") or {})
-            counts: Counter = Counter()
-            for entry in info.get("topics_with_message_count") or []:
-                tm = entry["topic_metadata"]
-                counts[(tm["name"], tm["type"])] += int(entry["message_count"])
-                self._yaml_topics[(tm["name"], tm["type"])] = tm
-            self.metadata_counts = counts
-        except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError) as exc:
-            raise BagError(f"{meta_path}: not a readable rosbag2 metadata file: {type(exc).__name__}: {exc}") from exc
-        if self.compression_mode == "none":
-            self.compression_mode = ""
+            data = meta_path.read_bytes()
+        except OSError as exc:
+            raise BagError(f"{meta_path}: cannot read: {exc}") from exc
+        try:
+            meta = parse_metadata(data)
+        except BagError as exc:
+            raise BagError(f"{meta_path}: not a readable rosbag2 metadata file: {exc}") from None
+        self.metadata = meta
+        self.version, self.storage = meta.version, meta.storage
+        self.compression_mode, self.compression_format = meta.compression_mode, meta.compression_format
+        self.ros_distro, self.custom_data = meta.ros_distro, dict(meta.custom_data)
+        self.metadata_counts = meta.counts
+        self._yaml_topics = meta.topics
         if self.storage not in STORAGE_SUFFIXES.values():
-            raise BagError(f"{path}: unsupported storage '{self.storage}' (supported: sqlite3, mcap)")
+            raise BagError(f"{path}: unsupported storage '{brief(self.storage)}' (supported: sqlite3, mcap)")
         if self.compression_mode and self.compression_format != "zstd":
-            raise BagError(f"{path}: unsupported compression '{self.compression_format}' (supported: zstd)")
+            raise BagError(f"{path}: unsupported compression '{brief(self.compression_format)}' "
+                           f"(supported: zstd)")
         if self.compression_mode not in ("", "file", "message"):
-            raise BagError(f"{path}: unknown compression mode '{self.compression_mode}'")
-        paths = [path / PurePath(p).name for p in rel]
-        missing = [p.name for p in paths if not p.is_file()]
+            raise BagError(f"{path}: unknown compression mode '{brief(self.compression_mode)}'")
+        paths = [storage_path(path, rel, meta.version) for rel in meta.relative_file_paths]
+        seen: set[Path] = set()
+        for rel, p in zip(meta.relative_file_paths, paths):
+            if p.resolve() in seen:
+                raise BagError(f"{path}: metadata.yaml lists the storage file {rel} twice")
+            seen.add(p.resolve())
+        missing = [rel for rel, p in zip(meta.relative_file_paths, paths) if not p.is_file()]
         if missing:
-            raise BagError(f"{path}: storage file(s) listed in metadata.yaml are missing: {', '.join(missing)}")
+            raise BagError(f"{path}: storage file(s) listed in metadata.yaml are missing: "
+                           f"{', '.join(brief(m) for m in missing)}")
+        listed = {PurePath(rel).name for rel in meta.relative_file_paths}
+        unlisted = [f.path for f in meta.files if PurePath(f.path).name not in listed]
+        if unlisted:
+            raise BagError(f"{path}: metadata.yaml's files name storage file(s) that relative_file_paths does not "
+                           f"list: {', '.join(brief(u) for u in unlisted)}")
+        self._file_names = [PurePath(rel).name for rel in meta.relative_file_paths]
         for p in paths:
             self.files.append(self._open_file(self._decompressed(p), self.storage))
 
@@ -164,19 +179,53 @@ class BagReader:
         return out
 
     def check_counts(self, topics: Iterable[tuple[str, str]] | None = None) -> Counter:
-        """The storage's per-topic counts, after checking them against metadata.yaml's."""
-        counts = self.storage_counts()
+        """The storage's per-topic counts, after checking metadata.yaml's counts against them.
+
+        Per topic (only `topics` when given), the total and, where metadata.yaml has them, per
+        file: any difference is a BagError naming the numbers. Start time and duration are not
+        needed to read a bag: a difference there is only a warning (logged, kept in `warnings`).
+        """
+        per_file = [f.counts() for f in self.files]
+        counts: Counter = sum(per_file, Counter())
+        meta = self.metadata
         if self.metadata_counts is not None:
             keys = set(counts) | set(self.metadata_counts)
-            if topics is not None:
-                keys &= set(topics)
+            if topics is not None:  # those topics, and any that only metadata.yaml claims
+                keys = {k for k in keys if k in set(topics) or k not in counts}
             bad = sorted(k for k in keys if counts.get(k, 0) != self.metadata_counts.get(k, 0))
             if bad:
-                listed = "; ".join(f"{n} ({t}): metadata.yaml {self.metadata_counts.get((n, t), 0)}, "
-                                   f"storage {counts.get((n, t), 0)}" for n, t in bad)
+                listed = "; ".join(f"{brief(n)} ({brief(t)}): metadata.yaml {self.metadata_counts.get((n, t), 0)}, "
+                                   f"storage {counts.get((n, t), 0)}" for n, t in bad[:10])
+                listed += f"; and {len(bad) - 10} more topics" if len(bad) > 10 else ""
                 raise BagError(f"{self.path}: metadata.yaml and the storage files disagree on the number of "
                                f"messages: {listed}")
+        if meta is not None:
+            total = sum(counts.values())
+            if meta.message_count is not None and meta.message_count != total:
+                raise BagError(f"{self.path}: metadata.yaml's message_count is {meta.message_count}, but the "
+                               f"storage files hold {total} messages")
+            stored = {name: sum(c.values()) for name, c in zip(self._file_names, per_file)}
+            wrong = [f"{brief(entry.path)}: metadata.yaml {entry.message_count}, storage {stored[PurePath(entry.path).name]}"
+                     for entry in meta.files if entry.message_count is not None
+                     and entry.message_count != stored[PurePath(entry.path).name]]
+            if wrong:
+                raise BagError(f"{self.path}: metadata.yaml's files and the storage files disagree on the number "
+                               f"of messages: {'; '.join(wrong)}")
+            self._check_times(meta, total)
         return counts
+
+    def _check_times(self, meta: BagMetadata, total: int) -> None:
+        spans = [f.time_span() for f in self.files]
+        if not total or any(s is None for s in spans) or (meta.starting_time is None and meta.duration is None):
+            return
+        first, last = min(s[0] for s in spans), max(s[1] for s in spans)
+        if meta.starting_time not in (None, first) or meta.duration not in (None, last - first):
+            warning = (f"{self.path}: metadata.yaml's starting_time {meta.starting_time} and duration "
+                       f"{meta.duration} ns do not match the messages' log times ({first} to {last}, "
+                       f"{last - first} ns); the messages' own times are used")
+            if warning not in self.warnings:
+                self.warnings.append(warning)
+                log.warning("%s", warning)
 
     @property
     def mcap_layout(self) -> McapLayout | None:

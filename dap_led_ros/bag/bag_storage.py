@@ -70,6 +70,10 @@ class StorageFile:
     def messages(self, wanted: set[tuple[str, str]] | None) -> Iterator[tuple[int, int, BagRecord]]:
         raise NotImplementedError
 
+    def time_span(self) -> tuple[int, int] | None:
+        """(first, last) log time of the file's messages; None when it has none or does not say."""
+        raise NotImplementedError
+
     def close(self) -> None:
         pass
 
@@ -109,6 +113,13 @@ class Sqlite3File(StorageFile):
         except sqlite3.DatabaseError as exc:
             raise BagError(f"{self.path}: cannot count the messages: {exc}") from exc
         return out
+
+    def time_span(self) -> tuple[int, int] | None:
+        try:
+            first, last = self.db.execute("SELECT MIN(timestamp), MAX(timestamp) FROM messages").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise BagError(f"{self.path}: cannot read the message times: {exc}") from exc
+        return None if first is None else (first, last)
 
     def messages(self, wanted):
         ids = [tid for tid, t in self.by_id.items() if wanted is None or t.key in wanted]
@@ -171,6 +182,12 @@ class McapFile(StorageFile):
         for _, _, record in self.messages(None):  # no statistics record: count by reading
             out[record.topic.key] += 1
         return out
+
+    def time_span(self) -> tuple[int, int] | None:
+        stats = self.summary.statistics
+        if stats is None or not stats.message_count:
+            return None
+        return stats.message_start_time, stats.message_end_time
 
     def metadata_records(self) -> list[tuple[str, dict[str, str]]]:
         return [(m.name, dict(m.metadata)) for m in self.reader.iter_metadata()]

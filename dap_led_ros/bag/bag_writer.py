@@ -19,7 +19,7 @@ from mcap.writer import CompressionType
 from mcap.writer import Writer as McapWriter
 
 from dap_led_ros import __version__
-from dap_led_ros.bag.bag_errors import BagError
+from dap_led_ros.bag.bag_errors import BagError, storage_writes
 from dap_led_ros.bag.bag_storage import McapLayout, TopicInfo
 
 METADATA_VERSION = 8   # QoS as a serialized string, type_description_hash, ros_distro, files
@@ -45,8 +45,9 @@ class _Topic:
 
 
 class BagWriter:
-    """Write a bag folder at `path` (which must not exist yet)."""
+    """Write a bag folder at `path` (which must not exist yet); a failed write raises BagWriteError."""
 
+    @storage_writes()
     def __init__(self, path: Path, settings: OutputSettings) -> None:
         if settings.storage not in ("sqlite3", "mcap"):
             raise BagError(f"unknown storage '{settings.storage}' (use sqlite3 or mcap)")
@@ -84,6 +85,7 @@ class BagWriter:
             self._mcap.start(profile="ros2", library=_LIBRARY)
             self._schemas: dict[tuple[str, str, str], int] = {}
 
+    @storage_writes()
     def add_topic(self, info: TopicInfo, name: str | None = None) -> tuple[str, str]:
         """Register `info` (under `name` if given); returns the key to write its messages with."""
         if name is not None:
@@ -116,6 +118,7 @@ class BagWriter:
         self.topics[info.key] = _Topic(info, handle)
         return info.key
 
+    @storage_writes()
     def write(self, key: tuple[str, str], log_time: int, data: bytes, publish_time: int | None = None,
               sequence: int = 0) -> None:
         topic = self.topics[key]
@@ -131,10 +134,12 @@ class BagWriter:
         self.start = log_time if self.start is None else min(self.start, log_time)
         self.end = log_time if self.end is None else max(self.end, log_time)
 
+    @storage_writes()
     def add_mcap_metadata(self, name: str, data: dict[str, str]) -> None:
         if self.settings.storage == "mcap":
             self._mcap.add_metadata(name, data)
 
+    @storage_writes()
     def add_mcap_attachment(self, attachment: Any) -> None:
         if self.settings.storage == "mcap":
             self._mcap.add_attachment(attachment.create_time, attachment.log_time, attachment.name,
@@ -144,6 +149,7 @@ class BagWriter:
     def counts(self) -> Counter:
         return Counter({k: t.count for k, t in self.topics.items()})
 
+    @storage_writes()
     def close(self) -> None:
         """Finish the storage file, compress it if asked, and write metadata.yaml."""
         if self.settings.storage == "sqlite3":

@@ -6,12 +6,12 @@ import sys
 from pathlib import Path
 
 from dap_led_ros.bag.bag_enhance import BagEnhanceOptions, enhance_prepared, prepare
-from dap_led_ros.bag.bag_errors import BagError
-from dap_led_ros.bag.bag_io import (
-    STORAGES,
-)
+from dap_led_ros.bag.bag_errors import BagError, BagWriteError, write_failure_cause
+from dap_led_ros.bag.bag_io import STORAGES
 from dap_led_ros.bag.frames import CompressionSettings
 from dap_led_ros.cli.args import add_backend_args, enhancer_from_args
+
+EXIT_WRITE_FAILED = 3  # OUT could not be stored (disk full, file too large, I/O error); no OUT left
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -24,7 +24,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "topic metadata, and the per-topic counts are checked against the input's storage; depth, "
                     "other encodings and transports are copied untouched. Exit status 0: done; 1: some frames "
                     "could not be decoded (listed, copied unchanged; OUT is written); 2: nothing written "
-                    "(bad input, a count that does not add up, OUT not writable, model not loadable).")
+                    "(bad input, a count that does not add up, OUT not allowed, model not loadable); 3: nothing "
+                    "written because storing OUT failed (disk full, file too large, I/O error).")
     p.add_argument("input", type=Path, metavar="IN", help="rosbag2 folder (or a .db3/.mcap file)")
     p.add_argument("output", type=Path, metavar="OUT", help="new bag folder")
     d = BagEnhanceOptions()
@@ -56,12 +57,15 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         summary = enhance_prepared(bag, args.output, enhancer, options)
+    except BagWriteError as exc:  # nothing wrong with IN: the output could not be stored
+        print(f"error: cannot write {args.output}: {exc.cause}; nothing was written", file=sys.stderr)
+        return EXIT_WRITE_FAILED
     except BagError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
-        print(f"error: cannot write {args.output}: {exc}", file=sys.stderr)
-        return 2
+        print(f"error: cannot write {args.output}: {write_failure_cause(exc)}; nothing was written", file=sys.stderr)
+        return EXIT_WRITE_FAILED
     finally:
         enhancer.close()
     print(summary.report())
