@@ -56,6 +56,39 @@ class EnhancerConfig:
             raise ValueError(f"tile_mode must be one of {', '.join(TILE_MODES)}, got {self.tile_mode!r}")
 
 
+def _glibc():
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
+    except OSError:  # not glibc
+        return None
+
+
+_LIBC = _glibc()
+_M_MMAP_THRESHOLD = -3  # mallopt parameter (malloc.h)
+# Buffers above this size get their own mapping, returned to the system when freed. glibc's default
+# threshold rises to the largest buffer freed so far (up to 32 MiB): after one large frame, later
+# buffers of that size stay in the heap, fragmented across its per-thread arenas, and RSS only grows.
+# 4 MiB keeps the buffers of a 640x480 frame (3.7 MB as float32) in the heap, where they are reused.
+MMAP_THRESHOLD_BYTES = 4 << 20
+_heap_bounded = False
+
+
+def bound_heap_growth() -> None:
+    """Process-wide: a fixed mmap threshold instead of glibc's rising one (no-op elsewhere)."""
+    global _heap_bounded
+    if _LIBC is not None and not _heap_bounded:
+        _heap_bounded = bool(_LIBC.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
+
+
+def release_free_memory() -> None:
+    """Hand the C heap's free pages back to the system (what frames of another size freed)."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
 def to_input(rgb: np.ndarray) -> np.ndarray:
     """H x W x 3 uint8 -> 1 x 3 x H x W float32 in [0, 1]."""
     return (rgb.astype(np.float32) * (1.0 / 255.0)).transpose(2, 0, 1)[None]
@@ -72,6 +105,7 @@ class Enhancer:
     def __init__(self, cfg: EnhancerConfig | None = None, backend: Backend | None = None) -> None:
         self.cfg = cfg or EnhancerConfig()
         self.cfg.validate()
+        bound_heap_growth()
         # A shipped model's name becomes its path here, for the logs and an exact-tiling twin.
         self.cfg = replace(self.cfg, model=backend_model(self.cfg.backend, self.cfg.model, self.cfg.device))
         self.backend = backend or create_backend(self.cfg.backend, self.cfg.model, self.cfg.device,
@@ -86,6 +120,7 @@ class Enhancer:
         # Per-stage wall times of enhance(); the prior is a stage of its own only with heatmap reuse.
         self.stages = StageTimes()
         self.prior_cache = PriorCache(self.cfg.prior_every, self.cfg.prior_change)
+        self._last_hw: tuple[int, int] | None = None
 
     def _backend_options(self) -> dict[str, Any]:
         opts: dict[str, Any] = {}
@@ -117,6 +152,9 @@ class Enhancer:
         caller can overlap it with the next frame's network (the ROS node's two-stage worker)."""
         self._check(rgb)
         h, w = rgb.shape[:2]
+        if (h, w) != self._last_hw:
+            self._last_hw = (h, w)
+            release_free_memory()
         if h * w > self.cfg.max_pixels:
             with self.stages.measure("tiled"):
                 done = self._enhance_tiled(rgb)

@@ -138,12 +138,20 @@ def test_the_node_restores_small_frames_at_their_shape(ros, start_node, tiny_che
                                        lambda m: got.__setitem__(m.header.stamp.sec, m), QoSProfile(depth=50))
     ros.wait_for_subscribers(pub, timeout=120)
     ros.wait_for_publishers(sub, timeout=120)
+    stamp = 0
     for i, (h, w) in enumerate(SMALL_SIZES + [(1, 2)], start=1):
         rgb = np.random.default_rng(i).integers(0, 200, (h, w, 3), dtype=np.uint8)
-        msg = make_image_msg(rgb, Header(stamp=Time(sec=i), frame_id="small"), "bgr8")
-        pub.publish(msg)  # one at a time: the node keeps only the newest waiting frame
-        ros.spin_until(lambda: i in got, 60, f"the output of the {w}x{h} frame\n{node.output()}")
-        out = got[i]
+        # One at a time (the node keeps only the newest waiting frame); the input is best effort, and
+        # the first frames may arrive before the node is active: resend until one comes back.
+        for _attempt in range(12):
+            stamp += 1
+            pub.publish(make_image_msg(rgb, Header(stamp=Time(sec=stamp), frame_id="small"), "bgr8"))
+            if ros.spin_while(lambda: stamp not in got, 10.0):
+                break
+            assert node.alive(), node.output()
+        else:
+            raise AssertionError(f"the {w}x{h} frame never came back:\n{node.output()}")
+        out = got[stamp]
         assert (out.height, out.width, out.encoding, out.step, len(out.data)) == (h, w, "bgr8", 3 * w, 3 * w * h)
     assert "smaller than" not in node.output()
     node.assert_clean_exit()
