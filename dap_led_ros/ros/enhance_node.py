@@ -11,6 +11,7 @@ come from `ManagedImageNode`. See docs/ros.md.
 """
 from __future__ import annotations
 
+import importlib
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -125,6 +126,16 @@ class EnhanceNode(ManagedImageNode[EnhanceNodeConfig]):
         if cfg.publish_heatmap and not self._enhancer.backend.supports_prior_input:
             self.get_logger().warning(f"publish_heatmap: backend {self._enhancer.backend_name} "
                                       "does not expose heatmaps; enhanced/degradation stays silent")
+
+    def preload(self) -> None:
+        # Every backend's load imports torch (checkpoints, exports); ONNX Runtime for the
+        # backends that may use it.
+        backend = str(self.get_parameter("backend").value)
+        for name in ("torch", "onnxruntime") if backend in ("auto", "onnxruntime") else ("torch",):
+            try:
+                importlib.import_module(name)
+            except Exception:  # noqa: BLE001 - configure reports a missing backend
+                pass
 
     def unload(self) -> None:
         enhancer, self._enhancer = self._enhancer, None

@@ -123,6 +123,7 @@ class ManagedImageNode(LifecycleNode, Generic[CfgT]):
         self._autostart_timer = (self.create_timer(0.0, self._autostart,
                                                    callback_group=self._transition_group)
                                  if autostart else None)
+        self.preload()
 
     def get_logger(self) -> Any:
         """The node's logger, escaping and cutting every line (log_safety.SafeLogger)."""
@@ -156,6 +157,11 @@ class ManagedImageNode(LifecycleNode, Generic[CfgT]):
 
     def load(self, cfg: CfgT) -> None:
         """Load models/engines; raise with a clear message on failure."""
+
+    def preload(self) -> None:
+        """Import, before spinning, the heavy modules `load` will need: importing an extension
+        module holds the GIL for up to half a second, which would stall the services if it
+        happened during configure. Failures are left to configure to report."""
 
     def unload(self) -> None:
         """Free what `load` made (called on cleanup, shutdown, error and after a failed load)."""
