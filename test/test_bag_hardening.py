@@ -18,10 +18,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from dap_led_ros.bag.bag_enhance import enhance_bag
 from dap_led_ros.bag.bag_errors import BagError
 from dap_led_ros.bag.bag_reader import BagReader
 from dap_led_ros.bag.sample_bag import SampleBagConfig, make_sample_bag
 from dap_led_ros.cli import main as cli_main
+from dap_led_ros.enhancer import Enhancer, EnhancerConfig
 
 DAP_LED = [sys.executable, "-m", "dap_led_ros.cli"]
 EXIT_WRITE_FAILED = 3
@@ -100,8 +102,11 @@ def test_full_disk_exits_3_with_the_cause_and_leaves_no_output(tmp_path, bags, t
 def test_full_disk_with_force_keeps_the_earlier_output(tmp_path, bags, tiny_checkpoint, storage):
     src = _copy(bags[storage], tmp_path / "in")
     dst = tmp_path / "out"
-    first = _bag_with_file_limit(src, dst, tiny_checkpoint, 2**40)
-    assert first.returncode == 0, first.stderr
+    enhancer = Enhancer(EnhancerConfig(model=str(tiny_checkpoint), backend="torch", threads=1))
+    try:
+        enhance_bag(src, dst, enhancer, progress=False)  # an earlier output, written with room to spare
+    finally:
+        enhancer.close()
     earlier = snapshot(dst)
     proc = _bag_with_file_limit(src, dst, tiny_checkpoint, 60_000, "--force")
     assert proc.returncode == EXIT_WRITE_FAILED, proc.stderr
@@ -153,6 +158,23 @@ def test_storage_paths_outside_the_bag_are_refused(tmp_path, bags, capsys, comma
     assert message in err and "relative_file_paths" in err, err
     assert not (tmp_path / "out").exists()
     assert snapshot(tmp_path / "elsewhere") == before
+
+
+@pytest.mark.parametrize("command", ["bag", "replay"])
+@pytest.mark.parametrize("rel", ["loop_a", "n" * 300 + ".db3", "d/" * 3000 + "x.db3"])
+def test_storage_paths_that_cannot_be_resolved_are_refused(tmp_path, bags, capsys, command, rel):
+    """A symbolic link loop, a name or a path too long for the file system: a refusal, not a traceback."""
+    bag = _copy(bags["sqlite3"], tmp_path / "bag")
+    (bag / "loop_a").symlink_to("loop_b")
+    (bag / "loop_b").symlink_to("loop_a")
+    doc = _metadata(bag)
+    _info(doc)["relative_file_paths"] = [rel]
+    _info(doc).pop("files")
+    _write_metadata(bag, doc)
+    args = [command, str(bag)] + ([str(tmp_path / "out")] if command == "bag" else [])
+    assert cli_main(args) == 2
+    err = capsys.readouterr().err
+    assert "relative_file_paths names" in err and "cannot be opened" in err and len(err) < 1000, err
 
 
 def test_a_symlink_that_stays_inside_the_bag_is_read(tmp_path, bags):
@@ -306,6 +328,34 @@ def test_untrustworthy_yaml_is_refused_quickly(tmp_path, bags, capsys, command, 
     err = capsys.readouterr().err
     assert "not a readable rosbag2 metadata file" in err and message in err, err
     assert len(err) < 2000
+
+
+MERGE_BOMB = "a0: &a0 {k0: 0}\n" + "".join(f"a{i}: &a{i} {{<<: [*a{i - 1}, *a{i - 1}], k{i}: {i}}}\n"
+                                            for i in range(1, 40))
+
+
+def test_a_qos_string_with_a_yaml_bomb_is_not_expanded_by_replay():
+    from dap_led_ros.bag.bag_storage import TopicInfo
+    from dap_led_ros.bag.replay import _transient_local
+
+    t0 = time.monotonic()
+    assert _transient_local(TopicInfo("/tf_static", "tf2_msgs/msg/TFMessage", offered_qos_profiles=MERGE_BOMB)) is False
+    assert _transient_local(TopicInfo("/tf_static", "tf2_msgs/msg/TFMessage",
+                                      offered_qos_profiles="- durability: 1\n  depth: 1")) is True
+    assert time.monotonic() - t0 < 10  # 2^39 merged keys if expanded
+
+
+def test_force_never_trusts_a_bombed_metadata_in_out(tmp_path, bags, capsys):
+    """--force reads OUT's metadata.yaml to decide whether OUT is a bag: a bomb there is refused, OUT kept."""
+    src = _copy(bags["sqlite3"], tmp_path / "in")
+    dst = _copy(bags["mcap"], tmp_path / "out")
+    (dst / "metadata.yaml").write_text(MERGE_BOMB)
+    before = snapshot(dst)
+    t0 = time.monotonic()
+    assert cli_main(["bag", str(src), str(dst), "--force"]) == 2
+    assert time.monotonic() - t0 < 30
+    assert "not a rosbag2 bag folder" in capsys.readouterr().err
+    assert snapshot(dst) == before
 
 
 def test_huge_metadata_is_refused_without_parsing(tmp_path, bags, monkeypatch):

@@ -50,7 +50,8 @@ def bags(tmp_path_factory) -> dict[str, _Bag]:
 # -- what gets generated ------------------------------------------------------------------------------
 
 TRAVERSALS = ["../b.db3", "../../etc/passwd", "/etc/passwd", "a/../../b.mcap", "./{name}", "sub/{name}",
-              "{name}/", "", " ", "{name}\x00", "~/{name}", "C:\\{name}", "//{name}", "../{name}"]
+              "{name}/", "", " ", "{name}\x00", "~/{name}", "C:\\{name}", "//{name}", "../{name}",
+              "loop_a", "x" * 300 + ".db3", "a/" * 3000 + "{name}", "metadata.yaml", "."]
 SCALARS = st.one_of(
     st.none(), st.booleans(),
     st.integers(min_value=-2**70, max_value=2**70), st.sampled_from([0, 1, -1, 2**63 - 1, 2**63, 2**64, 10**40]),
@@ -204,6 +205,8 @@ def _check(bag: _Bag, data: bytes, escape: bool = False) -> None:
                 except OSError:
                     shutil.copyfile(f, folder / f.name)
         (folder / "metadata.yaml").write_bytes(data)
+        (folder / "loop_a").symlink_to("loop_b")  # a symbolic link loop, for the paths that name it
+        (folder / "loop_b").symlink_to("loop_a")
         before = {p.name: p.stat().st_mtime_ns for p in bag.storage_files}
         old = signal.signal(signal.SIGALRM, _alarm)
         signal.alarm(CASE_SECONDS)

@@ -202,20 +202,25 @@ def parse_metadata(data: bytes) -> BagMetadata:
     return meta
 
 
-def storage_path(bag: Path, rel: str, version: int) -> Path:
-    """Where a relative_file_paths entry lies: inside `bag`, else BagError (absolute, `..`, a link leading out)."""
+def storage_path(bag: Path, rel: str, version: int) -> Path | None:
+    """Where a relative_file_paths entry lies inside `bag` (None: no such file there); BagError for an
+    absolute path, `..`, a symbolic link leading out, a name too long or a link loop."""
     p = PurePath(rel)
     if p.is_absolute() or p.anchor:
-        raise BagError(f"relative_file_paths names '{rel}', an absolute path: storage files must lie in the bag "
-                       f"folder")
+        raise BagError(f"relative_file_paths names '{brief(rel)}', an absolute path: storage files must lie in "
+                       f"the bag folder")
     if ".." in p.parts:
-        raise BagError(f"relative_file_paths names '{rel}', which points outside the bag folder")
+        raise BagError(f"relative_file_paths names '{brief(rel)}', which points outside the bag folder")
     if version < 4 and len(p.parts) == 2:  # rosbag2 before v4 prefixed each file with the bag folder's name
         p = PurePath(p.name)
     target = bag / p
-    base = bag.resolve()
-    real = target.resolve()
-    if base not in real.parents:
-        raise BagError(f"relative_file_paths names '{rel}', which leads outside the bag folder (to {real}); "
-                       f"storage files must lie in the bag folder")
-    return target
+    try:
+        base, real = bag.resolve(), target.resolve()
+        if base not in real.parents:
+            raise BagError(f"relative_file_paths names '{brief(rel)}', which leads outside the bag folder "
+                           f"(to {brief(str(real))}); storage files must lie in the bag folder")
+        present = real.is_file()
+    except (OSError, RuntimeError) as exc:  # a name too long, a symbolic link loop (RuntimeError before 3.13)
+        raise BagError(f"relative_file_paths names '{brief(rel)}', which cannot be opened: "
+                       f"{brief(str(exc))}") from None
+    return target if present else None

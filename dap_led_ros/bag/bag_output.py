@@ -13,9 +13,8 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePath
 
-import yaml
-
 from dap_led_ros.bag.bag_errors import BagError, storage_writes
+from dap_led_ros.bag.bag_metadata import parse_metadata
 
 log = logging.getLogger(__name__)
 
@@ -23,11 +22,18 @@ _PARTIAL = ".partial-"    # hidden work folder beside OUT: .<OUT name>.partial-<
 _REPLACED = ".replaced-"  # an old OUT moved aside while the new one takes its place
 
 
+def _resolved(p: Path) -> Path:
+    try:
+        return p.resolve()
+    except (OSError, RuntimeError):  # a symbolic link loop (RuntimeError before 3.13) leads nowhere
+        return p.absolute()
+
+
 def input_paths(src: Path) -> list[Path]:
     """IN and every file it consists of, symlinks resolved."""
-    paths = [src.resolve()]
+    paths = [_resolved(src)]
     if src.is_dir():
-        paths += [p.resolve() for p in src.rglob("*")]
+        paths += [_resolved(p) for p in src.rglob("*")]
     return paths
 
 
@@ -39,10 +45,11 @@ def not_a_bag_folder(path: Path) -> str | None:
     """None when `path` is a rosbag2 folder that holds only its own files, else what it is."""
     meta = path / "metadata.yaml"
     try:
-        info = yaml.safe_load(meta.read_text())["rosbag2_bagfile_information"]
-        files = {PurePath(str(p)).name for p in info["relative_file_paths"]}
-    except (OSError, yaml.YAMLError, KeyError, TypeError) as exc:
+        files = {PurePath(p).name for p in parse_metadata(meta.read_bytes()).relative_file_paths}
+    except OSError as exc:
         return f"it has no readable rosbag2 metadata.yaml ({type(exc).__name__})"
+    except BagError as exc:
+        return f"it has no readable rosbag2 metadata.yaml ({exc})"
     other = sorted(p.name for p in path.iterdir() if p.name != "metadata.yaml" and p.name not in files)
     other += sorted(p.name + "/" for p in path.iterdir() if p.is_dir() and p.name in files)
     if other:
@@ -55,12 +62,12 @@ def check_output_path(dst: Path, force: bool, inputs: Iterable[Path] = ()) -> No
     """OUT may be created (or, with force, replaced) without touching any input; BagError otherwise."""
     if dst.is_symlink():
         raise BagError(f"OUT {dst} is a symbolic link; give the real path of a new folder")
-    out = dst.resolve()
+    out = _resolved(dst)
     for src in inputs:
         src = Path(src)
         for p in input_paths(src):
             if _inside(p, out):
-                raise BagError(f"OUT {dst} contains the input {src}" + (f" ({p})" if p != src.resolve() else "")
+                raise BagError(f"OUT {dst} contains the input {src}" + (f" ({p})" if p != _resolved(src) else "")
                                + "; writing there would destroy it: choose another OUT")
             if _inside(out, p):
                 raise BagError(f"OUT {dst} must not be IN {src} or lie inside it")

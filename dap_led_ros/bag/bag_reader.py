@@ -125,16 +125,20 @@ class BagReader:
                            f"(supported: zstd)")
         if self.compression_mode not in ("", "file", "message"):
             raise BagError(f"{path}: unknown compression mode '{brief(self.compression_mode)}'")
-        paths = [storage_path(path, rel, meta.version) for rel in meta.relative_file_paths]
-        seen: set[Path] = set()
-        for rel, p in zip(meta.relative_file_paths, paths):
-            if p.resolve() in seen:
-                raise BagError(f"{path}: metadata.yaml lists the storage file {rel} twice")
-            seen.add(p.resolve())
-        missing = [rel for rel, p in zip(meta.relative_file_paths, paths) if not p.is_file()]
+        try:
+            found = [storage_path(path, rel, meta.version) for rel in meta.relative_file_paths]
+        except BagError as exc:
+            raise BagError(f"{path}: {exc}") from None
+        missing = [rel for rel, p in zip(meta.relative_file_paths, found) if p is None]
+        paths = [p for p in found if p is not None]
         if missing:
             raise BagError(f"{path}: storage file(s) listed in metadata.yaml are missing: "
                            f"{', '.join(brief(m) for m in missing)}")
+        seen: set[Path] = set()
+        for rel, p in zip(meta.relative_file_paths, paths):
+            if p.resolve() in seen:
+                raise BagError(f"{path}: metadata.yaml lists the storage file {brief(rel)} twice")
+            seen.add(p.resolve())
         listed = {PurePath(rel).name for rel in meta.relative_file_paths}
         unlisted = [f.path for f in meta.files if PurePath(f.path).name not in listed]
         if unlisted:

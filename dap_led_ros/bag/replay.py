@@ -20,9 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from dap_led_ros.bag.bag_errors import BagError
+from dap_led_ros.bag.bag_metadata import load_yaml
 from dap_led_ros.bag.bag_reader import BagReader
 from dap_led_ros.bag.bag_storage import TopicInfo
 from dap_led_ros.stop_signals import StopSignals
@@ -87,11 +86,13 @@ def _select(reader: BagReader, topics: list[str] | None) -> list[TopicInfo]:
 
 def _transient_local(topic: TopicInfo) -> bool:
     """Whether the recorder offered transient-local durability (rmw enum 1, or its name in metadata v9)."""
-    try:
-        profiles = yaml.safe_load(topic.offered_qos_profiles or "[]") or []
-        return any(isinstance(q, dict) and q.get("durability") in (1, "transient_local") for q in profiles)
-    except yaml.YAMLError:
+    try:  # the bag's string is untrusted: no aliases, bounded nesting (load_yaml)
+        profiles = load_yaml((topic.offered_qos_profiles or "[]").encode()) or []
+    except BagError as exc:
+        log.warning("%s: offered_qos_profiles not readable (%s); publishing volatile", topic.name, exc)
         return False
+    return isinstance(profiles, list) and any(
+        isinstance(q, dict) and q.get("durability") in (1, "transient_local") for q in profiles)
 
 
 def _qos_profile(options: ReplayOptions, latched: bool) -> Any:
