@@ -98,7 +98,7 @@ def test_bad_settings_name_the_problem(flat, message):
 
 def test_params_file_errors_name_the_file(tmp_path):
     missing = tmp_path / "nope.yaml"
-    with pytest.raises(ConfigError, match="cannot read params file"):
+    with pytest.raises(ConfigError, match="params file not found: .*nope.yaml"):
         load_params_file(EnhanceNodeConfig, missing, "enhance_node")
     bad = tmp_path / "bad.yaml"
     bad.write_text("enhance_node: [1, 2]\n")
@@ -257,3 +257,18 @@ def test_pipeline_params_file_lists_only_defaults(node):
     flat = read_params_file(ROOT / "config" / "pipeline.yaml", node)
     defaults = flat_defaults(cls)
     assert flat and {k: v for k, v in flat.items() if defaults.get(k) != v} == {}
+
+
+@pytest.mark.parametrize("content, cause", [
+    (b"enhance_node:\n  ros__parameters:\n    threads: \xff\xfe\n", "is not UTF-8 text"),
+    (b"\x89PNG\r\n\x1a\n\x00\x00", "is not UTF-8 text"),
+    (b"enhance_node: [unclosed\n", "is not valid YAML"),
+    (b"- a list\n", "must map node names"),
+])
+def test_params_files_that_are_not_utf8_yaml_mappings_are_refused_by_cause(tmp_path, content, cause):
+    path = tmp_path / "params.yaml"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError, match=cause):
+        read_params_file(path, "enhance_node")
+    with pytest.raises(ConfigError, match="not found"):
+        read_params_file(tmp_path / "missing.yaml", "enhance_node")

@@ -149,7 +149,7 @@ def test_bad_parameters_exit_with_a_message(tmp_path: Path, ros_domain_id: int):
 
 @pytest.mark.parametrize("args, message", [
     (["--nodes", "enhance,radar"], "nodes: a comma-separated subset of enhance, detect, depth"),
-    (["--params", "missing.yaml"], "cannot read params file missing.yaml"),
+    (["--params", "missing.yaml"], "params file not found: missing.yaml"),
     (["--params", "{}", "--nodes", "detect"], "must map node names"),
     (["--input-reliability", "sometimes"], "invalid choice: 'sometimes'"),
     (["--autostart", "maybe"], "expected true or false"),

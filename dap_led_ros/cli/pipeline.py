@@ -18,7 +18,6 @@ from dap_led_ros.ros.pipeline import (
     plan_nodes,
     run_pipeline,
 )
-from dap_led_ros.settings import read_text_file
 
 _LIBRARY = importlib.import_module("dap_led_ros.ros.pipeline")  # its docstring is the command's description
 
@@ -75,9 +74,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         plans = plan_nodes(options_from_args(args))
         params = args.params if args.params is not None else default_params_file()
-        if params.is_file():
-            read_text_file(params, "params file")  # a binary or non-UTF-8 file is named as such
-        check_params_file(params)
+        check_params_file(params)  # missing, not UTF-8, not YAML, not a mapping: named as such
     except (PipelineError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

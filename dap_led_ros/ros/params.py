@@ -24,7 +24,7 @@ from typing import Any, TypeVar, get_type_hints
 
 import yaml
 
-from dap_led_ros.settings import dataclass_from_mapping
+from dap_led_ros.settings import dataclass_from_mapping, read_text_file
 
 RELIABILITIES = ("best_effort", "reliable")
 DURABILITIES = ("volatile", "transient_local")
@@ -238,9 +238,9 @@ def _node_keys(node_name: str, namespace: str) -> list[str]:
 def read_params_document(path: Path) -> dict[str, Any]:
     """A params file as a mapping (empty file: {}), with clear errors for unreadable or bad YAML."""
     try:
-        doc = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"cannot read params file {path}: {exc.strerror or exc}") from None
+        doc = yaml.safe_load(read_text_file(path, "params file"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(str(exc)) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"params file {path} is not valid YAML: {exc}") from None
     if doc is None:
