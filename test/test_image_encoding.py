@@ -447,3 +447,12 @@ def test_bayer_of_odd_size_demosaics_a_flat_colour_exactly(encoding, height, wid
     rgb = np.empty((height, width, 3), np.uint8)
     rgb[...] = (200, 100, 50)
     assert np.array_equal(decode(encode_image(rgb, encoding)).rgb, rgb)
+
+
+@pytest.mark.parametrize("encoding", ["bayer_rggb8", "bayer_bggr16"])
+@pytest.mark.parametrize("height, width", [(1, 1), (2, 5), (5, 2)])
+def test_bayer_below_3x3_is_refused_when_encoding_as_when_decoding(encoding, height, width):
+    """Found by test_fuzz_conversion.py: a 1x1 frame was encoded into a Bayer message that
+    decoding then refused."""
+    with pytest.raises(ImageEncodeError, match="needs at least 3x3 pixels"):
+        encode_image(np.zeros((height, width, 3), np.uint8), encoding)

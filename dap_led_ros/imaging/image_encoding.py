@@ -203,6 +203,11 @@ def output_encoding_for(input_encoding: str, policy: str = SAME_FAMILY) -> str:
 
 # ----------------------------------------------------------------------------- decoding
 
+def _bayer_too_small(name: str, width: int, height: int) -> str:
+    # OpenCV's demosaicing silently returns black below 3x3.
+    return f"{name} needs at least 3x3 pixels to demosaic, got {width}x{height}"
+
+
 def _as_count(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise ImageDecodeError(f"image {name} must be an integer, got {shown(value)}")
@@ -251,9 +256,7 @@ def decode_image(
         raise ImageDecodeError(
             f"{name} needs an even width, got {width} (pixel pairs share chroma)")
     if fmt.family == "bayer" and (width < 3 or height < 3):
-        # OpenCV's demosaicing silently returns black below 3x3.
-        raise ImageDecodeError(
-            f"{name} needs at least 3x3 pixels to demosaic, got {width}x{height}")
+        raise ImageDecodeError(_bayer_too_small(name, width, height))
     row_bytes = width * fmt.bytes_per_pixel
     if step < row_bytes:
         raise ImageDecodeError(
@@ -395,6 +398,8 @@ def encode_image(
         if colour.ndim == 2:
             colour = cv2.cvtColor(colour, cv2.COLOR_GRAY2RGB)
         if family == "bayer":
+            if width < 3 or height < 3:  # what decoding could not read back
+                raise ImageEncodeError(_bayer_too_small(name, width, height))
             out = _mosaic(colour, fmt.bayer_pattern)
         elif family == "rgb":
             out = colour
