@@ -82,16 +82,18 @@ def _paths(doc: dict) -> list[tuple]:
     for name, sub in (("duration", "nanoseconds"), ("starting_time", "nanoseconds_since_epoch")):
         if isinstance(info.get(name), dict):
             out.append((base + (name,), sub))
-    for i, entry in enumerate(info.get("topics_with_message_count") or []):
+    def entries(key: str) -> list:
+        return info[key] if isinstance(info.get(key), list) else []
+
+    for i, entry in enumerate(entries("topics_with_message_count")):
         if isinstance(entry, dict):
             out += [(base + ("topics_with_message_count", i), k) for k in ("message_count", "topic_metadata")]
             if isinstance(entry.get("topic_metadata"), dict):
                 out += [(base + ("topics_with_message_count", i, "topic_metadata"), k) for k in TOPIC_KEYS]
-    for i, entry in enumerate(info.get("files") or []):
+    for i, entry in enumerate(entries("files")):
         if isinstance(entry, dict):
             out += [(base + ("files", i), k) for k in ("path", "message_count", "starting_time", "duration")]
-    if isinstance(info.get("relative_file_paths"), list):
-        out += [(base + ("relative_file_paths",), i) for i in range(len(info["relative_file_paths"]))]
+    out += [(base + ("relative_file_paths",), i) for i in range(len(entries("relative_file_paths")))]
     return out
 
 
