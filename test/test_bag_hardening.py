@@ -121,6 +121,15 @@ def test_a_storage_switch_under_a_full_disk_also_exits_3(tmp_path, bags, tiny_ch
     assert not (tmp_path / "out").exists() and leftovers(tmp_path) == []
 
 
+@pytest.mark.parametrize("storage", ["sqlite3", "mcap"])
+def test_make_sample_bag_on_a_full_disk_says_why_and_leaves_nothing(tmp_path, storage):
+    proc = subprocess.run(DAP_LED + ["make-sample-bag", str(tmp_path / "drive"), "--frames", "20", "--storage", storage],
+                          preexec_fn=_file_size_limit(30_000), capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert "cannot write the output bag: " in proc.stderr, proc.stderr
+    assert not (tmp_path / "drive").exists() and leftovers(tmp_path) == []
+
+
 # -- 2. storage file paths that leave the bag folder -------------------------------------------------
 
 def _escape(kind: str, bag: Path, outside: Path) -> None:
@@ -335,6 +344,7 @@ MERGE_BOMB = "a0: &a0 {k0: 0}\n" + "".join(f"a{i}: &a{i} {{<<: [*a{i - 1}, *a{i 
 
 
 def test_a_qos_string_with_a_yaml_bomb_is_not_expanded_by_replay():
+    """A guard: replay reads the bag's QoS strings with the same alias-free loader as metadata.yaml."""
     from dap_led_ros.bag.bag_storage import TopicInfo
     from dap_led_ros.bag.replay import _transient_local
 
@@ -349,7 +359,7 @@ def test_force_never_trusts_a_bombed_metadata_in_out(tmp_path, bags, capsys):
     """--force reads OUT's metadata.yaml to decide whether OUT is a bag: a bomb there is refused, OUT kept."""
     src = _copy(bags["sqlite3"], tmp_path / "in")
     dst = _copy(bags["mcap"], tmp_path / "out")
-    (dst / "metadata.yaml").write_text(MERGE_BOMB)
+    (dst / "metadata.yaml").write_text(BOMB.replace("relative_file_paths: [f.mcap]", "relative_file_paths: [*a11]"))
     before = snapshot(dst)
     t0 = time.monotonic()
     assert cli_main(["bag", str(src), str(dst), "--force"]) == 2

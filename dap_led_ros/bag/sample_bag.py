@@ -25,7 +25,7 @@ import numpy as np
 from rosbags.rosbag2 import Writer
 from tqdm import tqdm
 
-from dap_led_ros.bag.bag_errors import BagError
+from dap_led_ros.bag.bag_errors import BagError, storage_writes
 from dap_led_ros.bag.bag_io import (
     CAMERA_INFO,
     COMPRESSED_IMAGE,
@@ -247,7 +247,7 @@ def make_sample_bag(out: Path, cfg: SampleBagConfig | None = None, force: bool =
     events.sort()
     du_dt = 1.0 / max(duration / 1e9 - 1.0 / cfg.fps, 1e-9)   # drive fraction per second
 
-    with atomic_bag_output(out) as path:
+    with atomic_bag_output(out) as path, storage_writes():  # a full disk: BagWriteError, no OUT
         with Writer(path, version=Writer.VERSION_LATEST, storage_plugin=STORAGES[cfg.storage]) as writer:
             image_type = COMPRESSED_IMAGE if cfg.compressed else IMAGE
             image_conn = writer.add_connection(COMPRESSED_TOPIC if cfg.compressed else IMAGE_TOPIC,
