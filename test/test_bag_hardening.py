@@ -71,6 +71,11 @@ def _storage_file(bag: Path) -> Path:
 
 # -- 1. a full disk: exit 3, a clear message, no partial output, the input untouched -----------------
 
+# A size-limited child must not write bytecode: CPython ignores a short .pyc write, and a truncated
+# cache file would break later imports in this checkout.
+LIMITED_ENV = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+
+
 def _file_size_limit(limit: int):
     def apply() -> None:  # in the child: writes past `limit` bytes fail with EFBIG instead of killing it
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
@@ -81,7 +86,7 @@ def _file_size_limit(limit: int):
 def _bag_with_file_limit(src: Path, dst: Path, checkpoint: Path, limit: int, *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run(DAP_LED + ["bag", str(src), str(dst), "--model", str(checkpoint), "--backend", "torch",
                                      "--threads", "1", *extra],
-                          preexec_fn=_file_size_limit(limit), capture_output=True, text=True, timeout=300)
+                          preexec_fn=_file_size_limit(limit), env=LIMITED_ENV, capture_output=True, text=True, timeout=300)
 
 
 @pytest.mark.parametrize("storage", ["sqlite3", "mcap"])
@@ -124,8 +129,9 @@ def test_a_storage_switch_under_a_full_disk_also_exits_3(tmp_path, bags, tiny_ch
 @pytest.mark.parametrize("storage", ["sqlite3", "mcap"])
 def test_make_sample_bag_on_a_full_disk_says_why_and_leaves_nothing(tmp_path, storage):
     proc = subprocess.run(DAP_LED + ["make-sample-bag", str(tmp_path / "drive"), "--frames", "20", "--storage", storage],
-                          preexec_fn=_file_size_limit(30_000), capture_output=True, text=True, timeout=300)
-    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
+                          preexec_fn=_file_size_limit(30_000), env=LIMITED_ENV,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == EXIT_WRITE_FAILED and "Traceback" not in proc.stderr, proc.stderr
     assert "cannot write the output bag: " in proc.stderr, proc.stderr
     assert not (tmp_path / "drive").exists() and leftovers(tmp_path) == []
 

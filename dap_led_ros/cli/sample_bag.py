@@ -6,7 +6,7 @@ import importlib
 import sys
 from pathlib import Path
 
-from dap_led_ros.bag.bag_errors import BagError
+from dap_led_ros.bag.bag_errors import BagError, BagWriteError
 from dap_led_ros.bag.bag_io import (
     STORAGES,
 )
@@ -19,6 +19,7 @@ from dap_led_ros.bag.sample_bag import (
     make_sample_bag,
 )
 from dap_led_ros.cli.args import frame_size
+from dap_led_ros.cli.bag import EXIT_WRITE_FAILED
 
 _LIBRARY = importlib.import_module("dap_led_ros.bag.sample_bag")  # its docstring is the command's description
 
@@ -47,6 +48,9 @@ def run(args: argparse.Namespace) -> int:
                           seed=args.seed, photo=args.photo, compressed=args.compressed, storage=args.storage)
     try:
         out = make_sample_bag(args.output, cfg, force=args.force)
+    except BagWriteError as exc:  # storing OUT failed (disk full...): as `dap-led bag`
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_WRITE_FAILED
     except BagError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
