@@ -105,6 +105,9 @@ def module_domain_id(request: pytest.FixtureRequest) -> Iterator[int]:
 # Transition id -> the primary state it ends in (lifecycle_msgs/msg/Transition).
 _TRANSITION_GOALS = {1: "inactive", 2: "unconfigured", 3: "active", 4: "inactive",
                      5: "finalized", 6: "finalized", 7: "finalized"}
+# Labels of the transition states (lifecycle_msgs/msg/State).
+_TRANSITION_STATES = {"configuring", "cleaningup", "shuttingdown", "activating", "deactivating",
+                      "errorprocessing"}
 
 
 class RosHarness:
@@ -189,6 +192,17 @@ class RosHarness:
 
         return self.call(GetState, f"{node_fqn}/get_state", GetState.Request(),
                          timeout).current_state.label
+
+    def settled_lifecycle_state(self, node_fqn: str, timeout: float = 30.0) -> str:
+        """The node's state once no transition is in progress: services answer during a
+        transition (multi-threaded executor), so right after a log line the node may still be
+        'configuring'."""
+        deadline = time.monotonic() + timeout
+        while True:
+            state = self.lifecycle_state(node_fqn, max(1.0, deadline - time.monotonic()))
+            if state not in _TRANSITION_STATES or time.monotonic() > deadline:
+                return state
+            self.executor.spin_once(timeout_sec=0.05)
 
     def change_state(self, node_fqn: str, transition: int, timeout: float = 60.0) -> bool:
         """Trigger a lifecycle transition (lifecycle_msgs.msg.Transition.TRANSITION_*).

@@ -219,5 +219,5 @@ def test_invalid_parameters_fail_configure_with_the_reason(ros: RosHarness, star
                                        "qos.input.reliability:=sometimes"), name="bad")
     node.wait_for_output("qos.input.reliability must be one of best_effort, reliable; "
                          "got 'sometimes'", timeout=START_TIMEOUT)
-    assert ros.lifecycle_state("/bad/enhance_node") == "unconfigured"
+    assert ros.settled_lifecycle_state("/bad/enhance_node") == "unconfigured"
     node.assert_clean_exit(signal.SIGINT)

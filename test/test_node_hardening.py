@@ -276,7 +276,7 @@ def test_unknown_parameter_fails_configure_with_a_suggestion(ros: RosHarness, st
     node = start_node(node_cmd("/typo", f"model:={tiny_checkpoint}", "thread:=2"), name="typo")
     diag = Diag(ros, "typo/enhance_node")
     node.wait_for_output("unknown parameter 'thread' (did you mean 'threads'?)", timeout=START_TIMEOUT)
-    assert ros.lifecycle_state("/typo/enhance_node") == "unconfigured"
+    assert ros.settled_lifecycle_state("/typo/enhance_node") == "unconfigured"
     ros.spin_until(lambda: diag.status is not None and diag.status.level == DiagnosticStatus.ERROR,
                    30, "an ERROR diagnostic")
     assert "unknown parameter 'thread'" in diag.status.message
@@ -299,7 +299,7 @@ def test_out_of_range_parameters_are_refused_at_start_and_at_runtime(ros: RosHar
     fqn = "/range/enhance_node"
     node.wait_for_output("configure failed: diagnostics_period_s must be in 0.1..3600, got 1e-05",
                          timeout=START_TIMEOUT)
-    assert ros.lifecycle_state(fqn) == "unconfigured"
+    assert ros.settled_lifecycle_state(fqn) == "unconfigured"
     cpu0, t0 = _cpu_seconds(node.pid), time.monotonic()
     ros.spin_for(3.0)  # a measurement window, not a synchronisation
     share = (_cpu_seconds(node.pid) - cpu0) / (time.monotonic() - t0)
