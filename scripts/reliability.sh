@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reliability run: the fuzz, flood, soak and fault-injection tests in long mode (pytest --long),
 # then docs/reliability.md's "Last run" tables rebuilt from what they measured.
-#   scripts/reliability.sh            long mode (>= 10,000 generated cases; ~30-60 min on 2 cores)
+#   scripts/reliability.sh            long mode (>= 10,000 generated cases; 13 min on 2 cores)
 #   scripts/reliability.sh --quick    the CI sample of the same tests (minutes)
 # Extra arguments go to pytest. The report JSON and JUnit XML stay under runs/reliability/.
 set -euo pipefail
