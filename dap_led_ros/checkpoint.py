@@ -8,6 +8,7 @@ import torch
 import yaml
 from safetensors.torch import load_file, save_file
 
+from dap_led_ros.file_output import atomic_output, write_text
 from dap_led_ros.model import DAPLED, ModelConfig, build_model
 from dap_led_ros.shipped_models import default_checkpoint
 
@@ -25,13 +26,15 @@ def checkpoint_paths(path: str | Path) -> tuple[Path, Path]:
 
 def save_checkpoint(model: DAPLED, cfg: ModelConfig, path: str | Path,
                     extra: dict[str, Any] | None = None) -> Path:
-    """Write `path`.safetensors and `path`.yaml (model config + `extra` metadata)."""
+    """Write `path`.safetensors and `path`.yaml (model config + `extra` metadata), each through a
+    temporary file renamed into place: a failed save leaves the earlier files as they were."""
     weights, meta = checkpoint_paths(path)
     weights.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    save_file(state, str(weights))
+    with atomic_output(weights, force=True) as tmp:
+        save_file(state, str(tmp))
     doc = {"model": cfg.to_dict(), "extra": extra or {}}
-    meta.write_text(yaml.safe_dump(doc, sort_keys=False))
+    write_text(meta, yaml.safe_dump(doc, sort_keys=False), force=True)
     return weights
 
 

@@ -396,3 +396,24 @@ def test_atomic_write_refuses_an_existing_file_and_fails_cleanly_on_a_full_disk(
                        env=_env(), preexec_fn=limit)
     assert r.returncode == 3 and r.stdout.strip() == str(errno.EFBIG), r.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.txt"] and target.read_bytes() == b"two"
+
+
+def test_a_failed_checkpoint_save_keeps_the_earlier_checkpoint(tmp_path: Path, monkeypatch) -> None:
+    # `dap-led train` saves its checkpoints through the same writer: a save that fails half-way
+    # (full disk, Ctrl-C) leaves the earlier weights and config as they were, and no temporary file.
+    from dap_led_ros import checkpoint
+    from dap_led_ros.model import ModelConfig, build_model
+
+    cfg = ModelConfig()
+    path = tmp_path / "ckpt"
+    checkpoint.save_checkpoint(build_model(cfg), cfg, path, extra={"step": 1})
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+
+    def half_written(state, filename):
+        Path(filename).write_bytes(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(checkpoint, "save_file", half_written)
+    with pytest.raises(OSError, match="No space left"):
+        checkpoint.save_checkpoint(build_model(cfg), cfg, path, extra={"step": 2})
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    assert checkpoint.read_checkpoint_config(path)[1]["step"] == 1

@@ -28,6 +28,7 @@ from dap_led_ros.bag.bag_io import open_reader
 from dap_led_ros.bag.frames import FrameDecodeError, frame_rgb
 from dap_led_ros.bag.sample_bag import SampleBagConfig, make_sample_bag
 from dap_led_ros.enhancer import Enhancer
+from dap_led_ros.file_output import atomic_output, move_into_place, temporary_name, write_text
 from dap_led_ros.imaging.image_io import ImageReadError, contact_sheet, list_images, read_image, write_image
 
 log = logging.getLogger(__name__)
@@ -77,14 +78,16 @@ class _VideoOut:
         self.writer: cv2.VideoWriter | None = None
         self.fallback: list[np.ndarray] | None = None
         self.path: Path | None = None
+        self._tmp: Path | None = None  # written here, renamed to `path` on close
 
     def add(self, rgb: np.ndarray) -> None:
         if self.writer is None and self.fallback is None:
             h, w = rgb.shape[:2]
             path = self.stem.with_suffix(".mp4")
-            writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*VIDEO_FOURCC), self.fps, (w, h))
+            tmp = temporary_name(path)
+            writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*VIDEO_FOURCC), self.fps, (w, h))
             if writer.isOpened():
-                self.writer, self.path = writer, path
+                self.writer, self.path, self._tmp = writer, path, tmp
             else:
                 log.warning("OpenCV cannot write %s video here; writing an animated PNG instead", VIDEO_FOURCC)
                 self.fallback, self.path = [], self.stem.with_suffix(".png")
@@ -97,11 +100,14 @@ class _VideoOut:
     def close(self) -> Path | None:
         if self.writer is not None:
             self.writer.release()
+            move_into_place(self._tmp, self.path, force=True)
         elif self.fallback:
             from PIL import Image
 
             frames = [Image.fromarray(f) for f in self.fallback]
-            frames[0].save(self.path, save_all=True, append_images=frames[1:], duration=round(1000 / self.fps), loop=0)
+            with atomic_output(self.path, force=True) as tmp:
+                frames[0].save(tmp, format="PNG", save_all=True, append_images=frames[1:],
+                               duration=round(1000 / self.fps), loop=0)
         return self.path
 
 
@@ -235,8 +241,8 @@ def run_demo(out: Path, enhancer: Enhancer, bag: Path | None = None, sample: Sam
                     if folder is None else f"real night frames skipped: {folder} does not exist")
     else:
         _real_night(folder, out / "real-night", enhancer, det, result)
-    (out / "summary.json").write_text(json.dumps({"outputs": result.outputs, "numbers": result.numbers,
-                                                  "notes": result.notes}, indent=2) + "\n")
+    write_text(out / "summary.json", json.dumps({"outputs": result.outputs, "numbers": result.numbers,
+                                                 "notes": result.notes}, indent=2) + "\n", force=True)
     return result
 
 

@@ -35,6 +35,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from dap_led_ros.checkpoint import load_checkpoint, read_checkpoint_config, save_checkpoint
+from dap_led_ros.file_output import write_text
 from dap_led_ros.model import DAPLED, ModelConfig, build_model
 from dap_led_ros.model.stem_transfer import transfer_stem
 from dap_led_ros.training.config import OptimConfig, TrainConfig
@@ -240,7 +241,7 @@ def _train(cfg: TrainConfig, out: Path, resume: Path | None, stop_after: int | N
     run.start(resume)
     if info.main:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "train_config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        write_text(out / "train_config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False), force=True)
         if resume is not None:  # rows after this step in the log come from the resumed run
             _append_log(out / LOG_FILE, {"step": run.step, "event": "resume", "from": str(resume)})
     val = ValidationSet(cfg) if info.main else None

@@ -7,11 +7,11 @@ an optional DLA core. The engine lands in the cache under its key (see engine_ca
 from __future__ import annotations
 
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any
 
+from dap_led_ros.file_output import write_bytes
 from dap_led_ros.runtime.backends.base import BackendError
 from dap_led_ros.runtime.backends.tensorrt_config import EngineConfig
 
@@ -118,11 +118,8 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, cfg: EngineConf
     if serialized is None:
         raise BackendError("TensorRT failed to build the engine (see the TensorRT log above)")
     engine_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = engine_path.with_name(engine_path.name + ".tmp")
-    tmp.write_bytes(memoryview(serialized))
-    os.replace(tmp, engine_path)
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
-    cache_file.write_bytes(memoryview(config.get_timing_cache().serialize()))
+    write_bytes(engine_path, bytes(memoryview(serialized)), force=True)
+    write_bytes(cache_file, bytes(memoryview(config.get_timing_cache().serialize())), force=True)
     extra = {"checkpoint_sha256": checkpoint_sha256, "onnx_path": str(onnx_path),
              "build_seconds": round(time.monotonic() - t0, 1), "built_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
              "fp32_layer_count": len(marked), "timing_cache": str(cache_file)}
