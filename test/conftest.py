@@ -269,6 +269,17 @@ def console_command(script: str, module: str) -> list[str]:
     return [str(exe)] if exe.is_file() else [sys.executable, "-m", module]
 
 
+def enhance_node_cmd(ns: str, *params: str) -> list[str]:
+    """An enhance_node process in namespace `ns` on the torch backend, one thread, diagnostics
+    every 0.3 s; `params` are more `name:=value` overrides."""
+    cmd = console_command("enhance_node", "dap_led_ros.ros.enhance_node")
+    cmd += ["--ros-args", "-r", f"__ns:={ns}", "-p", "backend:=torch", "-p", "threads:=1",
+            "-p", "diagnostics_period_s:=0.3"]
+    for p in params:
+        cmd += ["-p", p]
+    return cmd
+
+
 class NodeProcess:
     """A node running in a subprocess; its stdout+stderr go to a log file."""
 

@@ -17,19 +17,10 @@ from std_srvs.srv import SetBool
 
 from dap_led_ros.ros.msg_conversion import make_image_msg
 
-from conftest import RosHarness, console_command, copy_checkpoint
+from conftest import RosHarness, copy_checkpoint, enhance_node_cmd
 
 START_TIMEOUT = 90.0
 QUIET_S = 1.5  # how long "no output" is watched for
-
-
-def enhance_node_cmd(ns: str, *params: str) -> list[str]:
-    cmd = console_command("enhance_node", "dap_led_ros.ros.enhance_node")
-    cmd += ["--ros-args", "-r", f"__ns:={ns}", "-p", "backend:=torch", "-p", "threads:=1",
-            "-p", "diagnostics_period_s:=0.3"]
-    for p in params:
-        cmd += ["-p", p]
-    return cmd
 
 
 class Feed:

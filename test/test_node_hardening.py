@@ -27,22 +27,13 @@ from std_srvs.srv import SetBool
 from dap_led_ros.ros.diagnostics import status_values
 from dap_led_ros.ros.log_safety import MAX_LINE_CHARS
 
-from conftest import NodeProcess, RosHarness, console_command, long_mode, record_figure
+from conftest import NodeProcess, RosHarness, enhance_node_cmd, long_mode, record_figure
 
 START_TIMEOUT = 90.0
 SERVICE_BOUND_S = 0.2  # the acceptance bound
 # The normal suite runs beside two CPU-bound processes on 2 cores: a scheduler hiccup of a few
 # hundred ms is not a failure of the node. The measured figure is recorded; --long asserts 200 ms.
 CI_SERVICE_BOUND_S = 1.0
-
-
-def node_cmd(ns: str, *params: str) -> list[str]:
-    cmd = console_command("enhance_node", "dap_led_ros.ros.enhance_node")
-    cmd += ["--ros-args", "-r", f"__ns:={ns}", "-p", "backend:=torch", "-p", "threads:=1",
-            "-p", "diagnostics_period_s:=0.3"]
-    for p in params:
-        cmd += ["-p", p]
-    return cmd
 
 
 # A flood of 640x480 bgr8 frames at RATE Hz (argv: topic rate seconds) from its own process.
@@ -123,7 +114,7 @@ def service_bound() -> float:
 def test_a_flood_is_told_in_diagnostics_while_services_answer_at_once(ros: RosHarness, start_node,
                                                                       tiny_checkpoint):
     ns, fqn = "/hard", "/hard/enhance_node"
-    node = start_node(node_cmd(ns, f"model:={tiny_checkpoint}"), name="hard")
+    node = start_node(enhance_node_cmd(ns, f"model:={tiny_checkpoint}"), name="hard")
     diag = Diag(ros, "hard/enhance_node")
     # Match the clients before the flood (the first request of a fresh client may be lost).
     ros.spin_until(lambda: diag.status is not None and diag.values.get("state") == "active",
@@ -176,7 +167,7 @@ def test_services_answer_while_configure_loads_the_model(ros: RosHarness, start_
 
     cached_onnx(tiny_checkpoint, root=tmp_path / "cache")
     fqn = "/slowcfg/enhance_node"
-    cmd = node_cmd("/slowcfg", f"model:={tiny_checkpoint}", "autostart:=false") \
+    cmd = enhance_node_cmd("/slowcfg", f"model:={tiny_checkpoint}", "autostart:=false") \
         + ["-p", "backend:=onnxruntime"]
     proc = NodeProcess(cmd, tmp_path / "slowcfg.log", env={**__import__("os").environ,
                                                            "DAP_LED_CACHE": str(tmp_path / "cache")})
@@ -225,7 +216,7 @@ def _frame(encoding: str, width: int, height: int, step: int, data: bytes, sec: 
 
 def test_malformed_floods_cannot_flood_or_forge_the_log(ros: RosHarness, start_node, tiny_checkpoint):
     ns = "/logs"
-    node = start_node(node_cmd(ns, f"model:={tiny_checkpoint}", "qos.input.reliability:=reliable",
+    node = start_node(enhance_node_cmd(ns, f"model:={tiny_checkpoint}", "qos.input.reliability:=reliable",
                                "qos.input.depth:=1000"), name="logs")
     diag = Diag(ros, "logs/enhance_node")
     pub = ros.node.create_publisher(Image, f"{ns}/image_raw",
@@ -273,7 +264,7 @@ def test_malformed_floods_cannot_flood_or_forge_the_log(ros: RosHarness, start_n
 # ----------------------------------------------------------------------------- parameters
 
 def test_unknown_parameter_fails_configure_with_a_suggestion(ros: RosHarness, start_node, tiny_checkpoint):
-    node = start_node(node_cmd("/typo", f"model:={tiny_checkpoint}", "thread:=2"), name="typo")
+    node = start_node(enhance_node_cmd("/typo", f"model:={tiny_checkpoint}", "thread:=2"), name="typo")
     diag = Diag(ros, "typo/enhance_node")
     node.wait_for_output("unknown parameter 'thread' (did you mean 'threads'?)", timeout=START_TIMEOUT)
     assert ros.settled_lifecycle_state("/typo/enhance_node") == "unconfigured"
@@ -294,7 +285,7 @@ def _cpu_seconds(pid: int) -> float:
 def test_out_of_range_parameters_are_refused_at_start_and_at_runtime(ros: RosHarness, start_node,
                                                                       tiny_checkpoint):
     # threads:=-4 and diagnostics_period_s:=0.00001 were accepted (the idle node burnt a core).
-    node = start_node(node_cmd("/range", f"model:={tiny_checkpoint}", "threads:=-4",
+    node = start_node(enhance_node_cmd("/range", f"model:={tiny_checkpoint}", "threads:=-4",
                                "diagnostics_period_s:=0.00001"), name="range")
     fqn = "/range/enhance_node"
     node.wait_for_output("configure failed: diagnostics_period_s must be in 0.1..3600, got 1e-05",
