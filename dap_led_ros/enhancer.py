@@ -12,6 +12,7 @@ import numpy as np
 from dap_led_ros.runtime.backends import Backend, BackendError, backend_model, create_backend, resolve_device
 from dap_led_ros.runtime.prior_cache import PriorCache
 from dap_led_ros.runtime.stage_timing import StageTimes
+from dap_led_ros.runtime.temporal_fusion import FusionSettings, TemporalFusion
 from dap_led_ros.runtime.tiling import blend_weights, crop_upsampled, plan_tiles
 from dap_led_ros.settings import validated_from_mapping
 
@@ -39,6 +40,15 @@ class EnhancerConfig:
     # the frame's 32x24 grey thumbnail moves by at most `prior_change` (mean absolute difference).
     prior_every: int = 1
     prior_change: float = 0.03
+    # Video: each restored frame is blended with the previous ones, aligned by optical flow, where
+    # they agree (`runtime/temporal_fusion.py`), and its mean level is steadied. Off for stills;
+    # the node, the bag tool and the pipeline turn it on (one history per stream).
+    temporal: bool = False
+    temporal_frames: int = 8          # running mean over at most this many frames
+    temporal_tolerance: float = 0.06  # local disagreement (0-1 luma) at which the history drops out
+    temporal_cut: float = 0.12        # grey-thumbnail change that counts as a scene cut (history reset)
+    temporal_flow_side: int = 320     # longest side of the luma the flow is computed on
+    exposure_smoothing: float = 0.5   # (0, 1]: share of a level change the output follows at once (1 = off)
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> "EnhancerConfig":
@@ -54,6 +64,11 @@ class EnhancerConfig:
             raise ValueError(f"need prior_every >= 1 and prior_change >= 0, got {self.prior_every}/{self.prior_change}")
         if self.tile_mode not in TILE_MODES:
             raise ValueError(f"tile_mode must be one of {', '.join(TILE_MODES)}, got {self.tile_mode!r}")
+        self.fusion_settings().validate()
+
+    def fusion_settings(self) -> FusionSettings:
+        return FusionSettings(frames=self.temporal_frames, flow_side=self.temporal_flow_side, cut=self.temporal_cut,
+                              tolerance=self.temporal_tolerance, exposure_smoothing=self.exposure_smoothing)
 
 
 def _glibc():
@@ -121,6 +136,8 @@ class Enhancer:
         self.stages = StageTimes()
         self.prior_cache = PriorCache(self.cfg.prior_every, self.cfg.prior_change)
         self._last_hw: tuple[int, int] | None = None
+        # Temporal fusion: one history per stream (a camera, a bag topic); None is the default stream.
+        self._fusion: dict[str | None, TemporalFusion] = {}
 
     def _backend_options(self) -> dict[str, Any]:
         opts: dict[str, Any] = {}
@@ -141,15 +158,17 @@ class Enhancer:
         if rgb.shape[0] < 1 or rgb.shape[1] < 1:
             raise ValueError(f"empty image {rgb.shape}")
 
-    def enhance(self, rgb: np.ndarray) -> np.ndarray:
+    def enhance(self, rgb: np.ndarray, stream: str | None = None) -> np.ndarray:
         """The restored frame; times its stages in `stages`: convert_in, network, convert_out, and
         with heatmap reuse (`prior_every` > 1) the prior as a stage of its own (else it runs inside
-        the network's one graph, which measured ~8 % faster than two)."""
-        return self.enhance_deferred(rgb)()
+        the network's one graph, which measured ~8 % faster than two), with `temporal` the fusion.
+        `stream` names the video the frame belongs to (its fusion history)."""
+        return self.enhance_deferred(rgb, stream)()
 
-    def enhance_deferred(self, rgb: np.ndarray) -> Callable[[], np.ndarray]:
-        """Runs the network now and returns the rest (conversion to uint8) as a callable, so a
-        caller can overlap it with the next frame's network (the ROS node's two-stage worker)."""
+    def enhance_deferred(self, rgb: np.ndarray, stream: str | None = None) -> Callable[[], np.ndarray]:
+        """Runs the network now and returns the rest (temporal fusion, conversion to uint8) as a
+        callable, so a caller can overlap it with the next frame's network (the ROS node's
+        two-stage worker). A stream's callables must be called in frame order."""
         self._check(rgb)
         h, w = rgb.shape[:2]
         if (h, w) != self._last_hw:
@@ -158,13 +177,37 @@ class Enhancer:
         if h * w > self.cfg.max_pixels:
             with self.stages.measure("tiled"):
                 done = self._enhance_tiled(rgb)
+            if self.cfg.temporal:
+                return lambda: self._fused(done.astype(np.float32) * (1.0 / 255.0), stream)
             return lambda: done
         y = self._network(rgb)
 
         def finish() -> np.ndarray:
+            if self.cfg.temporal:
+                return self._fused(y[0].transpose(1, 2, 0), stream)
             with self.stages.measure("convert_out"):
                 return to_rgb8(y[0])
         return finish
+
+    def _fused(self, hwc: np.ndarray, stream: str | None) -> np.ndarray:
+        with self.stages.measure("temporal"):
+            fusion = self._fusion.get(stream)
+            if fusion is None:
+                fusion = self._fusion[stream] = TemporalFusion(self.cfg.fusion_settings())
+            out = fusion.fuse(np.ascontiguousarray(np.clip(hwc, 0.0, 1.0), dtype=np.float32))
+        with self.stages.measure("convert_out"):
+            return np.clip(out * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+    def reset_temporal(self, stream: str | None = None, all_streams: bool = False) -> None:
+        """Forget a stream's fusion history (a jump in time, a new recording), or every stream's."""
+        if all_streams:
+            self._fusion.clear()
+        else:
+            self._fusion.pop(stream, None)
+
+    def fusion_state(self, stream: str | None = None) -> TemporalFusion | None:
+        """The stream's fusion history (None before its first frame or without `temporal`)."""
+        return self._fusion.get(stream)
 
     def _network(self, rgb: np.ndarray) -> np.ndarray:
         with self.stages.measure("convert_in"):
@@ -179,15 +222,21 @@ class Enhancer:
                 y = self.backend.infer(x)
         return y
 
-    def enhance_batch(self, frames: list[np.ndarray]) -> list[np.ndarray]:
-        """Frames of one size go through the backend together; others one by one."""
+    def enhance_batch(self, frames: list[np.ndarray], streams: list[str | None] | None = None) -> list[np.ndarray]:
+        """Frames of one size go through the backend together; others one by one. With `temporal`,
+        each frame is fused into its stream's history (`streams[i]`, default None) in list order."""
+        streams = streams if streams is not None else [None] * len(frames)
+        if len(streams) != len(frames):
+            raise ValueError(f"{len(frames)} frames but {len(streams)} stream names")
         for f in frames:
             self._check(f)
         if len({f.shape for f in frames}) == 1 and frames and \
                 frames[0].shape[0] * frames[0].shape[1] <= self.cfg.max_pixels:
             out = self.backend.infer(np.concatenate([to_input(f) for f in frames]))
+            if self.cfg.temporal:
+                return [self._fused(o.transpose(1, 2, 0), s) for o, s in zip(out, streams)]
             return [to_rgb8(o) for o in out]
-        return [self.enhance(f) for f in frames]
+        return [self.enhance(f, s) for f, s in zip(frames, streams)]
 
     def _exact_backend(self) -> Backend | None:
         if not self._exact_tried:

@@ -1,0 +1,147 @@
+"""Temporal fusion of restored video frames: motion-aligned, occlusion-aware recursive averaging.
+
+After the network restores frame t, the fused history (the previous fused output) is warped onto
+it by dense optical flow (OpenCV's DIS on a downscaled luma of the two restored frames, which are
+far cleaner than the dark inputs), and blended in per pixel as a running mean over up to
+`frames` frames. A pixel's history weight falls to zero where the warped history disagrees with
+the current frame (occlusion, a moving object the flow missed, a light switching on): there the
+current frame stands alone, so nothing ghosts. A scene cut (the frame's grey thumbnail changes by
+more than `cut`), a new frame size or `reset()` starts the history again.
+
+Steady exposure: the output's mean level follows only `exposure_smoothing` of each frame's
+change (an exponential moving average, applied as one gain), so it follows the scene and not the
+noise; a change beyond `LEVEL_JUMP` (a light switched on, a tunnel exit) is followed at once.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+_LUMA_601 = np.array([0.299, 0.587, 0.114], np.float32)
+_THUMB = (32, 24)
+LEVEL_JUMP = 0.15        # relative level change followed at once by the exposure smoothing
+MAX_LEVEL_GAIN = 1.25    # the smoothing's gain stays within [1 / this, this]
+
+
+@dataclass(frozen=True)
+class FusionSettings:
+    frames: int = 4            # running mean over at most this many frames
+    flow_side: int = 320       # longest side of the luma the flow is computed on
+    cut: float = 0.12          # thumbnail mean absolute change (0-1) that counts as a scene cut
+    tolerance: float = 0.06    # local mean |history - current| (0-1 luma) at which history drops out
+    exposure_smoothing: float = 0.5  # share of a level change followed at once (1 = no smoothing)
+
+    def validate(self) -> None:
+        if not 1 <= self.frames <= 64:
+            raise ValueError(f"temporal_frames must be in [1, 64], got {self.frames}")
+        if not 32 <= self.flow_side <= 4096:
+            raise ValueError(f"temporal_flow_side must be in [32, 4096], got {self.flow_side}")
+        if not 0 < self.cut <= 1:
+            raise ValueError(f"temporal_cut must be in (0, 1], got {self.cut}")
+        if not 0 < self.tolerance <= 1:
+            raise ValueError(f"temporal_tolerance must be in (0, 1], got {self.tolerance}")
+        if not 0 < self.exposure_smoothing <= 1:
+            raise ValueError(f"exposure_smoothing must be in (0, 1], got {self.exposure_smoothing}")
+
+
+class TemporalFusion:
+    """One stream's history. `fuse` takes and returns H x W x 3 float32 frames in [0, 1]."""
+
+    def __init__(self, settings: FusionSettings | None = None) -> None:
+        self.settings = settings or FusionSettings()
+        self.settings.validate()
+        # Ultra-fast preset: ~1 ms at 320x200; finer presets measured no better after fusion.
+        self._flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
+        self.resets = 0          # scene cuts and size changes seen (not counting the first frame)
+        self.reset()
+
+    def reset(self) -> None:
+        self._history: np.ndarray | None = None   # fused previous frame, H x W x 3
+        self._count: np.ndarray | None = None     # frames averaged into each history pixel
+        self._small: np.ndarray | None = None     # its downscaled luma, uint8
+        self._thumb: np.ndarray | None = None
+        self._level: float | None = None          # steadied mean level of the output
+        self.last_weight = 0.0                    # mean history weight of the last frame
+        self.last_gain = 1.0                      # exposure-smoothing gain of the last frame
+
+    @property
+    def active(self) -> bool:
+        return self._history is not None
+
+    def _small_luma(self, rgb: np.ndarray) -> tuple[np.ndarray, float]:
+        h, w = rgb.shape[:2]
+        s = min(1.0, self.settings.flow_side / max(h, w))
+        size = (max(8, round(w * s)), max(8, round(h * s)))
+        small = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA) @ _LUMA_601
+        return small, w / size[0]
+
+    def fuse(self, frame: np.ndarray) -> np.ndarray:
+        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.float32:
+            raise ValueError(f"expected an H x W x 3 float32 frame, got {frame.dtype} {frame.shape}")
+        h, w = frame.shape[:2]
+        luma_small, scale = self._small_luma(frame)
+        small8 = np.clip(luma_small * 255 + 0.5, 0, 255).astype(np.uint8)
+        thumb = cv2.resize(luma_small, _THUMB, interpolation=cv2.INTER_AREA)
+        hist = self._history
+        if hist is None or hist.shape != frame.shape or \
+                float(np.abs(thumb - self._thumb).mean()) > self.settings.cut:
+            if hist is not None:
+                self.resets += 1
+            return self._restart(frame, small8, thumb)
+
+        # Flow from the current frame to the previous one: cur(x) ~ prev(x + flow(x)).
+        flow_small = self._flow.calc(small8, self._small, None)
+        sh, sw = small8.shape
+        gy, gx = np.mgrid[0:sh, 0:sw].astype(np.float32)
+        warped_small = cv2.remap(self._small, gx + flow_small[..., 0], gy + flow_small[..., 1],
+                                 cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        # Disagreement after alignment, in 0-1 luma, averaged over a 5x5 window (noise averages out).
+        diff = cv2.blur(np.abs(warped_small.astype(np.float32) - small8) * (1 / 255), (5, 5))
+        confidence = np.clip(1.0 - diff / self.settings.tolerance, 0.0, 1.0)
+        # Inside the frame only: history from outside it does not exist.
+        inside = ((gx + flow_small[..., 0] >= 0) & (gx + flow_small[..., 0] <= sw - 1) &
+                  (gy + flow_small[..., 1] >= 0) & (gy + flow_small[..., 1] <= sh - 1))
+        confidence *= inside
+
+        flow = cv2.resize(flow_small, (w, h), interpolation=cv2.INTER_LINEAR) * scale
+        fy, fx = np.mgrid[0:h, 0:w].astype(np.float32)
+        mx, my = fx + flow[..., 0], fy + flow[..., 1]
+        warped = cv2.remap(hist, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        count = cv2.remap(self._count, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        n = count * cv2.resize(confidence, (w, h), interpolation=cv2.INTER_LINEAR)
+        alpha = n / (n + 1.0)
+        fused = frame + alpha[:, :, None] * (warped - frame)
+        fused_small, _ = self._small_luma(fused)
+        gain = self._steady_gain(float(fused_small.mean()))
+        if gain != 1.0:
+            fused *= gain
+            fused_small *= gain
+        self._history = fused
+        self._count = np.minimum(n + 1.0, float(self.settings.frames)).astype(np.float32)
+        self._small = np.clip(fused_small * 255 + 0.5, 0, 255).astype(np.uint8)
+        self._thumb = thumb
+        self.last_weight = float(alpha.mean())
+        return fused
+
+    def _steady_gain(self, level: float) -> float:
+        """Gain that moves the output's level only part of the way to this frame's `level`."""
+        prev = self._level
+        k = self.settings.exposure_smoothing
+        if prev is None or k >= 1.0 or level <= 1e-4 or abs(level - prev) > LEVEL_JUMP * max(prev, 1e-3):
+            self._level, self.last_gain = level, 1.0
+            return 1.0
+        target = prev + k * (level - prev)
+        gain = min(MAX_LEVEL_GAIN, max(1.0 / MAX_LEVEL_GAIN, target / level))
+        self._level, self.last_gain = level * gain, gain
+        return gain
+
+    def _restart(self, frame: np.ndarray, small8: np.ndarray, thumb: np.ndarray) -> np.ndarray:
+        self._history = frame
+        self._count = np.ones(frame.shape[:2], np.float32)
+        self._small = small8
+        self._thumb = thumb
+        self._level = float(small8.mean()) / 255.0
+        self.last_weight, self.last_gain = 0.0, 1.0
+        return frame
