@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from dap_led_ros.cli.args import add_backend_args, enhancer_config_from_args
+from dap_led_ros.cli.evaluate_video import add_video_args, run_video
 from dap_led_ros.enhancer import Enhancer
 from dap_led_ros.file_output import OutputError, atomic_output, os_error_text, prepare_folder, write_text
 from dap_led_ros.imaging.image_io import ImageReadError, write_image
@@ -62,6 +63,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-real", action="store_true", help="skip the real night frames")
     p.add_argument("--sheet-rows", type=int, default=6, help="rows per contact sheet")
     add_backend_args(p)
+    add_video_args(p)
     p.set_defaults(func=run)
 
 
@@ -96,6 +98,8 @@ def _write_results(out_dir: Path, report: str, results: dict, sheets: dict[str, 
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.video:
+        return run_video(args)
     if args.pairs:
         for d in args.pairs:
             if not d.is_dir():

@@ -60,7 +60,7 @@ class TemporalFusion:
     def reset(self) -> None:
         self._history: np.ndarray | None = None   # fused previous frame, H x W x 3
         self._count: np.ndarray | None = None     # frames averaged into each history pixel
-        self._small: np.ndarray | None = None     # its downscaled luma, uint8
+        self._small: np.ndarray | None = None     # its downscaled copy (RGB float32)
         self._thumb: np.ndarray | None = None
         self._level: float | None = None          # steadied mean level of the output
         self.last_weight = 0.0                    # mean history weight of the last frame
@@ -70,40 +70,40 @@ class TemporalFusion:
     def active(self) -> bool:
         return self._history is not None
 
-    def _small_luma(self, rgb: np.ndarray) -> tuple[np.ndarray, float]:
+    def _downscaled(self, rgb: np.ndarray) -> tuple[np.ndarray, float]:
         h, w = rgb.shape[:2]
         s = min(1.0, self.settings.flow_side / max(h, w))
         size = (max(8, round(w * s)), max(8, round(h * s)))
-        small = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA) @ _LUMA_601
-        return small, w / size[0]
+        return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), w / size[0]
+
+    @staticmethod
+    def _luma8(small: np.ndarray) -> np.ndarray:
+        return np.clip(small @ (_LUMA_601 * 255) + 0.5, 0, 255).astype(np.uint8)
 
     def fuse(self, frame: np.ndarray) -> np.ndarray:
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.float32:
             raise ValueError(f"expected an H x W x 3 float32 frame, got {frame.dtype} {frame.shape}")
         h, w = frame.shape[:2]
-        luma_small, scale = self._small_luma(frame)
-        small8 = np.clip(luma_small * 255 + 0.5, 0, 255).astype(np.uint8)
-        thumb = cv2.resize(luma_small, _THUMB, interpolation=cv2.INTER_AREA)
+        small, scale = self._downscaled(frame)
+        thumb = cv2.resize(small @ _LUMA_601, _THUMB, interpolation=cv2.INTER_AREA)
         hist = self._history
         if hist is None or hist.shape != frame.shape or \
                 float(np.abs(thumb - self._thumb).mean()) > self.settings.cut:
             if hist is not None:
                 self.resets += 1
-            return self._restart(frame, small8, thumb)
+            return self._restart(frame, small, thumb)
 
         # Flow from the current frame to the previous one: cur(x) ~ prev(x + flow(x)).
-        flow_small = self._flow.calc(small8, self._small, None)
-        sh, sw = small8.shape
+        flow_small = self._flow.calc(self._luma8(small), self._luma8(self._small), None)
+        sh, sw = small.shape[:2]
         gy, gx = np.mgrid[0:sh, 0:sw].astype(np.float32)
-        warped_small = cv2.remap(self._small, gx + flow_small[..., 0], gy + flow_small[..., 1],
-                                 cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        # Disagreement after alignment, in 0-1 luma, averaged over a 5x5 window (noise averages out).
-        diff = cv2.blur(np.abs(warped_small.astype(np.float32) - small8) * (1 / 255), (5, 5))
+        sx, sy = gx + flow_small[..., 0], gy + flow_small[..., 1]
+        warped_small = cv2.remap(self._small, sx, sy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        # Disagreement after alignment: the mean colour difference, averaged over 5x5 (noise
+        # averages out), then spread by a pixel so edges of a moving object count as disagreeing.
+        diff = cv2.dilate(cv2.blur(np.abs(warped_small - small).mean(axis=2), (5, 5)), np.ones((3, 3), np.uint8))
         confidence = np.clip(1.0 - diff / self.settings.tolerance, 0.0, 1.0)
-        # Inside the frame only: history from outside it does not exist.
-        inside = ((gx + flow_small[..., 0] >= 0) & (gx + flow_small[..., 0] <= sw - 1) &
-                  (gy + flow_small[..., 1] >= 0) & (gy + flow_small[..., 1] <= sh - 1))
-        confidence *= inside
+        confidence *= (sx >= 0) & (sx <= sw - 1) & (sy >= 0) & (sy <= sh - 1)  # no history outside the frame
 
         flow = cv2.resize(flow_small, (w, h), interpolation=cv2.INTER_LINEAR) * scale
         fy, fx = np.mgrid[0:h, 0:w].astype(np.float32)
@@ -113,14 +113,14 @@ class TemporalFusion:
         n = count * cv2.resize(confidence, (w, h), interpolation=cv2.INTER_LINEAR)
         alpha = n / (n + 1.0)
         fused = frame + alpha[:, :, None] * (warped - frame)
-        fused_small, _ = self._small_luma(fused)
-        gain = self._steady_gain(float(fused_small.mean()))
+        fused_small, _ = self._downscaled(fused)
+        gain = self._steady_gain(float((fused_small @ _LUMA_601).mean()))
         if gain != 1.0:
             fused *= gain
             fused_small *= gain
         self._history = fused
         self._count = np.minimum(n + 1.0, float(self.settings.frames)).astype(np.float32)
-        self._small = np.clip(fused_small * 255 + 0.5, 0, 255).astype(np.uint8)
+        self._small = fused_small
         self._thumb = thumb
         self.last_weight = float(alpha.mean())
         return fused
@@ -137,11 +137,11 @@ class TemporalFusion:
         self._level, self.last_gain = level * gain, gain
         return gain
 
-    def _restart(self, frame: np.ndarray, small8: np.ndarray, thumb: np.ndarray) -> np.ndarray:
+    def _restart(self, frame: np.ndarray, small: np.ndarray, thumb: np.ndarray) -> np.ndarray:
         self._history = frame
         self._count = np.ones(frame.shape[:2], np.float32)
-        self._small = small8
+        self._small = small
         self._thumb = thumb
-        self._level = float(small8.mean()) / 255.0
+        self._level = float((small @ _LUMA_601).mean())
         self.last_weight, self.last_gain = 0.0, 1.0
         return frame
