@@ -177,6 +177,9 @@ def test_sequences_are_seeded_and_move():
     assert not np.array_equal(one.object_masks[0], one.object_masks[2])  # the object moves
     assert np.abs(one.clean[0].astype(int) - one.clean[2]).mean() > 1  # so does the camera
     assert one.degraded[0].mean() < one.clean[0].mean()  # night
+    again = one.redraw(1, 0)  # the same frame with other noise
+    assert not np.array_equal(again, one.degraded[1])
+    assert abs(float(again.mean()) - float(one.degraded[1].mean())) < 2
     with pytest.raises(ValueError, match="at least 2 frames"):
         SequenceConfig(frames=1).validate()
 
@@ -197,7 +200,7 @@ def test_flicker_figures():
 def test_eval_video_command(tmp_path):
     out = tmp_path / "video"
     r = subprocess.run([sys.executable, "-m", "dap_led_ros.cli", "eval", "--video", "--video-count", "1",
-                        "--video-frames", "3", "--val-size", "64", "96", "--model", "realtime",
+                        "--video-frames", "3", "--video-bound", "2", "--val-size", "64", "96", "--model", "realtime",
                         "--backend", "onnxruntime", "--out-dir", str(out)], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "| DAP-LED + temporal fusion |" in r.stdout and "ground truth (clean frames)" in r.stdout
@@ -206,6 +209,7 @@ def test_eval_video_command(tmp_path):
     assert results["rows"]["DAP-LED frame by frame"]["frames"] == 3
     assert 0 < results["fusion"]["cost_share"] < 10
     assert (out / "contact_sheet_video.png").stat().st_size > 0
+    assert results["averaging_bound"]["draws"] == 2 and "Averaging bound" in r.stdout
     bad = subprocess.run([sys.executable, "-m", "dap_led_ros.cli", "eval", "--video", "--video-frames", "1",
                           "--out-dir", str(tmp_path / "bad")], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "--video-frames >= 2" in bad.stderr

@@ -21,6 +21,8 @@ def add_video_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--video-count", type=int, default=8, help="sequences (default: %(default)s)")
     g.add_argument("--video-frames", type=int, default=12, help="frames per sequence (default: %(default)s)")
     g.add_argument("--video-seed", type=int, default=2468, help="seed of the sequences (default: %(default)s)")
+    g.add_argument("--video-bound", type=int, default=8, metavar="DRAWS",
+                   help="noise draws of each middle frame for the averaging bound (0 = skip; default: %(default)s)")
 
 
 def run_video(args: argparse.Namespace) -> int:
@@ -29,9 +31,9 @@ def run_video(args: argparse.Namespace) -> int:
     from dap_led_ros.training.video_sequences import SequenceConfig, synthetic_sequences
 
     h, w = args.val_size
-    if args.video_count < 1 or args.video_frames < 2:
-        print(f"error: need --video-count >= 1 and --video-frames >= 2, got {args.video_count}/{args.video_frames}",
-              file=sys.stderr)
+    if args.video_count < 1 or args.video_frames < 2 or args.video_bound < 0:
+        print(f"error: need --video-count >= 1, --video-frames >= 2 and --video-bound >= 0, got "
+              f"{args.video_count}/{args.video_frames}/{args.video_bound}", file=sys.stderr)
         return 2
     try:
         prepare_folder(args.out_dir, "--out-dir")
@@ -57,7 +59,8 @@ def run_video(args: argparse.Namespace) -> int:
                "DAP-LED + temporal fusion": fusing}
     samples: list = []
     try:
-        results = score_sequences(synthetic_sequences(seq_cfg, args.video_count, args.video_seed), methods, samples)
+        results = score_sequences(synthetic_sequences(seq_cfg, args.video_count, args.video_seed), methods, samples,
+                                  bound=(per_frame.enhance, args.video_bound) if args.video_bound > 0 else None)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -74,15 +74,29 @@ class _Rows:
                 "ms_per_frame": 1000 * float(np.mean(self.seconds)), "frames": len(self.psnr)}
 
 
+def averaging_bound(seq: VideoSequence, method: Method, draws: int) -> tuple[float, float]:
+    """(PSNR of one output, PSNR of the mean of `draws` outputs) of the middle frame degraded with
+    independent noise draws: what a perfectly aligned average of restored frames could reach."""
+    t = len(seq.clean) // 2
+    outs = [method(seq.redraw(t, k)).astype(np.float64) for k in range(draws)]
+    mean = np.clip(np.mean(outs, axis=0) + 0.5, 0, 255).astype(np.uint8)
+    return float(np.mean([psnr(o.astype(np.uint8), seq.clean[t]) for o in outs])), psnr(mean, seq.clean[t])
+
+
 def score_sequences(sequences: Iterable[VideoSequence], methods: dict[str, Callable[[], Method]],
-                    samples: list | None = None) -> dict:
+                    samples: list | None = None, bound: tuple[Method, int] | None = None) -> dict:
     """Figures per method over all sequences. `methods` maps a row name to a factory called once
     per sequence (a fresh history for each); `samples` gets (name, low, {method: out}, gt) of the
-    middle frame of each sequence."""
+    middle frame of each sequence; `bound` = (per-frame method, draws) adds `averaging_bound`."""
     rows = {name: _Rows() for name in methods}
     truth = _Rows()
     names = []
+    one, many = [], []
     for seq in sequences:
+        if bound is not None:
+            a, b = averaging_bound(seq, *bound)
+            one.append(a)
+            many.append(b)
         names.append(seq.name)
         flows = clean_flows(seq.clean)
         lv, we = flicker(seq.clean, flows)
@@ -111,8 +125,12 @@ def score_sequences(sequences: Iterable[VideoSequence], methods: dict[str, Calla
         if samples is not None:
             samples.append((seq.name, seq.degraded[mid], outs_mid, seq.clean[mid]))
     t = truth.summary()
-    return {"sequences": names, "rows": {n: r.summary() for n, r in rows.items()},
-            "ground_truth": {"level_change": t["level_change"], "warped_error": t["warped_error"]}}
+    out = {"sequences": names, "rows": {n: r.summary() for n, r in rows.items()},
+           "ground_truth": {"level_change": t["level_change"], "warped_error": t["warped_error"]}}
+    if bound is not None:
+        out["averaging_bound"] = {"draws": bound[1], "one_psnr": mean_psnr(one), "mean_psnr": mean_psnr(many),
+                                  "gain_db": mean_psnr(many) - mean_psnr(one)}
+    return out
 
 
 def _f(v: float, digits: int = 2) -> str:
@@ -138,6 +156,12 @@ def video_report(results: dict, command: str) -> str:
                       f"{gain['ssim_gain']:+.4f} SSIM, moving-object RMSE {gain['object_rmse_change']:+.2f} grey levels; "
                       f"fusion stage {_f(gain['fusion_ms'], 1)} ms per frame = {100 * gain['cost_share']:.1f} % "
                       f"of the network's {_f(gain['network_ms'], 1)} ms."]
+    ab = results.get("averaging_bound")
+    if ab:
+        lines += ["", f"Averaging bound: the middle frame of each sequence degraded {ab['draws']} times with "
+                      f"independent noise, restored frame by frame and averaged (perfect alignment, no motion): "
+                      f"{ab['mean_psnr']:.2f} dB against {ab['one_psnr']:.2f} dB for one output "
+                      f"(**{ab['gain_db']:+.2f} dB**): the most any average of restored frames can add here."]
     lines += ["", "Level change: mean |mean grey level(t) - (t-1)|; warped error: mean |frame(t) - "
                   "frame(t-1) warped by the clean frames' flow|, both 0-255, (x) = times the clean frames' figure."]
     return "\n".join(lines) + "\n"

@@ -20,7 +20,7 @@ import numpy as np
 
 from dap_led_ros.training.clean_photos import list_clean_photos, load_clean_photo, split_photos, split_pool
 from dap_led_ros.training.datasets import resize_to_cover
-from dap_led_ros.training.synthesis import SynthesisConfig, sample_params, synthesize
+from dap_led_ros.training.synthesis import DegradationParams, SynthesisConfig, sample_params, synthesize
 
 
 @dataclass
@@ -53,6 +53,12 @@ class VideoSequence:
     clean: list[np.ndarray]         # H x W x 3 uint8 RGB ground truth per frame
     degraded: list[np.ndarray]      # the camera's frames
     object_masks: list[np.ndarray]  # H x W bool: where the moving object is
+    params: DegradationParams       # the sequence's degradation (every frame's)
+    noise_seed: tuple[int, ...] = ()
+
+    def redraw(self, t: int, k: int) -> np.ndarray:
+        """Frame t degraded again with the k-th other noise draw (the same scene, blur and exposure)."""
+        return synthesize(self.clean[t], self.params, np.random.default_rng((*self.noise_seed, t, 1000 + k))).low
 
 
 def held_out_photos() -> list:
@@ -146,7 +152,7 @@ def make_sequence(index: int, photos: list, cfg: SequenceConfig, seed: int,
         degraded.append(pair.low)
         masks.append(a > 0.5)
     return VideoSequence(name=f"seq{index:02d}_{ref.name.replace('/', '_')}", clean=clean,
-                         degraded=degraded, object_masks=masks)
+                         degraded=degraded, object_masks=masks, params=params, noise_seed=(seed, index))
 
 
 def synthetic_sequences(cfg: SequenceConfig | None = None, n: int = 8, seed: int = 2468,
