@@ -45,7 +45,9 @@ def _one_thread():
 def node(module_ros: RosHarness, tiny_checkpoint, tmp_path_factory) -> NodeProcess:
     cmd = console_command("enhance_node", "dap_led_ros.ros.enhance_node") + [
         "--ros-args", "-r", f"__ns:={NS}", "-p", f"model:={tiny_checkpoint}",
-        "-p", "backend:=torch", "-p", "threads:=1", "-p", "diagnostics_period_s:=0.5"]
+        "-p", "backend:=torch", "-p", "threads:=1", "-p", "diagnostics_period_s:=0.5",
+        # Pixels are checked against single frames restored here (test_temporal_node.py covers fusion).
+        "-p", "temporal:=false"]
     proc = NodeProcess(cmd, tmp_path_factory.mktemp("enhance_node") / "node.log")
     yield proc
     if proc.returncode is None:

@@ -9,6 +9,10 @@ the same header and times is added on `<ns>/enhanced/image` (raw) or
 is copied to `<ns>/enhanced/camera_info`, as the enhance node does live. A frame that cannot
 be decoded is reported with its topic and timestamp and only copied. OUT is written in a hidden
 folder beside it and renamed into place at the end, so an interrupted run leaves no OUT.
+
+With an Enhancer built with `temporal` (the CLI's default), every image topic is its own video:
+its frames are fused with that topic's previous ones only (stream = topic name), and its history
+restarts when its log time goes back or jumps by more than `MAX_LOG_GAP_NS`.
 """
 from __future__ import annotations
 
@@ -38,6 +42,9 @@ from dap_led_ros.bag.bag_writer import BagWriter, OutputSettings
 from dap_led_ros.bag.frames import BagFrame, CompressionSettings, FrameDecodeError, decode_frame, encode_frame
 from dap_led_ros.enhancer import Enhancer
 from dap_led_ros.imaging.image_encoding import ImageEncodingError
+
+# A topic's fusion history restarts when its log time jumps forward by more than this (or goes back).
+MAX_LOG_GAP_NS = 1_000_000_000
 
 
 @dataclass
@@ -78,6 +85,8 @@ class BagSummary:
     camera_info_map: dict[str, str] = field(default_factory=dict)    # camera_info -> its copy
     untouched: dict[str, str] = field(default_factory=dict)          # image-typed topic -> why not enhanced
     failures: list[FrameFailure] = field(default_factory=list)
+    temporal: bool = False                                           # frames fused per topic
+    history_restarts: Counter = field(default_factory=Counter)       # input topic -> time jumps that restarted it
     copied: Counter = field(default_factory=Counter)     # input topic -> messages copied
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -95,7 +104,11 @@ class BagSummary:
                  f"{len(self.copied)} topics copied (counts checked against the input's storage), "
                  f"{self.frames} frames enhanced in {self.seconds:.1f} s ({self.fps:.2f} frames/s)"]
         for src, dst in self.topic_map.items():
-            lines.append(f"  {src} -> {dst}: {self.enhanced[src]} frames")
+            restarts = self.history_restarts[src]
+            lines.append(f"  {src} -> {dst}: {self.enhanced[src]} frames"
+                         + (f" (temporal history restarted {restarts}x on a time jump)" if restarts else ""))
+        if self.temporal:
+            lines.append("  temporal fusion: on, one history per topic (--no-temporal: each frame on its own)")
         for src, dst in self.camera_info_map.items():
             lines.append(f"  {src} -> {dst}: copied")
         for topic, why in self.untouched.items():
@@ -125,6 +138,7 @@ class _EnhancedSink:
         self.summary, self.on_frame = summary, on_frame
         self.queue: list[_Pending] = []
         self.frames: list[tuple[_Pending, BagFrame]] = []
+        self.last_log_time: dict[str, int] = {}  # input topic -> log time of its last frame
 
     def copy(self, key: tuple[str, str], record: BagRecord) -> None:
         if self.queue:
@@ -136,6 +150,8 @@ class _EnhancedSink:
         self.writer.write(key, record.log_time, data, record.publish_time, record.sequence)
 
     def add_frame(self, key: tuple[str, str], record: BagRecord, frame: BagFrame) -> None:
+        if self.enhancer.cfg.temporal:
+            self._follow_time(record.topic.name, record.log_time)
         slot = _Pending(key, record, None)
         self.queue.append(slot)
         self.frames.append((slot, frame))
@@ -144,7 +160,8 @@ class _EnhancedSink:
 
     def flush(self) -> None:
         if self.frames:
-            for (slot, frame), out in zip(self.frames, self._enhance([f for _, f in self.frames])):
+            outs = self._enhance([f for _, f in self.frames], [slot.record.topic.name for slot, _ in self.frames])
+            for (slot, frame), out in zip(self.frames, outs):
                 topic = slot.record.topic.name
                 if not isinstance(out, Exception):
                     try:
@@ -163,17 +180,30 @@ class _EnhancedSink:
                 self._write(p.key, p.record, p.data)
         self.queue.clear()
 
-    def _enhance(self, frames: list[BagFrame]) -> list:
-        """Enhanced RGB per frame, or the exception that frame raised (one bad frame spoils no batch)."""
-        try:
-            return self.enhancer.enhance_batch([f.rgb for f in frames])
-        except (ValueError, RuntimeError) as exc:
-            if len(frames) == 1:
-                return [exc]
-        out: list = []
-        for f in frames:
+    def _follow_time(self, topic: str, log_time: int) -> None:
+        """Restart the topic's fusion history when its log time goes back or jumps forward; the
+        frames already queued are fused first, so the restart falls exactly between two frames."""
+        last = self.last_log_time.get(topic)
+        self.last_log_time[topic] = log_time
+        if last is not None and not 0 <= log_time - last <= MAX_LOG_GAP_NS:
+            self.flush()
+            self.enhancer.reset_temporal(topic)
+            self.summary.history_restarts[topic] += 1
+
+    def _enhance(self, frames: list[BagFrame], streams: list[str]) -> list:
+        """Enhanced RGB per frame, or the exception that frame raised (one bad frame spoils no batch).
+        `streams` (the input topics) name each frame's fusion history. Frames of several sizes go
+        one by one: a batch that failed half-way must not be fused into a history twice."""
+        if len({f.rgb.shape for f in frames}) == 1:
             try:
-                out.append(self.enhancer.enhance(f.rgb))
+                return self.enhancer.enhance_batch([f.rgb for f in frames], streams)
+            except (ValueError, RuntimeError) as exc:
+                if len(frames) == 1:
+                    return [exc]
+        out: list = []
+        for f, stream in zip(frames, streams):
+            try:
+                out.append(self.enhancer.enhance(f.rgb, stream))
             except (ValueError, RuntimeError) as exc:
                 out.append(exc)
         return out
@@ -298,7 +328,8 @@ def _convert(bag: PreparedBag, out: Path, storage: str, enhancer: Enhancer, opti
     reader, plan, expected = bag.reader, bag.plan, bag.counts
     mapping = plan.images
     summary = BagSummary(output=out, storage=storage, topic_map=dict(mapping),
-                         camera_info_map=dict(plan.camera_infos), untouched=dict(plan.untouched))
+                         camera_info_map=dict(plan.camera_infos), untouched=dict(plan.untouched),
+                         temporal=enhancer.cfg.temporal)
     summary.notes += reader.warnings
     total = sum(n for (name, _), n in expected.items() if name in mapping)
     writer = BagWriter(out, _output_settings(reader, storage))

@@ -195,6 +195,7 @@ def run_demo(out: Path, enhancer: Enhancer, bag: Path | None = None, sample: Sam
     result = DemoResult()
     backend = enhancer.backend.describe()
     result.numbers["backend"] = backend
+    result.numbers["temporal"] = enhancer.cfg.temporal  # the bag's frames fused per topic
 
     # 1-2: bag in, enhanced bag out
     if bag is None:
@@ -254,6 +255,7 @@ def _real_night(folder: Path, out: Path, enhancer: Enhancer, det: Any, result: D
         except ImageReadError as exc:
             result.note(f"skipped {path}: {exc}")
             continue
+        enhancer.reset_temporal()  # a still: nothing fused from the photo before
         restored = enhancer.enhance(img.rgb)
         write_image(out / f"{path.stem}.png", restored)
         rows.append((path.stem, img.rgb, restored))

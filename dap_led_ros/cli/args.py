@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from typing import TYPE_CHECKING
 
@@ -71,12 +72,13 @@ def enhancer_config_from_args(args: argparse.Namespace) -> EnhancerConfig:
                           tile_overlap=args.tile_overlap, tile_mode=args.tile_mode)
 
 
-def enhancer_from_args(args: argparse.Namespace) -> Enhancer | None:
-    """The Enhancer the options ask for, or None after printing why it cannot be loaded."""
+def enhancer_from_args(args: argparse.Namespace, **settings: object) -> Enhancer | None:
+    """The Enhancer the options ask for (`settings`: more EnhancerConfig fields, e.g. temporal=True),
+    or None after printing why it cannot be loaded."""
     from dap_led_ros.enhancer import Enhancer
 
     try:
-        return Enhancer(enhancer_config_from_args(args))
+        return Enhancer(dataclasses.replace(enhancer_config_from_args(args), **settings))
     except (ValueError, RuntimeError, FileNotFoundError) as exc:
         print(f"error: cannot load the model: {exc}", file=sys.stderr)
         return None

@@ -22,10 +22,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "(same codec), with the original header, log time, send time and sequence; <ns>/camera_info "
                     "is copied to <ns>/enhanced/camera_info. Every input message is kept byte for byte with its "
                     "topic metadata, and the per-topic counts are checked against the input's storage; depth, "
-                    "other encodings and transports are copied untouched. Exit status 0: done; 1: some frames "
-                    "could not be decoded (listed, copied unchanged; OUT is written); 2: nothing written "
-                    "(bad input, a count that does not add up, OUT not allowed, model not loadable); 3: nothing "
-                    "written because storing OUT failed (disk full, file too large, I/O error).")
+                    "other encodings and transports are copied untouched. Each image topic is a video of its own: "
+                    "its frames are fused with that topic's previous ones (temporal fusion; its history restarts "
+                    "when the log time goes back or jumps by more than 1 s), unless --no-temporal. "
+                    "Exit status 0: done; 1: some frames could not be decoded (listed, copied unchanged; OUT is "
+                    "written); 2: nothing written (bad input, a count that does not add up, OUT not allowed, "
+                    "model not loadable); 3: nothing written because storing OUT failed (disk full, file too "
+                    "large, I/O error).")
     p.add_argument("input", type=Path, metavar="IN", help="rosbag2 folder (or a .db3/.mcap file)")
     p.add_argument("output", type=Path, metavar="OUT", help="new bag folder")
     d = BagEnhanceOptions()
@@ -39,6 +42,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="quality of re-encoded JPEG frames (default: %(default)s)")
     p.add_argument("--png-level", type=int, default=d.compression.png_level,
                    help="compression level of re-encoded PNG frames (default: %(default)s)")
+    p.add_argument("--no-temporal", action="store_true",
+                   help="restore every frame on its own (default: fuse each frame with its topic's previous ones, "
+                        "aligned by optical flow, where they agree: steadier video)")
     add_backend_args(p)
     p.set_defaults(func=run)
 
@@ -51,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     except BagError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    enhancer = enhancer_from_args(args)
+    enhancer = enhancer_from_args(args, temporal=not args.no_temporal)
     if enhancer is None:
         bag.close()
         return 2

@@ -8,15 +8,22 @@ Topics (relative: place the node with a namespace, e.g. `--ros-args -r __ns:=/fr
   out  enhanced/degradation   sensor_msgs/Image       CLIP heatmaps, when publish_heatmap is true
 Settings: `EnhanceNodeConfig` (config/enhance.yaml); lifecycle, ~/enable, QoS and diagnostics
 come from `ManagedImageNode`. See docs/ros.md.
+
+Video: with `temporal` (default) each restored frame is fused with the previous ones
+(`runtime/temporal_fusion.py`); the history restarts when the stream jumps (`temporal_break`)
+and on deactivate.
 """
 from __future__ import annotations
 
 import importlib
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
@@ -41,6 +48,21 @@ NODE_NAME = "enhance_node"
 
 
 _ENHANCER_DEFAULTS = EnhancerConfig()
+
+
+def temporal_break(last: tuple[int, str] | None, stamp_ns: int, frame_id: str, max_gap_ns: int) -> str:
+    """Why the fusion history must restart before a frame ("" to keep it): `last` is the
+    (stamp in ns, frame_id) of the previous frame fused, None before the first one."""
+    if last is None:
+        return ""
+    last_ns, last_frame_id = last
+    if frame_id != last_frame_id:
+        return f"frame_id changed from '{last_frame_id}' to '{frame_id}'"
+    if stamp_ns < last_ns:
+        return f"stamp went back by {(last_ns - stamp_ns) / 1e9:.3f} s"
+    if stamp_ns - last_ns > max_gap_ns:
+        return f"gap of {(stamp_ns - last_ns) / 1e9:.3f} s"
+    return ""
 
 
 @dataclass
@@ -74,6 +96,24 @@ class EnhanceNodeConfig(ManagedNodeConfig):
         "reuse the CCM heatmaps on up to this many consecutive frames (1: every frame its own)"))
     prior_change: float = field(default=_ENHANCER_DEFAULTS.prior_change, metadata=param_help(
         "recompute the heatmaps early when the frame's grey thumbnail moves by more than this (0..1)"))
+    # Video: unlike EnhancerConfig (stills), the node fuses consecutive frames by default.
+    temporal: bool = field(default=True, metadata=param_help(
+        "fuse each restored frame with the previous ones, aligned by optical flow, where they agree "
+        "(steadier video); false: every frame on its own"))
+    temporal_frames: int = field(default=_ENHANCER_DEFAULTS.temporal_frames, metadata=param_help(
+        "running mean over at most this many frames (1..64)"))
+    temporal_tolerance: float = field(default=_ENHANCER_DEFAULTS.temporal_tolerance, metadata=param_help(
+        "local disagreement (0-1, after alignment) at which the history drops out (moving objects, "
+        "occlusions), (0, 1]"))
+    temporal_cut: float = field(default=_ENHANCER_DEFAULTS.temporal_cut, metadata=param_help(
+        "grey-thumbnail change (0-1) that counts as a scene cut and restarts the history, (0, 1]"))
+    temporal_flow_side: int = field(default=_ENHANCER_DEFAULTS.temporal_flow_side, metadata=param_help(
+        "longest side (px) of the luma the optical flow is computed on (32..4096)"))
+    exposure_smoothing: float = field(default=_ENHANCER_DEFAULTS.exposure_smoothing, metadata=param_help(
+        "share of a brightness change the output follows at once, (0, 1]; 1: no smoothing"))
+    temporal_max_gap_s: float = field(default=1.0, metadata=param_help(
+        "restart the history when consecutive stamps are further apart than this (s); also when "
+        "the stamp goes back or the frame_id changes"))
     overlap: bool = field(default=True, metadata=param_help(
         "encode and publish a frame on a second thread while the next one is in the network"))
     publish_heatmap: bool = field(default=False, metadata=param_help(
@@ -92,9 +132,10 @@ class EnhanceNodeConfig(ManagedNodeConfig):
         check_range("tile_size", self.tile_size, 64, 8192)
         check_range("prior_every", self.prior_every, 1, 10_000)
         check_range("prior_change", self.prior_change, 0.0, 1.0)
+        check_range("temporal_max_gap_s", self.temporal_max_gap_s, 0.001, 3600.0)
         if not (self.device in ("auto", "cpu") or self.device.startswith("cuda")):
             raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got '{self.device}'")
-        try:
+        try:  # also the temporal_* ranges (FusionSettings.validate)
             self.enhancer_config().validate()
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
@@ -104,7 +145,11 @@ class EnhanceNodeConfig(ManagedNodeConfig):
                               engine=self.engine or None, threads=self.threads,
                               max_pixels=self.tile_max_pixels, tile_size=self.tile_size,
                               tile_overlap=self.tile_overlap, tile_mode=self.tile_mode,
-                              prior_every=self.prior_every, prior_change=self.prior_change)
+                              prior_every=self.prior_every, prior_change=self.prior_change,
+                              temporal=self.temporal, temporal_frames=self.temporal_frames,
+                              temporal_tolerance=self.temporal_tolerance, temporal_cut=self.temporal_cut,
+                              temporal_flow_side=self.temporal_flow_side,
+                              exposure_smoothing=self.exposure_smoothing)
 
 
 class EnhanceNode(ManagedImageNode[EnhanceNodeConfig]):
@@ -117,6 +162,13 @@ class EnhanceNode(ManagedImageNode[EnhanceNodeConfig]):
         self._pub_image: Any = None
         self._pub_info: Any = None
         self._pub_heatmap: Any = None
+        # Fusion state is sequential: a history reset and a frame's fusion (in the finish stage)
+        # never run at once, and finishes run in frame order (FrameWorker hands them over one by one).
+        self._fusion_lock = threading.Lock()
+        self._last_fused: tuple[int, str] | None = None  # (stamp ns, frame_id) of the last frame into the network
+        self._temporal_resets = 0  # history restarts for stream jumps (temporal_break)
+        self._temporal_cuts = 0    # scene cuts and size changes of the histories before the current one
+        self._last_reset = ""
         super().__init__(node_name, **kwargs)
 
     # ------------------------------------------------------------------ lifecycle hooks
@@ -140,10 +192,13 @@ class EnhanceNode(ManagedImageNode[EnhanceNodeConfig]):
     def unload(self) -> None:
         enhancer, self._enhancer = self._enhancer, None
         self._camera_infos.clear()
+        self._last_fused = None
         if enhancer is not None:
             enhancer.close()
 
     def create_io(self, cfg: EnhanceNodeConfig) -> None:
+        # Counters cover the current activation (set before the first frame can arrive).
+        self._temporal_resets, self._temporal_cuts, self._last_reset = 0, 0, ""
         self._pub_image = self.add_publisher(Image, "enhanced/image")
         self._pub_info = self.add_publisher(CameraInfo, "enhanced/camera_info")
         heatmaps = (cfg.publish_heatmap and self._enhancer is not None
@@ -151,6 +206,30 @@ class EnhanceNode(ManagedImageNode[EnhanceNodeConfig]):
         self._pub_heatmap = self.add_publisher(Image, "enhanced/degradation") if heatmaps else None
         self.add_subscription(CameraInfo, "camera_info", self._camera_infos.add)
         self.add_subscription(Image, "image_raw", self.submit_frame)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        result = super().on_deactivate(state)  # the worker has finished its frames and stopped
+        with self._fusion_lock:  # a new activation starts every stream's history afresh
+            self._last_fused = None
+            if self._enhancer is not None:
+                self._restart_history(self._enhancer, all_streams=True)
+        return result
+
+    def _restart_history(self, enhancer: Enhancer, all_streams: bool = False) -> None:
+        """Forget the fusion history (holding `_fusion_lock`), keeping its scene-cut count."""
+        fusion = enhancer.fusion_state(None)
+        if fusion is not None:
+            self._temporal_cuts += fusion.resets
+        enhancer.reset_temporal(all_streams=all_streams)
+
+    def _fuse_in_order(self, enhancer: Enhancer, restored: Callable[[], np.ndarray], reset: str) -> np.ndarray:
+        """A frame's finish (fusion, conversion), after the history restart it calls for, if any."""
+        with self._fusion_lock:
+            if reset:
+                self._restart_history(enhancer)
+                self._temporal_resets += 1
+                self._last_reset = reset
+            return restored()
 
     def backend_description(self) -> str:
         return self._enhancer.backend.describe() if self._enhancer is not None else ""
@@ -167,6 +246,13 @@ class EnhanceNode(ManagedImageNode[EnhanceNodeConfig]):
         cache = enhancer.prior_cache
         if cache.every > 1:
             out["prior_reused"], out["prior_computed"] = cache.reused, cache.computed
+        if enhancer.cfg.temporal:
+            fusion = enhancer.fusion_state(None)
+            out["temporal_weight"] = f"{fusion.last_weight:.3f}" if fusion is not None else "0.000"
+            out["temporal_gain"] = f"{fusion.last_gain:.3f}" if fusion is not None else "1.000"
+            out["temporal_cuts"] = self._temporal_cuts + (fusion.resets if fusion is not None else 0)
+            out["temporal_resets"] = self._temporal_resets
+            out["temporal_last_reset"] = self._last_reset
         return out
 
     # ------------------------------------------------------------------ frames
@@ -187,11 +273,17 @@ class EnhanceNode(ManagedImageNode[EnhanceNodeConfig]):
             decoded = image_msg_to_decoded(msg, max_pixels=cfg.max_input_pixels,
                                            demosaic=cfg.demosaic)
         encoding = output_encoding_for(decoded.encoding, cfg.output_encoding)
+        reset = ""
+        if cfg.temporal:  # decided here, in frame order; applied before this frame's fusion
+            stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+            reset = temporal_break(self._last_fused, stamp_ns, msg.header.frame_id,
+                                   round(cfg.temporal_max_gap_s * 1e9))
+            self._last_fused = (stamp_ns, msg.header.frame_id)
         restored = enhancer.enhance_deferred(decoded.rgb)
         pub_image, pub_heatmap = self._pub_image, self._pub_heatmap
 
         def publish() -> None:
-            rgb = restored()
+            rgb = self._fuse_in_order(enhancer, restored, reset)
             with stages.measure("encode"):
                 out = make_image_msg(rgb, msg.header, encoding, alpha=decoded.alpha,
                                      bigendian=bool(msg.is_bigendian))
