@@ -213,3 +213,7 @@ def test_eval_video_command(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "dap_led_ros.cli", "eval", "--video", "--video-frames", "1",
                           "--out-dir", str(tmp_path / "bad")], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "--video-frames >= 2" in bad.stderr
+    bad = subprocess.run([sys.executable, "-m", "dap_led_ros.cli", "eval", "--video", "--video-noise-gain", "0.5",
+                          "--out-dir", str(tmp_path / "bad")], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "noise_gain must be in [1, 1024]" in bad.stderr
+    assert not (tmp_path / "bad").exists()  # refused before anything was made

@@ -21,6 +21,9 @@ def add_video_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--video-count", type=int, default=8, help="sequences (default: %(default)s)")
     g.add_argument("--video-frames", type=int, default=12, help="frames per sequence (default: %(default)s)")
     g.add_argument("--video-seed", type=int, default=2468, help="seed of the sequences (default: %(default)s)")
+    g.add_argument("--video-noise-gain", type=float, default=1.0, metavar="G",
+                   help="sensor gain on the sampled noise: shot-noise variance x G, read noise x sqrt(G) "
+                        "(a shorter exposure pushed brighter; default: %(default)s = the still-photo synthesis)")
     g.add_argument("--video-bound", type=int, default=8, metavar="DRAWS",
                    help="noise draws of each middle frame for the averaging bound (0 = skip; default: %(default)s)")
 
@@ -35,14 +38,18 @@ def run_video(args: argparse.Namespace) -> int:
         print(f"error: need --video-count >= 1, --video-frames >= 2 and --video-bound >= 0, got "
               f"{args.video_count}/{args.video_frames}/{args.video_bound}", file=sys.stderr)
         return 2
+    seq_cfg = SequenceConfig(size=(h, w), frames=args.video_frames, noise_gain=args.video_noise_gain)
+    try:
+        seq_cfg.validate()
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     try:
         prepare_folder(args.out_dir, "--out-dir")
     except OutputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        seq_cfg = SequenceConfig(size=(h, w), frames=args.video_frames)
-        seq_cfg.validate()
         cfg = enhancer_config_from_args(args)
         per_frame = Enhancer(replace(cfg, temporal=False))
         fused = Enhancer(replace(cfg, temporal=True), backend=per_frame.backend)
@@ -75,7 +82,8 @@ def run_video(args: argparse.Namespace) -> int:
                          "object_rmse_change": b["object_rmse"] - a["object_rmse"],
                          "fusion_ms": fusion_ms, "network_ms": network_ms, "cost_share": fusion_ms / network_ms}
     results["what"] = (f"{args.video_count} synthetic sequences x {args.video_frames} frames at {w}x{h} "
-                       f"(seed {args.video_seed}); backend {backend_text}, {cpu_count()} CPU cores")
+                       f"(seed {args.video_seed}, noise gain {args.video_noise_gain:g}); backend {backend_text}, "
+                       f"{cpu_count()} CPU cores")
     report = video_report(results, "dap-led " + " ".join(shlex.quote(x) for x in sys.argv[1:]))
     out = args.out_dir
     try:

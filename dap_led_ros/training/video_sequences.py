@@ -36,6 +36,9 @@ class SequenceConfig:
     roll_deg_per_frame: float = 0.15              # max roll change per frame
     object_size_range: tuple[float, float] = (0.18, 0.3)   # object height / frame height
     object_speed_range: tuple[float, float] = (6.0, 12.0)
+    # Sensor gain on top of the sampled noise (a shorter exposure pushed brighter): shot-noise
+    # variance x noise_gain, read-noise std x sqrt(noise_gain). 1 = the still-photo synthesis.
+    noise_gain: float = 1.0
 
     def validate(self) -> None:
         h, w = self.size
@@ -45,6 +48,8 @@ class SequenceConfig:
             raise ValueError(f"a sequence needs at least 2 frames, got {self.frames}")
         if self.margin < 0:
             raise ValueError(f"margin must be >= 0, got {self.margin}")
+        if not 1 <= self.noise_gain <= 1024:
+            raise ValueError(f"noise_gain must be in [1, 1024], got {self.noise_gain}")
 
 
 @dataclass
@@ -138,6 +143,8 @@ def make_sequence(index: int, photos: list, cfg: SequenceConfig, seed: int,
     mid = np.array([rng.uniform(ow / 2, w - ow / 2), rng.uniform(oh / 2, h - oh / 2)])
 
     params = replace(sample_params(rng, synthesis), lights=())
+    params = replace(params, shot_gain=params.shot_gain * cfg.noise_gain,
+                     read_noise=params.read_noise * math.sqrt(cfg.noise_gain))
     clean, degraded, masks = [], [], []
     for t in range(cfg.frames):
         centre = start + v * t + rng.normal(0, cfg.shake_px, 2)
