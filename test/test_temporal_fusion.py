@@ -208,7 +208,8 @@ def test_eval_video_command(tmp_path):
     assert set(results["rows"]) == {"auto-exposure", "DAP-LED frame by frame", "DAP-LED + temporal fusion"}
     assert results["rows"]["DAP-LED frame by frame"]["frames"] == 3
     assert 0 < results["fusion"]["cost_share"] < 10
-    assert (out / "contact_sheet_video.png").stat().st_size > 0
+    assert (out / "contact_sheet_video.png").stat().st_size > 0 and (out / "video_plot.png").stat().st_size > 0
+    assert len(results["level_traces"]["ground truth"]) == 3
     assert results["averaging_bound"]["draws"] == 2 and "Averaging bound" in r.stdout
     bad = subprocess.run([sys.executable, "-m", "dap_led_ros.cli", "eval", "--video", "--video-frames", "1",
                           "--out-dir", str(tmp_path / "bad")], capture_output=True, text=True, timeout=120)

@@ -33,6 +33,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sheet-frames", type=int, default=6, help="frames on the contact sheet (default: %(default)s)")
     p.add_argument("--no-detection", action="store_true", help="skip the detector overlay")
     p.add_argument("--batch", type=int, default=BagEnhanceOptions().batch, help="frames per backend call")
+    p.add_argument("--no-temporal", action="store_true",
+                   help="restore the drive frame by frame (default: temporal fusion per topic, as the node does)")
     add_backend_args(p)
     p.set_defaults(func=run)
 
@@ -54,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     except OutputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    enhancer = enhancer_from_args(args)
+    enhancer = enhancer_from_args(args, temporal=not args.no_temporal)
     if enhancer is None:
         return 2
     try:

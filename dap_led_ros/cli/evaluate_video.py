@@ -9,7 +9,7 @@ from dataclasses import replace
 
 from dap_led_ros.cli.args import enhancer_config_from_args
 from dap_led_ros.enhancer import Enhancer
-from dap_led_ros.file_output import OutputError, os_error_text, prepare_folder, write_text
+from dap_led_ros.file_output import OutputError, atomic_output, os_error_text, prepare_folder, write_text
 from dap_led_ros.imaging.image_io import write_image
 
 
@@ -30,7 +30,7 @@ def add_video_args(p: argparse.ArgumentParser) -> None:
 
 def run_video(args: argparse.Namespace) -> int:
     from dap_led_ros.training.evaluate import auto_exposure, cpu_count, grid_sheet
-    from dap_led_ros.training.video_eval import score_sequences, video_report
+    from dap_led_ros.training.video_eval import score_sequences, video_report, write_video_plot
     from dap_led_ros.training.video_sequences import SequenceConfig, synthetic_sequences
 
     h, w = args.val_size
@@ -89,6 +89,8 @@ def run_video(args: argparse.Namespace) -> int:
     try:
         write_text(out / "video.md", report, force=True)
         write_text(out / "video.json", json.dumps(results, indent=2), force=True)
+        with atomic_output(out / "video_plot.png", force=True) as tmp:
+            write_video_plot(results, tmp)
         if samples:
             write_image(out / "contact_sheet_video.png", grid_sheet(samples[:6], list(methods)), force=True)
     except (OSError, ValueError) as exc:
@@ -96,5 +98,5 @@ def run_video(args: argparse.Namespace) -> int:
               f"{os_error_text(exc) if isinstance(exc, OSError) else exc}", file=sys.stderr)
         return 1
     print(report)
-    print(f"wrote {out / 'video.md'}, video.json and contact_sheet_video.png")
+    print(f"wrote {out / 'video.md'}, video.json, video_plot.png and contact_sheet_video.png")
     return 0

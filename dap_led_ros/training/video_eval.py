@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Iterable
 
 import cv2
@@ -64,6 +65,7 @@ class _Rows:
     object_se: list[float] = field(default_factory=list)   # summed squared error inside the object
     object_px: int = 0
     level: list[float] = field(default_factory=list)       # per sequence
+    trace: list[float] = field(default_factory=list)       # mean grey level per frame, first sequence
     warped: list[float] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
 
@@ -100,6 +102,8 @@ def score_sequences(sequences: Iterable[VideoSequence], methods: dict[str, Calla
         names.append(seq.name)
         flows = clean_flows(seq.clean)
         lv, we = flicker(seq.clean, flows)
+        if not truth.trace:
+            truth.trace = [float((f.astype(np.float32) @ _GREY).mean()) for f in seq.clean]
         truth.level.append(lv)
         truth.warped.append(we)
         mid = len(seq.clean) // 2
@@ -119,13 +123,16 @@ def score_sequences(sequences: Iterable[VideoSequence], methods: dict[str, Calla
                 r.object_px += d.size
                 outs.append(out)
             lv, we = flicker(outs, flows)
+            if not r.trace:
+                r.trace = [float((o.astype(np.float32) @ _GREY).mean()) for o in outs]
             r.level.append(lv)
             r.warped.append(we)
             outs_mid[name] = outs[mid]
         if samples is not None:
             samples.append((seq.name, seq.degraded[mid], outs_mid, seq.clean[mid]))
     out = {"sequences": names, "rows": {n: r.summary() for n, r in rows.items()},
-           "ground_truth": {"level_change": float(np.mean(truth.level)), "warped_error": float(np.mean(truth.warped))}}
+           "ground_truth": {"level_change": float(np.mean(truth.level)), "warped_error": float(np.mean(truth.warped))},
+           "level_traces": {"ground truth": truth.trace, **{n: r.trace for n, r in rows.items()}}}
     if bound is not None:
         out["averaging_bound"] = {"draws": bound[1], "one_psnr": mean_psnr(one), "mean_psnr": mean_psnr(many),
                                   "gain_db": mean_psnr(many) - mean_psnr(one)}
@@ -164,3 +171,37 @@ def video_report(results: dict, command: str) -> str:
     lines += ["", "Level change: mean |mean grey level(t) - (t-1)|; warped error: mean |frame(t) - "
                   "frame(t-1) warped by the clean frames' flow|, both 0-255, (x) = times the clean frames' figure."]
     return "\n".join(lines) + "\n"
+
+
+def write_video_plot(results: dict, path: Path) -> None:
+    """Left: the mean grey level per frame of the first sequence, per method and for the clean
+    frames; right: both flicker figures per method as multiples of the clean frames'."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    for name, trace in results["level_traces"].items():
+        left.plot(trace, marker="o", ms=3, lw=2.5 if name == "ground truth" else 1.2,
+                  color="k" if name == "ground truth" else None, label=name)
+    left.set_xlabel("frame")
+    left.set_ylabel("mean grey level (0-255)")
+    left.set_title(f"{results['sequences'][0]}: level per frame")
+    left.legend(fontsize=8)
+    gt = results["ground_truth"]
+    names = list(results["rows"])
+    x = np.arange(len(names))
+    for i, (key, label) in enumerate((("level_change", "level change"), ("warped_error", "warped error"))):
+        vals = [results["rows"][n][key] / gt[key] for n in names]
+        right.bar(x + 0.4 * i, vals, 0.4, label=label)
+        for xi, v in zip(x, vals):
+            right.text(xi + 0.4 * i, v, f"{v:.2f}", ha="center", va="bottom", fontsize=8)
+    right.axhline(1.0, color="k", lw=0.8)
+    right.axhline(1.5, color="k", lw=0.8, ls="--")
+    right.set_xticks(x + 0.2, names, rotation=15, fontsize=8)
+    right.set_title("flicker / clean frames' flicker (dashed: 1.5x)")
+    right.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
