@@ -23,6 +23,7 @@ _LUMA_601 = np.array([0.299, 0.587, 0.114], np.float32)
 _THUMB = (32, 24)
 LEVEL_JUMP = 0.15        # relative level change followed at once by the exposure smoothing
 MAX_LEVEL_GAIN = 1.25    # the smoothing's gain stays within [1 / this, this]
+NOISE_TOLERANCE = 1.5    # tolerance added per unit of the median disagreement (the noise floor)
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,7 @@ class TemporalFusion:
         self._thumb: np.ndarray | None = None
         self._level: float | None = None          # steadied mean level of the output
         self.last_weight = 0.0                    # mean history weight of the last frame
+        self.noise_floor = 0.0                    # median disagreement of the last frame (0-1)
         self.last_gain = 1.0                      # exposure-smoothing gain of the last frame
 
     @property
@@ -112,8 +114,13 @@ class TemporalFusion:
         warped_small = cv2.remap(self._small, sx, sy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         # Disagreement after alignment: the mean colour difference, averaged over 5x5 (noise
         # averages out), then spread by a pixel so edges of a moving object count as disagreeing.
-        diff = cv2.dilate(cv2.blur(np.abs(warped_small - small).mean(axis=2), (5, 5)), np.ones((3, 3), np.uint8))
-        confidence = np.clip(2.0 - 2.0 * diff / self.settings.tolerance, 0.0, 1.0)
+        raw = np.abs(warped_small - small).mean(axis=2)
+        diff = cv2.dilate(cv2.blur(raw, (5, 5)), np.ones((3, 3), np.uint8))
+        # The tolerance grows with the frame's noise: the median disagreement, which noise sets
+        # where most of the frame is aligned (a noisy frame would otherwise reject every history).
+        self.noise_floor = float(np.median(raw))
+        tolerance = self.settings.tolerance + NOISE_TOLERANCE * self.noise_floor
+        confidence = np.clip(2.0 - 2.0 * diff / tolerance, 0.0, 1.0)
         confidence *= (sx >= 0) & (sx <= sw - 1) & (sy >= 0) & (sy <= sh - 1)  # no history outside the frame
 
         flow = cv2.resize(flow_small, (w, h), interpolation=cv2.INTER_LINEAR) * scale
