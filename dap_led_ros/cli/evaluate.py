@@ -64,6 +64,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sheet-rows", type=int, default=6, help="rows per contact sheet")
     add_backend_args(p)
     add_video_args(p)
+    g = p.add_argument_group("downstream (--downstream)")
+    g.add_argument("--downstream", action="store_true",
+                   help="instead: the detector's precision/recall (and --depth-model's agreement) against the "
+                        "clean frames; writes downstream.md, .json, _plot.png, _sheet_*.png (docs/evaluation.md)")
+    g.add_argument("--downstream-score", type=float, default=0.5,
+                   help="detector score threshold, for the reference boxes too (default: %(default)s)")
+    g.add_argument("--depth-model", type=Path, default=None, help="ONNX depth model to score too")
+    g.add_argument("--depth-output", choices=("disparity", "depth"), default="disparity",
+                   help="what --depth-model predicts (default: %(default)s)")
     p.set_defaults(func=run)
 
 
@@ -97,7 +106,90 @@ def _write_results(out_dir: Path, report: str, results: dict, sheets: dict[str, 
             write_image(out_dir / f"contact_sheet_{name}.png", grid_sheet(samples, cols), force=True)
 
 
+def _write_failed(out_dir: Path, exc: Exception) -> int:
+    """Says why the results could not be written to out_dir; the exit status for that (1)."""
+    print(f"error: cannot write the results to {out_dir}: "
+          f"{os_error_text(exc) if isinstance(exc, OSError) else exc}", file=sys.stderr)
+    return 1
+
+
+def _run_downstream(args: argparse.Namespace) -> int:
+    """`--downstream`: the detector (and --depth-model) on clean, degraded and restored frames."""
+    from dap_led_ros.perception.depth import DepthConfig, DepthEstimator, DepthModelError
+    from dap_led_ros.perception.detection import Detector, DetectorConfig, DetectorModelError
+    from dap_led_ros.training import downstream as ds
+
+    if args.depth_model is not None and not args.depth_model.is_file():
+        print(f"error: --depth-model {args.depth_model} is not a file", file=sys.stderr)
+        return 2
+    for d in args.pairs or ():
+        if not d.is_dir() or _inside(args.out_dir.resolve(), d.resolve()):
+            print(f"error: paired folder {d} does not exist or holds --out-dir", file=sys.stderr)
+            return 2
+    cfg = ds.DownstreamConfig(sheet_rows=max(0, args.sheet_rows))
+    depth = None
+    try:
+        prepare_folder(args.out_dir, "--out-dir")
+        detector = Detector(DetectorConfig(score_threshold=args.downstream_score, threads=args.threads))
+        if args.depth_model is not None:
+            depth = DepthEstimator(DepthConfig(model=str(args.depth_model), threads=args.threads,
+                                               output=args.depth_output))
+        methods, enhancers = _methods(args)
+    except (OutputError, DetectorModelError, DepthModelError, ValueError, RuntimeError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    methods = {("degraded input" if k == "identity" else k): v for k, v in methods.items()}
+    machine = f"{platform.processor() or platform.machine()}, {cpu_count()} CPU cores, " \
+              f"backend {enhancers[0].backend.describe()}"
+    h, w = args.val_size
+    sources = [] if args.no_synthetic else [("synthetic", f"Synthetic validation set ({w}x{h}, seed {args.val_seed})",
+                                             lambda: synthetic_pairs((h, w), args.val_count, args.val_seed))]
+    if not args.no_camera_set:
+        sources.append(("camera", f"Second validation set: camera model ({w}x{h}, seed {args.val2_seed})",
+                        lambda: camera_pairs((h, w), None, args.val2_seed)))
+    if args.pairs:
+        from dap_led_ros.training.datasets import PairedFolder
+
+        sources.append(("pairs", f"Paired folders {args.pairs[0]} -> {args.pairs[1]}",
+                        lambda: folder_pairs(PairedFolder(args.pairs[0], args.pairs[1]))))
+    sets, sheets = {}, {}
+    try:
+        for tag, title, pairs in sources:
+            try:
+                frames = pairs()
+            except ValueError as exc:
+                if tag != "camera":
+                    raise
+                print(f"note: second validation set skipped: {exc}", file=sys.stderr)
+                continue
+            sheets[tag] = []
+            sets[title] = ds.evaluate_set(frames, methods, detector.detect, cfg,
+                                          depth.estimate if depth else None, args.depth_output, sheets[tag])
+    except (FileNotFoundError, ValueError, ImageReadError, DetectorModelError, DepthModelError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        for e in enhancers:
+            e.close()
+    if not any(s["frames"] for s in sets.values()):
+        print("error: nothing to evaluate (no synthetic set, camera set or pairs)", file=sys.stderr)
+        return 2
+    results = {"command": "dap-led " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+               "machine": machine,
+               "detector": detector.model_name, "score_threshold": args.downstream_score,
+               "depth_model": str(args.depth_model) if depth else None, "sets": sets}
+    try:
+        report = ds.write_outputs(args.out_dir, results, sheets, cfg)
+    except (OSError, ValueError) as exc:
+        return _write_failed(args.out_dir, exc)
+    print(report)
+    print(f"wrote {args.out_dir / 'downstream.md'}, downstream.json, downstream_plot.png, downstream_sheet_*.png")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.downstream:
+        return _run_downstream(args)
     if args.video:
         return run_video(args)
     if args.pairs:
