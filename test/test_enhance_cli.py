@@ -100,3 +100,24 @@ def test_help_documents_force_and_the_exit_status() -> None:
     enhance_help = " ".join(build_parser(["enhance"])._subparsers._group_actions[0].choices["enhance"]
                             .format_help().split())
     assert "--force" in enhance_help and "1 some images failed" in enhance_help
+
+
+def test_temporal_folder_fuses_consecutive_frames(tmp_path: Path, tiny_ckpt: Path) -> None:
+    rng = np.random.default_rng(3)
+    scene = cv2.GaussianBlur(rng.integers(0, 80, (64, 96, 3), dtype=np.uint8), (0, 0), 3)
+    src = tmp_path / "frames"
+    src.mkdir()
+    for i in range(4):  # one static scene, fresh noise per frame
+        noisy = np.clip(scene.astype(int) + rng.integers(-12, 13, scene.shape), 0, 255).astype(np.uint8)
+        cv2.imwrite(str(src / f"f{i:03d}.png"), noisy)
+    outs = {}
+    for name, extra in (("stills", ()), ("video", ("--temporal",))):
+        r = _run("enhance", str(src), str(tmp_path / name) + "/", "--model", str(tiny_ckpt), "--backend", "torch",
+                 *extra)
+        assert r.returncode == 0, r.stderr
+        outs[name] = [cv2.imread(str(tmp_path / name / f"f{i:03d}.png")).astype(float) for i in range(4)]
+    np.testing.assert_array_equal(outs["stills"][0], outs["video"][0])  # the first frame stands alone
+
+    def change(frames):
+        return np.mean([np.abs(a - b).mean() for a, b in zip(frames[1:], frames[:-1])])
+    assert change(outs["video"]) < 0.8 * change(outs["stills"]), (change(outs["video"]), change(outs["stills"]))

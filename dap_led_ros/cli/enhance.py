@@ -45,6 +45,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--png", action="store_true", help="write every output as .png")
     p.add_argument("--force", action="store_true",
                    help="replace outputs (and the contact sheet) that exist; an input is never replaced")
+    p.add_argument("--temporal", action="store_true",
+                   help="the images are consecutive frames of one video (in path order): fuse each restored "
+                        "frame with the previous ones (as the node does; a frame that fails restarts the history)")
     add_backend_args(p)
     p.set_defaults(func=run)
 
@@ -179,7 +182,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     for path, reason in todo.skipped:
         print(f"skipped {path}: {reason}", file=sys.stderr)
-    enhancer = enhancer_from_args(args)
+    enhancer = enhancer_from_args(args, temporal=args.temporal)
     if enhancer is None:
         return 2
     failed: list[str] = []
@@ -196,6 +199,7 @@ def run(args: argparse.Namespace) -> int:
                 out = enhancer.enhance(img.rgb)
                 write_image(dst, out, alpha=img.alpha, grayscale=img.grayscale, force=args.force)
             except Exception as exc:  # noqa: BLE001 - one bad image must not stop the others
+                enhancer.reset_temporal()  # a gap in the video
                 failed.append(_cause(src, dst, exc))
                 tqdm.write(f"error: {failed[-1]}", file=sys.stderr)
                 log.debug("%s failed", src, exc_info=True)
