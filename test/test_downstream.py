@@ -10,7 +10,7 @@ import pytest
 
 from dap_led_ros import cli
 from dap_led_ros.perception.detection import Detection, Detector, DetectorConfig
-from dap_led_ros.training.downstream import (
+from dap_led_ros.perception.downstream import (
     Counts,
     DownstreamConfig,
     combined,

@@ -115,9 +115,9 @@ def _write_failed(out_dir: Path, exc: Exception) -> int:
 
 def _run_downstream(args: argparse.Namespace) -> int:
     """`--downstream`: the detector (and --depth-model) on clean, degraded and restored frames."""
+    from dap_led_ros.perception import downstream as ds
     from dap_led_ros.perception.depth import DepthConfig, DepthEstimator, DepthModelError
     from dap_led_ros.perception.detection import Detector, DetectorConfig, DetectorModelError
-    from dap_led_ros.training import downstream as ds
 
     if args.depth_model is not None and not args.depth_model.is_file():
         print(f"error: --depth-model {args.depth_model} is not a file", file=sys.stderr)
