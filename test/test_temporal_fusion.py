@@ -232,3 +232,6 @@ def test_eval_video_command(tmp_path):
                           "--out-dir", str(tmp_path / "bad")], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "noise_gain must be in [1, 1024]" in bad.stderr
     assert not (tmp_path / "bad").exists()  # refused before anything was made
+    both = subprocess.run([sys.executable, "-m", "dap_led_ros.cli", "eval", "--video", "--downstream",
+                           "--out-dir", str(tmp_path / "bad")], capture_output=True, text=True, timeout=120)
+    assert both.returncode == 2 and "give one of them" in both.stderr

@@ -188,6 +188,9 @@ def _run_downstream(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.downstream and args.video:
+        print("error: --downstream and --video are separate evaluations: give one of them", file=sys.stderr)
+        return 2
     if args.downstream:
         return _run_downstream(args)
     if args.video:
