@@ -242,7 +242,7 @@ def test_a_failing_image_never_stops_the_folder(tmp_path: Path, tiny_checkpoint:
     from dap_led_ros.enhancer import Enhancer, EnhancerConfig
 
     monkeypatch.setattr(enhance, "enhancer_from_args",
-                        lambda args: Enhancer(EnhancerConfig(model=str(tiny_checkpoint), backend="torch"),
+                        lambda args, **settings: Enhancer(EnhancerConfig(model=str(tiny_checkpoint), backend="torch"),
                                               backend=_Flaky()))
     src = tmp_path / "in"
     src.mkdir()
