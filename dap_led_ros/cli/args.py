@@ -84,6 +84,15 @@ def enhancer_from_args(args: argparse.Namespace, **settings: object) -> Enhancer
         return None
 
 
+def results_write_failed(out_dir: object, exc: Exception) -> int:
+    """Says why a command's results could not be written to out_dir; returns that exit status (1)."""
+    from dap_led_ros.file_output import os_error_text
+
+    print(f"error: cannot write the results to {out_dir}: "
+          f"{os_error_text(exc) if isinstance(exc, OSError) else exc}", file=sys.stderr)
+    return 1
+
+
 def parse_size(text: str) -> tuple[int, int]:
     """argparse type: 'WxH' -> (H, W), the order the parity and bench loops use."""
     w, h = frame_size(text)

@@ -9,8 +9,8 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from dap_led_ros.cli.args import parse_size
-from dap_led_ros.file_output import OutputError, atomic_output, os_error_text, prepare_folder, write_text
+from dap_led_ros.cli.args import parse_size, results_write_failed
+from dap_led_ros.file_output import OutputError, atomic_output, prepare_folder, write_text
 from dap_led_ros.runtime.bench import (
     DEFAULT_SIZES,
     default_variants,
@@ -80,8 +80,7 @@ def run(args: argparse.Namespace) -> int:
         with atomic_output(args.out_dir / "bench.png", force=True) as tmp:
             plot(results, tmp)
     except OSError as exc:
-        print(f"error: cannot write the results to {args.out_dir}: {os_error_text(exc)}", file=sys.stderr)
-        return 1
+        return results_write_failed(args.out_dir, exc)
     print(header + table)
     cpu_ok = [r for r in results if r.fps and r.variant in ("torch", "onnxruntime")]
     for size in dict.fromkeys(r.size for r in cpu_ok):

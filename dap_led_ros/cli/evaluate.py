@@ -9,10 +9,10 @@ import shlex
 import sys
 from pathlib import Path
 
-from dap_led_ros.cli.args import add_backend_args, enhancer_config_from_args
+from dap_led_ros.cli.args import add_backend_args, enhancer_config_from_args, results_write_failed
 from dap_led_ros.cli.evaluate_video import add_video_args, run_video
 from dap_led_ros.enhancer import Enhancer
-from dap_led_ros.file_output import OutputError, atomic_output, os_error_text, prepare_folder, write_text
+from dap_led_ros.file_output import OutputError, atomic_output, prepare_folder, write_text
 from dap_led_ros.imaging.image_io import ImageReadError, write_image
 from dap_led_ros.training.evaluate import (
     DEFAULT_REAL_DIR,
@@ -106,13 +106,6 @@ def _write_results(out_dir: Path, report: str, results: dict, sheets: dict[str, 
             write_image(out_dir / f"contact_sheet_{name}.png", grid_sheet(samples, cols), force=True)
 
 
-def _write_failed(out_dir: Path, exc: Exception) -> int:
-    """Says why the results could not be written to out_dir; the exit status for that (1)."""
-    print(f"error: cannot write the results to {out_dir}: "
-          f"{os_error_text(exc) if isinstance(exc, OSError) else exc}", file=sys.stderr)
-    return 1
-
-
 def _run_downstream(args: argparse.Namespace) -> int:
     """`--downstream`: the detector (and --depth-model) on clean, degraded and restored frames."""
     from dap_led_ros.perception import downstream as ds
@@ -181,7 +174,7 @@ def _run_downstream(args: argparse.Namespace) -> int:
     try:
         report = ds.write_outputs(args.out_dir, results, sheets, cfg)
     except (OSError, ValueError) as exc:
-        return _write_failed(args.out_dir, exc)
+        return results_write_failed(args.out_dir, exc)
     print(report)
     print(f"wrote {args.out_dir / 'downstream.md'}, downstream.json, downstream_plot.png, downstream_sheet_*.png")
     return 0
@@ -287,9 +280,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         _write_results(out_dir, report, results, sheets, [m for m in methods if m != "identity"])
     except (OSError, ValueError) as exc:
-        print(f"error: cannot write the results to {out_dir}: "
-              f"{os_error_text(exc) if isinstance(exc, OSError) else exc}", file=sys.stderr)
-        return 1
+        return results_write_failed(out_dir, exc)
     print(report)
     print(f"wrote {out_dir / 'evaluation.md'}, eval.json, eval_plot.png and contact sheets")
     return 0

@@ -7,9 +7,9 @@ import shlex
 import sys
 from dataclasses import replace
 
-from dap_led_ros.cli.args import enhancer_config_from_args
+from dap_led_ros.cli.args import enhancer_config_from_args, results_write_failed
 from dap_led_ros.enhancer import Enhancer
-from dap_led_ros.file_output import OutputError, atomic_output, os_error_text, prepare_folder, write_text
+from dap_led_ros.file_output import OutputError, atomic_output, prepare_folder, write_text
 from dap_led_ros.imaging.image_io import write_image
 
 
@@ -94,9 +94,7 @@ def run_video(args: argparse.Namespace) -> int:
         if samples:
             write_image(out / "contact_sheet_video.png", grid_sheet(samples[:6], list(methods)), force=True)
     except (OSError, ValueError) as exc:
-        print(f"error: cannot write the results to {out}: "
-              f"{os_error_text(exc) if isinstance(exc, OSError) else exc}", file=sys.stderr)
-        return 1
+        return results_write_failed(out, exc)
     print(report)
     print(f"wrote {out / 'video.md'}, video.json, video_plot.png and contact_sheet_video.png")
     return 0
