@@ -235,3 +235,12 @@ def test_eval_video_command(tmp_path):
     both = subprocess.run([sys.executable, "-m", "dap_led_ros.cli", "eval", "--video", "--downstream",
                            "--out-dir", str(tmp_path / "bad")], capture_output=True, text=True, timeout=120)
     assert both.returncode == 2 and "give one of them" in both.stderr
+
+
+def test_time_jump_rule():
+    from dap_led_ros.runtime.temporal_fusion import time_jump
+
+    s = 1_000_000_000
+    assert time_jump(10 * s, 10 * s, s) == "" and time_jump(10 * s, 11 * s, s) == ""
+    assert time_jump(10 * s, 11 * s + 1, s, "log time") == "gap of 1.000 s"
+    assert time_jump(10 * s, 9 * s, s, "log time") == "log time went back by 1.000 s"

@@ -42,6 +42,7 @@ from dap_led_ros.bag.bag_writer import BagWriter, OutputSettings
 from dap_led_ros.bag.frames import BagFrame, CompressionSettings, FrameDecodeError, decode_frame, encode_frame
 from dap_led_ros.enhancer import Enhancer
 from dap_led_ros.imaging.image_encoding import ImageEncodingError
+from dap_led_ros.runtime.temporal_fusion import time_jump
 
 # A topic's fusion history restarts when its log time jumps forward by more than this (or goes back).
 MAX_LOG_GAP_NS = 1_000_000_000
@@ -185,7 +186,7 @@ class _EnhancedSink:
         frames already queued are fused first, so the restart falls exactly between two frames."""
         last = self.last_log_time.get(topic)
         self.last_log_time[topic] = log_time
-        if last is not None and not 0 <= log_time - last <= MAX_LOG_GAP_NS:
+        if last is not None and time_jump(last, log_time, MAX_LOG_GAP_NS, "log time"):
             self.flush()
             self.enhancer.reset_temporal(topic)
             self.summary.history_restarts[topic] += 1

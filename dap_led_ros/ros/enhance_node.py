@@ -43,6 +43,7 @@ from dap_led_ros.ros.params import (
 )
 from dap_led_ros.ros.runner import main_for
 from dap_led_ros.runtime.backends import BACKEND_NAMES
+from dap_led_ros.runtime.temporal_fusion import time_jump
 
 NODE_NAME = "enhance_node"
 
@@ -58,11 +59,7 @@ def temporal_break(last: tuple[int, str] | None, stamp_ns: int, frame_id: str, m
     last_ns, last_frame_id = last
     if frame_id != last_frame_id:
         return f"frame_id changed from '{last_frame_id}' to '{frame_id}'"
-    if stamp_ns < last_ns:
-        return f"stamp went back by {(last_ns - stamp_ns) / 1e9:.3f} s"
-    if stamp_ns - last_ns > max_gap_ns:
-        return f"gap of {(stamp_ns - last_ns) / 1e9:.3f} s"
-    return ""
+    return time_jump(last_ns, stamp_ns, max_gap_ns)
 
 
 @dataclass

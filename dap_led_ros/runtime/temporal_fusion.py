@@ -26,6 +26,16 @@ MAX_LEVEL_GAIN = 1.25    # the smoothing's gain stays within [1 / this, this]
 NOISE_TOLERANCE = 1.5    # tolerance added per unit of the median disagreement (the noise floor)
 
 
+def time_jump(last_ns: int, now_ns: int, max_gap_ns: int, clock: str = "stamp") -> str:
+    """Why a stream's history must restart between frames at `last_ns` and `now_ns` ("" to keep
+    it): its `clock` went back, or moved on by more than `max_gap_ns`."""
+    if now_ns < last_ns:
+        return f"{clock} went back by {(last_ns - now_ns) / 1e9:.3f} s"
+    if now_ns - last_ns > max_gap_ns:
+        return f"gap of {(now_ns - last_ns) / 1e9:.3f} s"
+    return ""
+
+
 @dataclass(frozen=True)
 class FusionSettings:
     frames: int = 4            # running mean over at most this many frames
@@ -90,24 +100,26 @@ class TemporalFusion:
         return grid
 
     @staticmethod
-    def _luma8(small: np.ndarray) -> np.ndarray:
-        return np.clip(small @ (_LUMA_601 * 255) + 0.5, 0, 255).astype(np.uint8)
+    def _luma8(luma: np.ndarray) -> np.ndarray:
+        """0-1 luma as the 8-bit image DIS takes."""
+        return np.clip(luma * 255 + 0.5, 0, 255).astype(np.uint8)
 
     def fuse(self, frame: np.ndarray) -> np.ndarray:
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.float32:
             raise ValueError(f"expected an H x W x 3 float32 frame, got {frame.dtype} {frame.shape}")
         h, w = frame.shape[:2]
         small, scale = self._downscaled(frame)
-        thumb = cv2.resize(small @ _LUMA_601, _THUMB, interpolation=cv2.INTER_AREA)
+        luma = small @ _LUMA_601
+        thumb = cv2.resize(luma, _THUMB, interpolation=cv2.INTER_AREA)
         hist = self._history
         if hist is None or hist.shape != frame.shape or \
                 float(np.abs(thumb - self._thumb).mean()) > self.settings.cut:
             if hist is not None:
                 self.resets += 1
-            return self._restart(frame, small, thumb)
+            return self._restart(frame, small, thumb, float(luma.mean()))
 
         # Flow from the current frame to the previous one: cur(x) ~ prev(x + flow(x)).
-        flow_small = self._flow.calc(self._luma8(small), self._luma8(self._small), None)
+        flow_small = self._flow.calc(self._luma8(luma), self._luma8(self._small @ _LUMA_601), None)
         sh, sw = small.shape[:2]
         gx, gy = self._grid(sh, sw)
         sx, sy = gx + flow_small[..., 0], gy + flow_small[..., 1]
@@ -158,11 +170,11 @@ class TemporalFusion:
         self._level, self.last_gain = level * gain, gain
         return gain
 
-    def _restart(self, frame: np.ndarray, small: np.ndarray, thumb: np.ndarray) -> np.ndarray:
+    def _restart(self, frame: np.ndarray, small: np.ndarray, thumb: np.ndarray, level: float) -> np.ndarray:
         self._history = frame
         self._count = np.ones(frame.shape[:2], np.float32)
         self._small = small
         self._thumb = thumb
-        self._level = float((small @ _LUMA_601).mean())
+        self._level = level
         self.last_weight, self.last_gain = 0.0, 1.0
         return frame
