@@ -134,7 +134,8 @@ class Enhancer:
         self._exact_tried = self._exact is not None
         # Per-stage wall times of enhance(); the prior is a stage of its own only with heatmap reuse.
         self.stages = StageTimes()
-        self.prior_cache = PriorCache(self.cfg.prior_every, self.cfg.prior_change)
+        # Heatmap reuse: one cache per stream (cameras must not reuse each other's heatmaps).
+        self._prior_caches: dict[str | None, PriorCache] = {}
         self._last_hw: tuple[int, int] | None = None
         # Temporal fusion: one history per stream (a camera, a bag topic); None is the default stream.
         self._fusion: dict[str | None, TemporalFusion] = {}
@@ -180,14 +181,7 @@ class Enhancer:
             if self.cfg.temporal:
                 return lambda: self._fused(done.astype(np.float32) * (1.0 / 255.0), stream)
             return lambda: done
-        y = self._network(rgb)
-
-        def finish() -> np.ndarray:
-            if self.cfg.temporal:
-                return self._fused(y[0].transpose(1, 2, 0), stream)
-            with self.stages.measure("convert_out"):
-                return to_rgb8(y[0])
-        return finish
+        return self._finisher(self._network(rgb, stream)[0], stream)
 
     def _fused(self, hwc: np.ndarray, stream: str | None) -> np.ndarray:
         with self.stages.measure("temporal"):
@@ -209,12 +203,28 @@ class Enhancer:
         """The stream's fusion history (None before its first frame or without `temporal`)."""
         return self._fusion.get(stream)
 
-    def _network(self, rgb: np.ndarray) -> np.ndarray:
+    @property
+    def prior_cache(self) -> PriorCache:
+        """The default stream's heatmap cache (`prior_caches` holds every stream's)."""
+        return self.prior_cache_of(None)
+
+    def prior_cache_of(self, stream: str | None) -> PriorCache:
+        cache = self._prior_caches.get(stream)
+        if cache is None:
+            cache = self._prior_caches[stream] = PriorCache(self.cfg.prior_every, self.cfg.prior_change)
+        return cache
+
+    @property
+    def prior_caches(self) -> dict[str | None, PriorCache]:
+        return dict(self._prior_caches)
+
+    def _network(self, rgb: np.ndarray, stream: str | None = None) -> np.ndarray:
         with self.stages.measure("convert_in"):
             x = to_input(rgb)
-        if self.backend.supports_prior_input and self.prior_cache.every > 1:
+        if self.backend.supports_prior_input and self.cfg.prior_every > 1:
+            cache = self.prior_cache_of(stream)
             with self.stages.measure("prior"):
-                maps = self.prior_cache.maps(rgb, lambda: self.backend.heatmaps(x))
+                maps = cache.maps(rgb, lambda: self.backend.heatmaps(x))
             with self.stages.measure("network"):
                 y = self.backend.infer_with_prior(x, maps) if maps else self.backend.infer(x)
         else:
@@ -223,20 +233,44 @@ class Enhancer:
         return y
 
     def enhance_batch(self, frames: list[np.ndarray], streams: list[str | None] | None = None) -> list[np.ndarray]:
-        """Frames of one size go through the backend together; others one by one. With `temporal`,
-        each frame is fused into its stream's history (`streams[i]`, default None) in list order."""
+        """The restored frames (see `enhance_batch_deferred`)."""
+        return [finish() for finish in self.enhance_batch_deferred(frames, streams)]
+
+    def enhance_batch_deferred(self, frames: list[np.ndarray],
+                               streams: list[str | None] | None = None) -> list[Callable[[], np.ndarray]]:
+        """Runs the network now, frames of one size (within `max_pixels`) through the backend together
+        (the others one by one), and returns each frame's rest (fusion, conversion) as a callable. With
+        `temporal`, frame i is fused into stream `streams[i]`'s history (default None): call the
+        callables in list order. A batch skips heatmap reuse (the prior runs in the batch's graph)."""
         streams = streams if streams is not None else [None] * len(frames)
         if len(streams) != len(frames):
             raise ValueError(f"{len(frames)} frames but {len(streams)} stream names")
         for f in frames:
             self._check(f)
-        if len({f.shape for f in frames}) == 1 and frames and \
-                frames[0].shape[0] * frames[0].shape[1] <= self.cfg.max_pixels:
-            out = self.backend.infer(np.concatenate([to_input(f) for f in frames]))
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, f in enumerate(frames):
+            if f.shape[0] * f.shape[1] <= self.cfg.max_pixels:
+                groups.setdefault(f.shape, []).append(i)
+        rests: list[Callable[[], np.ndarray] | None] = [None] * len(frames)
+        for indices in groups.values():
+            if len(indices) < 2:
+                continue
+            with self.stages.measure("convert_in"):
+                x = np.concatenate([to_input(frames[i]) for i in indices])
+            with self.stages.measure("network"):
+                y = self.backend.infer(x)
+            for k, i in enumerate(indices):
+                rests[i] = self._finisher(y[k], streams[i])
+        return [rest if rest is not None else self.enhance_deferred(f, s)
+                for rest, f, s in zip(rests, frames, streams)]
+
+    def _finisher(self, chw: np.ndarray, stream: str | None) -> Callable[[], np.ndarray]:
+        def finish() -> np.ndarray:
             if self.cfg.temporal:
-                return [self._fused(o.transpose(1, 2, 0), s) for o, s in zip(out, streams)]
-            return [to_rgb8(o) for o in out]
-        return [self.enhance(f, s) for f, s in zip(frames, streams)]
+                return self._fused(chw.transpose(1, 2, 0), stream)
+            with self.stages.measure("convert_out"):
+                return to_rgb8(chw)
+        return finish
 
     def _exact_backend(self) -> Backend | None:
         if not self._exact_tried:

@@ -11,10 +11,15 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-import cv2
 import numpy as np
 
 from dap_led_ros.bag.bag_io import COMPRESSED_IMAGE, IMAGE, TYPESTORE
+from dap_led_ros.imaging.compressed_image import (
+    DEFAULT_JPEG_QUALITY,
+    DEFAULT_PNG_LEVEL,
+    compress_pixels,
+    decode_compressed,
+)
 from dap_led_ros.imaging.image_encoding import (
     DEFAULT_MAX_PIXELS,
     ImageEncodingError,
@@ -22,9 +27,6 @@ from dap_led_ros.imaging.image_encoding import (
     encode_image,
     output_encoding_for,
 )
-
-_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-_JPEG_MAGIC = b"\xff\xd8\xff"
 
 
 class FrameDecodeError(ValueError):
@@ -35,8 +37,8 @@ class FrameDecodeError(ValueError):
 class CompressionSettings:
     """How enhanced CompressedImage frames are re-encoded (compressed_image_transport's defaults)."""
 
-    jpeg_quality: int = 95
-    png_level: int = 3
+    jpeg_quality: int = DEFAULT_JPEG_QUALITY
+    png_level: int = DEFAULT_PNG_LEVEL
 
     def validate(self) -> None:
         if not 1 <= self.jpeg_quality <= 100:
@@ -53,7 +55,7 @@ class BagFrame:
     msg: Any                          # the deserialized message (header, encoding/format, ...)
     rgb: np.ndarray                   # H x W x 3 uint8
     alpha: np.ndarray | None = None   # H x W uint8 alpha channel, passed through
-    codec: str | None = None          # CompressedImage: ".jpg" or ".png"
+    codec: str | None = None          # CompressedImage: "jpeg" or "png"
     grey: bool = False                # CompressedImage: the stream is single-channel
     sixteen_bit: bool = False         # CompressedImage: the stream is 16-bit (PNG)
 
@@ -76,39 +78,13 @@ def decode_frame(msgtype: str, raw: bytes | memoryview, max_pixels: int = DEFAUL
     return _decode_compressed(msg, max_pixels)
 
 
-def _codec_of(fmt: str, data: bytes) -> str:
-    if "compresseddepth" in fmt.lower():
-        raise FrameDecodeError(f"format '{fmt}' is a compressed depth map, not a camera frame")
-    if data.startswith(_PNG_MAGIC):
-        return ".png"
-    if data.startswith(_JPEG_MAGIC):
-        return ".jpg"
-    raise FrameDecodeError(f"data of format '{fmt}' is neither JPEG nor PNG "
-                           f"(first bytes {data[:4].hex() or 'none'})")
-
-
 def _decode_compressed(msg: Any, max_pixels: int) -> BagFrame:
-    data = bytes(msg.data)
-    codec = _codec_of(msg.format, data)
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise FrameDecodeError(f"corrupt {codec[1:]} data ({len(data)} bytes)")
-    if img.shape[0] * img.shape[1] > max_pixels:
-        raise FrameDecodeError(f"frame {img.shape[1]}x{img.shape[0]} exceeds max_pixels={max_pixels}")
-    sixteen_bit = img.dtype == np.uint16
-    if sixteen_bit:
-        img = cv2.convertScaleAbs(img, alpha=1.0 / 257.0)  # cv_bridge's 16 -> 8 bit scaling
-    elif img.dtype != np.uint8:
-        raise FrameDecodeError(f"unsupported sample type {img.dtype}")
-    alpha = None
-    if img.ndim == 2:
-        rgb = cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
-    elif img.shape[2] == 4:
-        rgb, alpha = cv2.cvtColor(img, cv2.COLOR_BGRA2RGB), np.ascontiguousarray(img[:, :, 3])
-    else:
-        rgb = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    return BagFrame(COMPRESSED_IMAGE, msg, rgb, alpha=alpha, codec=codec, grey=img.ndim == 2,
-                    sixteen_bit=sixteen_bit)
+    try:
+        d = decode_compressed(msg.format, msg.data, max_pixels=max_pixels)
+    except ImageEncodingError as exc:
+        raise FrameDecodeError(str(exc)) from exc
+    return BagFrame(COMPRESSED_IMAGE, msg, d.rgb, alpha=d.alpha, codec=d.codec, grey=d.grey,
+                    sixteen_bit=d.sixteen_bit)
 
 
 def encode_frame(frame: BagFrame, rgb: np.ndarray, settings: CompressionSettings = CompressionSettings()) -> bytes:
@@ -125,20 +101,12 @@ def encode_frame(frame: BagFrame, rgb: np.ndarray, settings: CompressionSettings
 
 
 def _compress(frame: BagFrame, rgb: np.ndarray, settings: CompressionSettings) -> bytes:
-    if frame.grey:
-        img = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-    elif frame.alpha is not None:
-        img = np.dstack([cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), frame.alpha])
-    else:
-        img = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-    if frame.sixteen_bit:
-        img = img.astype(np.uint16) * np.uint16(257)
-    params = ([cv2.IMWRITE_JPEG_QUALITY, settings.jpeg_quality] if frame.codec == ".jpg"
-              else [cv2.IMWRITE_PNG_COMPRESSION, settings.png_level])
-    ok, buf = cv2.imencode(frame.codec or ".png", img, params)
-    if not ok:
-        raise FrameDecodeError(f"OpenCV cannot encode the frame as {frame.codec}")
-    return buf.tobytes()
+    try:
+        return compress_pixels(rgb, frame.codec or "png", grey=frame.grey, sixteen_bit=frame.sixteen_bit,
+                               alpha=frame.alpha, jpeg_quality=settings.jpeg_quality,
+                               png_level=settings.png_level)
+    except ImageEncodingError as exc:
+        raise FrameDecodeError(str(exc)) from exc
 
 
 def frame_rgb(msgtype: str, raw: bytes | memoryview) -> np.ndarray:

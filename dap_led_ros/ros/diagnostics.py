@@ -5,7 +5,8 @@ switch, backend, fps in/out, latency p50/p95 (arrival to publish), dropped and r
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -66,6 +67,16 @@ def _text(v: Any) -> str:
     return str(v)
 
 
+@dataclass(frozen=True)
+class Status:
+    """One more status beside a node's own (e.g. one camera of a multi-camera node)."""
+
+    name: str
+    level: bytes
+    message: str
+    values: Mapping[str, Any]
+
+
 class DiagnosticsPublisher:
     """Publishes one node's status on /diagnostics (created with the node, alive in every state)."""
 
@@ -75,14 +86,20 @@ class DiagnosticsPublisher:
         self._hardware_id = hardware_id
         self._pub = node.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, 10)
 
-    def publish(self, level: bytes, message: str, values: Mapping[str, Any]) -> DiagnosticArray:
-        status = DiagnosticStatus(level=level, name=self._name, message=message,
-                                  hardware_id=self._hardware_id)
-        status.values = [KeyValue(key=k, value=_text(v)) for k, v in values.items()]
-        msg = DiagnosticArray(status=[status])
+    def publish(self, level: bytes, message: str, values: Mapping[str, Any],
+                extra: Sequence[Status] = ()) -> DiagnosticArray:
+        """The node's status, named after the node, then the `extra` ones named "<node>: <name>"."""
+        statuses = [self._status(self._name, level, message, values)]
+        statuses += [self._status(f"{self._name}: {s.name}", s.level, s.message, s.values) for s in extra]
+        msg = DiagnosticArray(status=statuses)
         msg.header.stamp = self._node.get_clock().now().to_msg()
         self._pub.publish(msg)
         return msg
+
+    def _status(self, name: str, level: bytes, message: str, values: Mapping[str, Any]) -> DiagnosticStatus:
+        status = DiagnosticStatus(level=level, name=name, message=message, hardware_id=self._hardware_id)
+        status.values = [KeyValue(key=k, value=_text(v)) for k, v in values.items()]
+        return status
 
     def destroy(self) -> None:
         self._node.destroy_publisher(self._pub)

@@ -1,35 +1,54 @@
-"""`enhance_node`: restores night camera frames with DAP-LED, one node per camera.
+"""`enhance_node`: restores night camera frames with DAP-LED, for one camera or several on one model.
 
-Topics (relative: place the node with a namespace, e.g. `--ros-args -r __ns:=/front_cam`):
-  in   image_raw              sensor_msgs/Image       (sensor-data QoS by default)
-  in   camera_info            sensor_msgs/CameraInfo
-  out  enhanced/image         sensor_msgs/Image       header (stamp, frame_id) of the input
-  out  enhanced/camera_info   sensor_msgs/CameraInfo  with the image's header, beside each image
-  out  enhanced/degradation   sensor_msgs/Image       CLIP heatmaps, when publish_heatmap is true
+Topics (relative: place the node with a namespace, e.g. `--ros-args -r __ns:=/front_cam`), as
+image_transport names them:
+  in   image_raw                  sensor_msgs/Image            input_transport raw (sensor-data QoS by default)
+  in   image_raw/compressed       sensor_msgs/CompressedImage  input_transport compressed (JPEG / PNG)
+  in   camera_info                sensor_msgs/CameraInfo
+  out  enhanced/image             sensor_msgs/Image            header (stamp, frame_id) of the input
+  out  enhanced/image/compressed  sensor_msgs/CompressedImage  when publish_compressed (compressed_format,
+                                                               jpeg_quality, png_level)
+  out  enhanced/camera_info       sensor_msgs/CameraInfo       with the image's header, beside each image
+  out  enhanced/degradation       sensor_msgs/Image            CLIP heatmaps, when publish_heatmap is true
+With `cameras` (e.g. "front,rear"), every topic above is per camera under `<camera>/`, one model serves
+them all and frames that arrive within `batch_window_ms` go through the backend as one batch.
+Lazy (default): a frame is restored only while someone subscribes to an image output (see camera_channel).
 Settings: `EnhanceNodeConfig` (config/enhance.yaml); lifecycle, ~/enable, QoS and diagnostics
 come from `ManagedImageNode`. See docs/ros.md.
 
-Video: with `temporal` (default) each restored frame is fused with the previous ones
+Video: with `temporal` (default) each restored frame is fused with the previous ones of its camera
 (`runtime/temporal_fusion.py`); the history restarts when the stream jumps (`temporal_break`)
 and on deactivate.
 """
 from __future__ import annotations
 
+import array
 import importlib
+import re
 import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
 from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
 from dap_led_ros.enhancer import TILE_MODES, Enhancer, EnhancerConfig
+from dap_led_ros.imaging.compressed_image import (
+    CODECS,
+    DEFAULT_JPEG_QUALITY,
+    DEFAULT_PNG_LEVEL,
+    compress_for_encoding,
+    decode_compressed,
+)
 from dap_led_ros.imaging.image_encoding import SAME_FAMILY, SUPPORTED_ENCODINGS, output_encoding_for
-from dap_led_ros.ros.camera_info_cache import CameraInfoCache
+from dap_led_ros.ros import diagnostics
+from dap_led_ros.ros.batch_worker import BatchFrameWorker
+from dap_led_ros.ros.camera_channel import INPUT_TRANSPORTS, CameraChannel, CameraFrame
 from dap_led_ros.ros.lifecycle_base import ManagedImageNode
 from dap_led_ros.ros.msg_conversion import image_msg_to_decoded, make_image_msg
 from dap_led_ros.ros.params import (
@@ -49,6 +68,7 @@ NODE_NAME = "enhance_node"
 
 
 _ENHANCER_DEFAULTS = EnhancerConfig()
+_CAMERA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*")
 
 
 def temporal_break(last: tuple[int, str] | None, stamp_ns: int, frame_id: str, max_gap_ns: int) -> str:
@@ -111,6 +131,25 @@ class EnhanceNodeConfig(ManagedNodeConfig):
     temporal_max_gap_s: float = field(default=1.0, metadata=param_help(
         "restart the history when consecutive stamps are further apart than this (s); also when "
         "the stamp goes back or the frame_id changes"))
+    cameras: str = field(default="", metadata=param_help(
+        "several cameras on one model: comma-separated camera namespaces relative to the node's "
+        "(e.g. 'front,rear'; topics under '<camera>/'); empty: one camera, topics in the node's namespace"))
+    batch_window_ms: float = field(default=5.0, metadata=param_help(
+        "several cameras: after a frame arrives, wait at most this long for the other cameras' frames "
+        "to batch them through the backend (0: take what is waiting)"))
+    max_batch: int = field(default=0, metadata=param_help(
+        "several cameras: at most this many frames per backend call (0: one per camera)"))
+    input_transport: str = field(default="raw", metadata=param_help(
+        "raw (sensor_msgs/Image on image_raw) | compressed (CompressedImage on image_raw/compressed)"))
+    publish_compressed: bool = field(default=True, metadata=param_help(
+        "also publish enhanced/image/compressed (encoded only while someone subscribes)"))
+    compressed_format: str = field(default="jpeg", metadata=param_help(
+        "enhanced/image/compressed codec, as image_transport's compressed plugin names it: jpeg | png"))
+    jpeg_quality: int = field(default=DEFAULT_JPEG_QUALITY, metadata=param_help("JPEG quality (1..100)"))
+    png_level: int = field(default=DEFAULT_PNG_LEVEL, metadata=param_help("PNG compression level (0..9)"))
+    lazy: bool = field(default=True, metadata=param_help(
+        "restore frames only while someone subscribes to an image output (the input stays subscribed; "
+        "the newest unwatched frame is restored when a subscriber appears)"))
     overlap: bool = field(default=True, metadata=param_help(
         "encode and publish a frame on a second thread while the next one is in the network"))
     publish_heatmap: bool = field(default=False, metadata=param_help(
@@ -130,12 +169,31 @@ class EnhanceNodeConfig(ManagedNodeConfig):
         check_range("prior_every", self.prior_every, 1, 10_000)
         check_range("prior_change", self.prior_change, 0.0, 1.0)
         check_range("temporal_max_gap_s", self.temporal_max_gap_s, 0.001, 3600.0)
+        check_choice("input_transport", self.input_transport, INPUT_TRANSPORTS)
+        check_choice("compressed_format", self.compressed_format, CODECS)
+        check_range("jpeg_quality", self.jpeg_quality, 1, 100)
+        check_range("png_level", self.png_level, 0, 9)
+        check_range("batch_window_ms", self.batch_window_ms, 0.0, 1000.0)
+        check_range("max_batch", self.max_batch, 0, 64, "0 = one per camera")
+        self.camera_names()
         if not (self.device in ("auto", "cpu") or self.device.startswith("cuda")):
             raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got '{self.device}'")
         try:  # also the temporal_* ranges (FusionSettings.validate)
             self.enhancer_config().validate()
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
+
+    def camera_names(self) -> list[str]:
+        """The `cameras` list ([] for one camera in the node's namespace); ConfigError if malformed."""
+        names = [c.strip().strip("/") for c in self.cameras.split(",")] if self.cameras.strip() else []
+        for name in names:
+            if not _CAMERA_NAME.fullmatch(name):
+                raise ConfigError(f"cameras: '{name}' is not a relative namespace (letters, digits, _ "
+                                  "and / between names, not starting with a digit), in '{self.cameras}'")
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ConfigError(f"cameras: {', '.join(twice)} listed twice")
+        return names
 
     def enhancer_config(self) -> EnhancerConfig:
         return EnhancerConfig(model=self.model or None, backend=self.backend, device=self.device,
@@ -149,29 +207,34 @@ class EnhanceNodeConfig(ManagedNodeConfig):
                               exposure_smoothing=self.exposure_smoothing)
 
 
+@dataclass
+class _Prepared:
+    """A decoded frame and what publishing it needs."""
+
+    rgb: np.ndarray
+    encoding: str               # the raw output encoding
+    alpha: np.ndarray | None
+    bigendian: bool
+    reset: str                  # why its camera's fusion history restarts first ("" to keep it)
+
+
 class EnhanceNode(ManagedImageNode[EnhanceNodeConfig]):
     config_class = EnhanceNodeConfig
     output_verb = "restored"
 
     def __init__(self, node_name: str = NODE_NAME, **kwargs: Any) -> None:
         self._enhancer: Enhancer | None = None
-        self._camera_infos = CameraInfoCache()
-        self._pub_image: Any = None
-        self._pub_info: Any = None
-        self._pub_heatmap: Any = None
+        self._channels: list[CameraChannel] = []
         # Fusion state is sequential: a history reset and a frame's fusion (in the finish stage)
-        # never run at once, and finishes run in frame order (FrameWorker hands them over one by one).
+        # never run at once, and finishes run in frame order (the workers hand them over in order).
         self._fusion_lock = threading.Lock()
-        self._last_fused: tuple[int, str] | None = None  # (stamp ns, frame_id) of the last frame into the network
-        self._temporal_resets = 0  # history restarts for stream jumps (temporal_break)
-        self._temporal_cuts = 0    # scene cuts and size changes of the histories before the current one
-        self._last_reset = ""
         super().__init__(node_name, **kwargs)
 
     # ------------------------------------------------------------------ lifecycle hooks
 
     def load(self, cfg: EnhanceNodeConfig) -> None:
         self._enhancer = Enhancer(cfg.enhancer_config())
+        self._channels = [CameraChannel(name) for name in cfg.camera_names() or [""]]
         if cfg.publish_heatmap and not self._enhancer.backend.supports_prior_input:
             self.get_logger().warning(f"publish_heatmap: backend {self._enhancer.backend_name} "
                                       "does not expose heatmaps; enhanced/degradation stays silent")
@@ -188,119 +251,279 @@ class EnhanceNode(ManagedImageNode[EnhanceNodeConfig]):
 
     def unload(self) -> None:
         enhancer, self._enhancer = self._enhancer, None
-        self._camera_infos.clear()
-        self._last_fused = None
+        self._channels = []
         if enhancer is not None:
             enhancer.close()
 
+    @property
+    def multi_camera(self) -> bool:
+        return len(self._channels) > 1 or bool(self._channels and self._channels[0].name)
+
+    def make_worker(self) -> Any:
+        cfg = self.cfg
+        assert cfg is not None
+        if not self.multi_camera:
+            return super().make_worker()
+        return BatchFrameWorker(self._process_batch, keys=[c.name for c in self._channels],
+                                batch_window_s=cfg.batch_window_ms / 1000.0, max_batch=cfg.max_batch,
+                                name=f"{self.get_name()}-worker",
+                                on_error=lambda key, frame, exc: self._on_frame_error(frame, exc))
+
+    def frame_key(self, frame: CameraFrame) -> str | None:
+        return frame.channel.name if self.multi_camera else None
+
     def create_io(self, cfg: EnhanceNodeConfig) -> None:
-        # Counters cover the current activation (set before the first frame can arrive).
-        self._temporal_resets, self._temporal_cuts, self._last_reset = 0, 0, ""
-        self._pub_image = self.add_publisher(Image, "enhanced/image")
-        self._pub_info = self.add_publisher(CameraInfo, "enhanced/camera_info")
         heatmaps = (cfg.publish_heatmap and self._enhancer is not None
                     and self._enhancer.backend.supports_prior_input)
-        self._pub_heatmap = self.add_publisher(Image, "enhanced/degradation") if heatmaps else None
-        self.add_subscription(CameraInfo, "camera_info", self._camera_infos.add)
-        self.add_subscription(Image, "image_raw", self.submit_frame)
+        in_type = CompressedImage if cfg.input_transport == "compressed" else Image
+        for ch in self._channels:
+            # Counters cover the current activation (set before the first frame can arrive).
+            ch.reset()
+            ch.lazy = cfg.lazy
+            matched = partial(self._on_matched, ch)
+            ch.pub_image = self.add_publisher(Image, ch.topic("enhanced/image"), on_matched=matched)
+            ch.pub_compressed = (self.add_publisher(CompressedImage, ch.topic("enhanced/image/compressed"),
+                                                    on_matched=matched) if cfg.publish_compressed else None)
+            ch.pub_info = self.add_publisher(CameraInfo, ch.topic("enhanced/camera_info"))
+            ch.pub_heatmap = (self.add_publisher(Image, ch.topic("enhanced/degradation"), on_matched=matched)
+                              if heatmaps else None)
+            self.add_subscription(CameraInfo, ch.topic("camera_info"), ch.camera_infos.add)
+            self.add_subscription(in_type, ch.input_topic(cfg.input_transport), partial(self._on_image, ch))
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         result = super().on_deactivate(state)  # the worker has finished its frames and stopped
         with self._fusion_lock:  # a new activation starts every stream's history afresh
-            self._last_fused = None
-            if self._enhancer is not None:
-                self._restart_history(self._enhancer, all_streams=True)
+            for ch in self._channels:
+                ch.last_fused = None
+                if self._enhancer is not None:
+                    self._restart_history(self._enhancer, ch)
+                ch.clear_publishers()
         return result
 
-    def _restart_history(self, enhancer: Enhancer, all_streams: bool = False) -> None:
-        """Forget the fusion history (holding `_fusion_lock`), keeping its scene-cut count."""
-        fusion = enhancer.fusion_state(None)
+    def _restart_history(self, enhancer: Enhancer, ch: CameraChannel) -> None:
+        """Forget a camera's fusion history (holding `_fusion_lock`), keeping its scene-cut count."""
+        fusion = enhancer.fusion_state(ch.stream)
         if fusion is not None:
-            self._temporal_cuts += fusion.resets
-        enhancer.reset_temporal(all_streams=all_streams)
+            ch.temporal_cuts += fusion.resets
+        enhancer.reset_temporal(ch.stream)
 
-    def _fuse_in_order(self, enhancer: Enhancer, restored: Callable[[], np.ndarray], reset: str) -> np.ndarray:
+    def _fuse_in_order(self, enhancer: Enhancer, ch: CameraChannel, restored: Callable[[], np.ndarray],
+                       reset: str) -> np.ndarray:
         """A frame's finish (fusion, conversion), after the history restart it calls for, if any."""
         with self._fusion_lock:
             if reset:
-                self._restart_history(enhancer)
-                self._temporal_resets += 1
-                self._last_reset = reset
+                self._restart_history(enhancer, ch)
+                ch.temporal_resets += 1
+                ch.last_reset = reset
             return restored()
 
     def backend_description(self) -> str:
         return self._enhancer.backend.describe() if self._enhancer is not None else ""
 
+    # ------------------------------------------------------------------ diagnostics
+
     def extra_diagnostics(self) -> dict[str, Any]:
-        """p50/p95 ms per stage of the recent frames (decode, convert_in, prior, network, ...)."""
-        enhancer = self._enhancer
-        if enhancer is None:
+        """p50/p95 ms per stage of the recent frames (decode, decompress, network, encode, compress, ...),
+        the transports and lazy counts; for one camera also its fusion figures (else per camera)."""
+        enhancer, cfg = self._enhancer, self.cfg
+        if enhancer is None or cfg is None:
             return {}
         out: dict[str, Any] = {}
         for stage, t in enhancer.stages.summary().items():
             out[f"stage_{stage}_p50_ms"] = f"{t['p50_ms']:.1f}"
             out[f"stage_{stage}_p95_ms"] = f"{t['p95_ms']:.1f}"
-        cache = enhancer.prior_cache
-        if cache.every > 1:
+        out["input_transport"] = cfg.input_transport
+        out["output_transports"] = "raw,compressed" if cfg.publish_compressed else "raw"
+        out["lazy"] = cfg.lazy
+        out["restored"] = sum(ch.restored for ch in self._channels)
+        out["lazy_skipped"] = sum(ch.lazy_skipped for ch in self._channels)
+        out["subscribers"] = sum(ch.subscribers() for ch in self._channels)
+        if self.multi_camera:
+            out["cameras"] = ",".join(ch.name for ch in self._channels)
+            worker = self._worker
+            if isinstance(worker, BatchFrameWorker):
+                b = worker.batch_stats()
+                out["batches"], out["batch_mean"], out["batch_max"] = b.batches, f"{b.mean_size:.2f}", b.max_size
+        else:
+            out.update(self._camera_values(enhancer, self._channels[0]) if self._channels else {})
+        return out
+
+    def _camera_values(self, enhancer: Enhancer, ch: CameraChannel) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        cache = enhancer.prior_caches.get(ch.stream)
+        if cache is not None and cache.every > 1:
             out["prior_reused"], out["prior_computed"] = cache.reused, cache.computed
         if enhancer.cfg.temporal:
-            fusion = enhancer.fusion_state(None)
+            fusion = enhancer.fusion_state(ch.stream)
             out["temporal_weight"] = f"{fusion.last_weight:.3f}" if fusion is not None else "0.000"
             out["temporal_gain"] = f"{fusion.last_gain:.3f}" if fusion is not None else "1.000"
-            out["temporal_cuts"] = self._temporal_cuts + (fusion.resets if fusion is not None else 0)
-            out["temporal_resets"] = self._temporal_resets
-            out["temporal_last_reset"] = self._last_reset
+            out["temporal_cuts"] = ch.temporal_cuts + (fusion.resets if fusion is not None else 0)
+            out["temporal_resets"] = ch.temporal_resets
+            out["temporal_last_reset"] = ch.last_reset
         return out
+
+    def extra_statuses(self) -> list[diagnostics.Status]:
+        """One status per camera of a multi-camera node: its fps, latency, drops, lazy counts, fusion."""
+        worker, enhancer = self._worker, self._enhancer
+        if not self.multi_camera or enhancer is None:
+            return []
+        per_key = worker.stats_by_key() if isinstance(worker, BatchFrameWorker) else {}
+        statuses = []
+        for ch in self._channels:
+            stats = per_key.get(ch.name)
+            values = {**diagnostics.worker_values(stats), "errors": stats.failed if stats else 0,
+                      "restored": ch.restored, "lazy_skipped": ch.lazy_skipped, "subscribers": ch.subscribers(),
+                      "input": ch.input_topic(self.cfg.input_transport) if self.cfg else "",
+                      **self._camera_values(enhancer, ch)}
+            overload = diagnostics.overload_message(stats, self.output_verb)
+            level, message = (diagnostics.WARN, overload) if overload else (diagnostics.OK, "serving")
+            if self.state_label != "active":
+                level, message = diagnostics.WARN, f"{self.state_label}: not processing"
+            statuses.append(diagnostics.Status(ch.name, level, message, values))
+        return statuses
 
     # ------------------------------------------------------------------ frames
 
-    def passthrough(self, msg: Image) -> None:
-        self._pub_image.publish(msg)
-        self._publish_camera_info(msg.header)
+    def _on_image(self, ch: CameraChannel, msg: Any) -> None:
+        """A camera's input (executor thread): lazy skip, else on to the worker."""
+        if self._enabled and ch.skip_if_unwatched(CameraFrame(ch, msg)):
+            return
+        self.submit_frame(CameraFrame(ch, msg))
 
-    def process(self, msg: Image) -> Callable[[], None] | None:
-        """Decode and run the network; the returned rest (convert, encode, publish) runs on the
+    def _on_matched(self, ch: CameraChannel, info: Any) -> None:
+        """A subscriber matched an output: restore the newest frame that nobody watched."""
+        if info.current_count_change > 0:
+            held = ch.take_held()
+            if held is not None:
+                self.submit_frame(held)
+
+    def passthrough(self, frame: CameraFrame) -> None:
+        ch, msg = frame.channel, frame.msg
+        if isinstance(msg, CompressedImage):
+            if ch.wants(ch.pub_compressed):
+                ch.pub_compressed.publish(msg)
+            if ch.wants(ch.pub_image):
+                prepared = self._decode(frame)
+                ch.pub_image.publish(make_image_msg(prepared.rgb, msg.header, prepared.encoding,
+                                                    alpha=prepared.alpha))
+        else:
+            if ch.wants(ch.pub_image):
+                ch.pub_image.publish(msg)
+            if ch.wants(ch.pub_compressed):
+                prepared = self._decode(frame)
+                ch.pub_compressed.publish(self._compressed_msg(prepared.rgb, prepared.encoding, msg.header))
+        self._publish_camera_info(ch, msg.header)
+
+    def _decode(self, frame: CameraFrame) -> _Prepared:
+        cfg, enhancer = self.cfg, self._enhancer
+        assert cfg is not None and enhancer is not None
+        msg = frame.msg
+        if isinstance(msg, CompressedImage):
+            with enhancer.stages.measure("decompress"):
+                d = decode_compressed(msg.format, msg.data, max_pixels=cfg.max_input_pixels)
+            return _Prepared(d.rgb, output_encoding_for(d.encoding, cfg.output_encoding), d.alpha, False, "")
+        with enhancer.stages.measure("decode"):
+            decoded = image_msg_to_decoded(msg, max_pixels=cfg.max_input_pixels, demosaic=cfg.demosaic)
+        return _Prepared(decoded.rgb, output_encoding_for(decoded.encoding, cfg.output_encoding), decoded.alpha,
+                         bool(msg.is_bigendian), "")
+
+    def _prepare(self, frame: CameraFrame) -> _Prepared:
+        """Decode, and decide (in frame order) whether the camera's fusion history restarts first."""
+        cfg = self.cfg
+        assert cfg is not None
+        prepared = self._decode(frame)
+        if cfg.temporal:
+            ch, header = frame.channel, frame.msg.header
+            stamp_ns = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+            prepared.reset = temporal_break(ch.last_fused, stamp_ns, header.frame_id,
+                                            round(cfg.temporal_max_gap_s * 1e9))
+            ch.last_fused = (stamp_ns, header.frame_id)
+        return prepared
+
+    def process(self, frame: CameraFrame) -> Callable[[], None] | None:
+        """Decode and run the network; the returned rest (fuse, convert, encode, publish) runs on the
         worker's second stage while the next frame is in the network."""
         cfg, enhancer = self.cfg, self._enhancer
         assert cfg is not None and enhancer is not None
-        if self.divert_if_disabled(msg):  # switched off while this frame waited
+        if self.divert_if_disabled(frame):  # switched off while this frame waited
             return None
-        stages = enhancer.stages
-        with stages.measure("decode"):
-            decoded = image_msg_to_decoded(msg, max_pixels=cfg.max_input_pixels,
-                                           demosaic=cfg.demosaic)
-        encoding = output_encoding_for(decoded.encoding, cfg.output_encoding)
-        reset = ""
-        if cfg.temporal:  # decided here, in frame order; applied before this frame's fusion
-            stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-            reset = temporal_break(self._last_fused, stamp_ns, msg.header.frame_id,
-                                   round(cfg.temporal_max_gap_s * 1e9))
-            self._last_fused = (stamp_ns, msg.header.frame_id)
-        restored = enhancer.enhance_deferred(decoded.rgb)
-        pub_image, pub_heatmap = self._pub_image, self._pub_heatmap
-
-        def publish() -> None:
-            rgb = self._fuse_in_order(enhancer, restored, reset)
-            with stages.measure("encode"):
-                out = make_image_msg(rgb, msg.header, encoding, alpha=decoded.alpha,
-                                     bigendian=bool(msg.is_bigendian))
-            if self.divert_if_disabled(msg):  # switched off during inference
-                return
-            with stages.measure("publish"):
-                pub_image.publish(out)
-                self._publish_camera_info(msg.header)
-            if pub_heatmap is not None and pub_heatmap.get_subscription_count() > 0:
-                pub_heatmap.publish(make_image_msg(enhancer.heatmap_image(decoded.rgb), msg.header,
-                                                   "rgb8"))
+        prepared = self._prepare(frame)
+        restored = enhancer.enhance_deferred(prepared.rgb, frame.channel.stream)
+        frame.channel.restored += 1
+        publish = partial(self._finish, frame, prepared, restored)
         if cfg.overlap:
             return publish
         publish()
         return None
 
-    def _publish_camera_info(self, header: Header) -> None:
-        info = self._camera_infos.for_image(header)
-        if info is not None:
-            self._pub_info.publish(info)
+    def _process_batch(self, items: list[tuple[str, CameraFrame]]) -> list[object]:
+        """Several cameras' frames: decoded one by one, through the backend together, finished per frame."""
+        cfg, enhancer = self.cfg, self._enhancer
+        assert cfg is not None and enhancer is not None
+        results: list[object] = [None] * len(items)
+        ready: list[tuple[int, CameraFrame, _Prepared]] = []
+        for i, (_, frame) in enumerate(items):
+            if self.divert_if_disabled(frame):
+                continue
+            try:
+                ready.append((i, frame, self._prepare(frame)))
+            except Exception as exc:  # noqa: BLE001 - that frame fails, the others go on
+                results[i] = exc
+        if not ready:
+            return results
+        rests = enhancer.enhance_batch_deferred([p.rgb for _, _, p in ready],
+                                                [f.channel.stream for _, f, _ in ready])
+        for (i, frame, prepared), restored in zip(ready, rests):
+            frame.channel.restored += 1
+            publish = partial(self._finish, frame, prepared, restored)
+            if cfg.overlap:
+                results[i] = publish
+                continue
+            try:
+                publish()
+            except Exception as exc:  # noqa: BLE001
+                results[i] = exc
+        return results
+
+    def _finish(self, frame: CameraFrame, prepared: _Prepared, restored: Callable[[], np.ndarray]) -> None:
+        cfg, enhancer = self.cfg, self._enhancer
+        assert cfg is not None and enhancer is not None
+        ch, msg = frame.channel, frame.msg
+        rgb = self._fuse_in_order(enhancer, ch, restored, prepared.reset)
+        if self.divert_if_disabled(frame):  # switched off during inference
+            return
+        stages = enhancer.stages
+        if ch.wants(ch.pub_image):
+            with stages.measure("encode"):
+                out = make_image_msg(rgb, msg.header, prepared.encoding, alpha=prepared.alpha,
+                                     bigendian=prepared.bigendian)
+            with stages.measure("publish"):
+                ch.pub_image.publish(out)
+        if ch.wants(ch.pub_compressed):
+            with stages.measure("compress"):
+                compressed = self._compressed_msg(rgb, prepared.encoding, msg.header)
+            ch.pub_compressed.publish(compressed)
+        self._publish_camera_info(ch, msg.header)
+        if ch.pub_heatmap is not None and ch.pub_heatmap.get_subscription_count() > 0:
+            ch.pub_heatmap.publish(make_image_msg(enhancer.heatmap_image(prepared.rgb), msg.header, "rgb8"))
+
+    def _compressed_msg(self, rgb: np.ndarray, encoding: str, header: Header) -> CompressedImage:
+        cfg = self.cfg
+        assert cfg is not None
+        fmt, data = compress_for_encoding(rgb, encoding, cfg.compressed_format, jpeg_quality=cfg.jpeg_quality,
+                                          png_level=cfg.png_level)
+        out = CompressedImage()
+        out.header = header
+        out.format = fmt
+        buf = array.array("B")
+        buf.frombytes(data)
+        out.data = buf
+        return out
+
+    def _publish_camera_info(self, ch: CameraChannel, header: Header) -> None:
+        info = ch.camera_infos.for_image(header)
+        if info is not None and ch.pub_info is not None:
+            ch.pub_info.publish(info)
 
 
 def main(argv: list[str] | None = None) -> int:

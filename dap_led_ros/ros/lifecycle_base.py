@@ -32,6 +32,7 @@ from typing import Any, Generic, TypeVar
 from lifecycle_msgs.srv import ChangeState
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import CallbackGroup, MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.event_handler import PublisherEventCallbacks
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -109,7 +110,7 @@ class ManagedImageNode(LifecycleNode, Generic[CfgT]):
         self._rejected = 0  # malformed frames dropped
         self._rate_skipped = 0  # frames skipped by max_rate_hz
         self._passed_through = 0
-        self._next_slot = 0.0
+        self._next_slots: dict[str | None, float] = {}  # max_rate_hz: next free slot per camera
         self._log_error = ThrottledLog(self.get_logger().error)
 
         autostart, enabled, period = self._initial_settings()
@@ -184,6 +185,20 @@ class ManagedImageNode(LifecycleNode, Generic[CfgT]):
     def extra_diagnostics(self) -> dict[str, Any]:
         return {}
 
+    def extra_statuses(self) -> list[diagnostics.Status]:
+        """More /diagnostics statuses beside the node's own (one per camera of a multi-camera node)."""
+        return []
+
+    def make_worker(self) -> Any:
+        """The frame worker of an activation: a newest-frame-wins FrameWorker over `process`. A node
+        that serves several cameras returns a worker whose submit takes the camera's key first."""
+        return FrameWorker(self.process, name=f"{self.get_name()}-worker", on_error=self._on_frame_error)
+
+    def frame_key(self, frame: Any) -> str | None:
+        """The camera a frame belongs to (None: the node's only camera); rate limits and the
+        worker's newest-frame-wins slot are per camera."""
+        return None
+
     # ------------------------------------------------------------------ helpers for subclasses
 
     def add_subscription(self, msg_type: Any, topic: str, callback: Callable[[Any], None]) -> Any:
@@ -204,10 +219,14 @@ class ManagedImageNode(LifecycleNode, Generic[CfgT]):
         self._io_subscriptions.append(sub)
         return sub
 
-    def add_publisher(self, msg_type: Any, topic: str) -> Any:
-        """A publisher with the output QoS, destroyed on deactivate."""
+    def add_publisher(self, msg_type: Any, topic: str,
+                      on_matched: Callable[[Any], None] | None = None) -> Any:
+        """A publisher with the output QoS, destroyed on deactivate. on_matched(info) runs in the
+        frames' callback group when a subscriber matches or leaves (rclpy QoSPublisherMatchedInfo)."""
         assert self.cfg is not None
-        pub = self.create_publisher(msg_type, topic, qos_profile(self.cfg.qos.output))
+        events = PublisherEventCallbacks(matched=on_matched) if on_matched is not None else None
+        pub = self.create_publisher(msg_type, topic, qos_profile(self.cfg.qos.output),
+                                    event_callbacks=events, callback_group=self._frame_group)
         self._io_publishers.append(pub)
         return pub
 
@@ -219,13 +238,18 @@ class ManagedImageNode(LifecycleNode, Generic[CfgT]):
             return
         if self.divert_if_disabled(frame):
             return
+        key = self.frame_key(frame)
         if cfg.max_rate_hz > 0:
             period = 1.0 / cfg.max_rate_hz
-            if received_at < self._next_slot:
+            slot = self._next_slots.get(key, 0.0)
+            if received_at < slot:
                 self._rate_skipped += 1
                 return
-            self._next_slot = max(self._next_slot, received_at - period) + period
-        worker.submit(frame, received_at)
+            self._next_slots[key] = max(slot, received_at - period) + period
+        if key is None:
+            worker.submit(frame, received_at)
+        else:
+            worker.submit(key, frame, received_at)
 
     def divert_if_disabled(self, frame: Any) -> bool:
         """While disabled: pass `frame` through (or drop it, by parameter) and return True.
@@ -295,12 +319,11 @@ class ManagedImageNode(LifecycleNode, Generic[CfgT]):
     def _activate(self) -> TransitionCallbackReturn:
         assert self.cfg is not None
         try:
-            self._worker = FrameWorker(self.process, name=f"{self.get_name()}-worker",
-                                       on_error=self._on_frame_error)
+            self._worker = self.make_worker()
             self._worker.start()
             # Counters cover the current activation, like the worker's own statistics.
             self._rejected = self._rate_skipped = self._passed_through = 0
-            self._next_slot = 0.0
+            self._next_slots = {}
             self.create_io(self.cfg)
         except Exception as exc:  # noqa: BLE001
             self._problem = f"activate failed: {exc}"
@@ -459,7 +482,7 @@ class ManagedImageNode(LifecycleNode, Generic[CfgT]):
             level, message = diagnostics.WARN, overload
         else:
             level, message = diagnostics.OK, "processing"
-        self._diag.publish(level, message, values)
+        self._diag.publish(level, message, values, self.extra_statuses())
 
 
 def _move_to_group(entity: Any, group: CallbackGroup) -> None:

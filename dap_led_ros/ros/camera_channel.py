@@ -1,0 +1,94 @@
+"""One camera of `enhance_node`: its topics, lazy publishing and fusion bookkeeping.
+
+Topics are image_transport's: the input on `image_raw` (transport raw) or `image_raw/compressed`
+(transport compressed, sensor_msgs/CompressedImage), the output on `enhanced/image` and, when enabled,
+`enhanced/image/compressed`, all under the camera's prefix ("" for the node's own namespace, "front/"
+for camera `front` of a multi-camera node).
+
+Lazy: a frame is restored only while some image output has a subscriber. The newest frame that
+arrived while nobody listened is kept and restored as soon as a subscriber matches, so a new
+subscriber gets the frame it was waiting for even when the publisher side of the match is
+reported after the frame arrived.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from dap_led_ros.ros.camera_info_cache import CameraInfoCache
+
+INPUT_TRANSPORTS = ("raw", "compressed")
+COMPRESSED = "/compressed"  # image_transport's topic suffix for the compressed transport
+
+
+class CameraChannel:
+    """Publishers, camera_info cache, held frame and counters of one camera (thread-safe counters)."""
+
+    def __init__(self, name: str = "") -> None:
+        self.name = name                           # "" for the node's only camera
+        self.stream: str | None = name or None     # its fusion history in the Enhancer
+        self.prefix = f"{name}/" if name else ""
+        self.camera_infos = CameraInfoCache()
+        self.pub_image: Any = None
+        self.pub_compressed: Any = None
+        self.pub_info: Any = None
+        self.pub_heatmap: Any = None
+        self.lazy = True
+        self._lock = threading.Lock()
+        self._held: Any = None
+        self.reset()
+
+    def topic(self, relative: str) -> str:
+        return self.prefix + relative
+
+    def input_topic(self, transport: str) -> str:
+        return self.topic("image_raw" + (COMPRESSED if transport == "compressed" else ""))
+
+    def reset(self) -> None:
+        """A new activation: counters, fusion bookkeeping and the held frame start afresh."""
+        with self._lock:
+            self._held = None
+        self.last_fused: tuple[int, str] | None = None  # (stamp ns, frame_id) of the last frame fused
+        self.temporal_resets = 0  # history restarts for stream jumps (temporal_break)
+        self.temporal_cuts = 0    # scene cuts and size changes of the histories before the current one
+        self.last_reset = ""
+        self.lazy_skipped = 0     # frames not restored because nobody subscribed
+        self.restored = 0         # frames that went through the network
+
+    def clear_publishers(self) -> None:
+        self.pub_image = self.pub_compressed = self.pub_info = self.pub_heatmap = None
+
+    # ------------------------------------------------------------------ lazy publishing
+
+    def wants(self, pub: Any) -> bool:
+        """Whether to publish on `pub`: it exists and, when lazy, someone subscribes."""
+        return pub is not None and (not self.lazy or pub.get_subscription_count() > 0)
+
+    def subscribers(self) -> int:
+        """Subscribers of the image outputs (raw, compressed, heatmaps)."""
+        return sum(p.get_subscription_count() for p in (self.pub_image, self.pub_compressed, self.pub_heatmap)
+                   if p is not None)
+
+    def skip_if_unwatched(self, frame: Any) -> bool:
+        """Lazy and nobody subscribes: keep `frame` as the newest unwatched one and return True."""
+        if not self.lazy or self.subscribers() > 0:
+            return False
+        with self._lock:
+            self._held = frame
+            self.lazy_skipped += 1
+        return True
+
+    def take_held(self) -> Any:
+        """The newest frame skipped while unwatched (None if none), forgotten here."""
+        with self._lock:
+            frame, self._held = self._held, None
+            return frame
+
+
+@dataclass(frozen=True)
+class CameraFrame:
+    """A frame on the worker: the message and the camera it came from."""
+
+    channel: CameraChannel
+    msg: Any  # sensor_msgs/Image or sensor_msgs/CompressedImage
