@@ -114,7 +114,8 @@ def service_bound() -> float:
 def test_a_flood_is_told_in_diagnostics_while_services_answer_at_once(ros: RosHarness, start_node,
                                                                       tiny_checkpoint):
     ns, fqn = "/hard", "/hard/enhance_node"
-    node = start_node(enhance_node_cmd(ns, f"model:={tiny_checkpoint}"), name="hard")
+    # Nobody subscribes to the output here: lazy off, so that the flood is restored.
+    node = start_node(enhance_node_cmd(ns, f"model:={tiny_checkpoint}", "lazy:=false"), name="hard")
     diag = Diag(ros, "hard/enhance_node")
     # Match the clients before the flood (the first request of a fresh client may be lost).
     ros.spin_until(lambda: diag.status is not None and diag.values.get("state") == "active",
