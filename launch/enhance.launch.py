@@ -2,6 +2,8 @@
 
     ros2 launch dap_led_ros enhance.launch.py camera_topic:=/front/image_raw namespace:=/front \
         nodes:=enhance,detect,depth depth_model:=/models/depth_anything_v2_vits.onnx
+    # four cameras on one model (/car/front/image_raw ...), a detect_node per camera:
+    ros2 launch dap_led_ros enhance.launch.py namespace:=/car cameras:=front,rear,left,right
 
 Wiring and overrides come from `dap_led_ros.ros.pipeline.plan_nodes`, the same code that wires
 `dap-led pipeline`, so both start the same nodes the same way. Empty arguments keep the
@@ -30,6 +32,9 @@ ARGUMENTS: dict[str, tuple[str, str]] = {
     "nodes": (_DEFAULTS.nodes, "comma-separated nodes to start: enhance, detect, depth"),
     "camera_topic": (_DEFAULTS.camera_topic, "enhance_node's input image; camera_info is taken beside it"),
     "enhanced_topic": (_DEFAULTS.enhanced_topic, "topic enhance_node publishes and detect/depth read"),
+    "cameras": ("", "several cameras on one enhance_node, e.g. front,rear,left,right (topics under "
+                    "<namespace>/<camera>/); detect/depth then run once per camera"),
+    "input_transport": ("", "enhance_node input: raw (image_raw) | compressed (image_raw/compressed)"),
     "params_file": ("", "ROS 2 params file for all nodes; empty: the package's "
                         "config/pipeline.yaml"),
     "autostart": ("", "true: configure+activate at start; false: wait for a lifecycle manager"),
@@ -66,7 +71,7 @@ def pipeline_options(values: dict[str, str]) -> object:
         input_reliability=given("input_reliability"), input_depth=number("input_depth"),
         output_reliability=given("output_reliability"), output_depth=number("output_depth"),
         model=given("model"), backend=given("backend"), device=given("device"),
-        engine=given("engine"))
+        engine=given("engine"), cameras=given("cameras"), input_transport=given("input_transport"))
 
 
 def default_params_file() -> str:
@@ -79,17 +84,18 @@ def node_actions(values: dict[str, str]) -> list[object]:
     """One launch_ros LifecycleNode per planned node."""
     from launch_ros.actions import LifecycleNode
 
-    from dap_led_ros.ros.pipeline import plan_nodes
+    from dap_led_ros.ros.pipeline import plan_nodes, with_file_cameras
 
     params_file = values.get("params_file") or default_params_file()
     actions = []
-    for plan in plan_nodes(pipeline_options(values)):
+    options = with_file_cameras(pipeline_options(values), Path(params_file), values.get("namespace", ""))
+    for plan in plan_nodes(options):
         overrides = dict(plan.overrides)
         if plan.kind == "depth" and values.get("depth_model"):
             overrides["model"] = values["depth_model"]
         actions.append(LifecycleNode(
             package=PACKAGE, executable=plan.spec.executable, name=plan.spec.node_name,
-            namespace=values.get("namespace", ""), output="screen", emulate_tty=True,
+            namespace=plan.namespace(values.get("namespace", "")), output="screen", emulate_tty=True,
             parameters=[params_file, overrides] if overrides else [params_file],
             remappings=plan.remaps))
     return actions

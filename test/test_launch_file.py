@@ -236,3 +236,43 @@ def _state_or_none(ros: RosHarness, node: str) -> str | None:
         return ros.lifecycle_state(node, timeout=2.0)
     except AssertionError:
         return None
+
+
+MULTI_YAML = ROOT / "config" / "multi_camera.yaml"
+
+
+def test_cameras_start_one_enhance_node_and_a_detect_node_per_camera(recorded_nodes):
+    module = load_launch_module()
+    module.node_actions(launch_values(namespace="/car", cameras="front,rear", nodes="enhance,detect",
+                                      params_file=str(PIPELINE_YAML)))
+    assert [(c["executable"], c["namespace"]) for c in recorded_nodes] == [
+        ("enhance_node", "/car"), ("detect_node", "/car/front"), ("detect_node", "/car/rear")]
+    assert recorded_nodes[0]["parameters"][1]["cameras"] == "front,rear"
+    assert all(c["remappings"] == [] for c in recorded_nodes)
+    # The example params file names its cameras itself: detect_node per camera without the argument.
+    recorded_nodes.clear()
+    module.node_actions(launch_values(namespace="/car", params_file=str(MULTI_YAML)))
+    assert [c["namespace"] for c in recorded_nodes] == ["/car", "/car/front", "/car/rear", "/car/left",
+                                                        "/car/right"]
+    assert recorded_nodes[0]["parameters"] == [str(MULTI_YAML), {"cameras": "front,rear,left,right"}]
+
+
+def test_cameras_refuse_moved_topics():
+    from dap_led_ros.ros.pipeline import PipelineError, PipelineOptions
+
+    for moved in ({"camera_topic": "/cam/image_color"}, {"enhanced_topic": "restored/image"}):
+        with pytest.raises(PipelineError, match="cannot be moved with several cameras"):
+            plan_nodes(PipelineOptions(cameras="front,rear", **moved))
+
+
+def test_multi_camera_yaml_sets_only_parameters_the_nodes_declare_and_valid_cameras():
+    from dap_led_ros.ros.enhance_node import EnhanceNodeConfig
+    from dap_led_ros.ros.params import load_params_file
+
+    doc = yaml.safe_load(MULTI_YAML.read_text())
+    for key, section in doc.items():
+        kind = next(k for k in NODE_KINDS.values() if key == f"/**/{k.node_name}")
+        known = flat_defaults(getattr(importlib.import_module(kind.module), kind.class_name).config_class)
+        assert set(section["ros__parameters"]) <= set(known), key
+    cfg = load_params_file(EnhanceNodeConfig, MULTI_YAML, "enhance_node", "/car")
+    assert cfg.camera_names() == ["front", "rear", "left", "right"]

@@ -17,6 +17,7 @@ from dap_led_ros.ros.pipeline import (
     parse_bool,
     plan_nodes,
     run_pipeline,
+    with_file_cameras,
 )
 
 _LIBRARY = importlib.import_module("dap_led_ros.ros.pipeline")  # its docstring is the command's description
@@ -55,7 +56,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         p.add_argument(f"--{side}-depth", type=int, default=None,
                        help=f"QoS queue depth of the nodes' {what}")
     for name in ENHANCE_OVERRIDES:
-        p.add_argument(f"--{name}", default=None, help=f"enhance_node's '{name}' parameter")
+        p.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None,
+                       help=f"enhance_node's '{name}' parameter"
+                            + (" (detect/depth then run once per camera)" if name == "cameras" else ""))
     p.add_argument("--ros-args", dest="ros_args", nargs=argparse.REMAINDER, default=[],
                    help="everything after this goes to ROS (remaps, -p overrides, --log-level)")
     p.set_defaults(func=run)
@@ -72,9 +75,9 @@ def options_from_args(args: argparse.Namespace) -> PipelineOptions:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        plans = plan_nodes(options_from_args(args))
         params = args.params if args.params is not None else default_params_file()
         check_params_file(params)  # missing, not UTF-8, not YAML, not a mapping: named as such
+        plans = plan_nodes(with_file_cameras(options_from_args(args), params, args.namespace))
     except (PipelineError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

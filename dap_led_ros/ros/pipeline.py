@@ -41,7 +41,7 @@ PARAMS_FILE = "pipeline.yaml"
 CAMERA_TOPIC = "image_raw"          # enhance_node's input (relative to the namespace)
 ENHANCED_TOPIC = "enhanced/image"   # enhance_node's output = depth/detect input
 RELIABILITIES = ("best_effort", "reliable")
-ENHANCE_OVERRIDES = ("model", "backend", "device", "engine")  # enhance_node-only parameters
+ENHANCE_OVERRIDES = ("model", "backend", "device", "engine", "cameras", "input_transport")  # enhance_node's
 
 
 class PipelineError(RuntimeError):
@@ -78,6 +78,11 @@ class PipelineOptions:
     backend: str | None = None
     device: str | None = None
     engine: str | None = None
+    cameras: str | None = None   # several cameras on one enhance_node; detect/depth run per camera
+    input_transport: str | None = None
+
+    def camera_names(self) -> list[str]:
+        return [c.strip().strip("/") for c in (self.cameras or "").split(",") if c.strip().strip("/")]
 
     def node_kinds(self) -> list[str]:
         kinds = [k.strip() for k in self.nodes.split(",") if k.strip()]
@@ -110,6 +115,13 @@ class NodePlan:
     kind: str
     remaps: list[tuple[str, str]] = field(default_factory=list)
     overrides: dict[str, Any] = field(default_factory=dict)
+    camera: str = ""  # detect/depth beside a multi-camera enhance_node: that camera's namespace
+
+    def namespace(self, base: str) -> str:
+        """The node's namespace under the pipeline's `base`."""
+        if not self.camera:
+            return base
+        return posixpath.join("/" + base.strip("/") if base.strip("/") else "/", self.camera)
 
     @property
     def spec(self) -> NodeKind:
@@ -125,8 +137,15 @@ def plan_nodes(options: PipelineOptions) -> list[NodePlan]:
     if options.autostart is not None:
         common["autostart"] = options.autostart
     moved = options.enhanced_topic != ENHANCED_TOPIC  # both ends of it move together
+    cameras = options.camera_names()
+    if cameras and (moved or options.camera_topic != CAMERA_TOPIC):
+        raise PipelineError("cameras: each camera reads <camera>/image_raw and publishes <camera>/enhanced/image; "
+                            "camera_topic and enhanced_topic cannot be moved with several cameras")
     plans = []
     for kind in options.node_kinds():
+        if kind != "enhance" and cameras:  # one detect/depth node per camera, in its namespace
+            plans += [NodePlan(kind, [], dict(common), camera=c) for c in cameras]
+            continue
         plan = NodePlan(kind, [], dict(common))
         if moved:
             plan.remaps.append((ENHANCED_TOPIC, options.enhanced_topic))
@@ -154,12 +173,28 @@ def default_params_file() -> Path:
     except Exception:  # noqa: BLE001 - not a colcon install / no ament_index_python
         pass
     candidates += [Path(sys.prefix) / "share" / "dap_led_ros" / "config",
-                   Path(__file__).resolve().parent.parent / "config"]
+                   Path(__file__).resolve().parents[2] / "config"]  # a checkout (editable install)
     for folder in candidates:
         if (folder / PARAMS_FILE).is_file():
             return folder / PARAMS_FILE
     raise PipelineError(f"no {PARAMS_FILE} found in {', '.join(map(str, candidates))}; "
                         f"pass --params")
+
+
+def with_file_cameras(options: PipelineOptions, params: Path, namespace: str = "") -> PipelineOptions:
+    """`options`, with enhance_node's `cameras` from the params file when the options leave it open,
+    so that detect/depth are planned per camera either way."""
+    if options.cameras is not None:
+        return options
+    from dataclasses import replace
+
+    from dap_led_ros.ros.params import ConfigError, read_params_file
+
+    try:
+        cameras = read_params_file(params, NODE_KINDS["enhance"].node_name, namespace).get("cameras")
+    except ConfigError as exc:
+        raise PipelineError(str(exc)) from None
+    return replace(options, cameras=cameras) if isinstance(cameras, str) and cameras.strip() else options
 
 
 def check_params_file(path: Path) -> None:
@@ -196,11 +231,11 @@ def _make_node(plan: NodePlan, namespace: str) -> Any:
     from rclpy.parameter import Parameter
 
     remaps = [arg for src, dst in plan.remaps for arg in ("-r", f"{src}:={dst}")]
+    namespace = plan.namespace(namespace)
     return plan.node_class()(
         plan.spec.node_name, namespace=namespace or None,
         cli_args=["--ros-args", *remaps] if remaps else None,
         parameter_overrides=[Parameter(k, value=v) for k, v in plan.overrides.items()])
-
 
 def run_pipeline(plans: Sequence[NodePlan], params: Path, namespace: str = "",
                  ros_args: Sequence[str] = ()) -> int:
