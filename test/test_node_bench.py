@@ -61,3 +61,24 @@ def test_bench_node_rejects_bad_options(tmp_path):
     proc = subprocess.run([str(VENV_BIN / "dap-led"), "bench-node", "-p", "model", "--out-dir", str(tmp_path)],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "name:=value" in proc.stderr
+
+
+def test_bench_node_with_several_cameras_one_node_and_separate_nodes(tmp_path, ros_domain_id, tiny_checkpoint):
+    for extra in ([], ["--separate-nodes"]):
+        out = tmp_path / ("separate" if extra else "one")
+        proc = subprocess.run([str(VENV_BIN / "dap-led"), "bench-node", "--size", "64x48", "--rate", "5",
+                               "--warmup", "0.5", "--duration", "3", "--start-timeout", "240", "--cameras", "2",
+                               *extra, "-p", f"model:={tiny_checkpoint}", "-p", "backend:=torch",
+                               "-p", "threads:=1", "--out-dir", str(out)],
+                              capture_output=True, text=True, timeout=400)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        doc = json.loads((out / "node_bench.json").read_text())
+        assert doc["cameras"] == 2 and doc["separate_nodes"] == bool(extra)
+        assert len(doc["per_camera_fps"]) == 2 and all(f > 0 for f in doc["per_camera_fps"])
+        assert doc["rss_mib"] > 50 and doc["rss_peak_mib"] >= doc["rss_mib"] * 0.9
+        if extra:
+            assert "2 single-camera enhance_nodes" in proc.stdout
+            assert (out / "node_bench_node_1.log").is_file()
+        else:
+            assert "one enhance_node serving 2 cameras" in proc.stdout
+            assert doc["diagnostics"]["cameras"] == "cam0,cam1"

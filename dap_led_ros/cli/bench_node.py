@@ -37,6 +37,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    action="append", default=[], metavar="NAME:=VALUE",
                    help="an enhance_node parameter (repeatable), e.g. -p model:=quality -p threads:=2")
     p.add_argument("--namespace", default=d.namespace, help="the node's namespace (default: %(default)s)")
+    p.add_argument("--cameras", type=int, default=d.cameras,
+                   help="cameras fed at --rate each, namespaces cam0, cam1, ...: served by one node "
+                        "(-p cameras:=...) unless --separate-nodes (default: %(default)s)")
+    p.add_argument("--separate-nodes", action="store_true",
+                   help="with --cameras N: one single-camera node per camera (the comparison)")
     p.add_argument("--out-dir", type=Path, default=Path("bench_results"), help="output folder (default: %(default)s)")
     p.set_defaults(func=run)
 
@@ -48,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
     options = NodeBenchOptions(width=w, height=h, rate_hz=args.rate, warmup_s=args.warmup,
                                duration_s=args.duration, start_timeout_s=args.start_timeout,
                                namespace=args.namespace, params=dict(args.param),
-                               log_path=args.out_dir / "node_bench_node.log")
+                               log_path=args.out_dir / "node_bench_node.log", cameras=args.cameras,
+                               separate_nodes=args.separate_nodes)
     try:
         options.validate()  # before the output folder is made
     except ValueError as exc:
@@ -72,8 +78,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: cannot write {args.out_dir / 'node_bench.json'}: {os_error_text(exc)}", file=sys.stderr)
         return 1
     diag = result.diagnostics
-    print(f"enhance_node at {result.size}, fed {result.rate_hz:g} fps: {result.fps_out:.2f} restored fps "
+    who = ("enhance_node" if result.cameras == 1 else
+           f"{result.cameras} single-camera enhance_nodes" if result.separate_nodes else
+           f"one enhance_node serving {result.cameras} cameras")
+    print(f"{who} at {result.size}, fed {result.rate_hz:g} fps per camera: {result.fps_out:.2f} restored fps "
           f"({result.received} frames in {args.duration:g} s, {result.sent} sent)")
+    if result.cameras > 1:
+        print("per camera: " + ", ".join(f"{f:.2f}" for f in result.per_camera_fps) + " fps")
+    print(f"resident memory {result.rss_mib:.0f} MiB (peak {result.rss_peak_mib:.0f} MiB)"
+          + (" over all nodes" if result.separate_nodes else ""))
     print(f"end-to-end latency p50 {result.latency_p50_ms:.1f} ms, p95 {result.latency_p95_ms:.1f} ms")
     if diag:
         print(f"/diagnostics: fps_out {diag.get('fps_out', '?')}, latency p50 {diag.get('latency_p50_ms', '?')} ms, "
