@@ -267,3 +267,23 @@ def test_not_lazy_restores_without_subscribers(ros, tiny_checkpoint, start_node)
             break
     assert int(peer.diag["restored"]) >= 2 and int(peer.diag["lazy_skipped"]) == 0
     node.assert_clean_exit()
+
+
+def test_disabled_passes_compressed_frames_through(compressed_node, module_ros):
+    from std_srvs.srv import SetBool
+
+    proc, peer = compressed_node
+    assert module_ros.call(SetBool, "/zcam/enhance_node/enable", SetBool.Request(data=False)).success
+    try:
+        rgb = scene(seed=7)
+        h = header()
+        src = compressed_msg(h, rgb, "jpeg")
+        peer.pub.publish(src)
+        k = key_of(h)
+        peer.ros.spin_until(lambda: k in peer.raw and k in peer.compressed, 60.0, "the passed-through frame")
+        comp, raw = peer.compressed[k], peer.raw[k]
+        assert comp.format == src.format and bytes(comp.data) == bytes(src.data)  # untouched
+        np.testing.assert_array_equal(decoded_rgb(raw), decode_compressed(src.format, bytes(src.data)).rgb)
+        assert raw.encoding == "rgb8"
+    finally:
+        assert module_ros.call(SetBool, "/zcam/enhance_node/enable", SetBool.Request(data=True)).success
