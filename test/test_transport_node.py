@@ -225,19 +225,23 @@ def test_lazy_no_inference_without_subscribers_first_frame_after_one_appears(ros
     # Nobody subscribes: frames are counted, none restored.
     d = peer.fresh_diag(lambda d: d.get("state") == "active", START_TIMEOUT, "the node active")
     assert d["lazy"] == "true" and int(d["subscribers"]) == 0
-    for _ in range(5):
-        peer.pub.publish(make_image_msg(rgb, header(), "rgb8"))
+    unwatched = [header() for _ in range(5)]
+    for h in unwatched:
+        peer.pub.publish(make_image_msg(rgb, h, "rgb8"))
     d = peer.fresh_diag(lambda d: int(d["lazy_skipped"]) == 5, 30.0, "5 frames skipped while unwatched")
     assert int(d["restored"]) == 0 and int(d["frames_in"]) == 0 and int(d["frames_out"]) == 0
-    # A subscriber appears: the first frame sent after it matched (on this side) is published,
-    # however late the node's side of the match is reported.
+    # A subscriber appears: the newest unwatched frame is restored for it at once ...
     peer.subscribe_raw()
+    ros.spin_until(lambda: key_of(unwatched[-1]) in peer.raw, 60.0, "the newest unwatched frame")
+    assert [k for k in peer.raw] == [key_of(unwatched[-1])]
+    # ... and the first frame sent after it matched (on this side) is published, however late the
+    # node's side of the match is reported.
     ros.wait_for_publishers(peer.sub_raw, timeout=START_TIMEOUT)
     h = header()
     peer.pub.publish(make_image_msg(rgb, h, "rgb8"))
     ros.spin_until(lambda: key_of(h) in peer.raw, 60.0, "the first frame after the subscriber appeared")
     d = peer.fresh_diag(lambda d: int(d["subscribers"]) == 1)
-    assert int(d["restored"]) <= 2  # this frame, and at most the newest unwatched one
+    assert int(d["restored"]) == 2  # the newest unwatched frame and this one
     restored = int(d["restored"])
     # The subscriber leaves: inference stops again.
     ros.node.destroy_subscription(peer.sub_raw)
