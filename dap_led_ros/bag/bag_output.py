@@ -94,7 +94,7 @@ def atomic_bag_output(dst: Path, inputs: Iterable[Path] = ()) -> Iterator[Path]:
     `check_output_path`) is replaced only once the new bag is complete.
     """
     protected = [p for src in inputs for p in input_paths(Path(src))]
-    _remove_stale_partials(dst, protected)
+    remove_stale_partials(dst, protected)
     work = dst.parent / f".{dst.name}{_PARTIAL}{os.getpid()}"
     with storage_writes():
         work.mkdir()
@@ -112,12 +112,16 @@ def atomic_bag_output(dst: Path, inputs: Iterable[Path] = ()) -> Iterator[Path]:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _remove_stale_partials(dst: Path, protected: list[Path]) -> None:
-    """Work folders of earlier runs that were killed (their process is gone), never an input."""
+def remove_stale_partials(dst: Path, protected: list[Path]) -> None:
+    """Work folders of earlier runs that were killed (their process is gone), never an input.
+    One named after this process is stale too: a killed run's pid can come round again (a new
+    container, a fleet's next worker), and this process writes one OUT at a time."""
     for p in dst.parent.glob(f".{dst.name}{_PARTIAL}*"):
         try:
-            os.kill(int(p.name.rsplit("-", 1)[1]), 0)
-            continue  # that run is still going
+            pid = int(p.name.rsplit("-", 1)[1])
+            if pid != os.getpid():
+                os.kill(pid, 0)
+                continue  # that run is still going
         except ProcessLookupError:
             pass
         except (ValueError, PermissionError):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -9,7 +10,7 @@ from dap_led_ros.bag.bag_enhance import BagEnhanceOptions, enhance_prepared, pre
 from dap_led_ros.bag.bag_errors import BagError, BagWriteError, write_failure_cause
 from dap_led_ros.bag.bag_io import STORAGES
 from dap_led_ros.bag.frames import CompressionSettings
-from dap_led_ros.cli.args import add_backend_args, enhancer_from_args
+from dap_led_ros.cli.args import add_backend_args, enhancer_config_from_args, enhancer_from_args
 
 EXIT_WRITE_FAILED = 3  # OUT could not be stored (disk full, file too large, I/O error); no OUT left
 
@@ -28,9 +29,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "Exit status 0: done; 1: some frames could not be decoded (listed, copied unchanged; OUT is "
                     "written); 2: nothing written (bad input, a count that does not add up, OUT not allowed, "
                     "model not loadable); 3: nothing written because storing OUT failed (disk full, file too "
-                    "large, I/O error).")
-    p.add_argument("input", type=Path, metavar="IN", help="rosbag2 folder (or a .db3/.mcap file)")
-    p.add_argument("output", type=Path, metavar="OUT", help="new bag folder")
+                    "large, I/O error). "
+                    "Several bags (a fleet: several INs, a glob, a list file or a folder holding bags) run as Ray "
+                    "tasks, OUT/<bag name> each; a finished OUT/<name> is skipped (resume) unless --force; exit "
+                    "status 0: all done or skipped; 1: some bag failed or had frames that could not be decoded; "
+                    "2: bad arguments or no bags.")
+    p.add_argument("input", nargs="+", metavar="IN",
+                   help="rosbag2 folder (or a .db3/.mcap file); for a fleet: several of them, a glob ('drives/*'), "
+                        "a list file (.txt/.list: one bag per line, # comments) or a folder holding bags")
+    p.add_argument("output", type=Path, metavar="OUT", help="new bag folder (a fleet: the folder the bags go in)")
     d = BagEnhanceOptions()
     p.add_argument("--topics", nargs="+", default=None, metavar="TOPIC",
                    help="image topics to enhance (default: every colour/mono camera topic); only these are decoded")
@@ -45,11 +52,48 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-temporal", action="store_true",
                    help="restore every frame on its own (default: fuse each frame with its topic's previous ones, "
                         "aligned by optical flow, where they agree: steadier video)")
+    p.add_argument("--ray-address", default=None, metavar="ADDRESS",
+                   help="fleet: run on this Ray cluster (e.g. ray://head:10001 or head:6379) instead of an embedded "
+                        "local Ray; the bags and OUT must be on storage every node sees")
+    p.add_argument("--workers", type=int, default=None,
+                   help="fleet: CPUs of the embedded local Ray, i.e. bags at once with one thread each "
+                        "(default: this machine's cores)")
     add_backend_args(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from dap_led_ros.bag import fleet
+
+    if fleet.is_fleet(args.input):
+        return run_fleet(args)
+    if args.ray_address is not None or args.workers is not None:
+        print("error: --ray-address and --workers are for several bags (a fleet), not for one",
+              file=sys.stderr)
+        return 2
+    args.input = Path(args.input[0])
+    return run_one(args)
+
+
+def run_fleet(args: argparse.Namespace) -> int:
+    """Every bag as a Ray task into OUT/<name>; the summary table on stdout."""
+    from dap_led_ros.bag import fleet
+
+    settings = fleet.FleetSettings(
+        options=BagEnhanceOptions(topics=args.topics, storage=args.storage, batch=args.batch, force=args.force,
+                                  compression=CompressionSettings(args.jpeg_quality, args.png_level)),
+        enhancer=dataclasses.replace(enhancer_config_from_args(args), temporal=not args.no_temporal),
+        workers=args.workers, ray_address=args.ray_address)
+    try:
+        report = fleet.run_fleet(fleet.plan_fleet(args.input, args.output, settings), settings)
+    except fleet.FleetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(report.table())
+    return report.exit_code
+
+
+def run_one(args: argparse.Namespace) -> int:
     options = BagEnhanceOptions(topics=args.topics, storage=args.storage, batch=args.batch, force=args.force,
                                 compression=CompressionSettings(args.jpeg_quality, args.png_level))
     try:
