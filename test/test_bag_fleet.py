@@ -260,6 +260,21 @@ def test_fleet_output_equals_per_bag_runs(tmp_path, bag_set, checkpoint, local_r
         assert {f.name: f.read_bytes() for f in got.iterdir()} == {f.name: f.read_bytes() for f in single.iterdir()}
 
 
+def test_ray_address_runs_the_fleet_on_an_existing_cluster(tmp_path, bag_set, checkpoint, local_ray):
+    bags, reference = bag_set
+    address = ray.get_runtime_context().gcs_address  # this module's Ray, as a cluster to join
+    out = tmp_path / "out"
+    cmd = DAP_LED + ["bag", str(bags / "drive1"), str(bags / "drive6.db3"), str(out), "--ray-address", address]
+    proc = subprocess.run(cmd + _cli(checkpoint), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"ray: cluster at {address}, connected in" in proc.stdout
+    assert sorted(p.name for p in out.iterdir()) == ["drive1", "drive6"]
+    for name in ("drive1", "drive6"):
+        _check(reference[name], out / name)
+    proc = subprocess.run(cmd + ["--workers", "2"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "a cluster (--ray-address) has its own" in proc.stderr
+
+
 # ----------------------------------------------------------------------------- (3) failures stay in their row
 
 
@@ -365,7 +380,7 @@ def test_summary_table_rows_and_totals():
                fleet.BagResult("b", "/in/b", fleet.SKIPPED),
                fleet.BagResult("c", "/in/c", fleet.FAILED, seconds=0.5, error="no such bag\nat all"),
                fleet.BagResult("d", "/in/d", fleet.DONE, frames=4, seconds=2.0, frame_failures=2)]
-    report = fleet.FleetReport(results, seconds=9.0, ray_start_seconds=4.2, ray_where="local, 2 CPUs")
+    report = fleet.FleetReport(results, seconds=9.0, ray_start_seconds=4.2, ray_where="local, 2 CPUs, started")
     lines = report.table().splitlines()
     assert lines[0].split() == ["bag", "status", "frames", "seconds", "frame", "failures", "error"]
     assert lines[2].split() == ["a", "done", "12", "1.3", "0"]

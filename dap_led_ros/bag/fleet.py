@@ -319,8 +319,8 @@ def _absolute(value: str | None, names: tuple) -> str | None:
 class FleetReport:
     results: list[BagResult]
     seconds: float = 0.0                  # the whole run, Ray's start included
-    ray_start_seconds: float = 0.0
-    ray_where: str = ""
+    ray_start_seconds: float = 0.0       # ray.init: starting the local Ray or connecting to a cluster
+    ray_where: str = ""                  # e.g. "local, 2 CPUs, started"
     stopped_by: int | None = None         # the signal that stopped the run
 
     @property
@@ -347,7 +347,7 @@ class FleetReport:
         lines.insert(1, "-" * len(lines[0]))
         lines.insert(len(lines) - 1, "-" * len(lines[0]))
         if self.ray_where:
-            lines.append(f"ray: {self.ray_where}, started in {self.ray_start_seconds:.1f} s")
+            lines.append(f"ray: {self.ray_where} in {self.ray_start_seconds:.1f} s")
         if self.stopped_by is not None:
             lines.append(f"stopped by {signal.Signals(self.stopped_by).name}: finished bags are kept, "
                          f"a rerun skips them")
@@ -371,17 +371,17 @@ def _ray_error_text(exc: Exception) -> str:
 def _start_ray(settings: FleetSettings) -> tuple[bool, str]:
     """Connect to the cluster or start the embedded local Ray; (whether we own it, where it runs)."""
     if ray.is_initialized():  # a caller's Ray (tests, notebooks): used as it is, left running
-        return False, "the running Ray instance"
+        return False, "the running Ray instance, joined"
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     # Quiet: no dashboard, no worker output, only Ray's errors (not its notes, e.g. on token auth).
     quiet = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
     try:
         if settings.ray_address:
             ray.init(address=settings.ray_address, **quiet)
-            return True, f"cluster at {settings.ray_address}"
+            return True, f"cluster at {settings.ray_address}, connected"
         cpus = settings.workers or machine_cores()
         ray.init(address="local", num_cpus=cpus, object_store_memory=OBJECT_STORE_BYTES, **quiet)
-        return True, f"local, {cpus} CPU" + ("s" if cpus > 1 else "")
+        return True, f"local, {cpus} CPU{'s' if cpus > 1 else ''}, started"
     except (ConnectionError, RuntimeError, ValueError, OSError) as exc:
         where = f"connect to the Ray cluster at {settings.ray_address}" if settings.ray_address else "start Ray"
         raise FleetError(f"cannot {where}: {_one_line(str(exc))}") from exc
