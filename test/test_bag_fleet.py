@@ -365,6 +365,8 @@ def test_bad_fleets_are_refused_before_ray_starts(tmp_path, bag_set, checkpoint,
     assert "must not be the input folder" in capsys.readouterr().err
     assert cli_main(["bag", str(bags / "drive0"), str(bags / "drive1"), str(bags)]) == 2
     assert "written over the input" in capsys.readouterr().err
+    assert cli_main(["bag", str(bags / "drive0"), str(bags / "drive5.mcap"), str(bags / "drive1")]) == 2
+    assert "is a bag; with several bags OUT is the folder" in capsys.readouterr().err
     assert cli_main(["bag", str(bags), str(out), "--workers", "1", "--threads", "2"]) == 2
     assert "no bag could start" in capsys.readouterr().err
     assert cli_main(["bag", str(bags / "drive0"), str(out / "one"), "--workers", "2"]) == 2  # one bag: no Ray

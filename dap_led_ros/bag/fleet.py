@@ -275,6 +275,8 @@ def plan_fleet(inputs: list[str], out_dir: Path, settings: FleetSettings) -> lis
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise FleetError(f"OUT {out_dir} is a file; with several bags OUT is the folder their outputs go in")
+    if is_bag(out_dir):
+        raise FleetError(f"OUT {out_dir} is a bag; with several bags OUT is the folder their outputs go in")
     if not out_dir.absolute().parent.is_dir():
         raise FleetError(f"the folder {out_dir.absolute().parent} for {out_dir.name} does not exist")
     out = out_dir.resolve()
@@ -318,10 +320,10 @@ def _absolute(value: str | None, names: tuple) -> str | None:
 @dataclass
 class FleetReport:
     results: list[BagResult]
-    seconds: float = 0.0                  # the whole run, Ray's start included
-    ray_start_seconds: float = 0.0       # ray.init: starting the local Ray or connecting to a cluster
-    ray_where: str = ""                  # e.g. "local, 2 CPUs, started"
-    stopped_by: int | None = None         # the signal that stopped the run
+    seconds: float = 0.0              # the whole run, Ray's start included
+    ray_start_seconds: float = 0.0    # ray.init: starting the local Ray or connecting to a cluster
+    ray_where: str = ""               # e.g. "local, 2 CPUs, started"
+    stopped_by: int | None = None     # the signal that stopped the run
 
     @property
     def exit_code(self) -> int:
@@ -383,6 +385,7 @@ def _start_ray(settings: FleetSettings) -> tuple[bool, str]:
         ray.init(address="local", num_cpus=cpus, object_store_memory=OBJECT_STORE_BYTES, **quiet)
         return True, f"local, {cpus} CPU{'s' if cpus > 1 else ''}, started"
     except (ConnectionError, RuntimeError, ValueError, OSError) as exc:
+        ray.shutdown()  # whatever part of it had started
         where = f"connect to the Ray cluster at {settings.ray_address}" if settings.ray_address else "start Ray"
         raise FleetError(f"cannot {where}: {_one_line(str(exc))}") from exc
 
@@ -390,7 +393,7 @@ def _start_ray(settings: FleetSettings) -> tuple[bool, str]:
 def run_fleet(jobs: list[FleetJob], settings: FleetSettings, task=None) -> FleetReport:
     """Run every job as a Ray task (`task`: the remote function, enhance_bag_task by default) and
     collect the results as they finish. SIGINT/SIGTERM stop the run: the running bags are
-    cancelled (their work folders removed), finished ones stay."""
+    cancelled (a cancelled task removes its work folder), finished ones stay."""
     task = task or enhance_bag_task
     started = time.monotonic()
     results: dict[str, BagResult] = {}
