@@ -239,7 +239,7 @@ class Enhancer:
     def enhance_batch_deferred(self, frames: list[np.ndarray],
                                streams: list[str | None] | None = None) -> list[Callable[[], np.ndarray]]:
         """Runs the network now, frames of one size (within `max_pixels`) through the backend together
-        (the others one by one), and returns each frame's rest (fusion, conversion) as a callable. With
+        (the others one by one; at most the backend's `max_batch` per call), and returns each frame's rest (fusion, conversion) as a callable. With
         `temporal`, frame i is fused into stream `streams[i]`'s history (default None): call the
         callables in list order. A batch skips heatmap reuse (the prior runs in the batch's graph)."""
         streams = streams if streams is not None else [None] * len(frames)
@@ -252,15 +252,18 @@ class Enhancer:
             if f.shape[0] * f.shape[1] <= self.cfg.max_pixels:
                 groups.setdefault(f.shape, []).append(i)
         rests: list[Callable[[], np.ndarray] | None] = [None] * len(frames)
-        for indices in groups.values():
-            if len(indices) < 2:
-                continue
-            with self.stages.measure("convert_in"):
-                x = np.concatenate([to_input(frames[i]) for i in indices])
-            with self.stages.measure("network"):
-                y = self.backend.infer(x)
-            for k, i in enumerate(indices):
-                rests[i] = self._finisher(y[k], streams[i])
+        limit = self.backend.max_batch or len(frames)  # an engine built for smaller batches: in chunks
+        for group in groups.values():
+            for start in range(0, len(group), limit):
+                indices = group[start:start + limit]
+                if len(indices) < 2:
+                    continue
+                with self.stages.measure("convert_in"):
+                    x = np.concatenate([to_input(frames[i]) for i in indices])
+                with self.stages.measure("network"):
+                    y = self.backend.infer(x)
+                for k, i in enumerate(indices):
+                    rests[i] = self._finisher(y[k], streams[i])
         return [rest if rest is not None else self.enhance_deferred(f, s)
                 for rest, f, s in zip(rests, frames, streams)]
 

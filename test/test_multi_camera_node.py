@@ -109,7 +109,7 @@ class Rig:
 @pytest.fixture(scope="module")
 def four(module_ros: RosHarness, tiny_checkpoint, tmp_path_factory):
     cmd = enhance_node_cmd(NS, f"model:={tiny_checkpoint}", "temporal:=false", f"cameras:={','.join(CAMERAS)}",
-                           "batch_window_ms:=500.0")
+                           "batch_window_ms:=500.0", "max_batch:=4")  # on the CPU auto would be 1
     proc = NodeProcess(cmd, tmp_path_factory.mktemp("multi") / "node.log")
     rig = Rig(module_ros, NS, CAMERAS)
     rig.wait_matched()

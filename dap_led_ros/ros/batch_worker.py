@@ -12,7 +12,6 @@ A batch's rests start only after the previous batch's rests are done.
 """
 from __future__ import annotations
 
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -21,7 +20,7 @@ from typing import Generic, TypeVar
 
 import numpy as np
 
-from dap_led_ros.ros.frame_worker import WorkerStats, _RateMeter
+from dap_led_ros.ros.frame_worker import TwoStageWorker, WorkerStats, _RateMeter
 
 T = TypeVar("T")
 
@@ -71,7 +70,7 @@ class _Slot(_Counters):
 _Item = tuple[str, object, float]
 
 
-class BatchFrameWorker(Generic[T]):
+class BatchFrameWorker(TwoStageWorker, Generic[T]):
     """Runs `process_batch(items)` on the newest frame of every waiting camera, off the caller's thread.
 
     process_batch: called on the worker thread with [(key, frame), ...], one per camera taken, in
@@ -102,69 +101,25 @@ class BatchFrameWorker(Generic[T]):
             raise ValueError(f"{name}: batch_window_s must be >= 0, got {batch_window_s}")
         if max_batch < 0:
             raise ValueError(f"{name}: max_batch must be >= 0 (0 = no limit), got {max_batch}")
+        super().__init__(name)
         self._process_batch = process_batch
         self._on_error = on_error
-        self._name = name
         self._batch_window_s = float(batch_window_s)
         self._max_batch = int(max_batch)
         self._window_s = window_s
-        self._cond = threading.Condition()
         self._slots = {key: _Slot(key, window_s, latency_samples) for key in keys}
         self._total = _Counters(window_s, latency_samples)
-        self._stopping = False
-        self._thread: threading.Thread | None = None
-        self._finisher: threading.Thread | None = None
-        self._handoff: list[tuple[str, T, Callable[[], object], float]] | None = None  # a batch's rests
-        self._first_done = False  # the first stage has exited; the finisher drains and exits
         self._batches = 0
         self._sizes: deque[tuple[float, int]] = deque()  # (taken at, size) of the recent batches
 
     # ------------------------------------------------------------------ control
 
-    def start(self) -> None:
-        with self._cond:
-            if self._thread is not None:
-                raise RuntimeError(f"{self._name} already started")
-            self._stopping = False
-            self._first_done = False
-            # Daemons: a process exiting on a signal never waits for an inference in flight.
-            self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
-            self._finisher = threading.Thread(target=self._finish_loop, name=f"{self._name}-finish", daemon=True)
-            self._thread.start()
-            self._finisher.start()
-
-    def stop(self, timeout: float | None = 10.0) -> bool:
-        """Discard the waiting frames, let the batch in progress and its rests finish, join the threads.
-
-        Returns False when a thread was still running after `timeout` seconds, or when called
-        from the work itself (the threads then exit after the work in progress).
-        """
-        with self._cond:
-            threads = [t for t in (self._thread, self._finisher) if t is not None]
-            self._stopping = True
-            for slot in self._slots.values():
-                if slot.pending is not None:
-                    slot.pending = None
-                    slot.dropped += 1
-                    self._total.dropped += 1
-            self._cond.notify_all()
-        if not threads:
-            return True
-        if threading.current_thread() in threads:
-            return False
-        deadline = None if timeout is None else time.monotonic() + timeout
-        for t in threads:  # the first stage, then the finisher (which drains the rests handed to it)
-            t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
-            if t.is_alive():
-                return False
-        with self._cond:
-            self._thread = self._finisher = None
-        return True
-
-    @property
-    def running(self) -> bool:
-        with self._cond:
-            return self._thread is not None and not self._stopping
+    def _discard_waiting(self) -> None:
+        for slot in self._slots.values():
+            if slot.pending is not None:
+                slot.pending = None
+                slot.dropped += 1
+                self._total.dropped += 1
 
     def submit(self, key: str, frame: T, received_at: float | None = None) -> bool:
         """Queue `frame` for camera `key`, replacing that camera's waiting frame if any.
@@ -259,18 +214,13 @@ class BatchFrameWorker(Generic[T]):
             self._trim_sizes(now)
             return batch
 
-    def _run(self) -> None:
-        try:
-            while True:
-                batch = self._next_batch()
-                if batch is None:
-                    return
-                self._run_batch(batch)
-                del batch  # do not hold the last frames while waiting for the next ones
-        finally:
-            with self._cond:
-                self._first_done = True
-                self._cond.notify_all()
+    def _first_stage(self) -> None:
+        while True:
+            batch = self._next_batch()
+            if batch is None:
+                return
+            self._run_batch(batch)
+            del batch  # do not hold the last frames while waiting for the next ones
 
     def _run_batch(self, batch: list[_Item]) -> None:
         try:
@@ -290,25 +240,9 @@ class BatchFrameWorker(Generic[T]):
             else:
                 self._finished(key, received_at)
         if rests:
-            with self._cond:
-                while self._handoff is not None:  # the finisher is still on the batch before
-                    self._cond.wait()
-                self._handoff = rests
-                self._cond.notify_all()
+            self._hand_over(rests)  # once the finisher is done with the batch before
 
-    def _finish_loop(self) -> None:
-        while True:
-            with self._cond:
-                while self._handoff is None and not self._first_done:
-                    self._cond.wait()
-                if self._handoff is None:
-                    return
-                rests, self._handoff = self._handoff, None
-                self._cond.notify_all()
-            self._run_rests(rests)
-            del rests
-
-    def _run_rests(self, rests: list[tuple[str, T, Callable[[], object], float]]) -> None:
+    def _finish(self, rests: list[tuple[str, T, Callable[[], object], float]]) -> None:
         for key, frame, rest, received_at in rests:
             try:
                 rest()

@@ -138,7 +138,8 @@ class EnhanceNodeConfig(ManagedNodeConfig):
         "several cameras: after a frame arrives, wait at most this long for the other cameras' frames "
         "to batch them through the backend (0: take what is waiting)"))
     max_batch: int = field(default=0, metadata=param_help(
-        "several cameras: at most this many frames per backend call (0: one per camera)"))
+        "several cameras: at most this many frames per backend call; 0: auto (1 on the CPU, where a "
+        "batch only adds latency; one per camera on a GPU)"))
     input_transport: str = field(default="raw", metadata=param_help(
         "raw (sensor_msgs/Image on image_raw) | compressed (CompressedImage on image_raw/compressed)"))
     publish_compressed: bool = field(default=True, metadata=param_help(
@@ -174,7 +175,7 @@ class EnhanceNodeConfig(ManagedNodeConfig):
         check_range("jpeg_quality", self.jpeg_quality, 1, 100)
         check_range("png_level", self.png_level, 0, 9)
         check_range("batch_window_ms", self.batch_window_ms, 0.0, 1000.0)
-        check_range("max_batch", self.max_batch, 0, 64, "0 = one per camera")
+        check_range("max_batch", self.max_batch, 0, 64, "0 = auto")
         self.camera_names()
         if not (self.device in ("auto", "cpu") or self.device.startswith("cuda")):
             raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got '{self.device}'")
@@ -265,9 +266,18 @@ class EnhanceNode(ManagedImageNode[EnhanceNodeConfig]):
         if not self.multi_camera:
             return super().make_worker()
         return BatchFrameWorker(self._process_batch, keys=[c.name for c in self._channels],
-                                batch_window_s=cfg.batch_window_ms / 1000.0, max_batch=cfg.max_batch,
+                                batch_window_s=cfg.batch_window_ms / 1000.0, max_batch=self.max_batch,
                                 name=f"{self.get_name()}-worker",
                                 on_error=lambda key, frame, exc: self._on_frame_error(frame, exc))
+
+    @property
+    def max_batch(self) -> int:
+        """Frames per backend call (0: one per camera): `max_batch`, or for 0 one frame on the CPU,
+        where a batch brings no speed and only latency (docs/benchmarks.md), one per camera on a GPU."""
+        cfg, enhancer = self.cfg, self._enhancer
+        if cfg is None or cfg.max_batch or enhancer is None:
+            return cfg.max_batch if cfg is not None else 0
+        return 1 if enhancer.backend.runs_on_cpu else 0
 
     def frame_key(self, frame: CameraFrame) -> str | None:
         return frame.channel.name if self.multi_camera else None
@@ -344,6 +354,7 @@ class EnhanceNode(ManagedImageNode[EnhanceNodeConfig]):
             if isinstance(worker, BatchFrameWorker):
                 b = worker.batch_stats()
                 out["batches"], out["batch_mean"], out["batch_max"] = b.batches, f"{b.mean_size:.2f}", b.max_size
+                out["max_batch"] = self.max_batch or len(self._channels)
         else:
             out.update(self._camera_values(enhancer, self._channels[0]) if self._channels else {})
         return out

@@ -17,7 +17,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
@@ -87,36 +87,33 @@ class _RateMeter:
             times.popleft()
 
 
-class FrameWorker(Generic[T]):
-    """Runs `process(frame)` on the newest submitted frame, one at a time, off the caller's thread.
+class TwoStageWorker:
+    """The two threads every worker has: the first stage (`_first_stage`, which hands items on with
+    `_hand_over`) and a finisher that runs each handed-over item (`_finish`), one at a time and in
+    order, started and stopped together. Subclasses also say what `stop` discards (`_discard_waiting`)."""
 
-    process: the work; its exceptions are counted as failed and handed to `on_error`
-        (the worker keeps running). It may return a callable, the rest of the work, which runs on
-        the second stage's thread (its exceptions are handled alike).
-    on_error: called on the worker thread with (frame, exception); default: ignore.
-    window_s: span of the fps and latency statistics.
-    """
-
-    def __init__(self, process: Callable[[T], None], *, name: str = "frame-worker",
-                 on_error: Callable[[T, BaseException], None] | None = None,
-                 window_s: float = 5.0, latency_samples: int = 200) -> None:
-        self._process = process
-        self._on_error = on_error
+    def __init__(self, name: str) -> None:
         self._name = name
         self._cond = threading.Condition()
-        self._pending: tuple[T, float] | None = None
         self._stopping = False
-        self._busy = False
         self._thread: threading.Thread | None = None
         self._finisher: threading.Thread | None = None
-        self._handoff: tuple[T, Callable[[], object], float] | None = None  # waiting for the finisher
-        self._first_done = False  # the first stage has exited; the finisher drains and exits
-        self._finishing = False
-        self._received = self._processed = self._dropped = self._failed = 0
-        self._in_rate = _RateMeter(window_s)
-        self._out_rate = _RateMeter(window_s)
-        self._drop_rate = _RateMeter(window_s)
-        self._latencies: deque[float] = deque(maxlen=latency_samples)
+        self._handoff: Any = None      # an item waiting for the finisher
+        self._first_done = False       # the first stage has exited; the finisher drains and exits
+        self._finishing = False        # the finisher is on an item
+
+    # ------------------------------------------------------------------ subclass hooks
+
+    def _first_stage(self) -> None:
+        """The first thread's loop; returns once stopping."""
+        raise NotImplementedError
+
+    def _finish(self, item: Any) -> None:
+        """Run one handed-over item (finisher thread); must not raise."""
+        raise NotImplementedError
+
+    def _discard_waiting(self) -> None:
+        """Drop what waits for the first stage (called by stop, holding the condition)."""
 
     # ------------------------------------------------------------------ control
 
@@ -133,23 +130,20 @@ class FrameWorker(Generic[T]):
             self._finisher.start()
 
     def stop(self, timeout: float | None = 10.0) -> bool:
-        """Discard any waiting frame, let the frame in progress finish, join the thread.
-
-        Returns False when the thread was still running after `timeout` seconds.
-        """
+        """Discard what waits, let the work in progress (and what it handed over) finish, join the
+        threads. Returns False when a thread was still running after `timeout` seconds, or when
+        called from the work itself (the threads then exit after the work in progress)."""
         with self._cond:
             threads = [t for t in (self._thread, self._finisher) if t is not None]
             self._stopping = True
-            if self._pending is not None:
-                self._pending = None
-                self._dropped += 1
+            self._discard_waiting()
             self._cond.notify_all()
         if not threads:
             return True
         if threading.current_thread() in threads:
-            return False  # stop() called from the work itself: the loops exit after this frame
+            return False
         deadline = None if timeout is None else time.monotonic() + timeout
-        for t in threads:  # the first stage, then the finisher (which drains its frame)
+        for t in threads:  # the first stage, then the finisher (which drains what it was handed)
             t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
             if t.is_alive():
                 return False
@@ -161,6 +155,71 @@ class FrameWorker(Generic[T]):
     def running(self) -> bool:
         with self._cond:
             return self._thread is not None and not self._stopping
+
+    # ------------------------------------------------------------------ threads
+
+    def _run(self) -> None:
+        try:
+            self._first_stage()
+        finally:
+            with self._cond:
+                self._first_done = True
+                self._cond.notify_all()
+
+    def _hand_over(self, item: Any) -> None:
+        """Give `item` to the finisher, once it has taken the one before."""
+        with self._cond:
+            while self._handoff is not None:
+                self._cond.wait()
+            self._handoff = item
+            self._cond.notify_all()
+
+    def _finish_loop(self) -> None:
+        while True:
+            with self._cond:
+                while self._handoff is None and not self._first_done:
+                    self._cond.wait()
+                if self._handoff is None:
+                    return
+                item, self._handoff = self._handoff, None
+                self._finishing = True
+                self._cond.notify_all()
+            self._finish(item)
+            with self._cond:
+                self._finishing = False
+            del item
+
+
+class FrameWorker(TwoStageWorker, Generic[T]):
+    """Runs `process(frame)` on the newest submitted frame, one at a time, off the caller's thread.
+
+    process: the work; its exceptions are counted as failed and handed to `on_error`
+        (the worker keeps running). It may return a callable, the rest of the work, which runs on
+        the second stage's thread (its exceptions are handled alike).
+    on_error: called on the worker thread with (frame, exception); default: ignore.
+    window_s: span of the fps and latency statistics.
+    """
+
+    def __init__(self, process: Callable[[T], None], *, name: str = "frame-worker",
+                 on_error: Callable[[T, BaseException], None] | None = None,
+                 window_s: float = 5.0, latency_samples: int = 200) -> None:
+        super().__init__(name)
+        self._process = process
+        self._on_error = on_error
+        self._pending: tuple[T, float] | None = None
+        self._busy = False
+        self._received = self._processed = self._dropped = self._failed = 0
+        self._in_rate = _RateMeter(window_s)
+        self._out_rate = _RateMeter(window_s)
+        self._drop_rate = _RateMeter(window_s)
+        self._latencies: deque[float] = deque(maxlen=latency_samples)
+
+    # ------------------------------------------------------------------ control
+
+    def _discard_waiting(self) -> None:
+        if self._pending is not None:
+            self._pending = None
+            self._dropped += 1
 
     def submit(self, frame: T, received_at: float | None = None) -> bool:
         """Queue `frame` for processing, replacing the waiting one if any.
@@ -211,46 +270,26 @@ class FrameWorker(Generic[T]):
             self._busy = True
             return item
 
-    def _run(self) -> None:
-        try:
-            while True:
-                item = self._next()
-                if item is None:
-                    return
-                frame, received_at = item
-                del item
-                rest = self._attempt(frame, lambda: self._process(frame))
-                if callable(rest):
-                    with self._cond:
-                        while self._handoff is not None:  # the finisher is on the frame before
-                            self._cond.wait()
-                        self._handoff = (frame, rest, received_at)
-                        self._cond.notify_all()
-                elif rest is not _FAILED:
-                    self._finished(received_at)
-                with self._cond:
-                    self._busy = False
-                del frame, rest  # do not hold the last frame while waiting for the next one
-        finally:
-            with self._cond:
-                self._first_done = True
-                self._cond.notify_all()
-
-    def _finish_loop(self) -> None:
+    def _first_stage(self) -> None:
         while True:
-            with self._cond:
-                while self._handoff is None and not self._first_done:
-                    self._cond.wait()
-                if self._handoff is None:
-                    return
-                (frame, rest, received_at), self._handoff = self._handoff, None
-                self._finishing = True
-                self._cond.notify_all()
-            if self._attempt(frame, rest) is not _FAILED:
+            item = self._next()
+            if item is None:
+                return
+            frame, received_at = item
+            del item
+            rest = self._attempt(frame, lambda: self._process(frame))
+            if callable(rest):
+                self._hand_over((frame, rest, received_at))
+            elif rest is not _FAILED:
                 self._finished(received_at)
             with self._cond:
-                self._finishing = False
-            del frame, rest
+                self._busy = False
+            del frame, rest  # do not hold the last frame while waiting for the next one
+
+    def _finish(self, item: tuple[T, Callable[[], object], float]) -> None:
+        frame, rest, received_at = item
+        if self._attempt(frame, rest) is not _FAILED:
+            self._finished(received_at)
 
     def _attempt(self, frame: T, work: Callable[[], object]) -> object:
         """`work()`'s result, or _FAILED after counting and reporting its exception."""

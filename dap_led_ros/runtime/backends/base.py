@@ -59,5 +59,15 @@ class Backend(ABC):
     def describe(self) -> str:
         return self.name
 
+    @property
+    def max_batch(self) -> int | None:
+        """The most frames one `infer` call takes (None: any number)."""
+        return None
+
+    @property
+    def runs_on_cpu(self) -> bool:
+        """Whether the network runs on the CPU (where batching frames brings no speed)."""
+        return True
+
     def close(self) -> None:
         """Free resources (sessions, engines, device memory)."""

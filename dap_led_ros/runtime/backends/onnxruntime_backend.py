@@ -140,6 +140,10 @@ class OnnxRuntimeBackend(Backend):
             feeds[f"prior_g{g}"] = np.ascontiguousarray(m, dtype=np.float32)
         return self._run(self._prior_session, feeds)[0][..., :x.shape[-2], :x.shape[-1]]
 
+    @property
+    def runs_on_cpu(self) -> bool:
+        return self.session is None or self.session.get_providers()[0] == "CPUExecutionProvider"
+
     def describe(self) -> str:
         threads = self.options.intra_op_num_threads or "default"
         provider = self.session.get_providers()[0]

@@ -187,6 +187,15 @@ class TensorRTBackend(Backend):
             self.mem.synchronize()
             return host_out.view(out_shape, self._out_dtype).astype(np.float32, copy=True)
 
+    @property
+    def runs_on_cpu(self) -> bool:
+        return False
+
+    @property
+    def max_batch(self) -> int | None:
+        """The largest batch of the engine's profiles (config/engine.yaml `max_batch`)."""
+        return max((p.max[0] for p in self.profiles), default=1)
+
     def describe(self) -> str:
         return f"tensorrt {self._trt.__version__} ({self.engine_path.name}, {len(self.profiles)} profiles, " \
                f"buffers via {self.mem.name})"

@@ -86,6 +86,10 @@ class TorchBackend(Backend):
         maps = [self._tensor(m) for m in prior_maps] if prior_maps is not None else None
         return ExactTiler(self.model, tile, halo).restore(self._tensor(x), maps).float().cpu().numpy()
 
+    @property
+    def runs_on_cpu(self) -> bool:
+        return self.device.type == "cpu"
+
     def describe(self) -> str:
         graphs = ", CUDA graphs" if self.cuda_graphs else ""
         return f"torch ({self.device}, {str(self.dtype).removeprefix('torch.')}{graphs})"
