@@ -167,3 +167,31 @@ def test_bad_options_exit_2_with_a_message(args, message, tmp_path: Path,
         code = exc.code
     assert code == 2
     assert message in capsys.readouterr().err
+
+
+def test_two_cameras_on_one_enhance_node_each_with_its_detect_node(ros: RosHarness, params_file: Path,
+                                                                   start_node):
+    proc: NodeProcess = start_node(pipeline_command(
+        "--params", str(params_file), "--nodes", "enhance,detect", "--namespace", "/car",
+        "--cameras", "front,rear", "--input-reliability", "reliable"), name="pipeline_cameras")
+    n = ros.node
+    pubs = {c: n.create_publisher(Image, f"/car/{c}/image_raw", RELIABLE) for c in ("front", "rear")}
+    docs: dict[str, dict[tuple[int, int], dict]] = {"front": {}, "rear": {}}
+
+    def on_json(camera: str, msg: String) -> None:
+        doc = json.loads(msg.data)
+        docs[camera][(doc["header"]["stamp"]["sec"], doc["header"]["stamp"]["nanosec"])] = doc
+
+    subs = {c: n.create_subscription(String, f"/car/{c}/detections/json",
+                                     lambda m, c=c: on_json(c, m), RELIABLE) for c in pubs}
+    for c in pubs:
+        ros.wait_for_subscribers(pubs[c], timeout=START_TIMEOUT)
+        ros.wait_for_publishers(subs[c], timeout=START_TIMEOUT)
+    for i, camera in enumerate(("front", "rear")):
+        header, image, _ = _frame(10 + i)
+        publish_until(ros, lambda: pubs[camera].publish(image), lambda: _key(header) in docs[camera],
+                      f"{camera}'s detections", timeout=60.0, period=2.0)
+        assert docs[camera][_key(header)]["header"]["frame_id"] == header.frame_id
+    assert all(_key(_frame(10 + i)[0]) not in docs[c] for i, c in enumerate(("rear", "front")))
+    out = proc.assert_clean_exit(signal.SIGTERM)
+    assert "pipeline running /car/enhance_node, /car/front/detect_node, /car/rear/detect_node" in out
