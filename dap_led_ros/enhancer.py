@@ -218,6 +218,10 @@ class Enhancer:
     def prior_caches(self) -> dict[str | None, PriorCache]:
         return dict(self._prior_caches)
 
+    def reset_prior_caches(self) -> None:
+        """Forget every stream's kept heatmaps (a new recording)."""
+        self._prior_caches.clear()
+
     def _network(self, rgb: np.ndarray, stream: str | None = None) -> np.ndarray:
         with self.stages.measure("convert_in"):
             x = to_input(rgb)

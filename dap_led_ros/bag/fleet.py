@@ -186,7 +186,7 @@ def worker_enhancer(cfg: EnhancerConfig) -> tuple[Enhancer, bool]:
         _worker_enhancers.clear()
         enhancer = _worker_enhancers[key] = Enhancer(cfg)
     enhancer.reset_temporal(all_streams=True)
-    enhancer.prior_cache.reset()
+    enhancer.reset_prior_caches()
     return enhancer, made
 
 
