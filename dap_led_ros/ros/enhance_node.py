@@ -399,6 +399,7 @@ class EnhanceNode(ManagedImageNode[EnhanceNodeConfig]):
         """A camera's input (executor thread): lazy skip, else on to the worker."""
         if self._enabled and ch.skip_if_unwatched(CameraFrame(ch, msg)):
             return
+        ch.take_held()  # a newer frame goes through: the unwatched one must not follow it out of order
         self.submit_frame(CameraFrame(ch, msg))
 
     def _on_matched(self, ch: CameraChannel, info: Any) -> None:
