@@ -6,9 +6,9 @@ Topics are image_transport's: the input on `image_raw` (transport raw) or `image
 for camera `front` of a multi-camera node).
 
 Lazy: a frame is restored only while some image output has a subscriber. The newest frame that
-arrived while nobody listened is kept and restored as soon as a subscriber matches, so a new
-subscriber gets the frame it was waiting for even when the publisher side of the match is
-reported after the frame arrived.
+arrived while nobody listened is kept and restored as soon as a subscriber matches (unless a newer
+frame went through first), so a new subscriber gets the frame it was waiting for even when the
+publisher side of the match is reported after the frame arrived.
 """
 from __future__ import annotations
 
