@@ -94,3 +94,27 @@ def test_any_bytes_decode_or_raise_a_decode_error(data, fmt):
         except ImageDecodeError:
             continue
         assert d.rgb.dtype == np.uint8 and d.rgb.ndim == 3 and d.rgb.shape[2] == 3
+
+
+def test_a_header_declaring_a_huge_frame_is_refused_before_decoding(monkeypatch):
+    import dap_led_ros.imaging.compressed_image as module
+
+    big_png = compress_pixels(np.zeros((3000, 2000, 3), np.uint8), "png", png_level=9)  # 2000x3000, tiny file
+    big_jpeg = compress_pixels(np.zeros((1500, 2500, 3), np.uint8), "jpeg")
+    assert module.declared_size("png", big_png) == (2000, 3000)
+    assert module.declared_size("jpeg", big_jpeg) == (2500, 1500)
+    monkeypatch.setattr(module.cv2, "imdecode", lambda *a: pytest.fail("decoded a frame it had to refuse"))
+    for fmt, data, size in (("png", big_png, "2000x3000"), ("jpeg", big_jpeg, "2500x1500")):
+        with pytest.raises(ImageDecodeError, match=f"header declares {size}, which exceeds max_pixels=1000000"):
+            decode_compressed(fmt, data, max_pixels=1_000_000)
+
+
+def test_declared_size_of_odd_headers_is_none_or_true():
+    from dap_led_ros.imaging.compressed_image import declared_size
+
+    assert declared_size("png", b"\x89PNG\r\n\x1a\n") is None
+    assert declared_size("jpeg", b"\xff\xd8\xff") is None
+    assert declared_size("jpeg", b"\xff\xd8\xff\xda\x00\x02") is None  # scan before any frame header
+    jpeg = compress_pixels(smooth(24, 32), "jpeg")
+    assert declared_size("jpeg", jpeg) == (32, 24)
+    assert declared_size("jpeg", jpeg[:40]) in (None, (32, 24))

@@ -7,6 +7,7 @@ stores colour as bgr8/bgr16 (alpha dropped) and grey as mono8/mono16.
 """
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 
 import cv2
@@ -69,11 +70,50 @@ def _codec_of(fmt: str, data: bytes) -> str:
                            f"(first bytes {data[:4].hex() or 'none'})")
 
 
+# JPEG start-of-frame markers (they hold the size): C0-CF except DHT (C4), JPG (C8) and DAC (CC).
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def declared_size(codec: str, data: bytes) -> tuple[int, int] | None:
+    """(width, height) the header declares, read without decoding (None when it cannot be read):
+    a few hundred bytes of PNG or JPEG can declare a frame of gigabytes."""
+    if codec == "png":
+        if len(data) >= 24 and data[12:16] == b"IHDR":
+            return struct.unpack(">II", data[16:24])
+        return None
+    i = 2
+    while i + 4 <= len(data):
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # markers without a length
+            i += 2
+            continue
+        if marker == 0xDA:  # start of scan: no frame header before it
+            return None
+        (length,) = struct.unpack(">H", data[i + 2:i + 4])
+        if marker in _JPEG_SOF:
+            if i + 9 > len(data):
+                return None
+            height, width = struct.unpack(">HH", data[i + 5:i + 9])
+            return width, height
+        i += 2 + length
+    return None
+
+
 def decode_compressed(fmt: str, data: bytes | bytearray | memoryview | np.ndarray,
                       max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedCompressed:
-    """Decode a CompressedImage (JPEG or PNG, told apart by the data); ImageDecodeError if impossible."""
+    """Decode a CompressedImage (JPEG or PNG, told apart by the data); ImageDecodeError if impossible.
+    A frame whose header declares more than `max_pixels` is refused before anything is decoded."""
     raw = bytes(data)
     codec = _codec_of(fmt, raw)
+    size = declared_size(codec, raw)
+    if size is not None and size[0] * size[1] > max_pixels:
+        raise ImageDecodeError(f"the {codec} header declares {size[0]}x{size[1]}, which exceeds "
+                               f"max_pixels={max_pixels}; not decoded")
     img = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_UNCHANGED)
     if img is None:
         raise ImageDecodeError(f"corrupt {codec} data ({len(raw)} bytes)")
