@@ -243,9 +243,10 @@ class Enhancer:
     def enhance_batch_deferred(self, frames: list[np.ndarray],
                                streams: list[str | None] | None = None) -> list[Callable[[], np.ndarray]]:
         """Runs the network now, frames of one size (within `max_pixels`) through the backend together
-        (the others one by one; at most the backend's `max_batch` per call), and returns each frame's rest (fusion, conversion) as a callable. With
-        `temporal`, frame i is fused into stream `streams[i]`'s history (default None): call the
-        callables in list order. A batch skips heatmap reuse (the prior runs in the batch's graph)."""
+        (at most the backend's `max_batch` per call; the others one by one), and returns each frame's
+        rest (fusion, conversion) as a callable. With `temporal`, frame i is fused into stream
+        `streams[i]`'s history (default None): call the callables in list order. A batch skips
+        heatmap reuse (the prior runs in the batch's graph)."""
         streams = streams if streams is not None else [None] * len(frames)
         if len(streams) != len(frames):
             raise ValueError(f"{len(frames)} frames but {len(streams)} stream names")

@@ -25,7 +25,7 @@ from std_msgs.msg import Header
 from dap_led_ros.enhancer import Enhancer, EnhancerConfig
 from dap_led_ros.imaging.compressed_image import compress_for_encoding, decode_compressed
 from dap_led_ros.ros.diagnostics import values_of
-from dap_led_ros.ros.msg_conversion import image_msg_to_decoded, make_image_msg
+from dap_led_ros.ros.msg_conversion import image_msg_to_decoded, make_compressed_msg, make_image_msg
 
 from conftest import RosHarness, enhance_node_cmd
 
@@ -64,12 +64,7 @@ def scene(h: int = 48, w: int = 64, seed: int = 0) -> np.ndarray:
 
 
 def compressed_msg(h: Header, rgb: np.ndarray, codec: str, encoding: str = "rgb8") -> CompressedImage:
-    fmt, data = compress_for_encoding(rgb, encoding, codec, jpeg_quality=95)
-    msg = CompressedImage(header=h, format=fmt)
-    buf = array.array("B")
-    buf.frombytes(data)
-    msg.data = buf
-    return msg
+    return make_compressed_msg(*compress_for_encoding(rgb, encoding, codec, jpeg_quality=95), h)
 
 
 @dataclass

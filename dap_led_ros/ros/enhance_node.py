@@ -22,7 +22,6 @@ and on deactivate.
 """
 from __future__ import annotations
 
-import array
 import importlib
 import re
 import sys
@@ -50,7 +49,7 @@ from dap_led_ros.ros import diagnostics
 from dap_led_ros.ros.batch_worker import BatchFrameWorker
 from dap_led_ros.ros.camera_channel import INPUT_TRANSPORTS, CameraChannel, CameraFrame
 from dap_led_ros.ros.lifecycle_base import ManagedImageNode
-from dap_led_ros.ros.msg_conversion import image_msg_to_decoded, make_image_msg
+from dap_led_ros.ros.msg_conversion import image_msg_to_decoded, make_compressed_msg, make_image_msg
 from dap_led_ros.ros.params import (
     MAX_INPUT_PIXELS,
     MAX_THREADS,
@@ -275,8 +274,10 @@ class EnhanceNode(ManagedImageNode[EnhanceNodeConfig]):
         """Frames per backend call (0: one per camera): `max_batch`, or for 0 one frame on the CPU,
         where a batch brings no speed and only latency (docs/benchmarks.md), one per camera on a GPU."""
         cfg, enhancer = self.cfg, self._enhancer
-        if cfg is None or cfg.max_batch or enhancer is None:
-            return cfg.max_batch if cfg is not None else 0
+        if cfg is None:
+            return 0
+        if cfg.max_batch or enhancer is None:
+            return cfg.max_batch
         return 1 if enhancer.backend.runs_on_cpu else 0
 
     def frame_key(self, frame: CameraFrame) -> str | None:
@@ -397,10 +398,11 @@ class EnhanceNode(ManagedImageNode[EnhanceNodeConfig]):
 
     def _on_image(self, ch: CameraChannel, msg: Any) -> None:
         """A camera's input (executor thread): lazy skip, else on to the worker."""
-        if self._enabled and ch.skip_if_unwatched(CameraFrame(ch, msg)):
+        frame = CameraFrame(ch, msg)
+        if self._enabled and ch.skip_if_unwatched(frame):
             return
         ch.take_held()  # a newer frame goes through: the unwatched one must not follow it out of order
-        self.submit_frame(CameraFrame(ch, msg))
+        self.submit_frame(frame)
 
     def _on_matched(self, ch: CameraChannel, info: Any) -> None:
         """A subscriber matched an output: restore the newest frame that nobody watched."""
@@ -524,13 +526,7 @@ class EnhanceNode(ManagedImageNode[EnhanceNodeConfig]):
         assert cfg is not None
         fmt, data = compress_for_encoding(rgb, encoding, cfg.compressed_format, jpeg_quality=cfg.jpeg_quality,
                                           png_level=cfg.png_level)
-        out = CompressedImage()
-        out.header = header
-        out.format = fmt
-        buf = array.array("B")
-        buf.frombytes(data)
-        out.data = buf
-        return out
+        return make_compressed_msg(fmt, data, header)
 
     def _publish_camera_info(self, ch: CameraChannel, header: Header) -> None:
         info = ch.camera_infos.for_image(header)

@@ -1,10 +1,10 @@
-"""sensor_msgs/Image <-> numpy, on top of the ROS-free dap_led_ros.imaging.image_encoding."""
+"""sensor_msgs/Image <-> numpy, on top of the ROS-free dap_led_ros.imaging.image_encoding; CompressedImage messages."""
 from __future__ import annotations
 
 import array
 
 import numpy as np
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
 from dap_led_ros.imaging.image_encoding import (
@@ -60,9 +60,22 @@ def make_image_msg(
     msg.encoding = encoded.encoding
     msg.is_bigendian = encoded.is_bigendian
     msg.step = encoded.step
-    # One memcpy into the array.array('B') rclpy stores; assigning the bytes object directly
-    # would run a per-byte check when ROS_PYTHON_CHECK_FIELDS=1.
-    data = array.array("B")
-    data.frombytes(encoded.data)
-    msg.data = data
+    msg.data = _byte_array(encoded.data)
     return msg
+
+
+def make_compressed_msg(fmt: str, data: bytes, header: Header | None) -> CompressedImage:
+    """A sensor_msgs/CompressedImage of `format` and JPEG/PNG bytes, with `header` as is."""
+    msg = CompressedImage()
+    msg.header = header if header is not None else Header()
+    msg.format = fmt
+    msg.data = _byte_array(data)
+    return msg
+
+
+def _byte_array(data: bytes) -> array.array:
+    """One memcpy into the array.array('B') rclpy stores; assigning the bytes object directly
+    would run a per-byte check when ROS_PYTHON_CHECK_FIELDS=1."""
+    out = array.array("B")
+    out.frombytes(data)
+    return out
