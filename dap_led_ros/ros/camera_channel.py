@@ -20,6 +20,7 @@ from dap_led_ros.ros.camera_info_cache import CameraInfoCache
 
 INPUT_TRANSPORTS = ("raw", "compressed")
 COMPRESSED = "/compressed"  # image_transport's topic suffix for the compressed transport
+IMAGE_OUTPUTS = ("image", "compressed", "heatmap")  # pub_<role>: the outputs lazy publishing watches
 
 
 class CameraChannel:
@@ -49,6 +50,7 @@ class CameraChannel:
         """A new activation: counters, fusion bookkeeping and the held frame start afresh."""
         with self._lock:
             self._held = None
+            self._matched: dict[str, int] = {}  # role -> subscribers at its last matched event
         self.last_fused: tuple[int, str] | None = None  # (stamp ns, frame_id) of the last frame fused
         self.temporal_resets = 0  # history restarts for stream jumps (temporal_break)
         self.temporal_cuts = 0    # scene cuts and size changes of the histories before the current one
@@ -61,14 +63,28 @@ class CameraChannel:
 
     # ------------------------------------------------------------------ lazy publishing
 
-    def wants(self, pub: Any) -> bool:
-        """Whether to publish on `pub`: it exists and, when lazy, someone subscribes."""
-        return pub is not None and (not self.lazy or pub.get_subscription_count() > 0)
+    def note_matched(self, role: str, current_count: int) -> None:
+        """A matched event of output `role` ("image", "compressed", "heatmap"): its subscriber count
+        then. Counted with the publisher's own, which the middleware may update a moment later."""
+        with self._lock:
+            self._matched[role] = current_count
+
+    def count(self, role: str) -> int:
+        """Subscribers of output `role` (0 when it is not published)."""
+        pub = getattr(self, f"pub_{role}")
+        if pub is None:
+            return 0
+        with self._lock:
+            matched = self._matched.get(role, 0)
+        return max(pub.get_subscription_count(), matched)
+
+    def wants(self, role: str) -> bool:
+        """Whether to publish output `role`: it exists and, when lazy, someone subscribes."""
+        return getattr(self, f"pub_{role}") is not None and (not self.lazy or self.count(role) > 0)
 
     def subscribers(self) -> int:
         """Subscribers of the image outputs (raw, compressed, heatmaps)."""
-        return sum(p.get_subscription_count() for p in (self.pub_image, self.pub_compressed, self.pub_heatmap)
-                   if p is not None)
+        return sum(self.count(role) for role in IMAGE_OUTPUTS)
 
     def skip_if_unwatched(self, frame: Any) -> bool:
         """Lazy and nobody subscribes: keep `frame` as the newest unwatched one and return True."""

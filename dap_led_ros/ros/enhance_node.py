@@ -291,12 +291,14 @@ class EnhanceNode(ManagedImageNode[EnhanceNodeConfig]):
             # Counters cover the current activation (set before the first frame can arrive).
             ch.reset()
             ch.lazy = cfg.lazy
-            matched = partial(self._on_matched, ch)
-            ch.pub_image = self.add_publisher(Image, ch.topic("enhanced/image"), on_matched=matched)
+            ch.pub_image = self.add_publisher(Image, ch.topic("enhanced/image"),
+                                              on_matched=partial(self._on_matched, ch, "image"))
             ch.pub_compressed = (self.add_publisher(CompressedImage, ch.topic("enhanced/image/compressed"),
-                                                    on_matched=matched) if cfg.publish_compressed else None)
+                                                    on_matched=partial(self._on_matched, ch, "compressed"))
+                                 if cfg.publish_compressed else None)
             ch.pub_info = self.add_publisher(CameraInfo, ch.topic("enhanced/camera_info"))
-            ch.pub_heatmap = (self.add_publisher(Image, ch.topic("enhanced/degradation"), on_matched=matched)
+            ch.pub_heatmap = (self.add_publisher(Image, ch.topic("enhanced/degradation"),
+                                                 on_matched=partial(self._on_matched, ch, "heatmap"))
                               if heatmaps else None)
             self.add_subscription(CameraInfo, ch.topic("camera_info"), ch.camera_infos.add)
             self.add_subscription(in_type, ch.input_topic(cfg.input_transport), partial(self._on_image, ch))
@@ -404,8 +406,11 @@ class EnhanceNode(ManagedImageNode[EnhanceNodeConfig]):
         ch.take_held()  # a newer frame goes through: the unwatched one must not follow it out of order
         self.submit_frame(frame)
 
-    def _on_matched(self, ch: CameraChannel, info: Any) -> None:
-        """A subscriber matched an output: restore the newest frame that nobody watched."""
+    def _on_matched(self, ch: CameraChannel, role: str, info: Any) -> None:
+        """A subscriber matched an output (or left): from now on frames count as watched, even
+        before the publisher's own count says so; the newest frame that nobody watched is restored.
+        In the frames' callback group, so never between a frame's lazy check and its hand-over."""
+        ch.note_matched(role, info.current_count)
         if info.current_count_change > 0:
             held = ch.take_held()
             if held is not None:
@@ -414,16 +419,16 @@ class EnhanceNode(ManagedImageNode[EnhanceNodeConfig]):
     def passthrough(self, frame: CameraFrame) -> None:
         ch, msg = frame.channel, frame.msg
         if isinstance(msg, CompressedImage):
-            if ch.wants(ch.pub_compressed):
+            if ch.wants("compressed"):
                 ch.pub_compressed.publish(msg)
-            if ch.wants(ch.pub_image):
+            if ch.wants("image"):
                 prepared = self._decode(frame)
                 ch.pub_image.publish(make_image_msg(prepared.rgb, msg.header, prepared.encoding,
                                                     alpha=prepared.alpha))
         else:
-            if ch.wants(ch.pub_image):
+            if ch.wants("image"):
                 ch.pub_image.publish(msg)
-            if ch.wants(ch.pub_compressed):
+            if ch.wants("compressed"):
                 prepared = self._decode(frame)
                 ch.pub_compressed.publish(self._compressed_msg(prepared.rgb, prepared.encoding, msg.header))
         self._publish_camera_info(ch, msg.header)
@@ -507,18 +512,18 @@ class EnhanceNode(ManagedImageNode[EnhanceNodeConfig]):
         if self.divert_if_disabled(frame):  # switched off during inference
             return
         stages = enhancer.stages
-        if ch.wants(ch.pub_image):
+        if ch.wants("image"):
             with stages.measure("encode"):
                 out = make_image_msg(rgb, msg.header, prepared.encoding, alpha=prepared.alpha,
                                      bigendian=prepared.bigendian)
             with stages.measure("publish"):
                 ch.pub_image.publish(out)
-        if ch.wants(ch.pub_compressed):
+        if ch.wants("compressed"):
             with stages.measure("compress"):
                 compressed = self._compressed_msg(rgb, prepared.encoding, msg.header)
             ch.pub_compressed.publish(compressed)
         self._publish_camera_info(ch, msg.header)
-        if ch.pub_heatmap is not None and ch.pub_heatmap.get_subscription_count() > 0:
+        if ch.count("heatmap") > 0:
             ch.pub_heatmap.publish(make_image_msg(enhancer.heatmap_image(prepared.rgb), msg.header, "rgb8"))
 
     def _compressed_msg(self, rgb: np.ndarray, encoding: str, header: Header) -> CompressedImage:
