@@ -153,6 +153,29 @@ class RosHarness:
         self.spin_until(lambda: subscription.get_publisher_count() >= count, timeout,
                         f"{count} publisher(s) on {subscription.topic_name}")
 
+    def wait_node_inputs(self, status_name: str, count: int = 1, timeout: float = 60.0) -> None:
+        """Wait until the node whose /diagnostics status is `status_name` reports `count` publishers
+        matched by its frame inputs (`input_publishers`). The match is discovered on each side on
+        its own: our publisher counting the node's subscription does not mean the node knows our
+        publisher yet, and a frame sent before it does never reaches a best-effort input."""
+        from diagnostic_msgs.msg import DiagnosticArray
+
+        from dap_led_ros.ros.diagnostics import values_of
+
+        seen = [0]
+
+        def on_diag(msg: DiagnosticArray) -> None:
+            values = values_of(msg, status_name)
+            if values is not None:
+                seen[0] = int(values.get("input_publishers", "0"))
+
+        sub = self.node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 10)
+        try:
+            self.spin_until(lambda: seen[0] >= count, timeout,
+                            f"{status_name} to match {count} publisher(s) on its input (last: {seen[0]})")
+        finally:
+            self.node.destroy_subscription(sub)
+
     # Fast DDS drops a response when the server has not yet matched the client's response reader
     # (it waits 100 ms; rmw_fastrtps #390/#467), which a loaded machine makes likely on a client's
     # first request. Clients are therefore kept for the harness's life, and a request with no

@@ -94,6 +94,7 @@ class Camera:
         self.ros.wait_for_subscribers(self.pub, timeout=START_TIMEOUT)
         self.ros.wait_for_publishers(self.sub, timeout=START_TIMEOUT)
         self.ros.wait_for_publishers(self.sub_info, timeout=START_TIMEOUT)
+        self.ros.wait_node_inputs(DIAG_NAME, timeout=START_TIMEOUT)
 
     def send(self, msg: Image, info: bool = False) -> tuple[int, int]:
         key = (msg.header.stamp.sec, msg.header.stamp.nanosec)

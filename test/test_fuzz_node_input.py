@@ -102,6 +102,7 @@ def fuzzer(module_ros: RosHarness, node: NodeProcess) -> Fuzzer:
     f = Fuzzer(module_ros)
     module_ros.wait_for_subscribers(f.pub, timeout=START_TIMEOUT)
     module_ros.wait_for_publishers(f.sub, timeout=START_TIMEOUT)
+    module_ros.wait_node_inputs(f"{NS.strip('/')}/enhance_node", timeout=START_TIMEOUT)
     return f
 
 

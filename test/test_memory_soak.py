@@ -64,6 +64,7 @@ def test_node_memory_stays_flat_over_frames_of_50_sizes(ros, start_node) -> None
                                        QoSProfile(depth=5))
     ros.wait_for_subscribers(pub, timeout=180)
     ros.wait_for_publishers(sub, timeout=180)
+    ros.wait_node_inputs(f"{ns.strip('/')}/enhance_node", timeout=180)
 
     rng = np.random.default_rng(0)
     rss: list[float] = []

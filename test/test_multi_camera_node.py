@@ -84,6 +84,8 @@ class Rig:
             self.ros.wait_for_subscribers(pub, timeout=START_TIMEOUT)
         for sub in self.subs:
             self.ros.wait_for_publishers(sub, timeout=START_TIMEOUT)
+        for c in self.cameras:  # the node's side of each input's match
+            self.ros.wait_node_inputs(f"{NODE_STATUS}: {c}", timeout=START_TIMEOUT)
 
     def fresh_status(self, name: str, predicate=lambda d: True, timeout: float = 30.0) -> dict[str, str]:
         start = self.diag_count
@@ -182,6 +184,7 @@ def test_memory_of_four_cameras_below_one_and_a_half_single_nodes(four, module_r
                                                   lambda m: got.__setitem__(key_of(m.header), m), RELIABLE)
         module_ros.wait_for_subscribers(pub, timeout=START_TIMEOUT)
         module_ros.wait_for_publishers(sub, timeout=START_TIMEOUT)
+        module_ros.wait_node_inputs("solo/enhance_node", timeout=START_TIMEOUT)
         for k in range(3):  # served as many frames per camera as the 4-camera node
             h = header("solo")
             pub.publish(make_image_msg(frame(k), h, "rgb8"))

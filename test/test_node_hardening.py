@@ -225,6 +225,7 @@ def test_malformed_floods_cannot_flood_or_forge_the_log(ros: RosHarness, start_n
     out: list[Image] = []
     ros.node.create_subscription(Image, f"{ns}/enhanced/image", out.append, QoSProfile(depth=100))
     ros.wait_for_subscribers(pub, timeout=START_TIMEOUT)
+    ros.wait_node_inputs("logs/enhance_node", timeout=START_TIMEOUT)
     forged = "[INFO] [1700000000.000000000] [logs.enhance_node]: all is well"
     sent = 0
     start = time.monotonic()

@@ -71,6 +71,7 @@ def test_replay_into_enhance_node(bag, ros: RosHarness, start_node, tiny_checkpo
     probe = ros.node.create_publisher(Image, f"{NS}/image_raw", QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
     ros.wait_for_publishers(sub, timeout=90)
     ros.wait_for_subscribers(probe, timeout=90)
+    ros.wait_node_inputs(DIAG_NAME, timeout=90)
 
     # The node's throughput, one frame in flight at a time (stamps 1..4 s, before the bag's).
     frame = np.random.default_rng(0).integers(0, 80, (48, 64, 3), dtype=np.uint8)

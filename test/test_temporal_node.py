@@ -107,6 +107,7 @@ class Cameras:
     def wait_ready(self, ns: str) -> None:
         self.ros.wait_for_subscribers(self.pubs[ns], timeout=START_TIMEOUT)
         self.ros.wait_for_publishers(self.subs[ns], timeout=START_TIMEOUT)
+        self.ros.wait_node_inputs(f"{ns.strip('/')}/enhance_node", timeout=START_TIMEOUT)
 
     def round_trip(self, rgb: np.ndarray, stamp_ns: int, frame_id: str = "cam",
                    namespaces: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
@@ -116,7 +117,11 @@ class Cameras:
         for ns in namespaces:
             self.pubs[ns].publish(make_image_msg(rgb, h, "rgb8"))
         k = self.key(h)
-        self.ros.spin_until(lambda: all(k in self.out[ns] for ns in namespaces), 60, f"the outputs of {k}")
+        try:
+            self.ros.spin_until(lambda: all(k in self.out[ns] for ns in namespaces), 60, f"the outputs of {k}")
+        except AssertionError as exc:
+            got = {ns: k in self.out[ns] for ns in namespaces}
+            raise AssertionError(f"{exc}: got {got}; diagnostics {self.diag}") from None
         return {ns: np.asarray(self.out[ns][k].data, np.uint8).reshape(H, W, 3) for ns in namespaces}
 
     def wait_diag(self, ns: str, key: str, value: str) -> dict[str, str]:

@@ -111,6 +111,7 @@ class Peer:
 
     def wait_input_matched(self) -> None:
         self.ros.wait_for_subscribers(self.pub, timeout=START_TIMEOUT)
+        self.ros.wait_node_inputs(self.diag_name, timeout=START_TIMEOUT)
 
     def wait_outputs_matched(self) -> None:
         for sub in (self.sub_raw, self.sub_compressed):

@@ -35,6 +35,7 @@ class CameraChannel:
         self.pub_compressed: Any = None
         self.pub_info: Any = None
         self.pub_heatmap: Any = None
+        self.sub_input: Any = None
         self.lazy = True
         self._lock = threading.Lock()
         self._held: Any = None
@@ -58,8 +59,18 @@ class CameraChannel:
         self.lazy_skipped = 0     # frames not restored because nobody subscribed
         self.restored = 0         # frames that went through the network
 
-    def clear_publishers(self) -> None:
+    def clear_io(self) -> None:
+        """Forget the publishers and the input subscription (the node destroys them on deactivate)."""
         self.pub_image = self.pub_compressed = self.pub_info = self.pub_heatmap = None
+        self.sub_input = None
+
+    def input_publishers(self) -> int:
+        """Publishers the camera's input subscription has matched (0 while it has none)."""
+        sub = self.sub_input
+        try:
+            return sub.get_publisher_count() if sub is not None else 0
+        except Exception:  # noqa: BLE001 - destroyed by a deactivation meanwhile
+            return 0
 
     # ------------------------------------------------------------------ lazy publishing
 

@@ -124,7 +124,7 @@ class DepthNode(ManagedImageNode[DepthNodeConfig]):
         self._pub_info = self.add_publisher(CameraInfo, DEPTH_INFO_TOPIC)
         self._pub_colorized = (self.add_publisher(Image, COLORIZED_TOPIC)
                                if cfg.publish_colorized else None)
-        self.add_subscription(CameraInfo, INPUT_INFO_TOPIC, self._camera_infos.add)
+        self.add_subscription(CameraInfo, INPUT_INFO_TOPIC, self._camera_infos.add, frames=False)
         self.add_subscription(Image, INPUT_TOPIC, self.submit_frame)
 
     def backend_description(self) -> str:

@@ -300,8 +300,9 @@ class EnhanceNode(ManagedImageNode[EnhanceNodeConfig]):
             ch.pub_heatmap = (self.add_publisher(Image, ch.topic("enhanced/degradation"),
                                                  on_matched=partial(self._on_matched, ch, "heatmap"))
                               if heatmaps else None)
-            self.add_subscription(CameraInfo, ch.topic("camera_info"), ch.camera_infos.add)
-            self.add_subscription(in_type, ch.input_topic(cfg.input_transport), partial(self._on_image, ch))
+            self.add_subscription(CameraInfo, ch.topic("camera_info"), ch.camera_infos.add, frames=False)
+            ch.sub_input = self.add_subscription(in_type, ch.input_topic(cfg.input_transport),
+                                                 partial(self._on_image, ch))
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         result = super().on_deactivate(state)  # the worker has finished its frames and stopped
@@ -310,7 +311,7 @@ class EnhanceNode(ManagedImageNode[EnhanceNodeConfig]):
                 ch.last_fused = None
                 if self._enhancer is not None:
                     self._restart_history(self._enhancer, ch)
-                ch.clear_publishers()
+                ch.clear_io()
         return result
 
     def _restart_history(self, enhancer: Enhancer, ch: CameraChannel) -> None:
@@ -388,6 +389,7 @@ class EnhanceNode(ManagedImageNode[EnhanceNodeConfig]):
             values = {**diagnostics.worker_values(stats), "errors": stats.failed if stats else 0,
                       "restored": ch.restored, "lazy_skipped": ch.lazy_skipped, "subscribers": ch.subscribers(),
                       "input": ch.input_topic(self.cfg.input_transport) if self.cfg else "",
+                      "input_publishers": ch.input_publishers(),
                       **self._camera_values(enhancer, ch)}
             overload = diagnostics.overload_message(stats, self.output_verb)
             level, message = (diagnostics.WARN, overload) if overload else (diagnostics.OK, "serving")

@@ -104,6 +104,7 @@ class ManagedImageNode(LifecycleNode, Generic[CfgT]):
         self.cfg: CfgT | None = None  # the validated settings, set by on_configure
         self._worker: FrameWorker[Any] | None = None
         self._io_subscriptions: list[Any] = []
+        self._frame_inputs: list[Any] = []  # the subscriptions of _io_subscriptions that carry frames
         self._io_publishers: list[Any] = []
         self._io_lock = threading.Lock()
         self._problem = ""  # why the node is not working (shown in diagnostics)
@@ -201,9 +202,12 @@ class ManagedImageNode(LifecycleNode, Generic[CfgT]):
 
     # ------------------------------------------------------------------ helpers for subclasses
 
-    def add_subscription(self, msg_type: Any, topic: str, callback: Callable[[Any], None]) -> Any:
+    def add_subscription(self, msg_type: Any, topic: str, callback: Callable[[Any], None],
+                         frames: bool = True) -> Any:
         """A subscription with the input QoS, destroyed on deactivate; its callback runs in the
-        frames' callback group and an exception there is logged, never raised to the executor."""
+        frames' callback group and an exception there is logged, never raised to the executor.
+        `frames`: it carries the frames (not camera_info); its matched publishers are counted in
+        /diagnostics as `input_publishers`."""
         assert self.cfg is not None
 
         def guarded(msg: Any) -> None:
@@ -217,6 +221,8 @@ class ManagedImageNode(LifecycleNode, Generic[CfgT]):
         sub = self.create_subscription(msg_type, topic, guarded, qos_profile(self.cfg.qos.input),
                                        callback_group=self._frame_group)
         self._io_subscriptions.append(sub)
+        if frames:
+            self._frame_inputs.append(sub)
         return sub
 
     def add_publisher(self, msg_type: Any, topic: str,
@@ -375,6 +381,7 @@ class ManagedImageNode(LifecycleNode, Generic[CfgT]):
         # Inputs first (no new frames), then the worker (finishes its frame), then the outputs.
         with self._io_lock:
             subs, self._io_subscriptions = self._io_subscriptions, []
+            self._frame_inputs = []
             pubs, self._io_publishers = self._io_publishers, []
             worker, self._worker = self._worker, None
         for sub in subs:
@@ -450,6 +457,18 @@ class ManagedImageNode(LifecycleNode, Generic[CfgT]):
             self._log_error(f"failed to process a frame: {type(exc).__name__}: {exc}",
                             key=exception_kind(exc))
 
+    def input_publishers(self) -> int:
+        """Publishers matched by the frame input subscriptions (0 while inactive)."""
+        with self._io_lock:
+            subs = list(self._frame_inputs)
+        total = 0
+        for sub in subs:
+            try:
+                total += sub.get_publisher_count()
+            except Exception:  # noqa: BLE001 - destroyed by a transition meanwhile
+                pass
+        return total
+
     def publish_diagnostics(self) -> None:
         worker = self._worker
         stats = worker.stats() if worker is not None else None
@@ -465,6 +484,9 @@ class ManagedImageNode(LifecycleNode, Generic[CfgT]):
             "rate_skipped": self._rate_skipped,
             "passed_through": self._passed_through,
             "log_suppressed": self._log_error.suppressed,
+            # Publishers this node's frame inputs have matched (its own side of the match: a frame
+            # sent before it counts one is lost on a best-effort input).
+            "input_publishers": self.input_publishers(),
             **self.extra_diagnostics(),
         }
         overload = diagnostics.overload_message(stats, self.output_verb) \
