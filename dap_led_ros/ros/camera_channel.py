@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dap_led_ros.ros.camera_info_cache import CameraInfoCache
+from dap_led_ros.ros.diagnostics import matched_publishers
 
 INPUT_TRANSPORTS = ("raw", "compressed")
 COMPRESSED = "/compressed"  # image_transport's topic suffix for the compressed transport
@@ -66,11 +67,7 @@ class CameraChannel:
 
     def input_publishers(self) -> int:
         """Publishers the camera's input subscription has matched (0 while it has none)."""
-        sub = self.sub_input
-        try:
-            return sub.get_publisher_count() if sub is not None else 0
-        except Exception:  # noqa: BLE001 - destroyed by a deactivation meanwhile
-            return 0
+        return matched_publishers([self.sub_input])
 
     # ------------------------------------------------------------------ lazy publishing
 

@@ -28,6 +28,20 @@ OVERLOAD_DROP_SHARE = 0.2
 OVERLOAD_MIN_DROPS = 3
 
 
+def matched_publishers(subscriptions: Sequence[Any]) -> int:
+    """`input_publishers`: the publishers `subscriptions` have matched, as this side sees them
+    (None entries and subscriptions destroyed by a transition meanwhile count 0)."""
+    total = 0
+    for sub in subscriptions:
+        if sub is None:
+            continue
+        try:
+            total += sub.get_publisher_count()
+        except Exception:  # noqa: BLE001 - destroyed by a transition meanwhile
+            pass
+    return total
+
+
 def overload_message(stats: WorkerStats | None, verb: str = "processed") -> str:
     """"overloaded: input X fps, <verb> Y fps, dropping Z %" while input arrives faster than the
     worker keeps up with; "" otherwise."""

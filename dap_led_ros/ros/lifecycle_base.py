@@ -461,13 +461,7 @@ class ManagedImageNode(LifecycleNode, Generic[CfgT]):
         """Publishers matched by the frame input subscriptions (0 while inactive)."""
         with self._io_lock:
             subs = list(self._frame_inputs)
-        total = 0
-        for sub in subs:
-            try:
-                total += sub.get_publisher_count()
-            except Exception:  # noqa: BLE001 - destroyed by a transition meanwhile
-                pass
-        return total
+        return diagnostics.matched_publishers(subs)
 
     def publish_diagnostics(self) -> None:
         worker = self._worker
