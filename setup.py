@@ -9,7 +9,7 @@ setup(
     name=PACKAGE,
     version="0.1.0",
     packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"]),
-    package_data={PACKAGE: ["weights/*.safetensors", "weights/*.yaml", "weights/ablation/*", "data/*", "data/**/*"]},
+    package_data={PACKAGE: ["weights/*.safetensors", "weights/*.yaml", "weights/*.onnx", "weights/*.md", "weights/ablation/*", "data/*", "data/**/*"]},
     include_package_data=True,
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),

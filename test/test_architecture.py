@@ -10,7 +10,7 @@ from conftest import imported_modules
 PACKAGE = Path(__file__).resolve().parents[1] / "dap_led_ros"
 # Layers from the bottom up; a module may import its own layer and the ones below it.
 LAYERS = [
-    {"prompts", "stop_signals", "settings", "file_output", "shipped_models", "model", "imaging"},
+    {"prompts", "stop_signals", "settings", "file_output", "shipped_models", "workspace", "model", "imaging"},
     {"checkpoint"},
     {"runtime", "training"},
     {"enhancer"},

@@ -50,14 +50,24 @@ def test_demo_end_to_end(tmp_path, tiny_checkpoint, night_photos):
     assert video.get(cv2.CAP_PROP_FRAME_COUNT) == 5 and video.get(cv2.CAP_PROP_FRAME_WIDTH) == 128
     video.release()
     assert cv2.imread(summary["outputs"]["contact_sheet"]).shape[0] > 3 * 100  # three rows of frames
-    if "detections" in summary["outputs"]:  # the detector's model package is installed
-        assert cv2.imread(summary["outputs"]["detections"]) is not None
-        assert set(summary["numbers"]["real_night_objects"]) == {"input", "restored"}
-    else:
-        assert any("detection overlay skipped" in n for n in summary["notes"])
-    assert sorted(p.name for p in (out / "real-night").glob("*.png")) == ["a.png", "b.png", "contact_sheet.png"] + \
-        (["detections.png"] if "detections" in summary["outputs"] else [])
+    # the shipped detector loads on any install: nothing skipped but the broken photo
+    assert cv2.imread(summary["outputs"]["detections"]) is not None
+    assert set(summary["numbers"]["real_night_objects"]) == {"input", "restored"}
+    assert sorted(p.name for p in (out / "real-night").glob("*.png")) == \
+        ["a.png", "b.png", "contact_sheet.png", "detections.png"]
+    assert [n for n in summary["notes"] if "skipped" in n] == [n for n in summary["notes"] if "broken.png" in n]
     assert any("broken.png" in n for n in summary["notes"])
+
+
+def test_real_night_frames_default_to_the_folder_beside_the_checkout(tmp_path, monkeypatch):
+    from dap_led_ros.workspace import CHECKOUT
+
+    monkeypatch.delenv(demo.REAL_NIGHT_ENV, raising=False)
+    beside = CHECKOUT.parent / "shared" / "data" / "real-night"
+    assert demo._real_night_dir(None) == (beside if beside.is_dir() else None)
+    assert demo._real_night_dir(tmp_path) == tmp_path
+    monkeypatch.setenv(demo.REAL_NIGHT_ENV, str(tmp_path / "x"))
+    assert demo._real_night_dir(None) == tmp_path / "x"
 
 
 def test_demo_falls_back_to_animated_png_and_reuses_a_given_bag(tmp_path, tiny_checkpoint, night_photos, monkeypatch):

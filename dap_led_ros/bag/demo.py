@@ -30,12 +30,11 @@ from dap_led_ros.bag.sample_bag import SampleBagConfig, make_sample_bag
 from dap_led_ros.enhancer import Enhancer
 from dap_led_ros.file_output import atomic_output, move_into_place, temporary_name, write_text
 from dap_led_ros.imaging.image_io import ImageReadError, contact_sheet, list_images, read_image, write_image
+from dap_led_ros.workspace import REAL_NIGHT_DIR
 
 log = logging.getLogger(__name__)
 
 REAL_NIGHT_ENV = "DAP_LED_REAL_NIGHT"
-# The workspace layout this package is developed in keeps evaluation photos beside the repository.
-_REAL_NIGHT_BESIDE_REPO = Path(__file__).resolve().parents[2] / "shared" / "data" / "real-night"
 VIDEO_FOURCC = "mp4v"
 
 
@@ -185,7 +184,7 @@ def _real_night_dir(given: Path | None) -> Path | None:
         return given
     if os.environ.get(REAL_NIGHT_ENV):
         return Path(os.environ[REAL_NIGHT_ENV])
-    return _REAL_NIGHT_BESIDE_REPO if _REAL_NIGHT_BESIDE_REPO.is_dir() else None
+    return REAL_NIGHT_DIR if REAL_NIGHT_DIR.is_dir() else None
 
 
 def run_demo(out: Path, enhancer: Enhancer, bag: Path | None = None, sample: SampleBagConfig | None = None,

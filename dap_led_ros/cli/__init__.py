@@ -11,6 +11,7 @@ import sys
 # the command being run is imported, so `dap-led pipeline` does not pay for torch and friends.
 COMMANDS: dict[str, str] = {
     "enhance": "dap_led_ros.cli.enhance",
+    "detect": "dap_led_ros.cli.detect",
     "model-info": "dap_led_ros.cli.model_info",
     "train": "dap_led_ros.cli.train",
     "eval": "dap_led_ros.cli.evaluate",

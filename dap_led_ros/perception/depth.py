@@ -17,6 +17,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from dap_led_ros.perception.onnx_models import ModelLoadError, open_session, providers_for, static_dim
 from dap_led_ros.settings import validated_from_mapping
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ class DepthModelError(RuntimeError):
 @dataclass
 class DepthConfig:
     model: str = ""                   # ONNX file (required)
-    device: str = "cpu"               # cpu | cuda | cuda:N
+    device: str = "cpu"               # cpu | cuda | cuda:N | tensorrt[:N]
     threads: int = 0                  # ONNX Runtime intra-op threads; 0 = library default
     input_width: int = 0              # 0 = the model's static width, else DEFAULT_INPUT_SIZE
     input_height: int = 0             # 0 = the model's static height, else DEFAULT_INPUT_SIZE
@@ -72,23 +73,7 @@ class DepthConfig:
             raise ValueError(f"unknown colormap {self.colormap!r}; choose from {sorted(COLORMAPS)}")
         if self.threads < 0:
             raise ValueError(f"threads must be >= 0, got {self.threads}")
-        _providers(self.device)  # raises for a bad device string
-
-
-def _providers(device: str) -> list[Any]:
-    if device == "cpu":
-        return ["CPUExecutionProvider"]
-    if device == "cuda" or device.startswith("cuda:"):
-        index = device.partition(":")[2] or "0"
-        if not index.isdigit():
-            raise ValueError(f"bad device {device!r}; use cpu, cuda or cuda:N")
-        return [("CUDAExecutionProvider", {"device_id": int(index)}), "CPUExecutionProvider"]
-    raise ValueError(f"bad device {device!r}; use cpu, cuda or cuda:N")
-
-
-def _static_dim(value: Any) -> int:
-    """A fixed ONNX dimension, or 0 for a symbolic/unknown one."""
-    return value if isinstance(value, int) and value > 0 else 0
+        providers_for(self.device)  # raises for a bad device string
 
 
 class DepthEstimator:
@@ -98,24 +83,13 @@ class DepthEstimator:
     """
 
     def __init__(self, cfg: DepthConfig) -> None:
-        import onnxruntime as ort  # heavy; only needed once a model is really loaded
-
         cfg.validate()
         self.cfg = cfg
         path = Path(cfg.model).expanduser()
-        if not path.is_file():
-            raise DepthModelError(f"depth model file not found: {path}")
-        providers = _providers(cfg.device)
-        if cfg.device != "cpu" and "CUDAExecutionProvider" not in ort.get_available_providers():
-            raise DepthModelError(f"device {cfg.device!r} asked for, but this ONNX Runtime has "
-                                  f"no CUDAExecutionProvider ({ort.get_available_providers()})")
-        options = ort.SessionOptions()
-        if cfg.threads:
-            options.intra_op_num_threads = cfg.threads
         try:
-            self.session = ort.InferenceSession(str(path), options, providers=providers)
-        except Exception as exc:  # ORT raises its own exception types for bad files
-            raise DepthModelError(f"cannot load depth model {path}: {exc}") from exc
+            self.session = open_session(path, cfg.device, cfg.threads, "depth model")
+        except ModelLoadError as exc:
+            raise DepthModelError(str(exc)) from None
 
         inputs = self.session.get_inputs()
         if len(inputs) != 1 or len(inputs[0].shape) != 4:
@@ -124,10 +98,10 @@ class DepthEstimator:
                 f"{[(i.name, i.shape) for i in inputs]}")
         self._input_name = inputs[0].name
         _, channels, model_h, model_w = inputs[0].shape
-        if _static_dim(channels) not in (0, 3):
+        if static_dim(channels) not in (0, 3):
             raise DepthModelError(f"depth model input has {channels} channels, need 3")
-        self.input_height = self._resolve_size("height", cfg.input_height, _static_dim(model_h))
-        self.input_width = self._resolve_size("width", cfg.input_width, _static_dim(model_w))
+        self.input_height = self._resolve_size("height", cfg.input_height, static_dim(model_h))
+        self.input_width = self._resolve_size("width", cfg.input_width, static_dim(model_w))
         self._mean = np.asarray(cfg.mean, np.float32) * 255.0
         self._inv_std = 1.0 / (np.asarray(cfg.std, np.float32) * 255.0)
         log.info("depth model %s: input %dx%d, output %s, providers %s", path.name,

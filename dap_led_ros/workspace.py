@@ -1,0 +1,9 @@
+"""Data kept beside the checkout: `<checkout>/../shared/data` (the workspace this package is
+developed in). Absent in a pip or colcon install; users pass their own folders there."""
+from __future__ import annotations
+
+from pathlib import Path
+
+CHECKOUT = Path(__file__).resolve().parents[1]
+SHARED_DATA = CHECKOUT.parent / "shared" / "data"
+REAL_NIGHT_DIR = SHARED_DATA / "real-night"  # real night frames (no ground truth)
