@@ -14,6 +14,7 @@ from dap_led_ros.cli.evaluate_video import add_video_args, run_video
 from dap_led_ros.enhancer import Enhancer
 from dap_led_ros.file_output import OutputError, atomic_output, prepare_folder, write_text
 from dap_led_ros.imaging.image_io import ImageReadError, write_image
+from dap_led_ros.perception.detection import DetectorConfig
 from dap_led_ros.training.evaluate import (
     DEFAULT_REAL_DIR,
     Method,
@@ -68,8 +69,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--downstream", action="store_true",
                    help="instead: the detector's precision/recall (and --depth-model's agreement) against the "
                         "clean frames; writes downstream.md, .json, _plot.png, _sheet_*.png (docs/evaluation.md)")
-    g.add_argument("--downstream-score", type=float, default=0.5,
-                   help="detector score threshold, for the reference boxes too (default: %(default)s)")
+    g.add_argument("--downstream-score", type=float, default=DetectorConfig().score_threshold,
+                   help="detector score threshold, for the reference boxes too (default: %(default)s, "
+                        "the detector's own, as in detect_node and the demo)")
+    g.add_argument("--detector-model", default="",
+                   help="ONNX detector to score (any layout `dap-led detect` reads; default: the shipped one)")
     g.add_argument("--depth-model", type=Path, default=None, help="ONNX depth model to score too")
     g.add_argument("--depth-output", choices=("disparity", "depth"), default="disparity",
                    help="what --depth-model predicts (default: %(default)s)")
@@ -110,7 +114,7 @@ def _run_downstream(args: argparse.Namespace) -> int:
     """`--downstream`: the detector (and --depth-model) on clean, degraded and restored frames."""
     from dap_led_ros.perception import downstream as ds
     from dap_led_ros.perception.depth import DepthConfig, DepthEstimator, DepthModelError
-    from dap_led_ros.perception.detection import Detector, DetectorConfig, DetectorModelError
+    from dap_led_ros.perception.detection import Detector, DetectorModelError
 
     if args.depth_model is not None and not args.depth_model.is_file():
         print(f"error: --depth-model {args.depth_model} is not a file", file=sys.stderr)
@@ -123,7 +127,8 @@ def _run_downstream(args: argparse.Namespace) -> int:
     depth = None
     try:
         prepare_folder(args.out_dir, "--out-dir")
-        detector = Detector(DetectorConfig(score_threshold=args.downstream_score, threads=args.threads))
+        detector = Detector(DetectorConfig(model=args.detector_model, score_threshold=args.downstream_score,
+                                           threads=args.threads))
         if args.depth_model is not None:
             depth = DepthEstimator(DepthConfig(model=str(args.depth_model), threads=args.threads,
                                                output=args.depth_output))
@@ -169,7 +174,7 @@ def _run_downstream(args: argparse.Namespace) -> int:
         return 2
     results = {"command": "dap-led " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
                "machine": machine,
-               "detector": detector.model_name, "score_threshold": args.downstream_score,
+               "detector": detector.describe(), "score_threshold": args.downstream_score,
                "depth_model": str(args.depth_model) if depth else None, "sets": sets}
     try:
         report = ds.write_outputs(args.out_dir, results, sheets, cfg)

@@ -10,7 +10,7 @@ Topics (relative: a namespace or remaps place the node beside its enhance_node):
                                                          the input (rgb8; bgr8 for BGR input)
 The JSON message:
   {"header": {"stamp": {"sec": 12, "nanosec": 5}, "frame_id": "cam"},
-   "width": 640, "height": 480, "model": "ssd_mobilenet_v2_coco.onnx",
+   "width": 640, "height": 480, "model": "ssd_mobilenet_v2_coco.onnx (tf-ssd, 300x300)",
    "detections": [{"class_id": 1, "label": "person", "score": 0.91, "box": [x1, y1, x2, y2]}]}
 with boxes in pixels of the input frame. While disabled (~/enable false) no detections are
 published; with passthrough_when_disabled the input frame goes out untouched on detections/image.
@@ -194,7 +194,7 @@ class DetectNode(ManagedImageNode[DetectNodeConfig]):
         self._last_count = len(detections)
         height, width = decoded.rgb.shape[:2]
         self._pub_json.publish(detections_json(detections, msg.header, width, height,
-                                               detector.model_name))
+                                               detector.describe()))
         if self._pub_array is not None:
             self._pub_array.publish(detection2d_array(detections, msg.header))
         image_pub = self._pub_image
