@@ -12,7 +12,8 @@ import numpy as np
 from dap_led_ros.runtime.backends import Backend, BackendError, backend_model, create_backend, resolve_device
 from dap_led_ros.runtime.prior_cache import PriorCache
 from dap_led_ros.runtime.stage_timing import StageTimes
-from dap_led_ros.runtime.temporal_fusion import FusionSettings, TemporalFusion
+from dap_led_ros.runtime.temporal_fusion import FusionSettings
+from dap_led_ros.runtime.video_stream import DEFAULT_MAX_GAP_S, RestartPolicy, VideoStream
 from dap_led_ros.runtime.tiling import blend_weights, crop_upsampled, plan_tiles
 from dap_led_ros.settings import validated_from_mapping
 
@@ -30,7 +31,7 @@ class EnhancerConfig:
     device: str = "auto"              # auto (cuda when a GPU is visible) | cpu | cuda | cuda:N
     engine: str | None = None         # ONNX file or TensorRT engine (cache) path for those backends
     threads: int = 0                  # CPU threads for the backend; 0 = library default
-    max_pixels: int = 1920 * 1088     # frames above this are restored in overlapping tiles
+    tile_max_pixels: int = 1920 * 1088     # frames above this are restored in overlapping tiles
     tile_size: int = 768
     tile_overlap: int = 96            # blend: overlap of neighbours; exact: context halo per side
     # exact: whole-frame attention gathered over tiles, output as one pass (torch; ~5x the time of blend);
@@ -40,23 +41,24 @@ class EnhancerConfig:
     # the frame's 32x24 grey thumbnail moves by at most `prior_change` (mean absolute difference).
     prior_every: int = 1
     prior_change: float = 0.03
-    # Video: each restored frame is blended with the previous ones, aligned by optical flow, where
-    # they agree (`runtime/temporal_fusion.py`), and its mean level is steadied. Off for stills;
-    # the node, the bag tool and the pipeline turn it on (one history per stream).
+    # Video: a stream's restored frames are blended with its previous ones, aligned by optical flow,
+    # where they agree (`runtime/temporal_fusion.py`), and their mean level is steadied. A stream
+    # (`Enhancer.stream`) fuses only while this is on; the node, the bag tool and the pipeline turn it on.
     temporal: bool = False
-    temporal_frames: int = 8          # running mean over at most this many frames
-    temporal_tolerance: float = 0.06  # local disagreement (0-1 luma) at which the history drops out
-    temporal_cut: float = 0.12        # grey-thumbnail change that counts as a scene cut (history reset)
-    temporal_flow_side: int = 320     # longest side of the luma the flow is computed on
-    exposure_smoothing: float = 0.5   # (0, 1]: share of a level change the output follows at once (1 = off)
+    temporal_frames: int = FusionSettings.frames            # running mean over at most this many frames
+    temporal_tolerance: float = FusionSettings.tolerance    # local disagreement (0-1 luma) at which the history drops out
+    temporal_cut: float = FusionSettings.cut                # grey-thumbnail change that counts as a scene cut
+    temporal_flow_side: int = FusionSettings.flow_side      # longest side of the luma the flow is computed on
+    exposure_smoothing: float = FusionSettings.exposure_smoothing  # (0, 1]: share of a level change followed at once
+    temporal_max_gap_s: float = DEFAULT_MAX_GAP_S           # a longer pause between frames restarts the history
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> "EnhancerConfig":
         return validated_from_mapping(EnhancerConfig, d, "enhancer settings")
 
     def validate(self) -> None:
-        if self.max_pixels <= 0:
-            raise ValueError("max_pixels must be positive")
+        if self.tile_max_pixels <= 0:
+            raise ValueError("tile_max_pixels must be positive")
         if self.tile_size < 64 or not 0 <= self.tile_overlap < self.tile_size // 2:
             raise ValueError(f"need tile_size >= 64 and 0 <= tile_overlap < tile_size/2, "
                              f"got {self.tile_size}/{self.tile_overlap}")
@@ -65,6 +67,8 @@ class EnhancerConfig:
         if self.tile_mode not in TILE_MODES:
             raise ValueError(f"tile_mode must be one of {', '.join(TILE_MODES)}, got {self.tile_mode!r}")
         self.fusion_settings().validate()
+        if not 0.001 <= self.temporal_max_gap_s <= 3600.0:
+            raise ValueError(f"temporal_max_gap_s must be in [0.001, 3600], got {self.temporal_max_gap_s}")
 
     def fusion_settings(self) -> FusionSettings:
         return FusionSettings(frames=self.temporal_frames, flow_side=self.temporal_flow_side, cut=self.temporal_cut,
@@ -134,11 +138,10 @@ class Enhancer:
         self._exact_tried = self._exact is not None
         # Per-stage wall times of enhance(); the prior is a stage of its own only with heatmap reuse.
         self.stages = StageTimes()
-        # Heatmap reuse: one cache per stream (cameras must not reuse each other's heatmaps).
-        self._prior_caches: dict[str | None, PriorCache] = {}
+        # Heatmap reuse for stills; each stream has its own (cameras must not reuse each other's).
+        self.prior_cache = self._new_prior_cache()
         self._last_hw: tuple[int, int] | None = None
-        # Temporal fusion: one history per stream (a camera, a bag topic); None is the default stream.
-        self._fusion: dict[str | None, TemporalFusion] = {}
+        self._streams: dict[str, VideoStream] = {}
 
     def _backend_options(self) -> dict[str, Any]:
         opts: dict[str, Any] = {}
@@ -159,74 +162,38 @@ class Enhancer:
         if rgb.shape[0] < 1 or rgb.shape[1] < 1:
             raise ValueError(f"empty image {rgb.shape}")
 
-    def enhance(self, rgb: np.ndarray, stream: str | None = None) -> np.ndarray:
-        """The restored frame; times its stages in `stages`: convert_in, network, convert_out, and
-        with heatmap reuse (`prior_every` > 1) the prior as a stage of its own (else it runs inside
-        the network's one graph, which measured ~8 % faster than two), with `temporal` the fusion.
-        `stream` names the video the frame belongs to (its fusion history)."""
-        return self.enhance_deferred(rgb, stream)()
+    def enhance(self, rgb: np.ndarray) -> np.ndarray:
+        """A still: the restored frame, fused with nothing. Times its stages in `stages`: convert_in,
+        network, convert_out, and with heatmap reuse (`prior_every` > 1) the prior as a stage of its
+        own (else it runs inside the network's one graph, which measured ~8 % faster than two).
+        Consecutive frames of a video go through `stream(name)` instead."""
+        return self.enhance_batch_deferred([rgb])[0]()
 
-    def enhance_deferred(self, rgb: np.ndarray, stream: str | None = None) -> Callable[[], np.ndarray]:
-        """Runs the network now and returns the rest (temporal fusion, conversion to uint8) as a
-        callable, so a caller can overlap it with the next frame's network (the ROS node's
-        two-stage worker). A stream's callables must be called in frame order."""
-        self._check(rgb)
-        h, w = rgb.shape[:2]
-        if (h, w) != self._last_hw:
-            self._last_hw = (h, w)
-            release_free_memory()
-        if h * w > self.cfg.max_pixels:
-            with self.stages.measure("tiled"):
-                done = self._enhance_tiled(rgb)
-            if self.cfg.temporal:
-                return lambda: self._fused(done.astype(np.float32) * (1.0 / 255.0), stream)
-            return lambda: done
-        return self._finisher(self._network(rgb, stream)[0], stream)
+    def stream(self, name: str, clock: str = "stamp") -> VideoStream:
+        """The video stream `name` (a camera, a bag topic), made on first use: its fusion history,
+        heatmap cache and restart policy (`clock` names its times in the restart reasons)."""
+        stream = self._streams.get(name)
+        if stream is None:
+            policy = RestartPolicy(round(self.cfg.temporal_max_gap_s * 1e9), clock)
+            fusion = self.cfg.fusion_settings() if self.cfg.temporal else None
+            stream = self._streams[name] = VideoStream(self, name, fusion, self._new_prior_cache(), policy)
+        return stream
 
-    def _fused(self, hwc: np.ndarray, stream: str | None) -> np.ndarray:
-        with self.stages.measure("temporal"):
-            fusion = self._fusion.get(stream)
-            if fusion is None:
-                fusion = self._fusion[stream] = TemporalFusion(self.cfg.fusion_settings())
-            out = fusion.fuse(np.ascontiguousarray(np.clip(hwc, 0.0, 1.0), dtype=np.float32))
-        with self.stages.measure("convert_out"):
-            return np.clip(out * 255.0 + 0.5, 0, 255).astype(np.uint8)
-
-    def reset_temporal(self, stream: str | None = None, all_streams: bool = False) -> None:
-        """Forget a stream's fusion history (a jump in time, a new recording), or every stream's."""
-        if all_streams:
-            self._fusion.clear()
-        else:
-            self._fusion.pop(stream, None)
-
-    def fusion_state(self, stream: str | None = None) -> TemporalFusion | None:
-        """The stream's fusion history (None before its first frame or without `temporal`)."""
-        return self._fusion.get(stream)
+    def close_stream(self, name: str) -> None:
+        """Forget stream `name` (its recording or activation ended); `stream(name)` makes a new one."""
+        self._streams.pop(name, None)
 
     @property
-    def prior_cache(self) -> PriorCache:
-        """The default stream's heatmap cache (`prior_caches` holds every stream's)."""
-        return self.prior_cache_of(None)
+    def streams(self) -> dict[str, VideoStream]:
+        return dict(self._streams)
 
-    def prior_cache_of(self, stream: str | None) -> PriorCache:
-        cache = self._prior_caches.get(stream)
-        if cache is None:
-            cache = self._prior_caches[stream] = PriorCache(self.cfg.prior_every, self.cfg.prior_change)
-        return cache
+    def _new_prior_cache(self) -> PriorCache:
+        return PriorCache(self.cfg.prior_every, self.cfg.prior_change)
 
-    @property
-    def prior_caches(self) -> dict[str | None, PriorCache]:
-        return dict(self._prior_caches)
-
-    def reset_prior_caches(self) -> None:
-        """Forget every stream's kept heatmaps (a new recording)."""
-        self._prior_caches.clear()
-
-    def _network(self, rgb: np.ndarray, stream: str | None = None) -> np.ndarray:
+    def _network(self, rgb: np.ndarray, cache: PriorCache) -> np.ndarray:
         with self.stages.measure("convert_in"):
             x = to_input(rgb)
         if self.backend.supports_prior_input and self.cfg.prior_every > 1:
-            cache = self.prior_cache_of(stream)
             with self.stages.measure("prior"):
                 maps = cache.maps(rgb, lambda: self.backend.heatmaps(x))
             with self.stages.measure("network"):
@@ -236,28 +203,36 @@ class Enhancer:
                 y = self.backend.infer(x)
         return y
 
-    def enhance_batch(self, frames: list[np.ndarray], streams: list[str | None] | None = None) -> list[np.ndarray]:
+    def enhance_batch(self, frames: list[np.ndarray], streams: list[VideoStream | None] | None = None,
+                      stamps: list[int | None] | None = None, frame_ids: list[str] | None = None) -> list[np.ndarray]:
         """The restored frames (see `enhance_batch_deferred`)."""
-        return [finish() for finish in self.enhance_batch_deferred(frames, streams)]
+        return [finish() for finish in self.enhance_batch_deferred(frames, streams, stamps, frame_ids)]
 
-    def enhance_batch_deferred(self, frames: list[np.ndarray],
-                               streams: list[str | None] | None = None) -> list[Callable[[], np.ndarray]]:
-        """Runs the network now, frames of one size (within `max_pixels`) through the backend together
-        (at most the backend's `max_batch` per call; the others one by one), and returns each frame's
-        rest (fusion, conversion) as a callable. With `temporal`, frame i is fused into stream
-        `streams[i]`'s history (default None): call the callables in list order. A batch skips
-        heatmap reuse (the prior runs in the batch's graph)."""
-        streams = streams if streams is not None else [None] * len(frames)
-        if len(streams) != len(frames):
-            raise ValueError(f"{len(frames)} frames but {len(streams)} stream names")
+    def enhance_batch_deferred(self, frames: list[np.ndarray], streams: list[VideoStream | None] | None = None,
+                               stamps: list[int | None] | None = None,
+                               frame_ids: list[str] | None = None) -> list[Callable[[], np.ndarray]]:
+        """Runs the network now and returns each frame's rest (fusion, conversion to uint8) as a
+        callable, so a caller can overlap it with the next frames' network (the node's two-stage
+        worker). Frames of one size (within `tile_max_pixels`) go through the backend together (at most
+        its `max_batch` per call), others one by one, larger ones in tiles. Frame i belongs to
+        `streams[i]` (None: a still) at `stamps[i]` / `frame_ids[i]`; frames enter their streams in
+        list order once every network call succeeded (a failed call leaves every stream as it was),
+        and each stream's callables must be called in that order. A batch skips heatmap reuse."""
+        n = len(frames)
+        streams = streams if streams is not None else [None] * n
+        stamps = stamps if stamps is not None else [None] * n
+        frame_ids = frame_ids if frame_ids is not None else [""] * n
+        if not len(streams) == len(stamps) == len(frame_ids) == n:
+            raise ValueError(f"{n} frames but {len(streams)} streams, {len(stamps)} stamps, "
+                             f"{len(frame_ids)} frame_ids")
         for f in frames:
             self._check(f)
+        outputs: list[tuple[str, np.ndarray] | None] = [None] * n  # ("chw" | "rgb8", array)
         groups: dict[tuple[int, ...], list[int]] = {}
         for i, f in enumerate(frames):
-            if f.shape[0] * f.shape[1] <= self.cfg.max_pixels:
+            if f.shape[0] * f.shape[1] <= self.cfg.tile_max_pixels:
                 groups.setdefault(f.shape, []).append(i)
-        rests: list[Callable[[], np.ndarray] | None] = [None] * len(frames)
-        limit = self.backend.max_batch or len(frames)  # an engine built for smaller batches: in chunks
+        limit = self.backend.max_batch or n  # an engine built for smaller batches: in chunks
         for group in groups.values():
             for start in range(0, len(group), limit):
                 indices = group[start:start + limit]
@@ -268,16 +243,43 @@ class Enhancer:
                 with self.stages.measure("network"):
                     y = self.backend.infer(x)
                 for k, i in enumerate(indices):
-                    rests[i] = self._finisher(y[k], streams[i])
-        return [rest if rest is not None else self.enhance_deferred(f, s)
-                for rest, f, s in zip(rests, frames, streams)]
+                    outputs[i] = ("chw", y[k])
+        for i, f in enumerate(frames):
+            if outputs[i] is None:
+                outputs[i] = self._restore_one(f, streams[i])
+        rests = []
+        for (kind, out), stream, stamp, frame_id in zip(outputs, streams, stamps, frame_ids):
+            reason = stream.admit(stamp, frame_id) if stream is not None else ""
+            rests.append(self._finisher(kind, out, stream, reason))
+        return rests
 
-    def _finisher(self, chw: np.ndarray, stream: str | None) -> Callable[[], np.ndarray]:
+    def _restore_one(self, rgb: np.ndarray, stream: VideoStream | None) -> tuple[str, np.ndarray]:
+        """One frame through the network (whole, or in tiles above `tile_max_pixels`)."""
+        h, w = rgb.shape[:2]
+        if (h, w) != self._last_hw:
+            self._last_hw = (h, w)
+            release_free_memory()
+        if h * w > self.cfg.tile_max_pixels:
+            with self.stages.measure("tiled"):
+                return "rgb8", self._enhance_tiled(rgb)
+        cache = stream.prior if stream is not None else self.prior_cache
+        return "chw", self._network(rgb, cache)[0]
+
+    def _finisher(self, kind: str, out: np.ndarray, stream: VideoStream | None,
+                  reason: str) -> Callable[[], np.ndarray]:
         def finish() -> np.ndarray:
-            if self.cfg.temporal:
-                return self._fused(chw.transpose(1, 2, 0), stream)
+            if stream is not None:
+                stream.begin(reason)
+                if stream.fuses:
+                    hwc = out.transpose(1, 2, 0) if kind == "chw" else out.astype(np.float32) * (1.0 / 255.0)
+                    with self.stages.measure("temporal"):
+                        fused = stream.fuse(hwc)
+                    with self.stages.measure("convert_out"):
+                        return np.clip(fused * 255.0 + 0.5, 0, 255).astype(np.uint8)
+            if kind == "rgb8":
+                return out
             with self.stages.measure("convert_out"):
-                return to_rgb8(chw)
+                return to_rgb8(out)
         return finish
 
     def _exact_backend(self) -> Backend | None:

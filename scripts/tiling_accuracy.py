@@ -36,9 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.size:
         rgb = cv2.resize(rgb, args.size, interpolation=cv2.INTER_CUBIC)
     tiles = dict(tile_size=args.tile_size, tile_overlap=args.tile_overlap)
-    modes = {"whole": dict(max_pixels=rgb.shape[0] * rgb.shape[1]),
-             "exact": dict(max_pixels=1, tile_mode="exact", **tiles),
-             "blend": dict(max_pixels=1, tile_mode="blend", **tiles)}
+    modes = {"whole": dict(tile_max_pixels=rgb.shape[0] * rgb.shape[1]),
+             "exact": dict(tile_max_pixels=1, tile_mode="exact", **tiles),
+             "blend": dict(tile_max_pixels=1, tile_mode="blend", **tiles)}
     out = {}
     for name, kw in modes.items():
         enhancer = Enhancer(EnhancerConfig(backend="torch", threads=args.threads, **kw))

@@ -1,23 +1,37 @@
 """The package's structure: imports run one way, commands live in cli/, no module imports argparse elsewhere."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
 from conftest import imported_modules
 
-PACKAGE = Path(__file__).resolve().parents[1] / "dap_led_ros"
-# Layers from the bottom up; a module may import its own layer and the ones below it.
-LAYERS = [
-    {"prompts", "stop_signals", "settings", "file_output", "shipped_models", "workspace", "model", "imaging"},
-    {"checkpoint"},
-    {"runtime", "training"},
-    {"enhancer"},
-    {"perception"},
-    {"ros", "bag"},
-    {"cli"},
-]
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "dap_led_ros"
+ARCHITECTURE = ROOT / "docs" / "architecture.md"
+_NAME = re.compile(r"[a-z_]+(/|\.py)")
+
+
+def read_layers(text: str) -> list[set[str]]:
+    """The layers, top first, from the `dap_led_ros/` block of docs/architecture.md: each line
+    indented two spaces starts a layer, named by the folders (`x/`) and modules (`x.py`) before
+    the description (two or more spaces later)."""
+    block = re.search(r"^```\ndap_led_ros/\n(.*?)^```", text, re.M | re.S)
+    assert block, "docs/architecture.md has no ``` block starting with dap_led_ros/"
+    layers = []
+    for line in block.group(1).splitlines():
+        if not line.startswith("  ") or line.startswith("   "):
+            continue  # a description's continuation
+        names = re.split(r"\s{2,}", line.strip())[0].split(" ")
+        bad = [n for n in names if not _NAME.fullmatch(n)]
+        assert not bad, f"layer line {line.strip()!r}: {bad} are not folder/ or module.py names"
+        layers.append({n.removesuffix("/").removesuffix(".py") for n in names})
+    return layers
+
+
+LAYERS = read_layers(ARCHITECTURE.read_text())  # top first: a module may import its own layer and those below
 
 
 def _module_name(path: Path) -> str:
@@ -77,11 +91,12 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 
 def _layer(module: str) -> int:
+    """The layer's height: 0 at the bottom; -1 for the package itself or a module in no layer."""
     top = module.split(".")[1] if module.count(".") else ""
-    for i, layer in enumerate(LAYERS):
+    for i, layer in enumerate(reversed(LAYERS)):
         if top in layer:
             return i
-    return -1  # the package itself
+    return -1
 
 
 def test_no_import_cycles():
@@ -97,6 +112,19 @@ def test_imports_run_down_the_layers():
 
 def test_every_module_belongs_to_a_layer():
     assert sorted(m for m in import_graph() if m != "dap_led_ros" and _layer(m) < 0) == []
+
+
+def test_every_layer_name_is_in_the_package():
+    names = [n for layer in LAYERS for n in layer]
+    assert len(names) == len(set(names)), "a name in two layers"
+    assert sorted(n for n in names if not (PACKAGE / n).is_dir() and not (PACKAGE / f"{n}.py").is_file()) == []
+
+
+def test_the_layer_reader():
+    doc = "x\n```\ndap_led_ros/\n  cli/          commands\n  a/ b.py\n                a: one\n  c.py  the base\n```\n"
+    assert read_layers(doc) == [{"cli"}, {"a", "b"}, {"c"}]
+    with pytest.raises(AssertionError, match="not folder/ or module.py names"):
+        read_layers("```\ndap_led_ros/\n  cli/ commands\n```\n")
 
 
 def test_argparse_only_in_cli():

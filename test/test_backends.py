@@ -76,7 +76,7 @@ def test_onnxruntime_prior_graphs_match_torch(pair) -> None:
 def test_tiled_enhancer_onnxruntime_matches_torch(pair) -> None:
     ref, ort_backend = pair
     rgb = np.random.default_rng(2).integers(0, 80, (90, 150, 3), dtype=np.uint8)
-    cfg = EnhancerConfig(max_pixels=64 * 64, tile_size=64, tile_overlap=8, tile_mode="blend")
+    cfg = EnhancerConfig(tile_max_pixels=64 * 64, tile_size=64, tile_overlap=8, tile_mode="blend")
     a = Enhancer(cfg, backend=ort_backend).enhance(rgb)
     b = Enhancer(cfg, backend=ref).enhance(rgb)
     assert a.shape == rgb.shape

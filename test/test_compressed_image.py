@@ -80,8 +80,8 @@ def test_bad_data_is_refused_with_the_reason(fmt, data, message):
 
 def test_too_large_and_unknown_codec_are_refused():
     fmt, data = compress_for_encoding(smooth(), "rgb8", "png")
-    with pytest.raises(ImageDecodeError, match="exceeds max_pixels=100"):
-        decode_compressed(fmt, data, max_pixels=100)
+    with pytest.raises(ImageDecodeError, match="exceeds max_input_pixels=100"):
+        decode_compressed(fmt, data, max_input_pixels=100)
     with pytest.raises(ImageEncodeError, match="unknown codec 'webp'"):
         compress_pixels(smooth(), "webp")
 
@@ -105,8 +105,8 @@ def test_a_header_declaring_a_huge_frame_is_refused_before_decoding(monkeypatch)
     assert module.declared_size("jpeg", big_jpeg) == (2500, 1500)
     monkeypatch.setattr(module.cv2, "imdecode", lambda *a: pytest.fail("decoded a frame it had to refuse"))
     for fmt, data, size in (("png", big_png, "2000x3000"), ("jpeg", big_jpeg, "2500x1500")):
-        with pytest.raises(ImageDecodeError, match=f"header declares {size}, which exceeds max_pixels=1000000"):
-            decode_compressed(fmt, data, max_pixels=1_000_000)
+        with pytest.raises(ImageDecodeError, match=f"header declares {size}, which exceeds max_input_pixels=1000000"):
+            decode_compressed(fmt, data, max_input_pixels=1_000_000)
 
 
 def test_declared_size_of_odd_headers_is_none_or_true():

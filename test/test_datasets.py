@@ -12,7 +12,8 @@ from torch.utils.data import DataLoader
 from dap_led_ros.training.clean_photos import CleanPhotoRef, list_clean_photos, load_clean_photo, split_photos
 from dap_led_ros.training.datasets import LolBlurFolder, PairedFolder, SyntheticPairs, synthetic_validation_set
 from dap_led_ros.imaging.image_io import ImageReadError
-from dap_led_ros.training.synthesis import CLEAR, DEGRADATION_PROMPTS, SynthesisConfig
+from dap_led_ros.prompts import CLEAR, DEGRADATION_PROMPTS
+from dap_led_ros.training.synthesis import SynthesisConfig
 
 torch.set_num_threads(1)
 

@@ -17,6 +17,7 @@ from dap_led_ros.training.clean_photos import (
     split_photos,
     split_pool,
 )
+from dap_led_ros.training.qt_rcc import RccError, read_rcc
 
 # The core validation photos of split_photos(..., 0.15, seed=0): other code and published figures use them.
 CORE_VAL_NAMES = [
@@ -72,15 +73,15 @@ def _build_rcc(version: int) -> bytes:
 
 @pytest.mark.parametrize("version", [1, 2, 3])
 def test_rcc_reader_plain_zlib_and_nested(version: int) -> None:
-    files = dp.read_rcc(_build_rcc(version))
+    files = read_rcc(_build_rcc(version))
     assert files == {"a.txt": b"hello rcc", "b.bin": b"z" * 4000, "sub/c.txt": b"nested file"}
 
 
 def test_rcc_reader_rejects_other_files() -> None:
-    with pytest.raises(dp.RccError):
-        dp.read_rcc(b"PK\x03\x04 not an rcc")
-    with pytest.raises(dp.RccError):
-        dp.read_rcc(_build_rcc(3)[:40])  # truncated
+    with pytest.raises(RccError):
+        read_rcc(b"PK\x03\x04 not an rcc")
+    with pytest.raises(RccError):
+        read_rcc(_build_rcc(3)[:40])  # truncated
 
 
 # --- selection rules on a fake unpacked package ---------------------------------------------

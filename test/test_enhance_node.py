@@ -254,7 +254,7 @@ def test_malformed_frames_are_logged_and_dropped_and_the_node_goes_on(cam: Camer
         (raw_msg(header(), "foo16", 32, 24, 64, bytes(64 * 24)),
          "unsupported image encoding 'foo16'"),
         (raw_msg(header(), "mono8", 100_000, 100_000, 100_000, bytes(16)),
-         "more than max_pixels"),
+         "more than max_input_pixels"),
         (raw_msg(header(), "rgb8", 32, 24, 10, bytes(96 * 24)), "step 10 is smaller"),
     ]
     for msg, problem in bad:

@@ -60,13 +60,14 @@ def test_an_engine_built_for_smaller_batches_gets_chunks():
 def test_each_stream_has_its_own_fusion_history():
     backend = Recorder()
     enhancer = Enhancer(EnhancerConfig(temporal=True), backend=backend)
-    cams = ["front", "rear"]
+    cams = [enhancer.stream("front"), enhancer.stream("rear")]
     for _ in range(3):
         enhancer.enhance_batch(frames(2), cams)
-    assert {s for s in cams if enhancer.fusion_state(s) is not None} == set(cams)
-    assert enhancer.fusion_state(None) is None
-    enhancer.reset_temporal("front")
-    assert enhancer.fusion_state("front") is None and enhancer.fusion_state("rear") is not None
+    assert all(s.history is not None for s in cams)
+    enhancer.enhance_batch(frames(2))  # stills: no stream
+    assert set(enhancer.streams) == {"front", "rear"}
+    enhancer.close_stream("front")
+    assert enhancer.stream("front").history is None and cams[1].history is not None
 
 
 def test_heatmap_reuse_is_per_stream():
@@ -74,8 +75,8 @@ def test_heatmap_reuse_is_per_stream():
     enhancer = Enhancer(EnhancerConfig(prior_every=4), backend=backend)
     a, b = frames(2, 16, 24)[0], np.full((20, 24, 3), 200, np.uint8)  # two sizes: one by one
     for _ in range(4):
-        enhancer.enhance_batch([a, b], ["front", "rear"])
-    caches = enhancer.prior_caches
+        enhancer.enhance_batch([a, b], [enhancer.stream("front"), enhancer.stream("rear")])
+    caches = {name: stream.prior for name, stream in enhancer.streams.items()}
     assert (caches["front"].computed, caches["front"].reused) == (1, 3)
     assert (caches["rear"].computed, caches["rear"].reused) == (1, 3)
     assert backend.heat_calls == 2

@@ -143,7 +143,14 @@ def test_capacity_probe_scores_the_nlm_diagnostic_and_times_both_variants(tiny_c
 
 
 def test_default_real_frames_are_the_shared_folder_beside_the_checkout():
-    from dap_led_ros.training.evaluate import DEFAULT_REAL_DIR
+    from dap_led_ros.training.validation_sets import DEFAULT_REAL_DIR
 
     root = Path(__file__).resolve().parents[1]
     assert DEFAULT_REAL_DIR == root.parent / "shared" / "data" / "real-night"
+
+
+def test_the_validation_set_defaults_are_the_training_configs():
+    from dap_led_ros.training.config import DataConfig
+    from dap_led_ros.training.validation_sets import SetOptions
+
+    assert SetOptions() == SetOptions.for_training(DataConfig())

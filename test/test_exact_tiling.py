@@ -86,7 +86,7 @@ def test_tiling_gives_the_whole_frame_result_within_1_255_on_a_small_image() -> 
     assert default_checkpoint().is_file()
     img = _dark_image(192, 256, 1)
     whole = Enhancer(EnhancerConfig(backend="torch", threads=1)).enhance(img).astype(int)
-    small_tiles = dict(backend="torch", threads=1, max_pixels=64 * 64, tile_size=256, tile_overlap=96)
+    small_tiles = dict(backend="torch", threads=1, tile_max_pixels=64 * 64, tile_size=256, tile_overlap=96)
     assert len(plan_exact_tiles(192, 256, 256, 96, 16)) == 12
     exact = Enhancer(EnhancerConfig(**small_tiles)).enhance(img).astype(int)
     assert exact.shape == img.shape
@@ -106,7 +106,7 @@ def test_onnxruntime_enhancer_restores_exact_tiles_through_a_torch_twin(tmp_path
     monkeypatch.setenv("DAP_LED_CACHE", str(tmp_path / "cache"))
     ckpt = _save_random(tmp_path / "m")
     img = _dark_image(96, 160, 5)
-    cfg = dict(model=str(ckpt), threads=1, max_pixels=32 * 32, tile_size=96, tile_overlap=32)
+    cfg = dict(model=str(ckpt), threads=1, tile_max_pixels=32 * 32, tile_size=96, tile_overlap=32)
     ref = Enhancer(EnhancerConfig(backend="torch", **cfg))
     assert ref.backend.supports_exact_tiling
     expected = ref.enhance(img)

@@ -333,11 +333,11 @@ def test_malformed_fields_raise_specific_errors(overrides, fragment):
 
 def test_absurd_size_is_rejected_before_touching_data():
     with pytest.raises(ImageDecodeError,
-                       match="100000x100000 has 10000000000 pixels, more than max_pixels"):
+                       match="100000x100000 has 10000000000 pixels, more than max_input_pixels"):
         decode_image("rgb8", 100000, 100000, 300000, 0, b"")
-    with pytest.raises(ImageDecodeError, match="max_pixels=100"):
-        decode_image(**good_fields(width=20, height=10, step=60, data=bytes(600)), max_pixels=100)
-    assert decode_image(**good_fields(), max_pixels=12).rgb.shape == (3, 4, 3)
+    with pytest.raises(ImageDecodeError, match="max_input_pixels=100"):
+        decode_image(**good_fields(width=20, height=10, step=60, data=bytes(600)), max_input_pixels=100)
+    assert decode_image(**good_fields(), max_input_pixels=12).rgb.shape == (3, 4, 3)
 
 
 def test_decode_error_is_a_value_error():

@@ -104,8 +104,8 @@ def test_malformed_messages_raise_decode_errors():
         image_msg_to_decoded(msg)
 
     msg = make_image_msg(rgb_image(), header(), "rgb8")
-    with pytest.raises(ImageDecodeError, match="more than max_pixels=100"):
-        image_msg_to_decoded(msg, max_pixels=100)
+    with pytest.raises(ImageDecodeError, match="more than max_input_pixels=100"):
+        image_msg_to_decoded(msg, max_input_pixels=100)
 
     msg.encoding = "32FC1"
     with pytest.raises(ImageDecodeError, match="unsupported image encoding '32FC1'"):

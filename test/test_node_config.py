@@ -116,7 +116,7 @@ def test_enhancer_settings_map_empty_strings_to_defaults():
     # The node's own default: the real-time model on the CPU (resolved by the Enhancer).
     assert EnhanceNodeConfig().enhancer_config().model == "auto"
     e = EnhanceNodeConfig(model="/m.safetensors", tile_max_pixels=1000).enhancer_config()
-    assert e.model == "/m.safetensors" and e.max_pixels == 1000
+    assert e.model == "/m.safetensors" and e.tile_max_pixels == 1000
 
 
 # ----------------------------------------------------------------------------- DDS profile
@@ -205,7 +205,7 @@ def test_throttling_is_keyed_by_the_kind_of_problem_not_its_values(monkeypatch):
     # 1000 malformed frames differing only in width gave 999 lines in 10 s.
     for width in range(1, 1001):
         log(f"dropped a malformed frame: image {width}x100000 has {width * 100000} pixels, more than "
-            f"max_pixels=16777216")
+            f"max_input_pixels=16777216")
         log(f"dropped a malformed frame: unsupported image encoding 'enc{width}\n'; supported: rgb8")
         now[0] += 1 / 128  # 1000 frames in 7.8 s
     assert len(lines) == 4  # two kinds, once at the start and once 5 s later
@@ -272,3 +272,30 @@ def test_params_files_that_are_not_utf8_yaml_mappings_are_refused_by_cause(tmp_p
         read_params_file(path, "enhance_node")
     with pytest.raises(ConfigError, match="not found"):
         read_params_file(tmp_path / "missing.yaml", "enhance_node")
+
+
+def test_each_default_is_stated_once():
+    """The node's and the CLI's network settings are EnhancerConfig's (the node differs only where it
+    serves live video: the model for the device, fusion on); one fusion window, one restart gap, one
+    input-size guard."""
+    import argparse
+    from dataclasses import fields, replace
+
+    from dap_led_ros.bag.frames import decode_frame
+    from dap_led_ros.cli.args import add_backend_args, enhancer_config_from_args
+    from dap_led_ros.enhancer import EnhancerConfig
+    from dap_led_ros.imaging.image_encoding import DEFAULT_MAX_INPUT_PIXELS
+    from dap_led_ros.ros.detect_node import DetectNodeConfig
+    from dap_led_ros.runtime.temporal_fusion import FusionSettings
+    from dap_led_ros.runtime.video_stream import DEFAULT_MAX_GAP_S, RestartPolicy
+
+    core = EnhancerConfig()
+    assert {f.name for f in fields(EnhancerConfig)} <= {f.name for f in fields(EnhanceNodeConfig)}
+    assert EnhanceNodeConfig().enhancer_config() == replace(core, model="auto", temporal=True)
+    parser = argparse.ArgumentParser()
+    add_backend_args(parser)
+    assert enhancer_config_from_args(parser.parse_args([])) == core
+    assert core.fusion_settings() == FusionSettings()
+    assert core.temporal_max_gap_s == DEFAULT_MAX_GAP_S and RestartPolicy().max_gap_ns == round(DEFAULT_MAX_GAP_S * 1e9)
+    assert EnhanceNodeConfig().max_input_pixels == DetectNodeConfig().max_input_pixels == DEFAULT_MAX_INPUT_PIXELS
+    assert decode_frame.__defaults__[-1] == DEFAULT_MAX_INPUT_PIXELS

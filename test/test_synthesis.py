@@ -5,13 +5,9 @@ import numpy as np
 import pytest
 
 from dap_led_ros.imaging.srgb import srgb_decode, srgb_encode
+from dap_led_ros.prompts import BLURRY, CLEAR, DARK_BLURRY, DEGRADATION_PROMPTS, LOW_LIGHT
 from dap_led_ros.training.labels import DegradationLabels, LabelRule
 from dap_led_ros.training.synthesis import (
-    BLURRY,
-    CLEAR,
-    DARK_BLURRY,
-    DEGRADATION_PROMPTS,
-    LOW_LIGHT,
     DegradationParams,
     SynthesisConfig,
     motion_blur_kernel,

@@ -11,9 +11,8 @@ import pytest
 from rosbags.rosbag2 import StoragePlugin, Writer
 from test_bag import IMAGE, SENSOR_QOS, T0, _image, _tf, read_all
 
-from dap_led_ros.bag.bag_enhance import MAX_LOG_GAP_NS, BagEnhanceOptions, BagSummary, _EnhancedSink, enhance_bag
+from dap_led_ros.bag.bag_enhance import LOG_TIME, BagEnhanceOptions, BagSummary, enhance_bag
 from dap_led_ros.bag.bag_io import TYPESTORE
-from dap_led_ros.bag.frames import CompressionSettings
 from dap_led_ros.cli import main as cli_main
 from dap_led_ros.enhancer import Enhancer, EnhancerConfig
 
@@ -89,7 +88,6 @@ def stills() -> Enhancer:
 
 
 def run(src: Path, dst: Path, enhancer: Enhancer, batch: int = 1) -> BagSummary:
-    enhancer.reset_temporal(all_streams=True)
     return enhance_bag(src, dst, enhancer, BagEnhanceOptions(batch=batch), progress=False)
 
 
@@ -103,9 +101,9 @@ def test_each_topic_has_its_own_history(tmp_path, fused, stills):
     summary = run(both, tmp_path / "out", fused)
     assert summary.temporal and summary.enhanced == {FRONT: 6, REAR: 6} and not summary.history_restarts
     assert "temporal fusion: on, one history per topic" in summary.report()
-    states = {topic: fused.fusion_state(topic) for topic in (FRONT, REAR)}
-    assert all(s is not None and s.last_weight > 0.2 for s in states.values()), states
-    assert fused.fusion_state(None) is None  # every frame went to its topic's history
+    weights = summary.fusion_weight  # every frame went to its topic's history
+    assert set(weights) == {FRONT, REAR} and all(w > 0.2 for w in weights.values()), weights
+    assert not fused.streams  # a bag's streams end with it
     # The rear camera's frames are the same bytes with or without the front camera in the bag.
     run(rear_only, tmp_path / "out_rear", fused)
     with_front, alone = outputs(tmp_path / "out", REAR), outputs(tmp_path / "out_rear", REAR)
@@ -135,30 +133,32 @@ def test_a_time_jump_restarts_only_that_topics_history(tmp_path, fused):
     assert f"{OUT[FRONT]}: 5 frames (temporal history restarted 1x on a time jump)" in summary.report()
     # The frame after the pause comes out as the first frame of a new history would (up to the
     # batch's rounding, one level; fused with the old history it would move by several).
-    fused.reset_temporal(all_streams=True)
-    first = fused.enhance_batch([frames[FRONT][3][1]], [FRONT])[0]
+    fresh = fused.stream("fresh")
+    first = fused.enhance_batch([frames[FRONT][3][1]], [fresh])[0]
     assert np.abs(outputs(tmp_path / "out", FRONT)[3].astype(int) - first).max() <= 1
-    second = fused.enhance_batch([frames[FRONT][4][1]], [FRONT])[0]
+    second = fused.enhance_batch([frames[FRONT][4][1]], [fresh])[0]
+    fused.close_stream("fresh")
     assert np.abs(outputs(tmp_path / "out", FRONT)[4].astype(int) - second).max() <= 3
 
 
 def test_history_restarts_when_log_time_goes_back_or_jumps(fused):
     """The rule itself (a bag read in log-time order never goes back, a merged or damaged one may)."""
-    summary = BagSummary(output=Path("unused"), storage="mcap")
-    sink = _EnhancedSink(None, fused, 4, CompressionSettings(), summary, lambda: None)  # type: ignore[arg-type]
-    fused.reset_temporal(all_streams=True)
+    gap = round(fused.cfg.temporal_max_gap_s * 1e9)
     rgb = noisy(scene(0), np.random.default_rng(0))
-    steps = [(FRONT, 0), (FRONT, 100 * MS), (REAR, 0), (FRONT, 100 * MS + MAX_LOG_GAP_NS),
-             (FRONT, 50 * MS + MAX_LOG_GAP_NS), (FRONT, 1 + 50 * MS + 2 * MAX_LOG_GAP_NS), (REAR, 900 * MS)]
+    steps = [(FRONT, 0), (FRONT, 100 * MS), (REAR, 0), (FRONT, 100 * MS + gap),
+             (FRONT, 50 * MS + gap), (FRONT, 1 + 50 * MS + 2 * gap), (REAR, 900 * MS)]
     kept = []
     for topic, t in steps:
-        fused.enhance(rgb, topic)
-        history = fused.fusion_state(topic)
-        sink._follow_time(topic, t)
-        kept.append(fused.fusion_state(topic) is history)
+        stream = fused.stream(topic, clock=LOG_TIME)
+        restarts = stream.restarts
+        stream.enhance(rgb, t)
+        kept.append(stream.restarts == restarts)
     # steady, steady, a new topic, exactly the gap (kept), back 50 ms, over the gap, rear steady
     assert kept == [True, True, True, True, False, False, True]
-    assert summary.history_restarts == {FRONT: 2}
+    assert (fused.stream(FRONT).restarts, fused.stream(REAR).restarts) == (2, 0)
+    assert fused.stream(FRONT).last_restart == "gap of 1.000 s"
+    fused.close_stream(FRONT)
+    fused.close_stream(REAR)
 
 
 def test_cli_fuses_by_default_and_no_temporal_restores_frame_by_frame(tmp_path, fused, stills, capsys):

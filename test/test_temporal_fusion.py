@@ -148,24 +148,25 @@ def test_enhancer_keeps_one_history_per_stream(realtime_backend):
     b = [np.clip(base_b + rng.integers(-6, 7, base_b.shape), 0, 255).astype(np.uint8) for _ in range(4)]
     cfg = EnhancerConfig(model="realtime", backend="onnxruntime", temporal=True)
     alone = Enhancer(cfg, backend=realtime_backend)
-    only_b = [alone.enhance(f, "b") for f in b]
+    only_b = [alone.stream("b").enhance(f) for f in b]
     mixed = Enhancer(cfg, backend=realtime_backend)
     interleaved = []
     for fa, fb in zip(a, b):
-        mixed.enhance(fa, "a")
-        interleaved.append(mixed.enhance(fb, "b"))
+        mixed.stream("a").enhance(fa)
+        interleaved.append(mixed.stream("b").enhance(fb))
     for x, y in zip(only_b, interleaved):
         np.testing.assert_array_equal(x, y)
-    assert mixed.fusion_state("a") is not None and mixed.fusion_state("b") is not None
-    assert mixed.fusion_state("b").last_weight > 0
+    assert mixed.stream("a").history is not None and mixed.stream("b").history is not None
+    assert mixed.stream("b").weight > 0
     assert "temporal" in mixed.stages.summary()
-    batch = Enhancer(cfg, backend=realtime_backend).enhance_batch([*b[:2]], ["b", "b"])
+    other = Enhancer(cfg, backend=realtime_backend)
+    batch = other.enhance_batch([*b[:2]], [other.stream("b")] * 2)
     # batched inference may round one grey level differently; the history is the same
     np.testing.assert_allclose(batch[1].astype(int), only_b[1].astype(int), atol=1)
-    mixed.reset_temporal("a")
-    assert mixed.fusion_state("a") is None and mixed.fusion_state("b") is not None
-    with pytest.raises(ValueError, match="stream names"):
-        mixed.enhance_batch(a[:2], ["a"])
+    mixed.close_stream("a")
+    assert mixed.stream("a").history is None and mixed.stream("b").history is not None
+    with pytest.raises(ValueError, match="2 frames but 1 streams"):
+        mixed.enhance_batch(a[:2], [mixed.stream("a")])
 
 
 def test_temporal_off_is_the_per_frame_path(realtime_backend):
@@ -174,8 +175,8 @@ def test_temporal_off_is_the_per_frame_path(realtime_backend):
     img = np.random.default_rng(10).integers(0, 80, (64, 96, 3), dtype=np.uint8)
     e = Enhancer(EnhancerConfig(model="realtime", backend="onnxruntime"), backend=realtime_backend)
     for _ in range(2):
-        np.testing.assert_array_equal(e.enhance(img, "x"), to_rgb8(realtime_backend.infer(to_input(img))[0]))
-    assert e.fusion_state("x") is None
+        np.testing.assert_array_equal(e.stream("x").enhance(img), to_rgb8(realtime_backend.infer(to_input(img))[0]))
+    assert e.stream("x").history is None
 
 
 def test_sequences_are_seeded_and_move():
@@ -238,7 +239,7 @@ def test_eval_video_command(tmp_path):
 
 
 def test_time_jump_rule():
-    from dap_led_ros.runtime.temporal_fusion import time_jump
+    from dap_led_ros.runtime.video_stream import time_jump
 
     s = 1_000_000_000
     assert time_jump(10 * s, 10 * s, s) == "" and time_jump(10 * s, 11 * s, s) == ""

@@ -16,7 +16,8 @@ from std_msgs.msg import Header
 
 from dap_led_ros.enhancer import EnhancerConfig
 from dap_led_ros.ros.diagnostics import values_of
-from dap_led_ros.ros.enhance_node import EnhanceNodeConfig, temporal_break
+from dap_led_ros.ros.enhance_node import EnhanceNodeConfig
+from dap_led_ros.runtime.video_stream import RestartPolicy
 from dap_led_ros.ros.msg_conversion import make_image_msg
 from dap_led_ros.ros.params import ConfigError, config_from_flat
 
@@ -29,14 +30,14 @@ REALTIME = ("model:=realtime", "backend:=onnxruntime", "device:=cpu")
 # ----------------------------------------------------------------------------- without ROS
 
 def test_history_restarts_on_a_stamp_going_back_a_gap_or_a_new_frame_id():
-    last = (10 * S, "cam")
-    assert temporal_break(None, 0, "cam", S) == ""  # the first frame
-    assert temporal_break(last, 10 * S, "cam", S) == ""  # the same stamp again
-    assert temporal_break(last, 11 * S, "cam", S) == ""  # exactly the longest gap
-    assert temporal_break(last, 11 * S + 1, "cam", S) == "gap of 1.000 s"
-    assert temporal_break(last, 10 * S - 300_000_000, "cam", S) == "stamp went back by 0.300 s"
-    assert temporal_break(last, 10 * S + 1, "cam2", S) == "frame_id changed from 'cam' to 'cam2'"
-    assert temporal_break(last, 12 * S, "cam", 5 * S) == ""  # the gap is a parameter
+    last, policy = (10 * S, "cam"), RestartPolicy(S)
+    assert policy.reason(None, 0, "cam") == ""  # the first frame
+    assert policy.reason(last, 10 * S, "cam") == ""  # the same stamp again
+    assert policy.reason(last, 11 * S, "cam") == ""  # exactly the longest gap
+    assert policy.reason(last, 11 * S + 1, "cam") == "gap of 1.000 s"
+    assert policy.reason(last, 10 * S - 300_000_000, "cam") == "stamp went back by 0.300 s"
+    assert policy.reason(last, 10 * S + 1, "cam2") == "frame_id changed from 'cam' to 'cam2'"
+    assert RestartPolicy(5 * S).reason(last, 12 * S, "cam") == ""  # the gap is a parameter
 
 
 def test_temporal_parameters_default_to_the_enhancers_and_reach_it():

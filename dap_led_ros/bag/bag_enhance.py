@@ -10,9 +10,10 @@ is copied to `<ns>/enhanced/camera_info`, as the enhance node does live. A frame
 be decoded is reported with its topic and timestamp and only copied. OUT is written in a hidden
 folder beside it and renamed into place at the end, so an interrupted run leaves no OUT.
 
-With an Enhancer built with `temporal` (the CLI's default), every image topic is its own video:
-its frames are fused with that topic's previous ones only (stream = topic name), and its history
-restarts when its log time goes back or jumps by more than `MAX_LOG_GAP_NS`.
+Every image topic is its own video stream (`Enhancer.stream(topic)`, closed when the bag ends): with
+an Enhancer built with `temporal` (the CLI's default) its frames are fused with that topic's previous
+ones only, and its history restarts when its log time goes back or jumps by more than the
+Enhancer's `temporal_max_gap_s`.
 """
 from __future__ import annotations
 
@@ -42,10 +43,8 @@ from dap_led_ros.bag.bag_writer import BagWriter, OutputSettings
 from dap_led_ros.bag.frames import BagFrame, CompressionSettings, FrameDecodeError, decode_frame, encode_frame
 from dap_led_ros.enhancer import Enhancer
 from dap_led_ros.imaging.image_encoding import ImageEncodingError
-from dap_led_ros.runtime.temporal_fusion import time_jump
 
-# A topic's fusion history restarts when its log time jumps forward by more than this (or goes back).
-MAX_LOG_GAP_NS = 1_000_000_000
+LOG_TIME = "log time"  # the clock a topic's stream follows (frame_id is not checked in a bag)
 
 
 @dataclass
@@ -88,6 +87,7 @@ class BagSummary:
     failures: list[FrameFailure] = field(default_factory=list)
     temporal: bool = False                                           # frames fused per topic
     history_restarts: Counter = field(default_factory=Counter)       # input topic -> time jumps that restarted it
+    fusion_weight: dict[str, float] = field(default_factory=dict)    # input topic -> history weight in its last frame
     copied: Counter = field(default_factory=Counter)     # input topic -> messages copied
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -139,7 +139,6 @@ class _EnhancedSink:
         self.summary, self.on_frame = summary, on_frame
         self.queue: list[_Pending] = []
         self.frames: list[tuple[_Pending, BagFrame]] = []
-        self.last_log_time: dict[str, int] = {}  # input topic -> log time of its last frame
 
     def copy(self, key: tuple[str, str], record: BagRecord) -> None:
         if self.queue:
@@ -151,8 +150,6 @@ class _EnhancedSink:
         self.writer.write(key, record.log_time, data, record.publish_time, record.sequence)
 
     def add_frame(self, key: tuple[str, str], record: BagRecord, frame: BagFrame) -> None:
-        if self.enhancer.cfg.temporal:
-            self._follow_time(record.topic.name, record.log_time)
         slot = _Pending(key, record, None)
         self.queue.append(slot)
         self.frames.append((slot, frame))
@@ -161,7 +158,7 @@ class _EnhancedSink:
 
     def flush(self) -> None:
         if self.frames:
-            outs = self._enhance([f for _, f in self.frames], [slot.record.topic.name for slot, _ in self.frames])
+            outs = self._enhance([f for _, f in self.frames], [slot.record for slot, _ in self.frames])
             for (slot, frame), out in zip(self.frames, outs):
                 topic = slot.record.topic.name
                 if not isinstance(out, Exception):
@@ -181,32 +178,31 @@ class _EnhancedSink:
                 self._write(p.key, p.record, p.data)
         self.queue.clear()
 
-    def _follow_time(self, topic: str, log_time: int) -> None:
-        """Restart the topic's fusion history when its log time goes back or jumps forward; the
-        frames already queued are fused first, so the restart falls exactly between two frames."""
-        last = self.last_log_time.get(topic)
-        self.last_log_time[topic] = log_time
-        if last is not None and time_jump(last, log_time, MAX_LOG_GAP_NS, "log time"):
-            self.flush()
-            self.enhancer.reset_temporal(topic)
-            self.summary.history_restarts[topic] += 1
-
-    def _enhance(self, frames: list[BagFrame], streams: list[str]) -> list:
+    def _enhance(self, frames: list[BagFrame], records: list[BagRecord]) -> list:
         """Enhanced RGB per frame, or the exception that frame raised (one bad frame spoils no batch).
-        `streams` (the input topics) name each frame's fusion history. Frames of several sizes go
-        one by one: a batch that failed half-way must not be fused into a history twice."""
-        if len({f.rgb.shape for f in frames}) == 1:
-            try:
-                return self.enhancer.enhance_batch([f.rgb for f in frames], streams)
-            except (ValueError, RuntimeError) as exc:
-                if len(frames) == 1:
-                    return [exc]
+        Each frame goes to its topic's stream at its log time. Frames of several sizes go one by one;
+        a batch whose network failed left the streams untouched and is retried frame by frame."""
+        streams = [self.enhancer.stream(r.topic.name, clock=LOG_TIME) for r in records]
+        times = [r.log_time for r in records]
         out: list = []
-        for f, stream in zip(frames, streams):
-            try:
-                out.append(self.enhancer.enhance(f.rgb, stream))
-            except (ValueError, RuntimeError) as exc:
-                out.append(exc)
+        try:
+            if len({f.rgb.shape for f in frames}) == 1:
+                try:
+                    out = self.enhancer.enhance_batch([f.rgb for f in frames], streams, times)
+                except (ValueError, RuntimeError) as exc:
+                    if len(frames) == 1:
+                        out = [exc]
+            if not out:
+                for f, stream, t in zip(frames, streams, times):
+                    try:
+                        out.append(stream.enhance(f.rgb, t))
+                    except (ValueError, RuntimeError) as exc:
+                        out.append(exc)
+        finally:
+            if self.enhancer.cfg.temporal:
+                for stream in set(streams):
+                    if stream.restarts:
+                        self.summary.history_restarts[stream.name] = stream.restarts
         return out
 
 
@@ -382,6 +378,12 @@ def _convert(bag: PreparedBag, out: Path, storage: str, enhancer: Enhancer, opti
         bar.close()
         writer.abort()
         raise
+    finally:
+        for topic in mapping:  # the recording ends here, and so do its topics' streams
+            stream = enhancer.streams.get(topic)
+            if stream is not None and stream.fuses:
+                summary.fusion_weight[topic] = stream.weight
+            enhancer.close_stream(topic)
     bar.close()
     for (name, _), n in sorted(read.items()):
         summary.copied[name] += n

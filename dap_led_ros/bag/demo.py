@@ -254,8 +254,7 @@ def _real_night(folder: Path, out: Path, enhancer: Enhancer, det: Any, result: D
         except ImageReadError as exc:
             result.note(f"skipped {path}: {exc}")
             continue
-        enhancer.reset_temporal()  # a still: nothing fused from the photo before
-        restored = enhancer.enhance(img.rgb)
+        restored = enhancer.enhance(img.rgb)  # a still: fused with nothing
         write_image(out / f"{path.stem}.png", restored)
         rows.append((path.stem, img.rgb, restored))
         print(f"real night: {path.name} -> {out / (path.stem + '.png')}")

@@ -185,9 +185,7 @@ def worker_enhancer(cfg: EnhancerConfig) -> tuple[Enhancer, bool]:
             old.close()
         _worker_enhancers.clear()
         enhancer = _worker_enhancers[key] = Enhancer(cfg)
-    enhancer.reset_temporal(all_streams=True)
-    enhancer.reset_prior_caches()
-    return enhancer, made
+    return enhancer, made  # each bag's streams end with the bag: nothing carries over
 
 
 class _ModelNotLoaded(Exception):

@@ -21,7 +21,7 @@ from dap_led_ros.imaging.compressed_image import (
     decode_compressed,
 )
 from dap_led_ros.imaging.image_encoding import (
-    DEFAULT_MAX_PIXELS,
+    DEFAULT_MAX_INPUT_PIXELS,
     ImageEncodingError,
     decode_image,
     encode_image,
@@ -60,7 +60,7 @@ class BagFrame:
     sixteen_bit: bool = False         # CompressedImage: the stream is 16-bit (PNG)
 
 
-def decode_frame(msgtype: str, raw: bytes | memoryview, max_pixels: int = DEFAULT_MAX_PIXELS) -> BagFrame:
+def decode_frame(msgtype: str, raw: bytes | memoryview, max_input_pixels: int = DEFAULT_MAX_INPUT_PIXELS) -> BagFrame:
     """Deserialize and decode one Image or CompressedImage message; FrameDecodeError if impossible."""
     if msgtype not in (IMAGE, COMPRESSED_IMAGE):
         raise FrameDecodeError(f"{msgtype} is not an image type")
@@ -71,16 +71,16 @@ def decode_frame(msgtype: str, raw: bytes | memoryview, max_pixels: int = DEFAUL
     if msgtype == IMAGE:
         try:
             decoded = decode_image(msg.encoding, msg.width, msg.height, msg.step, msg.is_bigendian,
-                                   msg.data, max_pixels=max_pixels)
+                                   msg.data, max_input_pixels=max_input_pixels)
         except ImageEncodingError as exc:
             raise FrameDecodeError(str(exc)) from exc
         return BagFrame(msgtype, msg, np.ascontiguousarray(decoded.rgb), alpha=decoded.alpha)
-    return _decode_compressed(msg, max_pixels)
+    return _decode_compressed(msg, max_input_pixels)
 
 
-def _decode_compressed(msg: Any, max_pixels: int) -> BagFrame:
+def _decode_compressed(msg: Any, max_input_pixels: int) -> BagFrame:
     try:
-        d = decode_compressed(msg.format, msg.data, max_pixels=max_pixels)
+        d = decode_compressed(msg.format, msg.data, max_input_pixels=max_input_pixels)
     except ImageEncodingError as exc:
         raise FrameDecodeError(str(exc)) from exc
     return BagFrame(COMPRESSED_IMAGE, msg, d.rgb, alpha=d.alpha, codec=d.codec, grey=d.grey,

@@ -55,7 +55,8 @@ def add_backend_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=d.device, help="auto | cpu | cuda | cuda:N (default: %(default)s)")
     p.add_argument("--engine", default=d.engine, help="ONNX model / TensorRT engine path for those backends")
     p.add_argument("--threads", type=_at_least(0), default=d.threads, help="CPU threads (0 = library default)")
-    p.add_argument("--max-pixels", type=_at_least(1), default=d.max_pixels, help="tile frames larger than this")
+    p.add_argument("--tile-max-pixels", "--max-pixels", dest="tile_max_pixels", type=_at_least(1),
+                   default=d.tile_max_pixels, help="restore frames with more pixels than this in tiles (default: %(default)s)")
     p.add_argument("--tile-size", type=int, default=d.tile_size)
     p.add_argument("--tile-overlap", type=int, default=d.tile_overlap,
                    help="blend: overlap of neighbouring tiles; exact: context halo (default: %(default)s)")
@@ -68,7 +69,7 @@ def enhancer_config_from_args(args: argparse.Namespace) -> EnhancerConfig:
     from dap_led_ros.enhancer import EnhancerConfig
 
     return EnhancerConfig(model=args.model, backend=args.backend, device=args.device, engine=args.engine,
-                          threads=args.threads, max_pixels=args.max_pixels, tile_size=args.tile_size,
+                          threads=args.threads, tile_max_pixels=args.tile_max_pixels, tile_size=args.tile_size,
                           tile_overlap=args.tile_overlap, tile_mode=args.tile_mode)
 
 

@@ -189,6 +189,10 @@ def run(args: argparse.Namespace) -> int:
     sheet_error = None
     sheet = []
     jobs = todo.jobs
+    # --temporal: the frames are one video stream; a frame that fails splits it, so the frames after
+    # it start a new history (a new segment, which the stream sees as a new frame_id).
+    video = enhancer.stream("frames")
+    segment = 0
     try:
         for src, dst in tqdm(jobs, desc="enhance", unit="img", disable=len(jobs) < 2):
             try:
@@ -196,10 +200,11 @@ def run(args: argparse.Namespace) -> int:
                 if img.bit_depth > 8:
                     tqdm.write(f"warning: {src}: {img.bit_depth}-bit input processed at 8 bits; "
                                f"{dst} is 8-bit", file=sys.stderr)
-                out = enhancer.enhance(img.rgb)
+                out = video.enhance(img.rgb, frame_id=f"segment {segment}") if args.temporal \
+                    else enhancer.enhance(img.rgb)
                 write_image(dst, out, alpha=img.alpha, grayscale=img.grayscale, force=args.force)
             except Exception as exc:  # noqa: BLE001 - one bad image must not stop the others
-                enhancer.reset_temporal()  # a gap in the video
+                segment += 1
                 failed.append(_cause(src, dst, exc))
                 tqdm.write(f"error: {failed[-1]}", file=sys.stderr)
                 log.debug("%s failed", src, exc_info=True)

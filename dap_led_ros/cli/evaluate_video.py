@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import shlex
 import sys
@@ -51,29 +52,29 @@ def run_video(args: argparse.Namespace) -> int:
         return 2
     try:
         cfg = enhancer_config_from_args(args)
-        per_frame = Enhancer(replace(cfg, temporal=False))
-        fused = Enhancer(replace(cfg, temporal=True), backend=per_frame.backend)
-        backend_text = per_frame.backend.describe()
+        enhancer = Enhancer(replace(cfg, temporal=True))  # enhance: a still; a stream: fused video
+        backend_text = enhancer.backend.describe()
     except (ValueError, RuntimeError, FileNotFoundError) as exc:
         print(f"error: cannot load a model: {exc}", file=sys.stderr)
         return 2
 
-    def fusing():
-        fused.reset_temporal(all_streams=True)
-        return fused.enhance
+    sequences = itertools.count()
 
-    methods = {"auto-exposure": lambda: auto_exposure, "DAP-LED frame by frame": lambda: per_frame.enhance,
+    def fusing():  # each sequence is a video stream of its own
+        return enhancer.stream(f"sequence {next(sequences)}").enhance
+
+    methods = {"auto-exposure": lambda: auto_exposure, "DAP-LED frame by frame": lambda: enhancer.enhance,
                "DAP-LED + temporal fusion": fusing}
     samples: list = []
     try:
         results = score_sequences(synthetic_sequences(seq_cfg, args.video_count, args.video_seed), methods, samples,
-                                  bound=(per_frame.enhance, args.video_bound) if args.video_bound > 0 else None)
+                                  bound=(enhancer.enhance, args.video_bound) if args.video_bound > 0 else None)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     finally:
-        per_frame.close()
-    stages = fused.stages.summary()
+        enhancer.close()
+    stages = enhancer.stages.summary()
     rows = results["rows"]
     a, b = rows["DAP-LED frame by frame"], rows["DAP-LED + temporal fusion"]
     network_ms = stages.get("network", {}).get("mean_ms", float("nan"))

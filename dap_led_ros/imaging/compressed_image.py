@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from dap_led_ros.imaging.image_encoding import (
-    DEFAULT_MAX_PIXELS,
+    DEFAULT_MAX_INPUT_PIXELS,
     ImageDecodeError,
     ImageEncodeError,
     normalize_encoding,
@@ -105,20 +105,20 @@ def declared_size(codec: str, data: bytes) -> tuple[int, int] | None:
 
 
 def decode_compressed(fmt: str, data: bytes | bytearray | memoryview | np.ndarray,
-                      max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedCompressed:
+                      max_input_pixels: int = DEFAULT_MAX_INPUT_PIXELS) -> DecodedCompressed:
     """Decode a CompressedImage (JPEG or PNG, told apart by the data); ImageDecodeError if impossible.
-    A frame whose header declares more than `max_pixels` is refused before anything is decoded."""
+    A frame whose header declares more than `max_input_pixels` is refused before anything is decoded."""
     raw = bytes(data)
     codec = _codec_of(fmt, raw)
     size = declared_size(codec, raw)
-    if size is not None and size[0] * size[1] > max_pixels:
+    if size is not None and size[0] * size[1] > max_input_pixels:
         raise ImageDecodeError(f"the {codec} header declares {size[0]}x{size[1]}, which exceeds "
-                               f"max_pixels={max_pixels}; not decoded")
+                               f"max_input_pixels={max_input_pixels}; not decoded")
     img = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_UNCHANGED)
     if img is None:
         raise ImageDecodeError(f"corrupt {codec} data ({len(raw)} bytes)")
-    if img.shape[0] * img.shape[1] > max_pixels:
-        raise ImageDecodeError(f"frame {img.shape[1]}x{img.shape[0]} exceeds max_pixels={max_pixels}")
+    if img.shape[0] * img.shape[1] > max_input_pixels:
+        raise ImageDecodeError(f"frame {img.shape[1]}x{img.shape[0]} exceeds max_input_pixels={max_input_pixels}")
     sixteen_bit = img.dtype == np.uint16
     if sixteen_bit:
         img = cv2.convertScaleAbs(img, alpha=1.0 / 257.0)  # cv_bridge's 16 -> 8 bit scaling

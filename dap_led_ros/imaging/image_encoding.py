@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 
 # Decoded images larger than this are rejected (a corrupt header must not allocate gigabytes).
-DEFAULT_MAX_PIXELS = 8192 * 8192
+DEFAULT_MAX_INPUT_PIXELS = 4096 * 4096  # frames declaring more are refused as malformed (nodes, bags)
 
 # Output encoding policy that keeps the input's encoding family (see output_encoding_for).
 SAME_FAMILY = "same_family"
@@ -232,7 +232,7 @@ def decode_image(
     is_bigendian: int | bool,
     data: Any,
     *,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_input_pixels: int = DEFAULT_MAX_INPUT_PIXELS,
     demosaic: str = "bilinear",
 ) -> DecodedImage:
     """Decode Image fields into RGB uint8 (plus alpha / full-depth values where they exist).
@@ -248,10 +248,10 @@ def decode_image(
     step = _as_count("step", step)
     if width <= 0 or height <= 0:
         raise ImageDecodeError(f"image width and height must be positive, got {width}x{height}")
-    if width * height > max_pixels:
+    if width * height > max_input_pixels:
         raise ImageDecodeError(
             f"image {width}x{height} has {width * height} pixels, "
-            f"more than max_pixels={max_pixels}")
+            f"more than max_input_pixels={max_input_pixels}")
     if fmt.family in ("uyvy", "yuyv") and width % 2:
         raise ImageDecodeError(
             f"{name} needs an even width, got {width} (pixel pairs share chroma)")

@@ -1,4 +1,4 @@
-"""One camera of `enhance_node`: its topics, lazy publishing and fusion bookkeeping.
+"""One camera of `enhance_node`: its topics and lazy publishing (its video stream: `Enhancer.stream`).
 
 Topics are image_transport's: the input on `image_raw` (transport raw) or `image_raw/compressed`
 (transport compressed, sensor_msgs/CompressedImage), the output on `enhanced/image` and, when enabled,
@@ -29,7 +29,7 @@ class CameraChannel:
 
     def __init__(self, name: str = "") -> None:
         self.name = name                           # "" for the node's only camera
-        self.stream: str | None = name or None     # its fusion history in the Enhancer
+        self.stream_name = name                    # its VideoStream in the Enhancer
         self.prefix = f"{name}/" if name else ""
         self.camera_infos = CameraInfoCache()
         self.pub_image: Any = None
@@ -49,14 +49,10 @@ class CameraChannel:
         return self.topic("image_raw" + (COMPRESSED if transport == "compressed" else ""))
 
     def reset(self) -> None:
-        """A new activation: counters, fusion bookkeeping and the held frame start afresh."""
+        """A new activation: counters and the held frame start afresh."""
         with self._lock:
             self._held = None
             self._matched: dict[str, int] = {}  # role -> subscribers at its last matched event
-        self.last_fused: tuple[int, str] | None = None  # (stamp ns, frame_id) of the last frame fused
-        self.temporal_resets = 0  # history restarts for stream jumps (temporal_break)
-        self.temporal_cuts = 0    # scene cuts and size changes of the histories before the current one
-        self.last_reset = ""
         self.lazy_skipped = 0     # frames not restored because nobody subscribed
         self.restored = 0         # frames that went through the network
 

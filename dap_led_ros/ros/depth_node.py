@@ -143,7 +143,7 @@ class DepthNode(ManagedImageNode[DepthNodeConfig]):
     def process(self, msg: Image) -> None:
         cfg, estimator = self.cfg, self._estimator
         assert cfg is not None and estimator is not None
-        decoded = image_msg_to_decoded(msg, max_pixels=cfg.max_input_pixels)
+        decoded = image_msg_to_decoded(msg, max_input_pixels=cfg.max_input_pixels)
         depth = estimator.estimate(decoded.rgb)
         self._pub_depth.publish(depth_image_msg(depth, msg.header))
         info = self._camera_infos.for_image(msg.header)

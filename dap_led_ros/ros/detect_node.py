@@ -189,7 +189,7 @@ class DetectNode(ManagedImageNode[DetectNodeConfig]):
     def process(self, msg: Image) -> None:
         cfg, detector = self.cfg, self._detector
         assert cfg is not None and detector is not None
-        decoded = image_msg_to_decoded(msg, max_pixels=cfg.max_input_pixels)
+        decoded = image_msg_to_decoded(msg, max_input_pixels=cfg.max_input_pixels)
         detections = detector.detect(decoded.rgb)
         self._last_count = len(detections)
         height, width = decoded.rgb.shape[:2]

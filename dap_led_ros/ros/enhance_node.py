@@ -16,16 +16,15 @@ Lazy (default): a frame is restored only while someone subscribes to an image ou
 Settings: `EnhanceNodeConfig` (config/enhance.yaml); lifecycle, ~/enable, QoS and diagnostics
 come from `ManagedImageNode`. See docs/ros.md.
 
-Video: with `temporal` (default) each restored frame is fused with the previous ones of its camera
-(`runtime/temporal_fusion.py`); the history restarts when the stream jumps (`temporal_break`)
-and on deactivate.
+Video: each camera is a `VideoStream` of the Enhancer (`runtime/video_stream.py`); with `temporal`
+(default) its restored frames are fused with its previous ones. The stream restarts its history when
+the stamp jumps, the frame_id or the size changes; a deactivation closes it.
 """
 from __future__ import annotations
 
 import importlib
 import re
 import sys
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -37,6 +36,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
 from dap_led_ros.enhancer import TILE_MODES, Enhancer, EnhancerConfig
+from dap_led_ros.runtime.video_stream import VideoStream
 from dap_led_ros.imaging.compressed_image import (
     CODECS,
     DEFAULT_JPEG_QUALITY,
@@ -61,24 +61,12 @@ from dap_led_ros.ros.params import (
 )
 from dap_led_ros.ros.runner import main_for
 from dap_led_ros.runtime.backends import BACKEND_NAMES
-from dap_led_ros.runtime.temporal_fusion import time_jump
 
 NODE_NAME = "enhance_node"
 
 
 _ENHANCER_DEFAULTS = EnhancerConfig()
 _CAMERA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*")
-
-
-def temporal_break(last: tuple[int, str] | None, stamp_ns: int, frame_id: str, max_gap_ns: int) -> str:
-    """Why the fusion history must restart before a frame ("" to keep it): `last` is the
-    (stamp in ns, frame_id) of the previous frame fused, None before the first one."""
-    if last is None:
-        return ""
-    last_ns, last_frame_id = last
-    if frame_id != last_frame_id:
-        return f"frame_id changed from '{last_frame_id}' to '{frame_id}'"
-    return time_jump(last_ns, stamp_ns, max_gap_ns)
 
 
 @dataclass
@@ -97,7 +85,7 @@ class EnhanceNodeConfig(ManagedNodeConfig):
         "ONNX model / TensorRT engine (cache) path for those backends; empty: derived"))
     threads: int = field(default=_ENHANCER_DEFAULTS.threads, metadata=param_help(
         "CPU threads for the backend (0: library default)"))
-    tile_max_pixels: int = field(default=_ENHANCER_DEFAULTS.max_pixels, metadata=param_help(
+    tile_max_pixels: int = field(default=_ENHANCER_DEFAULTS.tile_max_pixels, metadata=param_help(
         "frames with more pixels than this are restored in overlapping tiles"))
     tile_size: int = field(default=_ENHANCER_DEFAULTS.tile_size, metadata=param_help("tile side (px)"))
     tile_overlap: int = field(default=_ENHANCER_DEFAULTS.tile_overlap, metadata=param_help(
@@ -127,7 +115,7 @@ class EnhanceNodeConfig(ManagedNodeConfig):
         "longest side (px) of the luma the optical flow is computed on (32..4096)"))
     exposure_smoothing: float = field(default=_ENHANCER_DEFAULTS.exposure_smoothing, metadata=param_help(
         "share of a brightness change the output follows at once, (0, 1]; 1: no smoothing"))
-    temporal_max_gap_s: float = field(default=1.0, metadata=param_help(
+    temporal_max_gap_s: float = field(default=_ENHANCER_DEFAULTS.temporal_max_gap_s, metadata=param_help(
         "restart the history when consecutive stamps are further apart than this (s); also when "
         "the stamp goes back or the frame_id changes"))
     cameras: str = field(default="", metadata=param_help(
@@ -198,13 +186,14 @@ class EnhanceNodeConfig(ManagedNodeConfig):
     def enhancer_config(self) -> EnhancerConfig:
         return EnhancerConfig(model=self.model or None, backend=self.backend, device=self.device,
                               engine=self.engine or None, threads=self.threads,
-                              max_pixels=self.tile_max_pixels, tile_size=self.tile_size,
+                              tile_max_pixels=self.tile_max_pixels, tile_size=self.tile_size,
                               tile_overlap=self.tile_overlap, tile_mode=self.tile_mode,
                               prior_every=self.prior_every, prior_change=self.prior_change,
                               temporal=self.temporal, temporal_frames=self.temporal_frames,
                               temporal_tolerance=self.temporal_tolerance, temporal_cut=self.temporal_cut,
                               temporal_flow_side=self.temporal_flow_side,
-                              exposure_smoothing=self.exposure_smoothing)
+                              exposure_smoothing=self.exposure_smoothing,
+                              temporal_max_gap_s=self.temporal_max_gap_s)
 
 
 @dataclass
@@ -215,7 +204,8 @@ class _Prepared:
     encoding: str               # the raw output encoding
     alpha: np.ndarray | None
     bigendian: bool
-    reset: str                  # why its camera's fusion history restarts first ("" to keep it)
+    stamp_ns: int               # the header's stamp and frame_id: where the frame is in its stream
+    frame_id: str
 
 
 class EnhanceNode(ManagedImageNode[EnhanceNodeConfig]):
@@ -225,9 +215,6 @@ class EnhanceNode(ManagedImageNode[EnhanceNodeConfig]):
     def __init__(self, node_name: str = NODE_NAME, **kwargs: Any) -> None:
         self._enhancer: Enhancer | None = None
         self._channels: list[CameraChannel] = []
-        # Fusion state is sequential: a history reset and a frame's fusion (in the finish stage)
-        # never run at once, and finishes run in frame order (the workers hand them over in order).
-        self._fusion_lock = threading.Lock()
         super().__init__(node_name, **kwargs)
 
     # ------------------------------------------------------------------ lifecycle hooks
@@ -306,30 +293,15 @@ class EnhanceNode(ManagedImageNode[EnhanceNodeConfig]):
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         result = super().on_deactivate(state)  # the worker has finished its frames and stopped
-        with self._fusion_lock:  # a new activation starts every stream's history afresh
-            for ch in self._channels:
-                ch.last_fused = None
-                if self._enhancer is not None:
-                    self._restart_history(self._enhancer, ch)
-                ch.clear_io()
+        for ch in self._channels:  # a new activation starts every camera's stream afresh
+            if self._enhancer is not None:
+                self._enhancer.close_stream(ch.stream_name)
+            ch.clear_io()
         return result
 
-    def _restart_history(self, enhancer: Enhancer, ch: CameraChannel) -> None:
-        """Forget a camera's fusion history (holding `_fusion_lock`), keeping its scene-cut count."""
-        fusion = enhancer.fusion_state(ch.stream)
-        if fusion is not None:
-            ch.temporal_cuts += fusion.resets
-        enhancer.reset_temporal(ch.stream)
-
-    def _fuse_in_order(self, enhancer: Enhancer, ch: CameraChannel, restored: Callable[[], np.ndarray],
-                       reset: str) -> np.ndarray:
-        """A frame's finish (fusion, conversion), after the history restart it calls for, if any."""
-        with self._fusion_lock:
-            if reset:
-                self._restart_history(enhancer, ch)
-                ch.temporal_resets += 1
-                ch.last_reset = reset
-            return restored()
+    def _stream(self, ch: CameraChannel) -> VideoStream:
+        assert self._enhancer is not None
+        return self._enhancer.stream(ch.stream_name)
 
     def backend_description(self) -> str:
         return self._enhancer.backend.describe() if self._enhancer is not None else ""
@@ -365,16 +337,15 @@ class EnhanceNode(ManagedImageNode[EnhanceNodeConfig]):
 
     def _camera_values(self, enhancer: Enhancer, ch: CameraChannel) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        cache = enhancer.prior_caches.get(ch.stream)
-        if cache is not None and cache.every > 1:
-            out["prior_reused"], out["prior_computed"] = cache.reused, cache.computed
+        stream = enhancer.streams.get(ch.stream_name)
+        if stream is not None and stream.prior.every > 1:
+            out["prior_reused"], out["prior_computed"] = stream.prior.reused, stream.prior.computed
         if enhancer.cfg.temporal:
-            fusion = enhancer.fusion_state(ch.stream)
-            out["temporal_weight"] = f"{fusion.last_weight:.3f}" if fusion is not None else "0.000"
-            out["temporal_gain"] = f"{fusion.last_gain:.3f}" if fusion is not None else "1.000"
-            out["temporal_cuts"] = ch.temporal_cuts + (fusion.resets if fusion is not None else 0)
-            out["temporal_resets"] = ch.temporal_resets
-            out["temporal_last_reset"] = ch.last_reset
+            out["temporal_weight"] = f"{stream.weight if stream else 0.0:.3f}"
+            out["temporal_gain"] = f"{stream.gain if stream else 1.0:.3f}"
+            out["temporal_cuts"] = stream.cuts if stream else 0
+            out["temporal_resets"] = stream.restarts if stream else 0
+            out["temporal_last_reset"] = stream.last_restart if stream else ""
         return out
 
     def extra_statuses(self) -> list[diagnostics.Status]:
@@ -441,25 +412,13 @@ class EnhanceNode(ManagedImageNode[EnhanceNodeConfig]):
         msg = frame.msg
         if isinstance(msg, CompressedImage):
             with enhancer.stages.measure("decompress"):
-                d = decode_compressed(msg.format, msg.data, max_pixels=cfg.max_input_pixels)
-            return _Prepared(d.rgb, output_encoding_for(d.encoding, cfg.output_encoding), d.alpha, False, "")
+                d = decode_compressed(msg.format, msg.data, max_input_pixels=cfg.max_input_pixels)
+            return _Prepared(d.rgb, output_encoding_for(d.encoding, cfg.output_encoding), d.alpha, False,
+                             *_position(msg.header))
         with enhancer.stages.measure("decode"):
-            decoded = image_msg_to_decoded(msg, max_pixels=cfg.max_input_pixels, demosaic=cfg.demosaic)
+            decoded = image_msg_to_decoded(msg, max_input_pixels=cfg.max_input_pixels, demosaic=cfg.demosaic)
         return _Prepared(decoded.rgb, output_encoding_for(decoded.encoding, cfg.output_encoding), decoded.alpha,
-                         bool(msg.is_bigendian), "")
-
-    def _prepare(self, frame: CameraFrame) -> _Prepared:
-        """Decode, and decide (in frame order) whether the camera's fusion history restarts first."""
-        cfg = self.cfg
-        assert cfg is not None
-        prepared = self._decode(frame)
-        if cfg.temporal:
-            ch, header = frame.channel, frame.msg.header
-            stamp_ns = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
-            prepared.reset = temporal_break(ch.last_fused, stamp_ns, header.frame_id,
-                                            round(cfg.temporal_max_gap_s * 1e9))
-            ch.last_fused = (stamp_ns, header.frame_id)
-        return prepared
+                         bool(msg.is_bigendian), *_position(msg.header))
 
     def process(self, frame: CameraFrame) -> Callable[[], None] | None:
         """Decode and run the network; the returned rest (fuse, convert, encode, publish) runs on the
@@ -468,8 +427,8 @@ class EnhanceNode(ManagedImageNode[EnhanceNodeConfig]):
         assert cfg is not None and enhancer is not None
         if self.divert_if_disabled(frame):  # switched off while this frame waited
             return None
-        prepared = self._prepare(frame)
-        restored = enhancer.enhance_deferred(prepared.rgb, frame.channel.stream)
+        prepared = self._decode(frame)
+        restored = self._stream(frame.channel).enhance_deferred(prepared.rgb, prepared.stamp_ns, prepared.frame_id)
         frame.channel.restored += 1
         publish = partial(self._finish, frame, prepared, restored)
         if cfg.overlap:
@@ -487,13 +446,14 @@ class EnhanceNode(ManagedImageNode[EnhanceNodeConfig]):
             if self.divert_if_disabled(frame):
                 continue
             try:
-                ready.append((i, frame, self._prepare(frame)))
+                ready.append((i, frame, self._decode(frame)))
             except Exception as exc:  # noqa: BLE001 - that frame fails, the others go on
                 results[i] = exc
         if not ready:
             return results
         rests = enhancer.enhance_batch_deferred([p.rgb for _, _, p in ready],
-                                                [f.channel.stream for _, f, _ in ready])
+                                                [self._stream(f.channel) for _, f, _ in ready],
+                                                [p.stamp_ns for _, _, p in ready], [p.frame_id for _, _, p in ready])
         for (i, frame, prepared), restored in zip(ready, rests):
             frame.channel.restored += 1
             publish = partial(self._finish, frame, prepared, restored)
@@ -510,7 +470,7 @@ class EnhanceNode(ManagedImageNode[EnhanceNodeConfig]):
         cfg, enhancer = self.cfg, self._enhancer
         assert cfg is not None and enhancer is not None
         ch, msg = frame.channel, frame.msg
-        rgb = self._fuse_in_order(enhancer, ch, restored, prepared.reset)
+        rgb = restored()  # fused in frame order: the workers hand finishes over in order
         if self.divert_if_disabled(frame):  # switched off during inference
             return
         stages = enhancer.stages
@@ -539,6 +499,11 @@ class EnhanceNode(ManagedImageNode[EnhanceNodeConfig]):
         info = ch.camera_infos.for_image(header)
         if info is not None and ch.pub_info is not None:
             ch.pub_info.publish(info)
+
+
+def _position(header: Header) -> tuple[int, str]:
+    """(stamp in ns, frame_id): where a frame is in its camera's stream."""
+    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec, header.frame_id
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,10 +17,11 @@ What a subclass gets:
 - log lines escaped and cut (`log_safety`), error logs for bad frames throttled per kind of
   problem: the node never dies on one message;
 - callback groups that keep the services answering under a flood and during a transition, when
-  spun by a MultiThreadedExecutor (as `run_nodes` does): frames in one group, transitions
+  spun by a MultiThreadedExecutor (as `runner.run_nodes` does): frames in one group, transitions
   (change_state, autostart) in another, lifecycle queries reentrant, ~/enable and the parameter
   services in the node's default group, timers in their own.
-`run_nodes` / `main_for` run nodes until SIGINT/SIGTERM and exit 0 without a stack trace.
+`ros/runner.py` (`run_nodes`, `main_for`) runs nodes until SIGINT/SIGTERM and exits 0 without a
+stack trace.
 """
 from __future__ import annotations
 
@@ -513,9 +514,3 @@ def _quietly(fn: Callable[..., Any], *args: Any) -> None:
         fn(*args)
     except Exception:  # noqa: BLE001
         pass
-
-
-# ----------------------------------------------------------------------------- entry points
-
-
-# Longest wait between checks for a stop signal while spinning.

@@ -8,7 +8,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
 from dap_led_ros.imaging.image_encoding import (
-    DEFAULT_MAX_PIXELS,
+    DEFAULT_MAX_INPUT_PIXELS,
     DecodedImage,
     EncodedImage,
     ImageEncodeError,
@@ -19,7 +19,7 @@ from dap_led_ros.imaging.image_encoding import (
 
 
 def image_msg_to_decoded(
-    msg: Image, max_pixels: int = DEFAULT_MAX_PIXELS, demosaic: str = "bilinear"
+    msg: Image, max_input_pixels: int = DEFAULT_MAX_INPUT_PIXELS, demosaic: str = "bilinear"
 ) -> DecodedImage:
     """Decode a sensor_msgs/Image (reads msg.data without copying it).
 
@@ -27,7 +27,7 @@ def image_msg_to_decoded(
     """
     return decode_image(
         msg.encoding, msg.width, msg.height, msg.step, msg.is_bigendian, msg.data,
-        max_pixels=max_pixels, demosaic=demosaic,
+        max_input_pixels=max_input_pixels, demosaic=demosaic,
     )
 
 

@@ -24,6 +24,7 @@ from typing import Any, TypeVar, get_type_hints
 
 import yaml
 
+from dap_led_ros.imaging.image_encoding import DEFAULT_MAX_INPUT_PIXELS
 from dap_led_ros.settings import dataclass_from_mapping, read_text_file
 
 RELIABILITIES = ("best_effort", "reliable")
@@ -97,7 +98,7 @@ class ManagedNodeConfig:
         "process at most this many frames per second (0: as fast as possible)"))
     diagnostics_period_s: float = field(default=1.0, metadata=param_help(
         "period of the /diagnostics status"))
-    max_input_pixels: int = field(default=4096 * 4096, metadata=param_help(
+    max_input_pixels: int = field(default=DEFAULT_MAX_INPUT_PIXELS, metadata=param_help(
         "frames larger than this are rejected as malformed (guards against corrupt headers)"))
     qos: QosConfig = field(default_factory=QosConfig)
 

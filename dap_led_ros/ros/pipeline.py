@@ -209,9 +209,6 @@ def check_params_file(path: Path) -> None:
         raise PipelineError(f"params file {path} is empty")
 
 
-# ----------------------------------------------------------------------------- command line
-
-
 # ----------------------------------------------------------------------------- running
 
 def _check_startable(nodes: Sequence[Any]) -> None:

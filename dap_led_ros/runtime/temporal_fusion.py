@@ -26,19 +26,9 @@ MAX_LEVEL_GAIN = 1.25    # the smoothing's gain stays within [1 / this, this]
 NOISE_TOLERANCE = 1.5    # tolerance added per unit of the median disagreement (the noise floor)
 
 
-def time_jump(last_ns: int, now_ns: int, max_gap_ns: int, clock: str = "stamp") -> str:
-    """Why a stream's history must restart between frames at `last_ns` and `now_ns` ("" to keep
-    it): its `clock` went back, or moved on by more than `max_gap_ns`."""
-    if now_ns < last_ns:
-        return f"{clock} went back by {(last_ns - now_ns) / 1e9:.3f} s"
-    if now_ns - last_ns > max_gap_ns:
-        return f"gap of {(now_ns - last_ns) / 1e9:.3f} s"
-    return ""
-
-
 @dataclass(frozen=True)
 class FusionSettings:
-    frames: int = 4            # running mean over at most this many frames
+    frames: int = 8            # running mean over at most this many frames
     flow_side: int = 320       # longest side of the luma the flow is computed on
     cut: float = 0.12          # thumbnail mean absolute change (0-1) that counts as a scene cut
     tolerance: float = 0.06    # local mean |history - current| (0-1 luma) at which history drops out

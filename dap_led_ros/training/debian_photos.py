@@ -26,7 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from dap_led_ros.training.qt_rcc import RccError, read_rcc  # noqa: F401 (RccError re-exported)
+from dap_led_ros.training.qt_rcc import read_rcc
 
 FORBIDDEN_PACKAGES: frozenset[str] = frozenset({"plasma-workspace-wallpapers"})
 MIN_SIDE = 256  # shorter side in pixels

@@ -15,6 +15,7 @@ and friends apply.
 """
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -25,14 +26,14 @@ from typing import Callable, Iterable
 import cv2
 import numpy as np
 
-from dap_led_ros.imaging.image_io import ImageReadError, list_images, read_image
+from dap_led_ros.file_output import atomic_output, write_text
+from dap_led_ros.imaging.image_io import ImageReadError, list_images, read_image, write_image
 from dap_led_ros.imaging.srgb import srgb_decode, srgb_encode
 from dap_led_ros.training.metrics import NoReferenceFigures, mean_psnr, no_reference, psnr, ssim
-from dap_led_ros.workspace import REAL_NIGHT_DIR
+from dap_led_ros.training.validation_sets import ValidationSource, load_set
 
 log = logging.getLogger(__name__)
 
-DEFAULT_REAL_DIR = REAL_NIGHT_DIR
 _LUMA_709 = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
 
 Method = Callable[[np.ndarray], np.ndarray]
@@ -144,6 +145,46 @@ def score_well_exposed(photos: Iterable[tuple[str, np.ndarray]], methods: dict[s
                 "level_shift_max": float(np.max(r["shift"])) if r["shift"] else float("nan"),
                 "n": len(r["mse"]), "ms_per_frame": 1000 * float(np.mean(r["sec"])) if r["sec"] else 0.0}
             for m, r in rows.items()}
+
+
+def set_frames(source: ValidationSource, skipped: Callable[[str], None] | None = None
+               ) -> Iterable[tuple[str, np.ndarray, np.ndarray]] | None:
+    """(name, low, target) RGB uint8 frames of a paired set (synthesized items numbered), or None
+    when an optional set cannot be made (`validation_sets.load_set`)."""
+    data = load_set(source, skipped)
+    if data is None:
+        return None
+    return _numbered_pairs(data) if source.synthesized else folder_pairs(data)
+
+
+def score_sets(sources: Iterable[ValidationSource], methods: dict[str, Method], sheet_rows: int = 6,
+               nlm: bool = True, skipped: Callable[[str], None] | None = None) -> tuple[dict, dict[str, list]]:
+    """The `dap-led eval` figures of every set: {"paired": {title: rows}, "real": ..., and
+    "well_exposed" when scored}, and the contact-sheet samples per set tag.
+
+    nlm: the synthesized sets also get a `DAP-LED + NLM` row. The real frames are scored without
+    the identity method (their "input" row is the frames themselves).
+    """
+    results: dict = {"paired": {}, "real": None}
+    sheets: dict[str, list] = {}
+    post = {"DAP-LED + NLM": ("DAP-LED", nlm_denoise)} if nlm else {}
+    for src in sources:
+        if src.tag == "well_exposed":
+            results["well_exposed"] = {"what": src.title, "rows": score_well_exposed(src.load(), methods)}
+        elif src.tag == "real":
+            folder = src.load()
+            sheets["real"] = []
+            figs, n = score_real(folder, {k: v for k, v in methods.items() if k != "identity"}, sheets["real"],
+                                 sheet_rows)
+            if n:
+                results["real"] = {"folder": str(folder), "n": n, "figures": figs}
+        else:
+            sheets[src.tag] = []
+            frames = set_frames(src, skipped)
+            if frames is not None:
+                results["paired"][src.title] = score_pairs(frames, methods, sheets[src.tag], sheet_rows,
+                                                           post if src.synthesized else None)
+    return results, sheets
 
 
 def folder_pairs(dataset) -> Iterable[tuple[str, np.ndarray, np.ndarray]]:
@@ -271,11 +312,25 @@ def write_plot(results: dict, path: Path) -> None:
     plt.close(fig)
 
 
-# ---------------------------------------------------------------------------------------------
-# CLI
+def write_results(out_dir: Path, report: str, results: dict, sheets: dict[str, list], columns: list[str]) -> None:
+    """evaluation.md, eval.json, eval_plot.png and contact_sheet_<set>.png, each written whole or not at all."""
+    write_text(out_dir / "evaluation.md", report, force=True)
+    write_text(out_dir / "eval.json", json.dumps(results, indent=2, default=str), force=True)
+    with atomic_output(out_dir / "eval_plot.png", force=True) as tmp:
+        write_plot(results, tmp)
+    for name, samples in sheets.items():
+        if samples:
+            write_image(out_dir / f"contact_sheet_{name}.png", grid_sheet(samples, columns), force=True)
 
 
 def cpu_count() -> int:
     import os
 
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def describe_machine(backend: str) -> str:
+    """The results' `machine` line: processor, usable CPU cores, the backend's description."""
+    import platform
+
+    return f"{platform.processor() or platform.machine()}, {cpu_count()} CPU cores, backend {backend}"

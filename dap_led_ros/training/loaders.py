@@ -62,40 +62,25 @@ def _rgb8(t: torch.Tensor) -> np.ndarray:
 class ValidationSet:
     """The fixed validation data, made once and kept as tensors: the synthetic set (`val_*`), the
     camera-model set on other photos (`val2_*`, when the Debian pool is installed) and the
-    held-out clean photos, which should come back unchanged (`well_*`)."""
+    held-out clean photos, which should come back unchanged (`well_*`); assembled by
+    `validation_sets`, as `dap-led eval` scores them."""
+
+    KEYS = {"synthetic": "val", "camera": "val2", "well_exposed": "well"}
 
     def __init__(self, cfg: TrainConfig) -> None:
-        from dap_led_ros.training.camera_synthesis import CameraConfig
-        from dap_led_ros.training.datasets import (
-            camera_validation_set,
-            synthetic_validation_set,
-            to_tensor,
-            well_exposed_photos,
-        )
-        from dap_led_ros.training.synthesis import SynthesisConfig
+        from dap_led_ros.training.datasets import to_tensor
+        from dap_led_ros.training.validation_sets import SetOptions, load_set, validation_sources
 
-        d = cfg.data
-        # The sets are fixed: made with the default degradation settings whatever the training
-        # config overrides (dap-led eval scores the same pairs).
-        ds = synthetic_validation_set(size=tuple(d.val_size), n=d.val_count, seed=d.val_seed,
-                                      cfg=SynthesisConfig(), val_fraction=d.val_fraction,
-                                      split_seed=d.split_seed)
         self.sets: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {"val": [], "val2": [], "well": []}
-        for i in range(len(ds)):
-            item = ds[i]
-            self.sets["val"].append((item["low"], item["high"]))
-        for _, img in well_exposed_photos(tuple(d.val_size), d.val_fraction, d.split_seed):
-            frame = to_tensor(img)
-            self.sets["well"].append((frame, frame))
-        try:
-            ds2 = camera_validation_set(size=tuple(d.val_size), n=d.val2_count, seed=d.val2_seed,
-                                        camera=CameraConfig(),
-                                        val_fraction=d.val_fraction, split_seed=d.split_seed)
-        except ValueError:
-            ds2 = None  # no Debian photo pool installed: the second set is skipped
-        for i in range(len(ds2) if ds2 is not None else 0):
-            item = ds2[i]
-            self.sets["val2"].append((item["low"], item["high"]))
+        for source in validation_sources(SetOptions.for_training(cfg.data)):
+            data = load_set(source)  # None: no Debian photo pool installed, the second set is skipped
+            if data is None:
+                continue
+            if source.tag == "well_exposed":
+                pairs = [(frame, frame) for frame in (to_tensor(img) for _, img in data)]
+            else:
+                pairs = [(item["low"], item["high"]) for item in (data[i] for i in range(len(data)))]
+            self.sets[self.KEYS[source.tag]] = pairs
 
     @torch.no_grad()
     def evaluate(self, model: DAPLED, device: torch.device) -> dict[str, float]:

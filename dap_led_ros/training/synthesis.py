@@ -14,7 +14,7 @@ Pipeline, in linear light (sRGB decoded):
 
 The high (target) image is the clean photo itself (with the synthetic lights drawn in, if any).
 The labels are per-pixel maps of what was applied, and `patch_labels(grid)` turns them into a
-soft distribution over `DEGRADATION_PROMPTS` for every cell of a grid x grid split of the frame.
+soft distribution over `prompts.DEGRADATION_PROMPTS` for every cell of a grid x grid split of the frame.
 
 No torch here: numpy + OpenCV only.
 """
@@ -28,7 +28,6 @@ import cv2
 import numpy as np
 
 from dap_led_ros.imaging.srgb import srgb_decode, srgb_encode
-from dap_led_ros.prompts import BLURRY, CLEAR, DARK_BLURRY, DEGRADATION_PROMPTS, LOW_LIGHT  # noqa: F401 (re-exported)
 from dap_led_ros.settings import dataclass_from_mapping
 from dap_led_ros.training.labels import DegradationLabels, LabelRule
 
@@ -38,10 +37,6 @@ _LIGHT_COLOURS = np.array(
     dtype=np.float32,
 )
 _LUMA = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)  # linear-light luminance weights
-
-
-# ---------------------------------------------------------------------------------------------
-# sRGB transfer function (lookup tables: fast and exact enough for 8-bit data)
 
 
 # ---------------------------------------------------------------------------------------------
