@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import cv2
@@ -22,35 +22,55 @@ log = logging.getLogger(__name__)
 TILE_MODES = ("exact", "blend")
 
 
+def _help(text: str) -> dict[str, str]:
+    """Field metadata: what the setting means (the node's parameter descriptions read it too)."""
+    return {"help": text}
+
+
 @dataclass
 class EnhancerConfig:
-    # checkpoint (.safetensors + .yaml); None or "quality": the shipped quality model; "realtime":
-    # the shipped real-time variant; "auto": that one on the CPU, the quality model on a GPU.
-    model: str | None = None
-    backend: str = "auto"             # auto | torch | onnxruntime | tensorrt
-    device: str = "auto"              # auto (cuda when a GPU is visible) | cpu | cuda | cuda:N
-    engine: str | None = None         # ONNX file or TensorRT engine (cache) path for those backends
-    threads: int = 0                  # CPU threads for the backend; 0 = library default
-    tile_max_pixels: int = 1920 * 1088     # frames above this are restored in overlapping tiles
-    tile_size: int = 768
-    tile_overlap: int = 96            # blend: overlap of neighbours; exact: context halo per side
-    # exact: whole-frame attention gathered over tiles, output as one pass (torch; ~5x the time of blend);
-    # blend: tiles restored independently and blended (fast; attention differs per tile).
-    tile_mode: str = "exact"
-    # CCM heatmaps reused on up to this many consecutive frames (1 = recomputed every frame) while
-    # the frame's 32x24 grey thumbnail moves by at most `prior_change` (mean absolute difference).
-    prior_every: int = 1
-    prior_change: float = 0.03
+    """The network's settings: every entry point (node parameters, CLI options) takes these
+    defaults and descriptions from here."""
+
+    model: str | None = field(default=None, metadata=_help(
+        "quality (the shipped quality model; also empty) | realtime (the shipped real-time variant) | "
+        "auto (realtime on the CPU, quality on a GPU) | a checkpoint (.safetensors with its .yaml)"))
+    backend: str = field(default="auto", metadata=_help("auto | torch | onnxruntime | tensorrt"))
+    device: str = field(default="auto", metadata=_help("auto (cuda when a GPU is visible) | cpu | cuda | cuda:N"))
+    engine: str | None = field(default=None, metadata=_help(
+        "ONNX model / TensorRT engine (cache) path for those backends; empty: derived"))
+    threads: int = field(default=0, metadata=_help("CPU threads for the backend (0: library default)"))
+    tile_max_pixels: int = field(default=1920 * 1088, metadata=_help(
+        "frames with more pixels than this are restored in overlapping tiles"))
+    tile_size: int = field(default=768, metadata=_help("tile side (px)"))
+    tile_overlap: int = field(default=96, metadata=_help(
+        "blend: tile overlap; exact: context halo per side (px)"))
+    tile_mode: str = field(default="exact", metadata=_help(
+        "exact (tiles reproduce a whole-frame pass, ~5x the time of blend) | blend (independent tiles)"))
+    prior_every: int = field(default=1, metadata=_help(
+        "reuse the CCM heatmaps on up to this many consecutive frames (1: every frame its own)"))
+    prior_change: float = field(default=0.03, metadata=_help(
+        "recompute the heatmaps early when the frame's 32x24 grey thumbnail moves by more than this (0..1)"))
     # Video: a stream's restored frames are blended with its previous ones, aligned by optical flow,
     # where they agree (`runtime/temporal_fusion.py`), and their mean level is steadied. A stream
     # (`Enhancer.stream`) fuses only while this is on; the node, the bag tool and the pipeline turn it on.
-    temporal: bool = False
-    temporal_frames: int = FusionSettings.frames            # running mean over at most this many frames
-    temporal_tolerance: float = FusionSettings.tolerance    # local disagreement (0-1 luma) at which the history drops out
-    temporal_cut: float = FusionSettings.cut                # grey-thumbnail change that counts as a scene cut
-    temporal_flow_side: int = FusionSettings.flow_side      # longest side of the luma the flow is computed on
-    exposure_smoothing: float = FusionSettings.exposure_smoothing  # (0, 1]: share of a level change followed at once
-    temporal_max_gap_s: float = DEFAULT_MAX_GAP_S           # a longer pause between frames restarts the history
+    temporal: bool = field(default=False, metadata=_help(
+        "fuse each restored frame with the previous ones, aligned by optical flow, where they agree "
+        "(steadier video); false: every frame on its own"))
+    temporal_frames: int = field(default=FusionSettings.frames, metadata=_help(
+        "running mean over at most this many frames (1..64)"))
+    temporal_tolerance: float = field(default=FusionSettings.tolerance, metadata=_help(
+        "local disagreement (0-1, after alignment) at which the history drops out (moving objects, "
+        "occlusions), (0, 1]"))
+    temporal_cut: float = field(default=FusionSettings.cut, metadata=_help(
+        "grey-thumbnail change (0-1) that counts as a scene cut and restarts the history, (0, 1]"))
+    temporal_flow_side: int = field(default=FusionSettings.flow_side, metadata=_help(
+        "longest side (px) of the luma the optical flow is computed on (32..4096)"))
+    exposure_smoothing: float = field(default=FusionSettings.exposure_smoothing, metadata=_help(
+        "share of a brightness change the output follows at once, (0, 1]; 1: no smoothing"))
+    temporal_max_gap_s: float = field(default=DEFAULT_MAX_GAP_S, metadata=_help(
+        "restart the history when consecutive stamps are further apart than this (s); also when "
+        "the stamp goes back or the frame_id changes"))
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> "EnhancerConfig":
@@ -232,8 +252,10 @@ class Enhancer:
         for i, f in enumerate(frames):
             if f.shape[0] * f.shape[1] <= self.cfg.tile_max_pixels:
                 groups.setdefault(f.shape, []).append(i)
-        limit = self.backend.max_batch or n  # an engine built for smaller batches: in chunks
         for group in groups.values():
+            if len(group) < 2:
+                continue
+            limit = self.backend.max_batch or n  # an engine built for smaller batches: in chunks
             for start in range(0, len(group), limit):
                 indices = group[start:start + limit]
                 if len(indices) < 2:

@@ -1,4 +1,4 @@
-"""BatchFrameWorker: batching several cameras, newest frame wins per camera, two stages, stopping (no ROS)."""
+"""FrameWorker with several cameras: batching, newest frame wins per camera, two stages, stopping (no ROS)."""
 from __future__ import annotations
 
 import threading
@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from dap_led_ros.ros.batch_worker import BatchFrameWorker, BatchStats
+from dap_led_ros.ros.frame_worker import BatchStats, FrameWorker
 
 WAIT = 10.0  # generous bound for thread hand-offs; nothing here measures speed
 LONG = 30.0  # a batch window no test outlasts: the batch must end for another reason
@@ -48,11 +48,11 @@ class Batches:
 @pytest.fixture
 def make_worker():
     """Builds started workers and stops them (releasing their batches) at the end."""
-    made: list[tuple[BatchFrameWorker, Batches]] = []
+    made: list[tuple[FrameWorker, Batches]] = []
 
     def make(keys, work: Batches | None = None, **kwargs):
         work = Batches() if work is None else work
-        worker = BatchFrameWorker(work, keys=keys, **kwargs)
+        worker = FrameWorker(work, keys=keys, **kwargs)
         worker.start()
         made.append((worker, work))
         return worker, work
@@ -69,10 +69,10 @@ def counts(s) -> tuple[int, int, int, int]:
 
 def test_frames_arriving_inside_the_window_go_as_one_batch_in_key_order(make_worker):
     worker, work = make_worker(["a", "b", "c"], batch_window_s=LONG)
-    worker.submit("c", "c1")
-    worker.submit("a", "a1")
+    worker.submit("c1", key="c")
+    worker.submit("a1", key="a")
     assert work.no_batch_yet()  # waits for b
-    worker.submit("b", "b1")  # every camera has a frame: no more waiting
+    worker.submit("b1", key="b")  # every camera has a frame: no more waiting
     assert work.next_batch() == [("a", "a1"), ("b", "b1"), ("c", "c1")]
     work.go.release()
     assert worker.stop(timeout=WAIT)
@@ -84,11 +84,11 @@ def test_the_window_expires_with_only_some_cameras(make_worker):
     window = 0.2
     worker, work = make_worker(["a", "b", "c"], batch_window_s=window)
     for key in "abc":
-        worker.submit(key, f"{key}1")
+        worker.submit(f"{key}1", key=key)
     assert len(work.next_batch()) == 3  # held until go
     t0 = time.monotonic()
-    worker.submit("a", "a2")
-    worker.submit("b", "b2")
+    worker.submit("a2", key="a")
+    worker.submit("b2", key="b")
     work.go.release()
     assert work.next_batch() == [("a", "a2"), ("b", "b2")]  # c never came
     assert work.taken_at[-1] - t0 >= window  # ... after the window counted from a2's arrival
@@ -97,10 +97,10 @@ def test_the_window_expires_with_only_some_cameras(make_worker):
 
 def test_a_zero_window_takes_whatever_waits_at_once(make_worker):
     worker, work = make_worker(["a", "b"], batch_window_s=0)
-    worker.submit("a", "a1")
+    worker.submit("a1", key="a")
     assert work.next_batch() == [("a", "a1")]  # b is not waited for
-    worker.submit("b", "b1")
-    worker.submit("a", "a2")
+    worker.submit("b1", key="b")
+    worker.submit("a2", key="a")
     work.go.release()
     assert work.next_batch() == [("a", "a2"), ("b", "b1")]  # both waited meanwhile: one batch
     work.go.release()
@@ -108,13 +108,13 @@ def test_a_zero_window_takes_whatever_waits_at_once(make_worker):
 
 def test_newest_frame_wins_per_camera(make_worker):
     worker, work = make_worker(["a", "b"], batch_window_s=LONG)
-    assert worker.submit("a", "a1") is False
-    assert worker.submit("b", "b1") is False
+    assert worker.submit("a1", key="a") is False
+    assert worker.submit("b1", key="b") is False
     assert work.next_batch() == [("a", "a1"), ("b", "b1")]
-    assert worker.submit("a", "a2") is False  # waits
-    assert worker.submit("a", "a3") is True  # replaces a2
-    assert worker.submit("b", "b2") is False  # b's own slot
-    assert worker.submit("a", "a4") is True  # replaces a3
+    assert worker.submit("a2", key="a") is False  # waits
+    assert worker.submit("a3", key="a") is True  # replaces a2
+    assert worker.submit("b2", key="b") is False  # b's own slot
+    assert worker.submit("a4", key="a") is True  # replaces a3
     work.go.release()
     assert work.next_batch() == [("a", "a4"), ("b", "b2")]
     work.go.release()
@@ -128,26 +128,26 @@ def test_newest_frame_wins_per_camera(make_worker):
 
 def test_max_batch_takes_the_longest_waiting_cameras_first(make_worker):
     worker, work = make_worker(["a", "b", "c", "d"], batch_window_s=LONG, max_batch=2)
-    worker.submit("a", "a1")
+    worker.submit("a1", key="a")
     assert work.no_batch_yet()
-    worker.submit("b", "b1")  # max_batch frames wait: no more waiting
+    worker.submit("b1", key="b")  # max_batch frames wait: no more waiting
     assert work.next_batch() == [("a", "a1"), ("b", "b1")]
     for key, frame in [("c", "c1"), ("d", "d1"), ("a", "a2"), ("b", "b2")]:
-        worker.submit(key, frame)
+        worker.submit(frame, key=key)
     work.go.release()
     assert work.next_batch() == [("c", "c1"), ("d", "d1")]  # waited longer than a2, b2
     # a and b keep sending; a replacement keeps its camera's place in the queue.
-    worker.submit("a", "a3")
-    worker.submit("c", "c2")
-    worker.submit("b", "b3")
+    worker.submit("a3", key="a")
+    worker.submit("c2", key="c")
+    worker.submit("b3", key="b")
     work.go.release()
     assert work.next_batch() == [("a", "a3"), ("b", "b3")]
-    worker.submit("d", "d2")
-    worker.submit("c", "c3")  # c has waited since c2, before d2
-    worker.submit("a", "a4")
+    worker.submit("d2", key="d")
+    worker.submit("c3", key="c")  # c has waited since c2, before d2
+    worker.submit("a4", key="a")
     work.go.release()
     assert work.next_batch() == [("c", "c3"), ("d", "d2")]
-    worker.submit("b", "b4")
+    worker.submit("b4", key="b")
     work.go.release()
     assert work.next_batch() == [("a", "a4"), ("b", "b4")]
     work.go.release()
@@ -170,11 +170,11 @@ def test_per_item_results_done_rest_and_exception():
 
     errors: list[tuple[str, object, BaseException]] = []
     work = Batches(blocking=False, results=results)
-    worker = BatchFrameWorker(work, keys=["a", "b", "c", "d"], batch_window_s=LONG,
+    worker = FrameWorker(work, keys=["a", "b", "c", "d"], batch_window_s=LONG,
                               on_error=lambda key, frame, exc: errors.append((key, frame, exc)))
     worker.start()
     for key in "abcd":
-        worker.submit(key, key + "1")
+        worker.submit(key + "1", key=key)
     assert len(work.next_batch()) == 4
     assert worker.stop(timeout=WAIT)
     assert sorted(errors, key=lambda e: e[0]) == [("b", "b1", bad), ("c", "c1", rest_bad)]
@@ -203,11 +203,11 @@ def test_a_raising_process_batch_fails_every_item_and_the_worker_goes_on():
 
     errors: list[tuple[str, object, BaseException]] = []
     work = Batches(blocking=False, results=results)
-    worker = BatchFrameWorker(work, keys=["a", "b"], batch_window_s=LONG, on_error=bad_handler)
+    worker = FrameWorker(work, keys=["a", "b"], batch_window_s=LONG, on_error=bad_handler)
     worker.start()
     for round_ in range(3):
-        worker.submit("a", f"a{round_}")
-        worker.submit("b", f"b{round_}")
+        worker.submit(f"a{round_}", key="a")
+        worker.submit(f"b{round_}", key="b")
         assert len(work.next_batch()) == 2
     assert worker.stop(timeout=WAIT)
     assert errors[:2] == [("a", "a0", boom), ("b", "b0", boom)]
@@ -245,15 +245,15 @@ class Rests:
 def test_rests_run_in_order_overlapping_the_next_batch():
     rests = Rests()
     work = Batches(blocking=False, results=rests)
-    worker = BatchFrameWorker(work, keys=["a", "b"], batch_window_s=LONG)
+    worker = FrameWorker(work, keys=["a", "b"], batch_window_s=LONG)
     worker.start()
     try:
-        worker.submit("a", "a1")
-        worker.submit("b", "b1")
+        worker.submit("a1", key="a")
+        worker.submit("b1", key="b")
         assert work.next_batch() == [("a", "a1"), ("b", "b1")]
         assert rests.rest_started.acquire(timeout=WAIT)  # a1's rest runs (held) ...
-        worker.submit("a", "a2")
-        worker.submit("b", "b2")
+        worker.submit("a2", key="a")
+        worker.submit("b2", key="b")
         assert work.next_batch() == [("a", "a2"), ("b", "b2")]  # ... while the next batch goes through
         assert worker.stats().busy and worker.stats().processed == 0
         rests.release["a1"].set()
@@ -275,10 +275,10 @@ def test_rests_run_in_order_overlapping_the_next_batch():
 
 def test_stop_drops_waiting_frames_and_finishes_the_batch_in_progress(make_worker):
     worker, work = make_worker(["a", "b"], batch_window_s=LONG)
-    worker.submit("a", "a1")
-    worker.submit("b", "b1")
+    worker.submit("a1", key="a")
+    worker.submit("b1", key="b")
     assert len(work.next_batch()) == 2
-    worker.submit("a", "a2")  # waiting
+    worker.submit("a2", key="a")  # waiting
     assert worker.stop(timeout=0.05) is False  # the batch is held
     assert not worker.running
     work.go.release()
@@ -287,16 +287,16 @@ def test_stop_drops_waiting_frames_and_finishes_the_batch_in_progress(make_worke
     by_key = worker.stats_by_key()
     assert counts(by_key["a"]) == (2, 1, 1, 0) and counts(by_key["b"]) == (1, 1, 0, 0)
     # After stop, frames are counted and discarded; stop is idempotent.
-    assert worker.submit("b", "b2") is False
+    assert worker.submit("b2", key="b") is False
     assert worker.stats_by_key()["b"].dropped == 1
     assert worker.stop() is True
 
 
 def test_stop_lets_the_handed_on_rests_finish():
     rests = Rests()
-    worker = BatchFrameWorker(Batches(blocking=False, results=rests), keys=["a"], batch_window_s=0)
+    worker = FrameWorker(Batches(blocking=False, results=rests), keys=["a"], batch_window_s=0)
     worker.start()
-    worker.submit("a", "a1")
+    worker.submit("a1", key="a")
     assert rests.rest_started.acquire(timeout=WAIT)
     assert worker.stop(timeout=0.05) is False  # a1's rest is held
     rests.release["a1"].set()
@@ -305,9 +305,9 @@ def test_stop_lets_the_handed_on_rests_finish():
 
 
 def test_stop_during_the_window_wait_returns_at_once():
-    worker = BatchFrameWorker(Batches(), keys=["a", "b"], batch_window_s=LONG)
+    worker = FrameWorker(Batches(), keys=["a", "b"], batch_window_s=LONG)
     worker.start()
-    worker.submit("a", "a1")  # waits for b, up to LONG
+    worker.submit("a1", key="a")  # waits for b, up to LONG
     t0 = time.monotonic()
     assert worker.stop(timeout=WAIT) is True
     assert time.monotonic() - t0 < WAIT
@@ -325,10 +325,10 @@ def test_stop_from_inside_the_work():
             event.set()
         return out
 
-    worker = BatchFrameWorker(Batches(blocking=False, results=results), keys=["a", "b"], batch_window_s=LONG)
+    worker = FrameWorker(Batches(blocking=False, results=results), keys=["a", "b"], batch_window_s=LONG)
     worker.start()
-    worker.submit("a", "a1")
-    worker.submit("b", "b1")
+    worker.submit("a1", key="a")
+    worker.submit("b1", key="b")
     assert rests.rest_started.acquire(timeout=WAIT)
     assert worker.stop(timeout=WAIT) is True
     assert returned == [False] and not worker.running
@@ -337,13 +337,13 @@ def test_stop_from_inside_the_work():
 
 def test_stats_by_key_values(make_worker):
     worker, work = make_worker(["a", "b", "c"], batch_window_s=0)
-    worker.submit("a", "a1", received_at=time.monotonic() - 1.0)  # arrived a second ago
+    worker.submit("a1", received_at=time.monotonic() - 1.0, key="a")  # arrived a second ago
     assert work.next_batch() == [("a", "a1")]
     by_key = worker.stats_by_key()
     assert list(by_key) == ["a", "b", "c"]
     assert by_key["a"].busy and not by_key["b"].busy and worker.stats().busy
-    worker.submit("a", "a2", received_at=time.monotonic() - 1.0)
-    worker.submit("b", "b1")
+    worker.submit("a2", received_at=time.monotonic() - 1.0, key="a")
+    worker.submit("b1", key="b")
     work.go.release()
     assert work.next_batch() == [("a", "a2"), ("b", "b1")]
     work.go.release()
@@ -372,7 +372,7 @@ def test_many_submitters_keep_the_books_straight():
             seen[key].append(i)
         return [None if i % 2 else (lambda: None) for _, i in items]
 
-    worker = BatchFrameWorker(Batches(blocking=False, results=results), keys=keys,
+    worker = FrameWorker(Batches(blocking=False, results=results), keys=keys,
                               batch_window_s=0.001, max_batch=3)
     worker.start()
     barrier = threading.Barrier(len(keys))
@@ -380,7 +380,7 @@ def test_many_submitters_keep_the_books_straight():
     def send(key: str) -> None:
         barrier.wait(WAIT)
         for i in range(300):
-            worker.submit(key, i)
+            worker.submit(i, key=key)
 
     senders = [threading.Thread(target=send, args=(key,)) for key in keys]
     for t in senders:
@@ -397,18 +397,18 @@ def test_many_submitters_keep_the_books_straight():
 
 def test_bad_arguments_and_lifecycle():
     with pytest.raises(KeyError, match="unknown camera key 'x'"):
-        BatchFrameWorker(lambda items: None, keys=["a"]).submit("x", 1)
+        FrameWorker(lambda items: None, keys=["a"]).submit(1, key="x")
     with pytest.raises(ValueError, match="at least one"):
-        BatchFrameWorker(lambda items: None, keys=[])
+        FrameWorker(lambda items: None, keys=[])
     with pytest.raises(ValueError, match="unique"):
-        BatchFrameWorker(lambda items: None, keys=["a", "a"])
+        FrameWorker(lambda items: None, keys=["a", "a"])
     with pytest.raises(ValueError, match="batch_window_s"):
-        BatchFrameWorker(lambda items: None, keys=["a"], batch_window_s=-1)
+        FrameWorker(lambda items: None, keys=["a"], batch_window_s=-1)
     with pytest.raises(ValueError, match="max_batch"):
-        BatchFrameWorker(lambda items: None, keys=["a"], max_batch=-1)
-    worker = BatchFrameWorker(lambda items: None, keys=["a"])
+        FrameWorker(lambda items: None, keys=["a"], max_batch=-1)
+    worker = FrameWorker(lambda items: None, keys=["a"])
     assert worker.stop() is True  # never started
-    assert worker.submit("a", 1) is False  # not running: counted and discarded
+    assert worker.submit(1, key="a") is False  # not running: counted and discarded
     assert counts(worker.stats()) == (1, 0, 1, 0)
     assert worker.batch_stats() == BatchStats(batches=0, recent_batches=0, mean_size=0.0, max_size=0)
     worker.start()

@@ -1,11 +1,11 @@
-"""FrameWorker: newest frame wins, counters, errors and stopping (no ROS)."""
+"""FrameWorker with one camera: newest frame wins, counters, errors and stopping (no ROS)."""
 from __future__ import annotations
 
 import threading
 
 import pytest
 
-from dap_led_ros.ros.frame_worker import FrameWorker, _RateMeter
+from dap_led_ros.ros.frame_worker import FrameWorker, _RateMeter, per_frame
 
 WAIT = 10.0  # generous bound for thread hand-offs; nothing here measures speed
 
@@ -37,7 +37,7 @@ class Gate:
 def gate_worker():
     gate = Gate()
     errors: list[tuple[object, BaseException]] = []
-    worker = FrameWorker(gate, on_error=lambda f, e: errors.append((f, e)))
+    worker = FrameWorker(per_frame(gate), on_error=lambda k, f, e: errors.append((f, e)))
     worker.start()
     yield gate, worker, errors
     gate.release()
@@ -46,7 +46,7 @@ def gate_worker():
 
 def test_frames_are_processed_in_order_when_the_worker_keeps_up():
     gate = Gate(blocking=False)
-    worker = FrameWorker(gate)
+    worker = FrameWorker(per_frame(gate))
     worker.start()
     for i in range(5):
         worker.submit(i)
@@ -79,7 +79,7 @@ def test_newest_frame_replaces_the_waiting_one(gate_worker):
 def test_a_failing_frame_is_reported_and_the_next_one_still_runs():
     gate = Gate(blocking=False)
     errors: list[tuple[object, BaseException]] = []
-    worker = FrameWorker(gate, on_error=lambda f, e: errors.append((f, e)))
+    worker = FrameWorker(per_frame(gate), on_error=lambda k, f, e: errors.append((f, e)))
     worker.start()
     bad = ValueError("broken frame")
     worker.submit(bad)
@@ -95,10 +95,10 @@ def test_a_failing_frame_is_reported_and_the_next_one_still_runs():
 def test_a_failing_error_handler_does_not_stop_the_worker():
     gate = Gate(blocking=False)
 
-    def bad_handler(frame: object, exc: BaseException) -> None:
+    def bad_handler(key: str, frame: object, exc: BaseException) -> None:
         raise RuntimeError("handler bug")
 
-    worker = FrameWorker(gate, on_error=bad_handler)
+    worker = FrameWorker(per_frame(gate), on_error=bad_handler)
     worker.start()
     worker.submit(KeyError("x"))
     assert gate.started.acquire(timeout=WAIT)
@@ -127,7 +127,7 @@ def test_stop_finishes_the_current_frame_and_discards_the_waiting_one(gate_worke
 
 
 def test_cannot_start_twice():
-    worker = FrameWorker(lambda frame: None)
+    worker = FrameWorker(per_frame(lambda frame: None))
     worker.start()
     with pytest.raises(RuntimeError, match="already started"):
         worker.start()
@@ -135,7 +135,7 @@ def test_cannot_start_twice():
 
 
 def test_stop_without_start_is_harmless():
-    assert FrameWorker(lambda frame: None).stop() is True
+    assert FrameWorker(per_frame(lambda frame: None)).stop() is True
 
 
 def test_rate_meter_counts_events_in_its_window():
@@ -210,7 +210,7 @@ class TwoStages:
 def test_the_rest_of_a_frame_overlaps_the_next_frame_in_order():
     work = TwoStages()
     errors: list[tuple[object, BaseException]] = []
-    worker = FrameWorker(work, on_error=lambda f, e: errors.append((f, e)))
+    worker = FrameWorker(per_frame(work), on_error=lambda k, f, e: errors.append((f, e)))
     worker.start()
     try:
         worker.submit(1)
@@ -252,7 +252,7 @@ def test_the_rest_of_a_frame_overlaps_the_next_frame_in_order():
 
 def test_stop_lets_a_handed_on_frame_finish():
     work = TwoStages()
-    worker = FrameWorker(work)
+    worker = FrameWorker(per_frame(work))
     worker.start()
     worker.submit(1)
     assert work.rest_started.acquire(timeout=WAIT)

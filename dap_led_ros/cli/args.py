@@ -44,25 +44,23 @@ def _at_least(minimum: int):
 
 
 def add_backend_args(p: argparse.ArgumentParser) -> None:
-    """Options shared by every command that runs the network."""
+    """Options shared by every command that runs the network: EnhancerConfig's defaults and
+    descriptions (the offline commands default to the quality model)."""
     from dap_led_ros.enhancer import TILE_MODES, EnhancerConfig
 
-    d = EnhancerConfig()
-    p.add_argument("--model", default=d.model,
-                   help="checkpoint (.safetensors with its .yaml), or quality | realtime | auto (the shipped "
-                        "models; auto: realtime on the CPU); default: the shipped quality model")
-    p.add_argument("--backend", default=d.backend, help="auto | torch | onnxruntime | tensorrt (default: %(default)s)")
-    p.add_argument("--device", default=d.device, help="auto | cpu | cuda | cuda:N (default: %(default)s)")
-    p.add_argument("--engine", default=d.engine, help="ONNX model / TensorRT engine path for those backends")
-    p.add_argument("--threads", type=_at_least(0), default=d.threads, help="CPU threads (0 = library default)")
+    d, about = EnhancerConfig(), {f.name: f.metadata["help"] for f in dataclasses.fields(EnhancerConfig)}
+    p.add_argument("--model", default=d.model, help=about["model"] + " (default: quality)")
+    p.add_argument("--backend", default=d.backend, help=about["backend"] + " (default: %(default)s)")
+    p.add_argument("--device", default=d.device, help=about["device"] + " (default: %(default)s)")
+    p.add_argument("--engine", default=d.engine, help=about["engine"])
+    p.add_argument("--threads", type=_at_least(0), default=d.threads, help=about["threads"])
     p.add_argument("--tile-max-pixels", "--max-pixels", dest="tile_max_pixels", type=_at_least(1),
-                   default=d.tile_max_pixels, help="restore frames with more pixels than this in tiles (default: %(default)s)")
-    p.add_argument("--tile-size", type=int, default=d.tile_size)
+                   default=d.tile_max_pixels, help=about["tile_max_pixels"] + " (default: %(default)s)")
+    p.add_argument("--tile-size", type=int, default=d.tile_size, help=about["tile_size"] + " (default: %(default)s)")
     p.add_argument("--tile-overlap", type=int, default=d.tile_overlap,
-                   help="blend: overlap of neighbouring tiles; exact: context halo (default: %(default)s)")
+                   help=about["tile_overlap"] + " (default: %(default)s)")
     p.add_argument("--tile-mode", choices=TILE_MODES, default=d.tile_mode,
-                   help="exact: tiles reproduce a whole-frame pass (torch, ~5x the time of blend); "
-                        "blend: independent tiles blended (default: %(default)s)")
+                   help=about["tile_mode"] + " (default: %(default)s)")
 
 
 def enhancer_config_from_args(args: argparse.Namespace) -> EnhancerConfig:

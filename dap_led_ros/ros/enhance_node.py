@@ -26,9 +26,9 @@ import importlib
 import re
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, make_dataclass
 from functools import partial
-from typing import Any
+from typing import Any, get_type_hints
 
 import numpy as np
 from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
@@ -46,7 +46,6 @@ from dap_led_ros.imaging.compressed_image import (
 )
 from dap_led_ros.imaging.image_encoding import SAME_FAMILY, SUPPORTED_ENCODINGS, output_encoding_for
 from dap_led_ros.ros import diagnostics
-from dap_led_ros.ros.batch_worker import BatchFrameWorker
 from dap_led_ros.ros.camera_channel import INPUT_TRANSPORTS, CameraChannel, CameraFrame
 from dap_led_ros.ros.lifecycle_base import ManagedImageNode
 from dap_led_ros.ros.msg_conversion import image_msg_to_decoded, make_compressed_msg, make_image_msg
@@ -65,59 +64,39 @@ from dap_led_ros.runtime.backends import BACKEND_NAMES
 NODE_NAME = "enhance_node"
 
 
-_ENHANCER_DEFAULTS = EnhancerConfig()
 _CAMERA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*")
 
 
+def _enhancer_parameters() -> type:
+    """EnhancerConfig's settings as node parameters: the same names, defaults and descriptions,
+    embedded (an optional text setting is the empty string when unset)."""
+    hints = get_type_hints(EnhancerConfig)
+    specs = []
+    for f in fields(EnhancerConfig):
+        kind, default = hints[f.name], f.default
+        if kind == (str | None):
+            kind, default = str, default or ""
+        specs.append((f.name, kind, field(default=default, metadata=f.metadata)))
+    return make_dataclass("EnhancerParameters", specs)
+
+
+EnhancerParameters = _enhancer_parameters()
+_ENHANCER_FIELDS = {f.name: f for f in fields(EnhancerConfig)}
+_OPTIONAL = {f.name for f in fields(EnhancerConfig) if f.default is None}  # "" -> None
+
+
 @dataclass
-class EnhanceNodeConfig(ManagedNodeConfig):
-    """`enhance_node` settings. Network settings default to EnhancerConfig's."""
+class EnhanceNodeConfig(ManagedNodeConfig, EnhancerParameters):
+    """`enhance_node` settings: the Enhancer's (`EnhancerConfig`, embedded) and the node's own."""
 
     # The node serves live video: on the CPU it defaults to the real-time variant (the CLI and the
-    # bag tool, which work offline, default to the quality model).
-    model: str = field(default="auto", metadata=param_help(
-        "auto (the shipped real-time model on the CPU, the quality model on a GPU) | quality | realtime | "
-        "a checkpoint (.safetensors with its .yaml); empty: quality"))
-    backend: str = field(default=_ENHANCER_DEFAULTS.backend, metadata=param_help(
-        "auto | torch | onnxruntime | tensorrt"))
-    device: str = field(default=_ENHANCER_DEFAULTS.device, metadata=param_help("auto | cpu | cuda | cuda:N"))
-    engine: str = field(default="", metadata=param_help(
-        "ONNX model / TensorRT engine (cache) path for those backends; empty: derived"))
-    threads: int = field(default=_ENHANCER_DEFAULTS.threads, metadata=param_help(
-        "CPU threads for the backend (0: library default)"))
-    tile_max_pixels: int = field(default=_ENHANCER_DEFAULTS.tile_max_pixels, metadata=param_help(
-        "frames with more pixels than this are restored in overlapping tiles"))
-    tile_size: int = field(default=_ENHANCER_DEFAULTS.tile_size, metadata=param_help("tile side (px)"))
-    tile_overlap: int = field(default=_ENHANCER_DEFAULTS.tile_overlap, metadata=param_help(
-        "blend: tile overlap; exact: context halo per side (px)"))
-    tile_mode: str = field(default=_ENHANCER_DEFAULTS.tile_mode, metadata=param_help(
-        "exact (tiles reproduce a whole-frame pass, ~5x the time of blend) | blend (independent tiles)"))
+    # bag tool, which work offline, default to the quality model), and it fuses consecutive frames.
+    model: str = field(default="auto", metadata=_ENHANCER_FIELDS["model"].metadata)
+    temporal: bool = field(default=True, metadata=_ENHANCER_FIELDS["temporal"].metadata)
     output_encoding: str = field(default=SAME_FAMILY, metadata=param_help(
         "same_family (the input's encoding; bayer -> rgb8) or an encoding name, e.g. rgb8"))
     demosaic: str = field(default="bilinear", metadata=param_help(
         "Bayer demosaicing: bilinear | edge_aware"))
-    prior_every: int = field(default=_ENHANCER_DEFAULTS.prior_every, metadata=param_help(
-        "reuse the CCM heatmaps on up to this many consecutive frames (1: every frame its own)"))
-    prior_change: float = field(default=_ENHANCER_DEFAULTS.prior_change, metadata=param_help(
-        "recompute the heatmaps early when the frame's grey thumbnail moves by more than this (0..1)"))
-    # Video: unlike EnhancerConfig (stills), the node fuses consecutive frames by default.
-    temporal: bool = field(default=True, metadata=param_help(
-        "fuse each restored frame with the previous ones, aligned by optical flow, where they agree "
-        "(steadier video); false: every frame on its own"))
-    temporal_frames: int = field(default=_ENHANCER_DEFAULTS.temporal_frames, metadata=param_help(
-        "running mean over at most this many frames (1..64)"))
-    temporal_tolerance: float = field(default=_ENHANCER_DEFAULTS.temporal_tolerance, metadata=param_help(
-        "local disagreement (0-1, after alignment) at which the history drops out (moving objects, "
-        "occlusions), (0, 1]"))
-    temporal_cut: float = field(default=_ENHANCER_DEFAULTS.temporal_cut, metadata=param_help(
-        "grey-thumbnail change (0-1) that counts as a scene cut and restarts the history, (0, 1]"))
-    temporal_flow_side: int = field(default=_ENHANCER_DEFAULTS.temporal_flow_side, metadata=param_help(
-        "longest side (px) of the luma the optical flow is computed on (32..4096)"))
-    exposure_smoothing: float = field(default=_ENHANCER_DEFAULTS.exposure_smoothing, metadata=param_help(
-        "share of a brightness change the output follows at once, (0, 1]; 1: no smoothing"))
-    temporal_max_gap_s: float = field(default=_ENHANCER_DEFAULTS.temporal_max_gap_s, metadata=param_help(
-        "restart the history when consecutive stamps are further apart than this (s); also when "
-        "the stamp goes back or the frame_id changes"))
     cameras: str = field(default="", metadata=param_help(
         "several cameras on one model: comma-separated camera namespaces relative to the node's "
         "(e.g. 'front,rear'; topics under '<camera>/'); empty: one camera, topics in the node's namespace"))
@@ -184,16 +163,9 @@ class EnhanceNodeConfig(ManagedNodeConfig):
         return names
 
     def enhancer_config(self) -> EnhancerConfig:
-        return EnhancerConfig(model=self.model or None, backend=self.backend, device=self.device,
-                              engine=self.engine or None, threads=self.threads,
-                              tile_max_pixels=self.tile_max_pixels, tile_size=self.tile_size,
-                              tile_overlap=self.tile_overlap, tile_mode=self.tile_mode,
-                              prior_every=self.prior_every, prior_change=self.prior_change,
-                              temporal=self.temporal, temporal_frames=self.temporal_frames,
-                              temporal_tolerance=self.temporal_tolerance, temporal_cut=self.temporal_cut,
-                              temporal_flow_side=self.temporal_flow_side,
-                              exposure_smoothing=self.exposure_smoothing,
-                              temporal_max_gap_s=self.temporal_max_gap_s)
+        values = {f.name: getattr(self, f.name) for f in fields(EnhancerParameters)}
+        return EnhancerConfig(**{name: (value or None) if name in _OPTIONAL else value
+                                 for name, value in values.items()})
 
 
 @dataclass
@@ -246,15 +218,11 @@ class EnhanceNode(ManagedImageNode[EnhanceNodeConfig]):
     def multi_camera(self) -> bool:
         return len(self._channels) > 1 or bool(self._channels and self._channels[0].name)
 
-    def make_worker(self) -> Any:
+    def worker_options(self) -> dict[str, Any]:
         cfg = self.cfg
         assert cfg is not None
-        if not self.multi_camera:
-            return super().make_worker()
-        return BatchFrameWorker(self._process_batch, keys=[c.name for c in self._channels],
-                                batch_window_s=cfg.batch_window_ms / 1000.0, max_batch=self.max_batch,
-                                name=f"{self.get_name()}-worker",
-                                on_error=lambda key, frame, exc: self._on_frame_error(frame, exc))
+        return {"keys": [c.name for c in self._channels], "batch_window_s": cfg.batch_window_ms / 1000.0,
+                "max_batch": self.max_batch}
 
     @property
     def max_batch(self) -> int:
@@ -267,8 +235,8 @@ class EnhanceNode(ManagedImageNode[EnhanceNodeConfig]):
             return cfg.max_batch
         return 1 if enhancer.backend.runs_on_cpu else 0
 
-    def frame_key(self, frame: CameraFrame) -> str | None:
-        return frame.channel.name if self.multi_camera else None
+    def frame_key(self, frame: CameraFrame) -> str:
+        return frame.channel.name
 
     def create_io(self, cfg: EnhanceNodeConfig) -> None:
         heatmaps = (cfg.publish_heatmap and self._enhancer is not None
@@ -327,7 +295,7 @@ class EnhanceNode(ManagedImageNode[EnhanceNodeConfig]):
         if self.multi_camera:
             out["cameras"] = ",".join(ch.name for ch in self._channels)
             worker = self._worker
-            if isinstance(worker, BatchFrameWorker):
+            if worker is not None:
                 b = worker.batch_stats()
                 out["batches"], out["batch_mean"], out["batch_max"] = b.batches, f"{b.mean_size:.2f}", b.max_size
                 out["max_batch"] = self.max_batch or len(self._channels)
@@ -353,7 +321,7 @@ class EnhanceNode(ManagedImageNode[EnhanceNodeConfig]):
         worker, enhancer = self._worker, self._enhancer
         if not self.multi_camera or enhancer is None:
             return []
-        per_key = worker.stats_by_key() if isinstance(worker, BatchFrameWorker) else {}
+        per_key = worker.stats_by_key() if worker is not None else {}
         statuses = []
         for ch in self._channels:
             stats = per_key.get(ch.name)
@@ -420,24 +388,10 @@ class EnhanceNode(ManagedImageNode[EnhanceNodeConfig]):
         return _Prepared(decoded.rgb, output_encoding_for(decoded.encoding, cfg.output_encoding), decoded.alpha,
                          bool(msg.is_bigendian), *_position(msg.header))
 
-    def process(self, frame: CameraFrame) -> Callable[[], None] | None:
-        """Decode and run the network; the returned rest (fuse, convert, encode, publish) runs on the
-        worker's second stage while the next frame is in the network."""
-        cfg, enhancer = self.cfg, self._enhancer
-        assert cfg is not None and enhancer is not None
-        if self.divert_if_disabled(frame):  # switched off while this frame waited
-            return None
-        prepared = self._decode(frame)
-        restored = self._stream(frame.channel).enhance_deferred(prepared.rgb, prepared.stamp_ns, prepared.frame_id)
-        frame.channel.restored += 1
-        publish = partial(self._finish, frame, prepared, restored)
-        if cfg.overlap:
-            return publish
-        publish()
-        return None
-
-    def _process_batch(self, items: list[tuple[str, CameraFrame]]) -> list[object]:
-        """Several cameras' frames: decoded one by one, through the backend together, finished per frame."""
+    def process_items(self, items: list[tuple[str, CameraFrame]]) -> list[object]:
+        """The frames the worker took (one per camera; one for a single camera): decoded one by one,
+        through the backend together, each one's rest (fuse, convert, encode, publish) returned to run
+        on the worker's second stage while the next frames are in the network."""
         cfg, enhancer = self.cfg, self._enhancer
         assert cfg is not None and enhancer is not None
         results: list[object] = [None] * len(items)

@@ -41,7 +41,7 @@ from std_srvs.srv import SetBool
 
 from dap_led_ros.imaging.image_encoding import ImageEncodingError
 from dap_led_ros.ros import diagnostics
-from dap_led_ros.ros.frame_worker import FrameWorker
+from dap_led_ros.ros.frame_worker import FrameWorker, per_frame
 from dap_led_ros.ros.log_safety import ERROR_LOG_PERIOD_S, SafeLogger, ThrottledLog, exception_kind
 from dap_led_ros.ros.params import (
     MAX_DIAGNOSTICS_PERIOD_S,
@@ -175,8 +175,13 @@ class ManagedImageNode(LifecycleNode, Generic[CfgT]):
     def process(self, frame: Any) -> Callable[[], None] | None:
         """Work on one frame (worker thread); raise ImageEncodingError for a malformed frame.
         May return the rest of the work (encode, publish): it then runs on the worker's second
-        stage, overlapped with the next frame's processing."""
+        stage, overlapped with the next frame's processing. Used by the default `process_items`."""
         raise NotImplementedError
+
+    def process_items(self, items: list[tuple[str, Any]]) -> list[object]:
+        """Work on the frames the worker took together, one (camera key, frame) per camera: per
+        item None (done), its rest (a callable) or an Exception. Default: `process` per frame."""
+        return per_frame(self.process)(items)
 
     def passthrough(self, frame: Any) -> None:
         """Republish a frame untouched while disabled (executor or worker thread)."""
@@ -191,15 +196,21 @@ class ManagedImageNode(LifecycleNode, Generic[CfgT]):
         """More /diagnostics statuses beside the node's own (one per camera of a multi-camera node)."""
         return []
 
-    def make_worker(self) -> Any:
-        """The frame worker of an activation: a newest-frame-wins FrameWorker over `process`. A node
-        that serves several cameras returns a worker whose submit takes the camera's key first."""
-        return FrameWorker(self.process, name=f"{self.get_name()}-worker", on_error=self._on_frame_error)
+    def worker_options(self) -> dict[str, Any]:
+        """FrameWorker settings of an activation beyond the defaults (one camera): a node serving
+        several cameras gives `keys`, `batch_window_s` and `max_batch`."""
+        return {}
 
-    def frame_key(self, frame: Any) -> str | None:
-        """The camera a frame belongs to (None: the node's only camera); rate limits and the
+    def make_worker(self) -> FrameWorker[Any]:
+        """The frame worker of an activation: newest frame wins per camera, over `process_items`."""
+        return FrameWorker(self.process_items, name=f"{self.get_name()}-worker",
+                           on_error=lambda key, frame, exc: self._on_frame_error(frame, exc),
+                           **self.worker_options())
+
+    def frame_key(self, frame: Any) -> str:
+        """The camera a frame belongs to ("": the node's only camera); rate limits and the
         worker's newest-frame-wins slot are per camera."""
-        return None
+        return ""
 
     # ------------------------------------------------------------------ helpers for subclasses
 
@@ -253,10 +264,7 @@ class ManagedImageNode(LifecycleNode, Generic[CfgT]):
                 self._rate_skipped += 1
                 return
             self._next_slots[key] = max(slot, received_at - period) + period
-        if key is None:
-            worker.submit(frame, received_at)
-        else:
-            worker.submit(key, frame, received_at)
+        worker.submit(frame, received_at, key=key)
 
     def divert_if_disabled(self, frame: Any) -> bool:
         """While disabled: pass `frame` through (or drop it, by parameter) and return True.
