@@ -44,6 +44,7 @@ DOMAIN_RANGES: dict[str, tuple[int, int]] = {
     "test_node_hardening": (70, 74),
     "test_fuzz_node_input": (75, 79),
     "test_transport": (80, 84),
+    "test_foreign": (90, 94),
     "test_multi_camera": (85, 89),
 }
 DEFAULT_DOMAIN_RANGE = (60, 69)

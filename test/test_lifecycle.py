@@ -208,7 +208,7 @@ def test_invalid_parameters_fail_configure_with_the_reason(ros: RosHarness, star
     # (Every validation rule is unit-tested in test_node_config.py; this is the node's side.)
     node = start_node(enhance_node_cmd("/bad", f"model:={tiny_checkpoint}",
                                        "qos.input.reliability:=sometimes"), name="bad")
-    node.wait_for_output("qos.input.reliability must be one of best_effort, reliable; "
+    node.wait_for_output("qos.input.reliability must be one of best_effort, reliable, auto; "
                          "got 'sometimes'", timeout=START_TIMEOUT)
     assert ros.settled_lifecycle_state("/bad/enhance_node") == "unconfigured"
     node.assert_clean_exit(signal.SIGINT)

@@ -42,6 +42,7 @@ from std_srvs.srv import SetBool
 from dap_led_ros.imaging.image_encoding import ImageEncodingError
 from dap_led_ros.ros import diagnostics
 from dap_led_ros.ros.frame_worker import FrameWorker, per_frame
+from dap_led_ros.ros.input_subscription import AUTO, InputSubscription
 from dap_led_ros.ros.log_safety import ERROR_LOG_PERIOD_S, SafeLogger, ThrottledLog, exception_kind
 from dap_led_ros.ros.params import (
     MAX_DIAGNOSTICS_PERIOD_S,
@@ -63,6 +64,8 @@ __all__ = ["ERROR_LOG_PERIOD_S", "ManagedImageNode", "ThrottledLog", "qos_profil
 
 # release() waits this long for a transition in progress (a model loading) before freeing.
 TRANSITION_WAIT_S = 60.0
+# How often inputs with reliability auto re-read their publishers' QoS from the graph.
+INPUT_QOS_REFRESH_S = 0.25
 
 
 def qos_profile(settings: QosSettings) -> QoSProfile:
@@ -70,8 +73,8 @@ def qos_profile(settings: QosSettings) -> QoSProfile:
     return QoSProfile(
         history=HistoryPolicy.KEEP_LAST,
         depth=settings.depth,
-        reliability=(ReliabilityPolicy.BEST_EFFORT if settings.reliability == "best_effort"
-                     else ReliabilityPolicy.RELIABLE),
+        reliability=(ReliabilityPolicy.RELIABLE if settings.reliability == "reliable"
+                     else ReliabilityPolicy.BEST_EFFORT),  # auto starts best effort (input_subscription)
         durability=(DurabilityPolicy.TRANSIENT_LOCAL if settings.durability == "transient_local"
                     else DurabilityPolicy.VOLATILE),
     )
@@ -123,6 +126,9 @@ class ManagedImageNode(LifecycleNode, Generic[CfgT]):
         self._diag = diagnostics.DiagnosticsPublisher(self)
         self._diag_timer = self.create_timer(period, self.publish_diagnostics,
                                              callback_group=self._timer_group)
+        # qos.input.reliability auto: the inputs follow their publishers' reliability.
+        self._qos_timer = self.create_timer(INPUT_QOS_REFRESH_S, self._refresh_inputs,
+                                            callback_group=self._frame_group)
         self._autostart_timer = (self.create_timer(0.0, self._autostart,
                                                    callback_group=self._transition_group)
                                  if autostart else None)
@@ -230,11 +236,13 @@ class ManagedImageNode(LifecycleNode, Generic[CfgT]):
                     self._log_error(f"failed to handle a message on {topic}: {type(exc).__name__}: {exc}",
                                     key=f"{topic}|{exception_kind(exc)}")
 
-        sub = self.create_subscription(msg_type, topic, guarded, qos_profile(self.cfg.qos.input),
-                                       callback_group=self._frame_group)
-        self._io_subscriptions.append(sub)
-        if frames:
-            self._frame_inputs.append(sub)
+        settings = self.cfg.qos.input
+        sub = InputSubscription(self, msg_type, topic, guarded, qos_profile(settings), self._frame_group,
+                                follow_publishers=settings.reliability == AUTO)
+        with self._io_lock:
+            self._io_subscriptions.append(sub)
+            if frames:
+                self._frame_inputs.append(sub)
         return sub
 
     def add_publisher(self, msg_type: Any, topic: str,
@@ -394,7 +402,7 @@ class ManagedImageNode(LifecycleNode, Generic[CfgT]):
             pubs, self._io_publishers = self._io_publishers, []
             worker, self._worker = self._worker, None
         for sub in subs:
-            _quietly(self.destroy_subscription, sub)
+            _quietly(sub.destroy)
         if worker is not None and not worker.stop(timeout=worker_timeout_s):
             self.get_logger().warning(
                 f"the worker did not finish its frame within {worker_timeout_s:.0f} s")
@@ -466,6 +474,30 @@ class ManagedImageNode(LifecycleNode, Generic[CfgT]):
             self._log_error(f"failed to process a frame: {type(exc).__name__}: {exc}",
                             key=exception_kind(exc))
 
+    def _refresh_inputs(self) -> None:
+        """qos.input.reliability auto: re-subscribe an input whose publishers' reliability changed
+        (in the frames' callback group, so never while a frame callback runs)."""
+        with self._io_lock:
+            subs = [s for s in self._io_subscriptions if s.follow_publishers]
+        for sub in subs:
+            try:
+                if sub.refresh():
+                    self.get_logger().info(f"input {sub.topic_name}: publishers offer "
+                                           f"{sub.reliability}; subscribed {sub.reliability}")
+            except Exception as exc:  # noqa: BLE001 - destroyed by a transition meanwhile
+                if self.context.ok() and sub.subscription is not None:
+                    self._log_error(f"cannot follow the publishers' QoS on {sub.topic_name}: {exc}",
+                                    key="input-qos")
+
+    def input_reliability(self) -> str:
+        """The frame inputs' reliability now ("reliable", "best_effort"; "(auto)" when following)."""
+        with self._io_lock:
+            subs = list(self._frame_inputs)
+        if not subs:
+            return ""
+        kinds = ",".join(sorted({s.reliability for s in subs}))
+        return kinds + (" (auto)" if any(s.follow_publishers for s in subs) else "")
+
     def input_publishers(self) -> int:
         """Publishers matched by the frame input subscriptions (0 while inactive)."""
         with self._io_lock:
@@ -490,6 +522,7 @@ class ManagedImageNode(LifecycleNode, Generic[CfgT]):
             # Publishers this node's frame inputs have matched (its own side of the match: a frame
             # sent before it counts one is lost on a best-effort input).
             "input_publishers": self.input_publishers(),
+            "input_reliability": self.input_reliability(),
             **self.extra_diagnostics(),
         }
         overload = diagnostics.overload_message(stats, self.output_verb) \

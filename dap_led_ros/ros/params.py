@@ -27,7 +27,7 @@ import yaml
 from dap_led_ros.imaging.image_encoding import DEFAULT_MAX_INPUT_PIXELS
 from dap_led_ros.settings import dataclass_from_mapping, read_text_file
 
-RELIABILITIES = ("best_effort", "reliable")
+RELIABILITIES = ("best_effort", "reliable", "auto")  # auto: inputs only (follow the publishers)
 DURABILITIES = ("volatile", "transient_local")
 MAX_QUEUE_DEPTH = 1000
 # Sane ranges: a diagnostics period below MIN_DIAGNOSTICS_PERIOD_S keeps an idle node busy.
@@ -53,20 +53,24 @@ def param_help(text: str) -> dict[str, str]:
 class QosSettings:
     """QoS of one side of a node (history is always keep-last)."""
 
-    reliability: str = field(default="reliable", metadata=param_help("best_effort | reliable"))
+    reliability: str = field(default="reliable", metadata=param_help(
+        "best_effort | reliable | auto (inputs: the publishers' reliability, as rosbag2 records)"))
     depth: int = field(default=10, metadata=param_help("keep-last queue depth (1..1000)"))
     durability: str = field(default="volatile", metadata=param_help("volatile | transient_local"))
 
-    def validate(self, prefix: str) -> None:
-        check_choice(f"{prefix}.reliability", self.reliability, RELIABILITIES)
+    def validate(self, prefix: str, inputs: bool = False) -> None:
+        check_choice(f"{prefix}.reliability", self.reliability, RELIABILITIES if inputs else RELIABILITIES[:2])
         check_choice(f"{prefix}.durability", self.durability, DURABILITIES)
         if not 1 <= self.depth <= MAX_QUEUE_DEPTH:
             raise ConfigError(f"{prefix}.depth must be in 1..{MAX_QUEUE_DEPTH}, got {self.depth}")
 
 
-def _sensor_data_qos() -> QosSettings:
-    """REP-2003 input side: best effort, shallow queue (as rclpy's qos_profile_sensor_data)."""
-    return QosSettings(reliability="best_effort", depth=5, durability="volatile")
+def _input_qos() -> QosSettings:
+    """Input side: the publishers' reliability (auto: a reliable camera is read reliably, so a large
+    frame that loses a UDP fragment is resent, not dropped; a best-effort camera is read best
+    effort), and only the newest frame kept (depth 1: a reliable flood cannot build a queue, so
+    latency stays bounded; the worker keeps only the newest frame anyway). docs/ros.md has figures."""
+    return QosSettings(reliability="auto", depth=1, durability="volatile")
 
 
 def _output_qos() -> QosSettings:
@@ -76,11 +80,11 @@ def _output_qos() -> QosSettings:
 
 @dataclass
 class QosConfig:
-    input: QosSettings = field(default_factory=_sensor_data_qos)
+    input: QosSettings = field(default_factory=_input_qos)
     output: QosSettings = field(default_factory=_output_qos)
 
     def validate(self) -> None:
-        self.input.validate("qos.input")
+        self.input.validate("qos.input", inputs=True)
         self.output.validate("qos.output")
 
 
