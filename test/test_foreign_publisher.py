@@ -11,7 +11,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
-from dap_led_ros.ros.diagnostics import values_of
+from dap_led_ros.ros.diagnostics import status_of, values_of
 from dap_led_ros.ros.input_subscription import reliability_for
 
 from conftest import ROOT, RosHarness, enhance_node_cmd
@@ -57,6 +57,7 @@ class ForeignCamera:
 class NodeDiagnostics:
     def __init__(self, ros: RosHarness, status: str) -> None:
         self.values: dict[str, str] = {}
+        self.hardware_id = ""
         self._status = status
         ros.node.create_subscription(DiagnosticArray, "/diagnostics", self._on, 10)
 
@@ -64,6 +65,7 @@ class NodeDiagnostics:
         values = values_of(msg, self._status)
         if values is not None:
             self.values = values
+            self.hardware_id = status_of(msg, self._status).hardware_id
 
 
 @pytest.mark.parametrize("offered", ["reliable", "best_effort"])
@@ -95,6 +97,10 @@ def test_frames_from_a_default_dds_publisher_arrive(ros: RosHarness, start_node,
                            60, f"11 of 12 frames into the node (frames_in {diag.values.get('frames_in')})")
         ros.spin_until(lambda: len(restored) >= 1, 60, "a restored frame")
         assert restored <= set(range(1000, 1012))
+        # diagnostic_updater's shapes: the hardware ID (the camera's frame_id) and its status keys
+        ros.spin_until(lambda: diag.hardware_id == "foreign" and "Actual frequency (Hz)" in diag.values
+                       and int(diag.values.get("Events since startup", "0")) >= 1, 30,
+                       f"diagnostic_updater keys ({diag.hardware_id!r}, {sorted(diag.values)})")
     finally:
         assert camera.close() in (0, -9)
     node.assert_clean_exit()

@@ -299,3 +299,18 @@ def test_each_default_is_stated_once():
     assert core.temporal_max_gap_s == DEFAULT_MAX_GAP_S and RestartPolicy().max_gap_ns == round(DEFAULT_MAX_GAP_S * 1e9)
     assert EnhanceNodeConfig().max_input_pixels == DetectNodeConfig().max_input_pixels == DEFAULT_MAX_INPUT_PIXELS
     assert decode_frame.__defaults__[-1] == DEFAULT_MAX_INPUT_PIXELS
+
+
+def test_per_topic_qos_overrides_are_refused_not_ignored():
+    from dap_led_ros.ros.params import qos_overrides_message, unknown_parameter_overrides
+
+    class Node:
+        _parameter_overrides = {"qos_overrides./cam/image_raw.subscription.reliability": "reliable",
+                                "model": "x"}
+
+    message = qos_overrides_message(Node())
+    assert message.startswith("qos_overrides./cam/image_raw.subscription.reliability: per-topic")
+    assert "qos.input.reliability" in message
+    assert unknown_parameter_overrides(Node(), EnhanceNodeConfig) == []  # named by its own message
+    Node._parameter_overrides = {"model": "x"}
+    assert qos_overrides_message(Node()) == ""

@@ -214,7 +214,10 @@ def test_bad_compressed_frame_is_dropped_and_the_node_goes_on(compressed_node, l
 # ----------------------------------------------------------------------------- lazy
 
 def test_lazy_no_inference_without_subscribers_first_frame_after_one_appears(ros, tiny_checkpoint, start_node):
-    node = start_node(enhance_node_cmd("/lazy", f"model:={tiny_checkpoint}", "temporal:=false"), "lazy")
+    # Depth 5: the burst of 5 frames below must reach the node to be counted (the default depth 1
+    # keeps only the newest frame waiting in the reader).
+    node = start_node(enhance_node_cmd("/lazy", f"model:={tiny_checkpoint}", "temporal:=false",
+                                       "qos.input.depth:=5"), "lazy")
     peer = Peer(ros, "/lazy", "lazy/enhance_node")
     peer.wait_input_matched()
     rgb = scene(seed=5)

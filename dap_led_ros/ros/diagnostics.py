@@ -75,6 +75,33 @@ def worker_values(stats: WorkerStats | None) -> dict[str, str]:
     }
 
 
+class StampDelays:
+    """diagnostic_updater's TimeStampStatus figures: the earliest and latest delay between a frame's
+    header stamp and its arrival, over the frames since the last status (thread-safe enough: a
+    torn read only mixes two windows)."""
+
+    def __init__(self) -> None:
+        self._low: float | None = None
+        self._high: float | None = None
+
+    def add(self, delay_s: float) -> None:
+        self._low = delay_s if self._low is None else min(self._low, delay_s)
+        self._high = delay_s if self._high is None else max(self._high, delay_s)
+
+    def take(self) -> dict[str, str]:
+        low, high, self._low, self._high = self._low, self._high, None, None
+        if low is None or high is None:
+            return {}
+        return {"Earliest timestamp delay:": f"{low:.6f}", "Latest timestamp delay:": f"{high:.6f}"}
+
+
+def frequency_values(stats: WorkerStats | None) -> dict[str, str]:
+    """diagnostic_updater's FrequencyStatus keys for the output: its rate over the recent window."""
+    if stats is None:
+        return {}
+    return {"Events since startup": str(stats.processed), "Actual frequency (Hz)": f"{stats.fps_out:.6f}"}
+
+
 def _text(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
@@ -97,7 +124,7 @@ class DiagnosticsPublisher:
     def __init__(self, node: Node, name: str | None = None, hardware_id: str = "") -> None:
         self._node = node
         self._name = name or node.get_fully_qualified_name().lstrip("/")
-        self._hardware_id = hardware_id
+        self.hardware_id = hardware_id  # diagnostic_updater's hardware ID: what device the status is about
         self._pub = node.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, 10)
 
     def publish(self, level: bytes, message: str, values: Mapping[str, Any],
@@ -111,7 +138,7 @@ class DiagnosticsPublisher:
         return msg
 
     def _status(self, name: str, level: bytes, message: str, values: Mapping[str, Any]) -> DiagnosticStatus:
-        status = DiagnosticStatus(level=level, name=name, message=message, hardware_id=self._hardware_id)
+        status = DiagnosticStatus(level=level, name=name, message=message, hardware_id=self.hardware_id)
         status.values = [KeyValue(key=k, value=_text(v)) for k, v in values.items()]
         return status
 

@@ -53,6 +53,7 @@ from dap_led_ros.ros.params import (
     config_from_flat,
     declare_node_parameters,
     flat_defaults,
+    qos_overrides_message,
     read_node_parameters,
     unknown_parameter_overrides,
     unknown_parameters_message,
@@ -124,6 +125,8 @@ class ManagedImageNode(LifecycleNode, Generic[CfgT]):
         # The node's default group, with the parameter services.
         self._enable_srv = self.create_service(SetBool, "~/enable", self._on_enable)
         self._diag = diagnostics.DiagnosticsPublisher(self)
+        self._stamp_delays = diagnostics.StampDelays()
+        self._last_frame_id = ""
         self._diag_timer = self.create_timer(period, self.publish_diagnostics,
                                              callback_group=self._timer_group)
         # qos.input.reliability auto: the inputs follow their publishers' reliability.
@@ -262,6 +265,11 @@ class ManagedImageNode(LifecycleNode, Generic[CfgT]):
         cfg, worker = self.cfg, self._worker
         if cfg is None or worker is None:
             return
+        header = getattr(getattr(frame, "msg", frame), "header", None)
+        if header is not None:  # TimeStampStatus: stamp to arrival, on the node's clock
+            self._last_frame_id = header.frame_id
+            now_ns = self.get_clock().now().nanoseconds
+            self._stamp_delays.add((now_ns - (header.stamp.sec * 1_000_000_000 + header.stamp.nanosec)) / 1e9)
         if self.divert_if_disabled(frame):
             return
         key = self.frame_key(frame)
@@ -319,6 +327,9 @@ class ManagedImageNode(LifecycleNode, Generic[CfgT]):
             unknown = unknown_parameter_overrides(self, self.config_class)
             if unknown:
                 raise ConfigError(unknown_parameters_message(unknown, flat_defaults(self.config_class)))
+            refused = qos_overrides_message(self)
+            if refused:
+                raise ConfigError(refused)
             self.load(cfg)  # type: ignore[arg-type]
         except Exception as exc:  # noqa: BLE001 - any failure is reported, the node lives on
             self._problem = f"configure failed: {exc}"
@@ -524,6 +535,9 @@ class ManagedImageNode(LifecycleNode, Generic[CfgT]):
             "input_publishers": self.input_publishers(),
             "input_reliability": self.input_reliability(),
             **self.extra_diagnostics(),
+            # diagnostic_updater's FrequencyStatus and TimeStampStatus keys, for tools that read those.
+            **diagnostics.frequency_values(stats),
+            **self._stamp_delays.take(),
         }
         overload = diagnostics.overload_message(stats, self.output_verb) \
             if state == "active" and self._enabled else ""
@@ -540,6 +554,8 @@ class ManagedImageNode(LifecycleNode, Generic[CfgT]):
             level, message = diagnostics.WARN, overload
         else:
             level, message = diagnostics.OK, "processing"
+        self._diag.hardware_id = (self.cfg.hardware_id if self.cfg and self.cfg.hardware_id
+                                  else self._last_frame_id)
         self._diag.publish(level, message, values, self.extra_statuses())
 
 

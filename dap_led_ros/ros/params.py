@@ -102,6 +102,8 @@ class ManagedNodeConfig:
         "process at most this many frames per second (0: as fast as possible)"))
     diagnostics_period_s: float = field(default=1.0, metadata=param_help(
         "period of the /diagnostics status"))
+    hardware_id: str = field(default="", metadata=param_help(
+        "hardware_id of the /diagnostics statuses (diagnostic_updater); empty: the input's frame_id"))
     max_input_pixels: int = field(default=DEFAULT_MAX_INPUT_PIXELS, metadata=param_help(
         "frames larger than this are rejected as malformed (guards against corrupt headers)"))
     qos: QosConfig = field(default_factory=QosConfig)
@@ -320,8 +322,22 @@ def unknown_parameters_message(unknown: list[str], known: Any) -> str:
     return f"unknown parameter{'s' if len(parts) > 1 else ''} {', '.join(parts)}"
 
 
+QOS_OVERRIDES_PREFIX = "qos_overrides."
+
+
 def unknown_parameter_overrides(node: Any, cls: type) -> list[str]:
     """Names given to the node (params file, -p) that no settings field declares: likely typos."""
     given = getattr(node, "_parameter_overrides", {}) or {}
     known = set(flat_defaults(cls)) | set(ROS_BUILTIN_PARAMETERS)
-    return sorted(name for name in given if name not in known and not name.startswith("qos_overrides."))
+    return sorted(name for name in given if name not in known and not name.startswith(QOS_OVERRIDES_PREFIX))
+
+
+def qos_overrides_message(node: Any) -> str:
+    """Why `qos_overrides.*` given to the node are refused ("" when none is): the node does not
+    apply rclpy's per-topic QoS overrides (its inputs re-subscribe to follow their publishers), so
+    a value there would be silently ignored; qos.input.* / qos.output.* set the QoS."""
+    given = sorted(n for n in (getattr(node, "_parameter_overrides", {}) or {}) if n.startswith(QOS_OVERRIDES_PREFIX))
+    if not given:
+        return ""
+    return (f"{', '.join(given)}: per-topic qos_overrides are not applied by this node; set "
+            f"qos.input.reliability/depth/durability and qos.output.* instead (docs/ros.md#qos)")
