@@ -158,18 +158,21 @@ def node_actions(values: dict[str, str]) -> list[object]:
     return actions
 
 
-def _launch_setup(context, *args, **kwargs):  # OpaqueFunction signature
-    from launch.substitutions import LaunchConfiguration
-
-    values = {name: LaunchConfiguration(name).perform(context) for name in ARGUMENTS}
-    return node_actions(values)
-
-
-def generate_launch_description():
+def launch_description(arguments, make_actions):
+    """The arguments declared, then the nodes `make_actions({name: value})` returns for their values
+    (shared with multi_camera.launch.py)."""
     from launch import LaunchDescription
     from launch.actions import DeclareLaunchArgument, OpaqueFunction
+    from launch.substitutions import LaunchConfiguration
+
+    def setup(context, *args, **kwargs):  # OpaqueFunction signature
+        return make_actions({name: LaunchConfiguration(name).perform(context) for name in arguments})
 
     return LaunchDescription(
         [DeclareLaunchArgument(name, default_value=default, description=description)
-         for name, (default, description) in ARGUMENTS.items()]
-        + [OpaqueFunction(function=_launch_setup)])
+         for name, (default, description) in arguments.items()]
+        + [OpaqueFunction(function=setup)])
+
+
+def generate_launch_description():
+    return launch_description(ARGUMENTS, node_actions)

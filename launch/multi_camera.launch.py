@@ -60,18 +60,5 @@ def node_actions(values: dict[str, str]) -> list[object]:
     return _ENHANCE.node_actions(values)
 
 
-def _launch_setup(context, *args, **kwargs):  # OpaqueFunction signature
-    from launch.substitutions import LaunchConfiguration
-
-    values = {name: LaunchConfiguration(name).perform(context) for name in ARGUMENTS}
-    return node_actions(values)
-
-
 def generate_launch_description():
-    from launch import LaunchDescription
-    from launch.actions import DeclareLaunchArgument, OpaqueFunction
-
-    return LaunchDescription(
-        [DeclareLaunchArgument(name, default_value=default, description=description)
-         for name, (default, description) in ARGUMENTS.items()]
-        + [OpaqueFunction(function=_launch_setup)])
+    return _ENHANCE.launch_description(ARGUMENTS, node_actions)

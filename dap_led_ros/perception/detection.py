@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 import yaml
 
+from dap_led_ros.perception.coco_labels import COCO_LABELS
 from dap_led_ros.perception.detector_layouts import (
     LAYOUTS,
     Candidates,
@@ -45,23 +46,6 @@ RESIZE_MODES = ("auto", "stretch", "letterbox")
 # Input size when neither the config nor the model fixes it, per layout.
 DEFAULT_INPUT = {"tf-ssd": 300, "yolo": 640, "yolo-end2end": 640, "boxes-scores-labels": 640}
 LETTERBOX_FILL = 114  # Ultralytics' padding grey
-
-# COCO labels by the 1-based category ids of the TensorFlow object detection API (91 ids, of
-# which 11 are unused in the 2017 detection set; those are "").
-COCO_LABELS: tuple[str, ...] = (
-    "background", "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck",
-    "boat", "traffic light", "fire hydrant", "", "stop sign", "parking meter", "bench", "bird",
-    "cat", "dog", "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "", "backpack",
-    "umbrella", "", "", "handbag", "tie", "suitcase", "frisbee", "skis", "snowboard",
-    "sports ball", "kite", "baseball bat", "baseball glove", "skateboard", "surfboard",
-    "tennis racket", "bottle", "", "wine glass", "cup", "fork", "knife", "spoon", "bowl",
-    "banana", "apple", "sandwich", "orange", "broccoli", "carrot", "hot dog", "pizza", "donut",
-    "cake", "chair", "couch", "potted plant", "bed", "", "dining table", "", "", "toilet", "",
-    "tv", "laptop", "mouse", "remote", "keyboard", "cell phone", "microwave", "oven", "toaster",
-    "sink", "refrigerator", "", "book", "clock", "vase", "scissors", "teddy bear", "hair drier",
-    "toothbrush",
-)
-
 
 class DetectorModelError(RuntimeError):
     """The detection model cannot be found or loaded, or gives output we cannot read."""
