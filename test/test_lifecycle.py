@@ -8,7 +8,7 @@ import numpy as np
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from lifecycle_msgs.msg import Transition
-from rcl_interfaces.srv import GetParameters, SetParameters
+from rcl_interfaces.srv import DescribeParameters, GetParameters, SetParameters
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
@@ -159,11 +159,16 @@ def test_enable_switch_and_qos_overrides(ros: RosHarness, start_node, tiny_check
                       GetParameters.Request(names=["qos.input.depth", "qos.input.reliability"]))
     assert [params.values[0].integer_value, params.values[1].string_value] == [1, "reliable"]
 
-    # Invalid values are refused when set, with the reason.
+    # Invalid values are refused when set, with the reason: out of a declared range by rclpy (its
+    # descriptor's range, as `ros2 param set` users see it), other rules by the node.
     bad = Parameter("qos.output.depth", Parameter.Type.INTEGER, 0).to_parameter_msg()
     [result] = ros.call(SetParameters, f"{fqn}/set_parameters",
                         SetParameters.Request(parameters=[bad])).results
-    assert not result.successful and "qos.output.depth must be in 1..1000" in result.reason
+    assert not result.successful and "qos.output.depth out of range. Min: 1, Max: 1000" in result.reason
+    bad = Parameter("qos.output.reliability", Parameter.Type.STRING, "auto").to_parameter_msg()
+    [result] = ros.call(SetParameters, f"{fqn}/set_parameters",
+                        SetParameters.Request(parameters=[bad])).results
+    assert not result.successful and "qos.output.reliability must be one of best_effort, reliable" in result.reason
 
     heatmaps: list[Image] = []
     ros.node.create_subscription(Image, "/q/enhanced/degradation", heatmaps.append, 10)
@@ -211,4 +216,26 @@ def test_invalid_parameters_fail_configure_with_the_reason(ros: RosHarness, star
     node.wait_for_output("qos.input.reliability must be one of best_effort, reliable, auto; "
                          "got 'sometimes'", timeout=START_TIMEOUT)
     assert ros.settled_lifecycle_state("/bad/enhance_node") == "unconfigured"
+    node.assert_clean_exit(signal.SIGINT)
+
+
+def test_parameters_declare_their_ranges_and_an_out_of_range_start_value_fails_configure(
+        ros: RosHarness, start_node, tiny_checkpoint):
+    node = start_node(enhance_node_cmd("/ranges", f"model:={tiny_checkpoint}", "jpeg_quality:=500"),
+                      name="ranges")
+    node.wait_for_output("jpeg_quality must be in 1..100, got 500", timeout=START_TIMEOUT)
+    assert ros.settled_lifecycle_state("/ranges/enhance_node") == "unconfigured"  # alive, says why
+    names = ["png_level", "prior_change", "qos.input.depth", "jpeg_quality", "model"]
+    described = ros.call(DescribeParameters, "/ranges/enhance_node/describe_parameters",
+                         DescribeParameters.Request(names=names)).descriptors
+    by_name = {d.name: d for d in described}
+    png = by_name["png_level"].integer_range[0]
+    assert (png.from_value, png.to_value) == (0, 9)
+    change = by_name["prior_change"].floating_point_range[0]
+    assert (change.from_value, change.to_value) == (0.0, 1.0)
+    assert by_name["qos.input.depth"].integer_range[0].to_value == 1000
+    # The value given at start was out of range: declared without it, so configure could say why.
+    assert not by_name["jpeg_quality"].integer_range
+    assert not by_name["model"].integer_range and not by_name["model"].floating_point_range
+    assert "checkpoint" in by_name["model"].description
     node.assert_clean_exit(signal.SIGINT)

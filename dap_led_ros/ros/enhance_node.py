@@ -52,10 +52,10 @@ from dap_led_ros.ros.msg_conversion import image_msg_to_decoded, make_compressed
 from dap_led_ros.ros.params import (
     MAX_INPUT_PIXELS,
     MAX_THREADS,
+    RANGE,
     ConfigError,
     ManagedNodeConfig,
     check_choice,
-    check_range,
     param_help,
 )
 from dap_led_ros.ros.runner import main_for
@@ -67,16 +67,31 @@ NODE_NAME = "enhance_node"
 _CAMERA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*")
 
 
+# The ranges a parameter declares (ros2 param describe, rqt) for the embedded Enhancer settings; the
+# Enhancer checks what it needs itself, these bound what a node accepts.
+_ENHANCER_RANGES: dict[str, tuple[float, float, str]] = {
+    "threads": (0, MAX_THREADS, "0 = library default"),
+    "tile_max_pixels": (1, MAX_INPUT_PIXELS, ""),
+    "tile_size": (64, 8192, ""),
+    "prior_every": (1, 10_000, ""),
+    "prior_change": (0.0, 1.0, ""),
+    "temporal_max_gap_s": (0.001, 3600.0, ""),
+}
+
+
 def _enhancer_parameters() -> type:
     """EnhancerConfig's settings as node parameters: the same names, defaults and descriptions,
-    embedded (an optional text setting is the empty string when unset)."""
+    embedded (an optional text setting is the empty string when unset), with the node's ranges."""
     hints = get_type_hints(EnhancerConfig)
     specs = []
     for f in fields(EnhancerConfig):
         kind, default = hints[f.name], f.default
         if kind == (str | None):
             kind, default = str, default or ""
-        specs.append((f.name, kind, field(default=default, metadata=f.metadata)))
+        metadata = dict(f.metadata)
+        if f.name in _ENHANCER_RANGES:
+            metadata[RANGE] = _ENHANCER_RANGES[f.name]
+        specs.append((f.name, kind, field(default=default, metadata=metadata)))
     return make_dataclass("EnhancerParameters", specs)
 
 
@@ -102,18 +117,18 @@ class EnhanceNodeConfig(ManagedNodeConfig, EnhancerParameters):
         "(e.g. 'front,rear'; topics under '<camera>/'); empty: one camera, topics in the node's namespace"))
     batch_window_ms: float = field(default=5.0, metadata=param_help(
         "several cameras: after a frame arrives, wait at most this long for the other cameras' frames "
-        "to batch them through the backend (0: take what is waiting)"))
+        "to batch them through the backend (0: take what is waiting)", 0.0, 1000.0))
     max_batch: int = field(default=0, metadata=param_help(
         "several cameras: at most this many frames per backend call; 0: auto (1 on the CPU, where a "
-        "batch only adds latency; one per camera on a GPU)"))
+        "batch only adds latency; one per camera on a GPU)", 0, 64, "0 = auto"))
     input_transport: str = field(default="raw", metadata=param_help(
         "raw (sensor_msgs/Image on image_raw) | compressed (CompressedImage on image_raw/compressed)"))
     publish_compressed: bool = field(default=True, metadata=param_help(
         "also publish enhanced/image/compressed (encoded only while someone subscribes)"))
     compressed_format: str = field(default="jpeg", metadata=param_help(
         "enhanced/image/compressed codec, as image_transport's compressed plugin names it: jpeg | png"))
-    jpeg_quality: int = field(default=DEFAULT_JPEG_QUALITY, metadata=param_help("JPEG quality (1..100)"))
-    png_level: int = field(default=DEFAULT_PNG_LEVEL, metadata=param_help("PNG compression level (0..9)"))
+    jpeg_quality: int = field(default=DEFAULT_JPEG_QUALITY, metadata=param_help("JPEG quality", 1, 100))
+    png_level: int = field(default=DEFAULT_PNG_LEVEL, metadata=param_help("PNG compression level", 0, 9))
     lazy: bool = field(default=True, metadata=param_help(
         "restore frames only while someone subscribes to an image output (the input stays subscribed; "
         "the newest unwatched frame is restored when a subscriber appears)"))
@@ -130,18 +145,8 @@ class EnhanceNodeConfig(ManagedNodeConfig, EnhancerParameters):
         check_choice("demosaic", self.demosaic, ("bilinear", "edge_aware"))
         check_choice("backend", self.backend, BACKEND_NAMES)
         check_choice("tile_mode", self.tile_mode, TILE_MODES)
-        check_range("threads", self.threads, 0, MAX_THREADS, "0 = library default")
-        check_range("tile_max_pixels", self.tile_max_pixels, 1, MAX_INPUT_PIXELS)
-        check_range("tile_size", self.tile_size, 64, 8192)
-        check_range("prior_every", self.prior_every, 1, 10_000)
-        check_range("prior_change", self.prior_change, 0.0, 1.0)
-        check_range("temporal_max_gap_s", self.temporal_max_gap_s, 0.001, 3600.0)
         check_choice("input_transport", self.input_transport, INPUT_TRANSPORTS)
         check_choice("compressed_format", self.compressed_format, CODECS)
-        check_range("jpeg_quality", self.jpeg_quality, 1, 100)
-        check_range("png_level", self.png_level, 0, 9)
-        check_range("batch_window_ms", self.batch_window_ms, 0.0, 1000.0)
-        check_range("max_batch", self.max_batch, 0, 64, "0 = auto")
         self.camera_names()
         if not (self.device in ("auto", "cpu") or self.device.startswith("cuda")):
             raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got '{self.device}'")

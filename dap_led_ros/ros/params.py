@@ -44,9 +44,37 @@ class ConfigError(ValueError):
     """A node setting is missing, unknown, of the wrong type or out of range."""
 
 
-def param_help(text: str) -> dict[str, str]:
-    """Field metadata: the parameter's description (shown by `ros2 param describe`)."""
-    return {"help": text}
+def param_help(text: str, low: float | None = None, high: float | None = None,
+               note: str = "") -> dict[str, Any]:
+    """Field metadata: the parameter's description and, with `low`/`high`, its range (both shown by
+    `ros2 param describe` and rqt; checked by `check_field_ranges`; `note` explains a special value)."""
+    meta: dict[str, Any] = {"help": text}
+    if low is not None and high is not None:
+        meta[RANGE] = (low, high, note)
+    return meta
+
+
+RANGE = "range"
+
+
+def check_field_ranges(cfg: Any) -> None:
+    """ConfigError for the first field of `cfg` outside the range its metadata declares."""
+    for f in dataclasses.fields(cfg):
+        if RANGE in f.metadata:
+            low, high, note = f.metadata[RANGE]
+            check_range(f.name, getattr(cfg, f.name), low, high, note)
+
+
+def ranges(cls: type, prefix: str = "") -> dict[str, tuple[float, float]]:
+    """Dotted parameter name -> (low, high) for the fields that declare a range."""
+    out: dict[str, tuple[float, float]] = {}
+    hints = get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            out.update(ranges(hints[f.name], f"{prefix}{f.name}."))
+        elif RANGE in f.metadata:
+            out[f"{prefix}{f.name}"] = f.metadata[RANGE][:2]
+    return out
 
 
 @dataclass
@@ -55,7 +83,7 @@ class QosSettings:
 
     reliability: str = field(default="reliable", metadata=param_help(
         "best_effort | reliable | auto (inputs: the publishers' reliability, as rosbag2 records)"))
-    depth: int = field(default=10, metadata=param_help("keep-last queue depth (1..1000)"))
+    depth: int = field(default=10, metadata=param_help("keep-last queue depth", 1, MAX_QUEUE_DEPTH))
     durability: str = field(default="volatile", metadata=param_help("volatile | transient_local"))
 
     def validate(self, prefix: str, inputs: bool = False) -> None:
@@ -99,22 +127,20 @@ class ManagedNodeConfig:
     passthrough_when_disabled: bool = field(default=True, metadata=param_help(
         "while disabled: true republishes input frames untouched, false publishes nothing"))
     max_rate_hz: float = field(default=0.0, metadata=param_help(
-        "process at most this many frames per second (0: as fast as possible)"))
+        "process at most this many frames per second (0: as fast as possible)", 0.0, MAX_RATE_HZ,
+        "0 = unlimited"))
     diagnostics_period_s: float = field(default=1.0, metadata=param_help(
-        "period of the /diagnostics status"))
+        "period of the /diagnostics status", MIN_DIAGNOSTICS_PERIOD_S, MAX_DIAGNOSTICS_PERIOD_S))
     hardware_id: str = field(default="", metadata=param_help(
         "hardware_id of the /diagnostics statuses (diagnostic_updater); empty: the input's frame_id"))
     max_input_pixels: int = field(default=DEFAULT_MAX_INPUT_PIXELS, metadata=param_help(
-        "frames larger than this are rejected as malformed (guards against corrupt headers)"))
+        "frames larger than this are rejected as malformed (guards against corrupt headers)", 1, MAX_INPUT_PIXELS))
     qos: QosConfig = field(default_factory=QosConfig)
 
     def validate(self) -> None:
-        check_range("max_input_pixels", self.max_input_pixels, 1, MAX_INPUT_PIXELS)
         if self.max_rate_hz < 0:
             raise ConfigError(f"max_rate_hz must be >= 0 (0 = unlimited), got {self.max_rate_hz}")
-        check_range("max_rate_hz", self.max_rate_hz, 0.0, MAX_RATE_HZ, "0 = unlimited")
-        check_range("diagnostics_period_s", self.diagnostics_period_s, MIN_DIAGNOSTICS_PERIOD_S,
-                    MAX_DIAGNOSTICS_PERIOD_S)
+        check_field_ranges(self)  # every field whose metadata declares a range, subclasses' too
         self.qos.validate()
 
 
@@ -294,17 +320,32 @@ ROS_BUILTIN_PARAMETERS = ("use_sim_time", "start_type_description_service")
 # ----------------------------------------------------------------------------- ROS parameters
 
 def declare_node_parameters(node: Any, cls: type) -> None:
-    """Declare one ROS parameter per settings field, with its default and description.
+    """Declare one ROS parameter per settings field, with its default, description and range.
 
     Types are checked by `read_node_parameters` (dynamic typing here, so that `rate: 5` in a
-    params file is not rejected by rclpy for being an int where a float is declared).
+    params file is not rejected by rclpy for being an int where a float is declared). A value given
+    at start that is outside its range would make rclpy raise here, before configure could report
+    it: that parameter is declared without its range, and configure fails with the reason.
     """
-    from rcl_interfaces.msg import ParameterDescriptor
+    from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+    from rclpy.exceptions import InvalidParameterValueException
 
-    helps = descriptions(cls)
+    helps, limits = descriptions(cls), ranges(cls)
     for name, default in flat_defaults(cls).items():
-        node.declare_parameter(name, default,
-                               ParameterDescriptor(description=helps[name], dynamic_typing=True))
+        plain = ParameterDescriptor(description=helps[name], dynamic_typing=True)
+        if name not in limits:
+            node.declare_parameter(name, default, plain)
+            continue
+        low, high = limits[name]
+        ranged = ParameterDescriptor(description=helps[name], dynamic_typing=True)
+        if isinstance(default, int) and not isinstance(default, bool):
+            ranged.integer_range = [IntegerRange(from_value=int(low), to_value=int(high), step=0)]
+        else:
+            ranged.floating_point_range = [FloatingPointRange(from_value=float(low), to_value=float(high), step=0.0)]
+        try:
+            node.declare_parameter(name, default, ranged)
+        except InvalidParameterValueException:
+            node.declare_parameter(name, default, plain)
 
 
 def read_node_parameters(node: Any, cls: type[C]) -> C:
