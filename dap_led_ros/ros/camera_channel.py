@@ -56,11 +56,6 @@ class CameraChannel:
         self.lazy_skipped = 0     # frames not restored because nobody subscribed
         self.restored = 0         # frames that went through the network
 
-    def clear_io(self) -> None:
-        """Forget the publishers and the input subscription (the node destroys them on deactivate)."""
-        self.pub_image = self.pub_compressed = self.pub_info = self.pub_heatmap = None
-        self.sub_input = None
-
     def input_publishers(self) -> int:
         """Publishers the camera's input subscription has matched (0 while it has none)."""
         return matched_publishers([self.sub_input])

@@ -119,11 +119,13 @@ class DepthNode(ManagedImageNode[DepthNodeConfig]):
         if estimator is not None:
             estimator.close()
 
-    def create_io(self, cfg: DepthNodeConfig) -> None:
-        self._pub_depth = self.add_publisher(Image, DEPTH_TOPIC)
-        self._pub_info = self.add_publisher(CameraInfo, DEPTH_INFO_TOPIC)
-        self._pub_colorized = (self.add_publisher(Image, COLORIZED_TOPIC)
+    def create_outputs(self, cfg: DepthNodeConfig) -> None:
+        self._pub_depth = self.add_publisher(Image, DEPTH_TOPIC, cfg)
+        self._pub_info = self.add_publisher(CameraInfo, DEPTH_INFO_TOPIC, cfg)
+        self._pub_colorized = (self.add_publisher(Image, COLORIZED_TOPIC, cfg)
                                if cfg.publish_colorized else None)
+
+    def create_io(self, cfg: DepthNodeConfig) -> None:
         self.add_subscription(CameraInfo, INPUT_INFO_TOPIC, self._camera_infos.add, frames=False)
         self.add_subscription(Image, INPUT_TOPIC, self.submit_frame)
 

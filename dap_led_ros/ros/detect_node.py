@@ -165,11 +165,13 @@ class DetectNode(ManagedImageNode[DetectNodeConfig]):
         if detector is not None:
             detector.close()
 
-    def create_io(self, cfg: DetectNodeConfig) -> None:
-        self._pub_json = self.add_publisher(String, JSON_TOPIC)
-        self._pub_array = (self.add_publisher(Detection2DArray, DETECTIONS_TOPIC)
+    def create_outputs(self, cfg: DetectNodeConfig) -> None:
+        self._pub_json = self.add_publisher(String, JSON_TOPIC, cfg)
+        self._pub_array = (self.add_publisher(Detection2DArray, DETECTIONS_TOPIC, cfg)
                            if Detection2DArray is not None else None)
-        self._pub_image = self.add_publisher(Image, IMAGE_TOPIC) if cfg.publish_image else None
+        self._pub_image = self.add_publisher(Image, IMAGE_TOPIC, cfg) if cfg.publish_image else None
+
+    def create_io(self, cfg: DetectNodeConfig) -> None:
         self.add_subscription(Image, INPUT_TOPIC, self.submit_frame)
 
     def backend_description(self) -> str:

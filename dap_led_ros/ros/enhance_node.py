@@ -243,23 +243,26 @@ class EnhanceNode(ManagedImageNode[EnhanceNodeConfig]):
     def frame_key(self, frame: CameraFrame) -> str:
         return frame.channel.name
 
-    def create_io(self, cfg: EnhanceNodeConfig) -> None:
+    def create_outputs(self, cfg: EnhanceNodeConfig) -> None:
         heatmaps = (cfg.publish_heatmap and self._enhancer is not None
                     and self._enhancer.backend.supports_prior_input)
+        for ch in self._channels:
+            ch.pub_image = self.add_publisher(Image, ch.topic("enhanced/image"), cfg,
+                                              on_matched=partial(self._on_matched, ch, "image"))
+            ch.pub_compressed = (self.add_publisher(CompressedImage, ch.topic("enhanced/image/compressed"), cfg,
+                                                    on_matched=partial(self._on_matched, ch, "compressed"))
+                                 if cfg.publish_compressed else None)
+            ch.pub_info = self.add_publisher(CameraInfo, ch.topic("enhanced/camera_info"), cfg)
+            ch.pub_heatmap = (self.add_publisher(Image, ch.topic("enhanced/degradation"), cfg,
+                                                 on_matched=partial(self._on_matched, ch, "heatmap"))
+                              if heatmaps else None)
+
+    def create_io(self, cfg: EnhanceNodeConfig) -> None:
         in_type = CompressedImage if cfg.input_transport == "compressed" else Image
         for ch in self._channels:
             # Counters cover the current activation (set before the first frame can arrive).
             ch.reset()
             ch.lazy = cfg.lazy
-            ch.pub_image = self.add_publisher(Image, ch.topic("enhanced/image"),
-                                              on_matched=partial(self._on_matched, ch, "image"))
-            ch.pub_compressed = (self.add_publisher(CompressedImage, ch.topic("enhanced/image/compressed"),
-                                                    on_matched=partial(self._on_matched, ch, "compressed"))
-                                 if cfg.publish_compressed else None)
-            ch.pub_info = self.add_publisher(CameraInfo, ch.topic("enhanced/camera_info"))
-            ch.pub_heatmap = (self.add_publisher(Image, ch.topic("enhanced/degradation"),
-                                                 on_matched=partial(self._on_matched, ch, "heatmap"))
-                              if heatmaps else None)
             self.add_subscription(CameraInfo, ch.topic("camera_info"), ch.camera_infos.add, frames=False)
             ch.sub_input = self.add_subscription(in_type, ch.input_topic(cfg.input_transport),
                                                  partial(self._on_image, ch))
@@ -269,7 +272,7 @@ class EnhanceNode(ManagedImageNode[EnhanceNodeConfig]):
         for ch in self._channels:  # a new activation starts every camera's stream afresh
             if self._enhancer is not None:
                 self._enhancer.close_stream(ch.stream_name)
-            ch.clear_io()
+            ch.sub_input = None  # destroyed; the lifecycle publishers stay until cleanup
         return result
 
     def _stream(self, ch: CameraChannel) -> VideoStream:

@@ -5,10 +5,11 @@ What a subclass gets:
 - `on_configure` reads and validates them and calls `load(cfg)` (model, engine...); any
   exception there logs the reason and returns FAILURE, so the node stays unconfigured and
   a later configure can succeed;
+- `on_configure` then calls `create_outputs(cfg)`, whose lifecycle publishers (`add_publisher`,
+  output QoS) stay in the graph until cleanup and publish only while active;
 - `on_activate` starts the newest-frame-wins worker and calls `create_io(cfg)`, whose
-  subscriptions and publishers (made with `add_subscription` / `add_publisher`, with the
-  configured QoS) are destroyed again in `on_deactivate`; `on_cleanup`/`on_shutdown` call
-  `unload()`;
+  subscriptions (`add_subscription`, input QoS) are destroyed again in `on_deactivate`;
+  `on_cleanup`/`on_shutdown` destroy the publishers and call `unload()`;
 - `autostart` (default true) configures and activates the node once spinning starts;
 - `~/enable` (std_srvs/SetBool), mirrored by the `enabled` parameter: while disabled, frames go
   to `passthrough(msg)` instead of the worker (or nowhere when passthrough_when_disabled is false);
@@ -178,8 +179,12 @@ class ManagedImageNode(LifecycleNode, Generic[CfgT]):
     def unload(self) -> None:
         """Free what `load` made (called on cleanup, shutdown, error and after a failed load)."""
 
+    def create_outputs(self, cfg: CfgT) -> None:
+        """Create the publishers with add_publisher (on configure; lifecycle publishers: they stay
+        in the graph while inactive and publish only while active)."""
+
     def create_io(self, cfg: CfgT) -> None:
-        """Create subscriptions and publishers with add_subscription / add_publisher."""
+        """Create the subscriptions with add_subscription (on activate)."""
 
     def process(self, frame: Any) -> Callable[[], None] | None:
         """Work on one frame (worker thread); raise ImageEncodingError for a malformed frame.
@@ -248,14 +253,14 @@ class ManagedImageNode(LifecycleNode, Generic[CfgT]):
                 self._frame_inputs.append(sub)
         return sub
 
-    def add_publisher(self, msg_type: Any, topic: str,
+    def add_publisher(self, msg_type: Any, topic: str, cfg: Any,
                       on_matched: Callable[[Any], None] | None = None) -> Any:
-        """A publisher with the output QoS, destroyed on deactivate. on_matched(info) runs in the
-        frames' callback group when a subscriber matches or leaves (rclpy QoSPublisherMatchedInfo)."""
-        assert self.cfg is not None
+        """A lifecycle publisher with the output QoS of `cfg` (made on configure, activated and
+        deactivated with the node, destroyed on cleanup). on_matched(info) runs in the frames'
+        callback group when a subscriber matches or leaves (rclpy QoSPublisherMatchedInfo)."""
         events = PublisherEventCallbacks(matched=on_matched) if on_matched is not None else None
-        pub = self.create_publisher(msg_type, topic, qos_profile(self.cfg.qos.output),
-                                    event_callbacks=events, callback_group=self._frame_group)
+        pub = self.create_lifecycle_publisher(msg_type, topic, qos_profile(cfg.qos.output),
+                                              event_callbacks=events, callback_group=self._frame_group)
         self._io_publishers.append(pub)
         return pub
 
@@ -331,9 +336,11 @@ class ManagedImageNode(LifecycleNode, Generic[CfgT]):
             if refused:
                 raise ConfigError(refused)
             self.load(cfg)  # type: ignore[arg-type]
+            self.create_outputs(cfg)  # type: ignore[arg-type]
         except Exception as exc:  # noqa: BLE001 - any failure is reported, the node lives on
             self._problem = f"configure failed: {exc}"
             self.get_logger().error(self._problem)
+            self._release_outputs()
             self._safe_unload()
             return TransitionCallbackReturn.FAILURE
         self.cfg = cfg  # type: ignore[assignment]
@@ -376,6 +383,7 @@ class ManagedImageNode(LifecycleNode, Generic[CfgT]):
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         with self._transition_lock:
+            self._release_outputs()
             self._safe_unload()
             self.cfg = None
         return TransitionCallbackReturn.SUCCESS
@@ -399,6 +407,7 @@ class ManagedImageNode(LifecycleNode, Generic[CfgT]):
         locked = self._transition_lock.acquire(timeout=TRANSITION_WAIT_S)
         try:
             self._release_io(worker_timeout_s)
+            self._release_outputs()
             self._safe_unload()
             self.cfg = None
         finally:
@@ -406,19 +415,24 @@ class ManagedImageNode(LifecycleNode, Generic[CfgT]):
                 self._transition_lock.release()
 
     def _release_io(self, worker_timeout_s: float = 30.0) -> None:
-        # Inputs first (no new frames), then the worker (finishes its frame), then the outputs.
+        # Inputs first (no new frames), then the worker (finishes its frame); the lifecycle
+        # publishers stay (deactivated by LifecycleNode) until cleanup.
         with self._io_lock:
             subs, self._io_subscriptions = self._io_subscriptions, []
             self._frame_inputs = []
-            pubs, self._io_publishers = self._io_publishers, []
             worker, self._worker = self._worker, None
         for sub in subs:
             _quietly(sub.destroy)
         if worker is not None and not worker.stop(timeout=worker_timeout_s):
             self.get_logger().warning(
                 f"the worker did not finish its frame within {worker_timeout_s:.0f} s")
+
+    def _release_outputs(self) -> None:
+        """Destroy the lifecycle publishers (cleanup, shutdown, a failed configure)."""
+        with self._io_lock:
+            pubs, self._io_publishers = self._io_publishers, []
         for pub in pubs:
-            _quietly(self.destroy_publisher, pub)
+            _quietly(self.destroy_lifecycle_publisher, pub)
 
     def _safe_unload(self) -> None:
         try:
