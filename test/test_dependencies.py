@@ -42,3 +42,11 @@ def test_every_locked_package_is_installed():
     installed = {canonicalize_name(d.metadata["Name"]): d.version for d in metadata.distributions()}
     missing = sorted(set(pins) - set(installed))
     assert not missing, f"locked but not installed: {missing}"
+
+
+def test_no_locked_name_is_a_copy_embedded_in_another_wheel():
+    """ROS wheels carry egg-info copies (ros-rclpy installs rclpy.egg-info): such a name is no PyPI
+    project, and a fresh install of the lock fails on it ("No matching distribution for rclpy")."""
+    embedded = [name for name in _lock()
+                if str(getattr(metadata.distribution(name), "_path", "")).endswith(".egg-info")]
+    assert not embedded, f"requirements.lock names embedded copies: {embedded}"
