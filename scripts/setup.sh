@@ -18,11 +18,15 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
+# A current pip: an old one installs `-e .` with `setup.py develop`, which follows setup.cfg's
+# colcon settings and puts the console scripts in .venv/lib/dap_led_ros instead of .venv/bin.
+.venv/bin/python -m pip install -q --upgrade pip
 if [ "$MODE" = locked ]; then
   .venv/bin/python -m pip install -q -r requirements.lock
 else
-  .venv/bin/python -m pip install -q --upgrade pip wheel setuptools
+  .venv/bin/python -m pip install -q --upgrade wheel setuptools
   .venv/bin/python -m pip install -q --upgrade --upgrade-strategy eager $TORCH -r requirements.txt
 fi
-.venv/bin/python -m pip install -q --no-deps --no-build-isolation -e .
+.venv/bin/python -m pip install -q --no-deps -e .
+[ -x .venv/bin/dap-led ] || { echo "setup: .venv/bin/dap-led is missing after the install" >&2; exit 1; }
 echo "setup ($MODE): .venv ready ($(.venv/bin/python -c 'import torch, onnxruntime, cv2, rclpy; print("torch", torch.__version__, "onnxruntime", onnxruntime.__version__, "opencv", cv2.__version__)'))"
