@@ -39,9 +39,8 @@ class InputSubscription:
         self.subscription: Any = None
         self.changes = 0  # re-subscriptions made for a change of the publishers' reliability
         if follow_publishers:
-            # The topic as the graph names it (namespace and remaps applied) is known once subscribed.
-            self._subscribe(reliability_for([], None))
-            self.refresh()
+            # Subscribe with the publishers' reliability at once when they are known already.
+            self._subscribe(reliability_for(self._offered(self._resolved(topic)), None))
         else:
             self._subscribe(profile.reliability)
 
@@ -59,10 +58,18 @@ class InputSubscription:
         self.subscription = self._node.create_subscription(
             self._msg_type, self._topic, self._callback, self._profile, callback_group=self._group)
 
-    def offered(self) -> list[ReliabilityPolicy]:
+    def _resolved(self, topic: str) -> str:
+        try:
+            return self._node.resolve_topic_name(topic)  # namespace and remaps applied
+        except Exception:  # noqa: BLE001 - an rclpy without it: found once subscribed
+            return topic
+
+    def _offered(self, topic: str) -> list[ReliabilityPolicy]:
         """The reliability each publisher on the topic offers (other nodes' and this node's alike)."""
-        infos = self._node.get_publishers_info_by_topic(self.subscription.topic_name)
-        return [info.qos_profile.reliability for info in infos]
+        return [info.qos_profile.reliability for info in self._node.get_publishers_info_by_topic(topic)]
+
+    def offered(self) -> list[ReliabilityPolicy]:
+        return self._offered(self.subscription.topic_name)
 
     def refresh(self) -> bool:
         """Follow the publishers' reliability; True when the subscription was re-created."""
@@ -78,6 +85,12 @@ class InputSubscription:
         return True
 
     def get_publisher_count(self) -> int:
+        """Publishers matched, 0 while a re-subscription to the publishers' reliability is due (a
+        frame sent then may reach only the reader about to go: a sender waiting for a match waits
+        for the right reader)."""
+        if self.follow_publishers and reliability_for(self.offered(), self._profile.reliability) \
+                != self._profile.reliability:
+            return 0
         return self.subscription.get_publisher_count()
 
     def destroy(self) -> None:
