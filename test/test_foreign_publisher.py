@@ -29,6 +29,36 @@ def test_the_input_follows_the_publishers_reliability():
     assert reliability_for([R, B], R) == B           # one best-effort camera: it must match too
 
 
+def test_input_publishers_stay_0_until_the_input_follows_a_new_publishers_reliability():
+    """A sender waits for `input_publishers` before its first frame; while the best-effort reader
+    that matched it is due to be replaced by a reliable one, that frame would be lost (seen on Jazzy:
+    the first frame of test_enhance_node never came back)."""
+    from types import SimpleNamespace
+
+    from dap_led_ros.ros.input_subscription import InputSubscription
+
+    class FakeNode:
+        def __init__(self) -> None:
+            self.offered: list = []
+
+        def create_subscription(self, msg_type, topic, callback, profile, callback_group=None):
+            return SimpleNamespace(topic_name=topic, get_publisher_count=lambda: 1)
+
+        def destroy_subscription(self, sub) -> None:
+            pass
+
+        def get_publishers_info_by_topic(self, topic):
+            return [SimpleNamespace(qos_profile=SimpleNamespace(reliability=r)) for r in self.offered]
+
+    node = FakeNode()
+    sub = InputSubscription(node, Image, "image_raw", lambda m: None, QoSProfile(depth=1), None, True)
+    assert sub.reliability == "best_effort" and sub.get_publisher_count() == 1
+    node.offered = [R]                               # a reliable camera appears: a switch is due
+    assert sub.get_publisher_count() == 0
+    assert sub.refresh() and sub.reliability == "reliable"
+    assert sub.get_publisher_count() == 1
+
+
 class ForeignCamera:
     """scripts/foreign_publisher.py in its own process, without our DDS profile."""
 

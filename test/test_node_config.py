@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -154,6 +155,38 @@ def test_dds_environment_respects_the_user_and_picks_the_right_variable():
     env = {dds.OPT_OUT_ENV_VAR: "1"}
     assert dds.configure_dds_environment(env) is None
     assert env == {dds.OPT_OUT_ENV_VAR: "1"}
+
+
+@pytest.mark.parametrize(("wheel", "version", "variable"), [
+    ("ros-fastdds", "3.2.3", dds.FASTDDS3_ENV_VAR),    # Kilted's wheels
+    ("ros-fastrtps", "2.14.5", dds.FASTDDS2_ENV_VAR),  # Jazzy's wheels: Fast DDS 2.x, renamed fastdds in 3.0
+    (None, None, dds.FASTDDS3_ENV_VAR),                # neither: the newer name
+])
+def test_dds_variable_without_ros_distro_follows_the_installed_fast_dds_wheel(monkeypatch, wheel, version,
+                                                                               variable):
+    def fake_version(name: str) -> str:
+        if name == wheel:
+            return version
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(dds.metadata, "version", fake_version)
+    assert dds.profile_env_var({}) == variable
+
+
+def test_dds_variable_fits_the_fast_dds_installed_here():
+    """The pip wheels set no ROS_DISTRO: the variable comes from the Fast DDS wheel in this venv
+    (FASTRTPS_... for Jazzy's Fast DDS 2.14, which does not read FASTDDS_...)."""
+    installed = {}
+    for wheel in dds.FASTDDS_WHEELS:
+        try:
+            installed[wheel] = metadata.version(wheel)
+        except metadata.PackageNotFoundError:
+            pass
+    if not installed:
+        pytest.skip("no Fast DDS wheel in this environment (ROS from a distribution install)")
+    major = int(next(iter(installed.values())).split(".")[0])
+    expected = dds.FASTDDS2_ENV_VAR if major < 3 else dds.FASTDDS3_ENV_VAR
+    assert dds.profile_env_var({}) == expected, installed
 
 
 # ----------------------------------------------------------------------------- throttled log

@@ -22,6 +22,7 @@ FASTDDS3_ENV_VAR = "FASTDDS_DEFAULT_PROFILES_FILE"
 FASTDDS2_ENV_VAR = "FASTRTPS_DEFAULT_PROFILES_FILE"
 PROFILE_ENV_VARS = (FASTDDS3_ENV_VAR, FASTDDS2_ENV_VAR)
 _FASTDDS2_DISTROS = ("humble", "iron", "jazzy")
+FASTDDS_WHEELS = ("ros-fastdds", "ros-fastrtps")  # PyPI names of Fast DDS 3.x, 2.x
 # Set to 1 to leave the DDS configuration entirely to the environment.
 OPT_OUT_ENV_VAR = "DAP_LED_NO_DDS_PROFILE"
 
@@ -47,11 +48,15 @@ def profile_env_var(env: MutableMapping[str, str]) -> str:
     distro = env.get("ROS_DISTRO", "").strip().lower()
     if distro:
         return FASTDDS2_ENV_VAR if distro in _FASTDDS2_DISTROS else FASTDDS3_ENV_VAR
-    try:  # pip-installed ROS wheels carry no ROS_DISTRO
-        major = int(metadata.version("ros-fastdds").split(".")[0])
-    except (metadata.PackageNotFoundError, ValueError):
-        return FASTDDS3_ENV_VAR
-    return FASTDDS2_ENV_VAR if major < 3 else FASTDDS3_ENV_VAR
+    # pip-installed ROS wheels carry no ROS_DISTRO: ask the installed Fast DDS wheel. Its ROS package
+    # was renamed with 3.0, so Kilted's wheel is ros-fastdds (3.x) and Jazzy's ros-fastrtps (2.14).
+    for wheel in FASTDDS_WHEELS:
+        try:
+            major = int(metadata.version(wheel).split(".")[0])
+        except (metadata.PackageNotFoundError, ValueError):
+            continue
+        return FASTDDS2_ENV_VAR if major < 3 else FASTDDS3_ENV_VAR
+    return FASTDDS3_ENV_VAR
 
 
 def configure_dds_environment(env: MutableMapping[str, str] | None = None) -> Path | None:
