@@ -224,23 +224,20 @@ def _to_16bit(values8: np.ndarray) -> np.ndarray:
     return values8.astype(np.uint16) * np.uint16(257)
 
 
-def decode_image(
+def validate_image_fields(
     encoding: str,
     width: int,
     height: int,
     step: int,
-    is_bigendian: int | bool,
     data: Any,
     *,
     max_input_pixels: int = DEFAULT_MAX_INPUT_PIXELS,
     demosaic: str = "bilinear",
-) -> DecodedImage:
-    """Decode Image fields into RGB uint8 (plus alpha / full-depth values where they exist).
-
-    data is any bytes-like object (bytes, bytearray, memoryview, array.array('B') as rclpy
-    uses, numpy uint8 array); it is read through np.frombuffer without copying.
-    Raises ImageDecodeError naming the problem for any malformed input.
-    """
+) -> tuple[str, int, int, int, np.ndarray]:
+    """The checks decode_image makes before it reads a pixel: (normalised encoding, width,
+    height, step, the data as a uint8 array viewing the caller's buffer), or ImageDecodeError
+    naming the problem. Whatever converts the pixels afterwards (this module or cv_bridge, see
+    dap_led_ros/ros/cv_bridge_conversion.py) sees only fields that passed these checks."""
     name = normalize_encoding(encoding)
     fmt = _FORMATS[name]
     width = _as_count("width", width)
@@ -274,6 +271,30 @@ def decode_image(
         raise ImageDecodeError(
             f"image data has {buffer.size} bytes, fewer than step*height = {step}*{height} "
             f"= {step * height}")
+    return name, width, height, step, buffer
+
+
+def decode_image(
+    encoding: str,
+    width: int,
+    height: int,
+    step: int,
+    is_bigendian: int | bool,
+    data: Any,
+    *,
+    max_input_pixels: int = DEFAULT_MAX_INPUT_PIXELS,
+    demosaic: str = "bilinear",
+) -> DecodedImage:
+    """Decode Image fields into RGB uint8 (plus alpha / full-depth values where they exist).
+
+    data is any bytes-like object (bytes, bytearray, memoryview, array.array('B') as rclpy
+    uses, numpy uint8 array); it is read through np.frombuffer without copying.
+    Raises ImageDecodeError naming the problem for any malformed input.
+    """
+    name, width, height, step, buffer = validate_image_fields(
+        encoding, width, height, step, data, max_input_pixels=max_input_pixels, demosaic=demosaic)
+    fmt = _FORMATS[name]
+    row_bytes = width * fmt.bytes_per_pixel
 
     # Zero-copy view of the pixel bytes, row padding (and any trailing bytes) excluded.
     rows = buffer[: step * height].reshape(height, step)[:, :row_bytes]
