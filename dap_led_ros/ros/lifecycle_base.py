@@ -42,6 +42,7 @@ from std_srvs.srv import SetBool
 
 from dap_led_ros.imaging.image_encoding import ImageEncodingError
 from dap_led_ros.ros import diagnostics
+from dap_led_ros.ros.cv_bridge_conversion import conversion_summary
 from dap_led_ros.ros.frame_worker import FrameWorker, per_frame
 from dap_led_ros.ros.input_subscription import AUTO, InputSubscription
 from dap_led_ros.ros.log_safety import ERROR_LOG_PERIOD_S, SafeLogger, ThrottledLog, exception_kind
@@ -548,6 +549,7 @@ class ManagedImageNode(LifecycleNode, Generic[CfgT]):
             # sent before it counts one is lost on a best-effort input).
             "input_publishers": self.input_publishers(),
             "input_reliability": self.input_reliability(),
+            "image_conversion": conversion_summary(),  # cv_bridge or the package's own (logged once)
             **self.extra_diagnostics(),
             # diagnostic_updater's FrequencyStatus and TimeStampStatus keys, for tools that read those.
             **diagnostics.frequency_values(stats),

@@ -1,4 +1,10 @@
-"""sensor_msgs/Image <-> numpy, on top of the ROS-free dap_led_ros.imaging.image_encoding; CompressedImage messages."""
+"""sensor_msgs/Image <-> numpy; CompressedImage messages.
+
+Image messages are converted by cv_bridge where this process has a working one, else by the
+ROS-free dap_led_ros.imaging.image_encoding (same semantics: test/test_cv_bridge_parity.py).
+Which one: conversion_path() ("cv_bridge" / "own"), logged once, `image_conversion` in /diagnostics;
+the choice and its self-check live in dap_led_ros.ros.cv_bridge_conversion.
+"""
 from __future__ import annotations
 
 import array
@@ -12,23 +18,26 @@ from dap_led_ros.imaging.image_encoding import (
     DecodedImage,
     EncodedImage,
     ImageEncodeError,
-    decode_image,
     encode_image,
     shown,
 )
+from dap_led_ros.ros import cv_bridge_conversion
+from dap_led_ros.ros.cv_bridge_conversion import conversion_path, conversion_summary
+
+__all__ = ["conversion_path", "conversion_summary", "image_msg_to_decoded", "make_compressed_msg", "make_image_msg"]
 
 
 def image_msg_to_decoded(
-    msg: Image, max_input_pixels: int = DEFAULT_MAX_INPUT_PIXELS, demosaic: str = "bilinear"
+    msg: Image, max_input_pixels: int = DEFAULT_MAX_INPUT_PIXELS, demosaic: str = "bilinear",
+    conversion: str | None = None,
 ) -> DecodedImage:
-    """Decode a sensor_msgs/Image (reads msg.data without copying it).
+    """Decode a sensor_msgs/Image (an unpadded rgb8 one is read without copying msg.data).
 
+    conversion: None (cv_bridge where usable, else the package's own), "own" or "cv_bridge".
     Raises dap_led_ros.imaging.image_encoding.ImageDecodeError for a malformed or unsupported message.
     """
-    return decode_image(
-        msg.encoding, msg.width, msg.height, msg.step, msg.is_bigendian, msg.data,
-        max_input_pixels=max_input_pixels, demosaic=demosaic,
-    )
+    return cv_bridge_conversion.decode(msg, max_input_pixels=max_input_pixels, demosaic=demosaic,
+                                       conversion=conversion)
 
 
 def make_image_msg(
@@ -37,11 +46,14 @@ def make_image_msg(
     encoding: str | None = None,
     alpha: np.ndarray | None = None,
     bigendian: bool = False,
+    conversion: str | None = None,
 ) -> Image:
     """Build a sensor_msgs/Image from an array (encoded into `encoding`) or an EncodedImage.
 
     header is used as is (pass the input message's header to keep stamp and frame_id).
     For an EncodedImage, `encoding` may be omitted; if given it must match.
+    An array is converted by cv_bridge where usable for it (conversion None), else by encode_image;
+    conversion "own" / "cv_bridge" picks one.
     """
     if isinstance(rgb_or_encoded, EncodedImage):
         encoded = rgb_or_encoded
@@ -51,6 +63,11 @@ def make_image_msg(
     else:
         if encoding is None:
             raise ImageEncodeError("an encoding is required to publish a numpy image")
+        bridged = cv_bridge_conversion.encode(rgb_or_encoded, encoding, alpha=alpha, bigendian=bigendian,
+                                              conversion=conversion)
+        if bridged is not None:
+            bridged.header = header if header is not None else Header()
+            return bridged
         encoded = encode_image(rgb_or_encoded, encoding, alpha=alpha, bigendian=bigendian)
 
     msg = Image()
