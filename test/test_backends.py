@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import platform
 from pathlib import Path
 
 import numpy as np
@@ -121,13 +122,36 @@ def test_explicit_onnx_file_and_input_errors(pair, ckpt: Path, tmp_path: Path) -
         create_backend("tvm", str(ckpt), "cpu")
 
 
-def test_auto_on_cpu_picks_onnxruntime_and_says_why(ckpt: Path, cache: Path, caplog) -> None:
+X86 = platform.machine().lower() in ("x86_64", "amd64")
+
+
+def test_auto_on_cpu_picks_openvino_on_x86_else_onnxruntime_and_says_why(ckpt: Path, cache: Path, caplog) -> None:
     assert resolve_device("cpu") == "cpu"
     with caplog.at_level(logging.INFO, logger="dap_led_ros.runtime.backends"):
         backend = create_backend("auto", str(ckpt), "cpu", threads=1, cache_dir=str(cache))
-    assert backend.name == "onnxruntime"
+    expected = "openvino" if X86 else "onnxruntime"
+    assert backend.name == expected
     text = caplog.text
-    assert "auto backend: chose onnxruntime" in text and "rejected tensorrt: device is 'cpu'" in text
+    assert f"auto backend: chose {expected}" in text and "rejected tensorrt: device is 'cpu'" in text
+
+
+def test_auto_on_cpu_falls_back_to_onnxruntime_without_openvino(ckpt: Path, cache: Path, monkeypatch,
+                                                               caplog) -> None:
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_openvino(name, *args, **kwargs):
+        if name == "openvino" or name.startswith("openvino."):
+            raise ImportError("No module named 'openvino'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_openvino)
+    with caplog.at_level(logging.INFO, logger="dap_led_ros.runtime.backends"):
+        backend = create_backend("auto", str(ckpt), "cpu", threads=1, cache_dir=str(cache))
+    assert backend.name == "onnxruntime"
+    if X86:
+        assert "openvino: openvino is not installed" in caplog.text
 
 
 def test_auto_falls_back_to_torch_with_reasons(ckpt: Path, tmp_path: Path, caplog) -> None:
@@ -135,6 +159,7 @@ def test_auto_falls_back_to_torch_with_reasons(ckpt: Path, tmp_path: Path, caplo
         backend = create_backend("auto", str(ckpt), "cpu", engine=str(tmp_path / "missing.onnx"), threads=1)
     assert backend.name == "torch"
     assert "onnxruntime: ONNX file not found" in caplog.text
+    assert ("openvino: ONNX file not found" in caplog.text) == X86
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU error path")
@@ -241,7 +266,7 @@ def _broken_checkpoints(ckpt: Path, tmp_path: Path) -> dict[str, tuple[Path, str
 
 
 @pytest.mark.parametrize("case", ["missing", "corrupt", "truncated", "no yaml", "bad yaml"])
-@pytest.mark.parametrize("name", ["auto", "onnxruntime", "torch", "tensorrt"])
+@pytest.mark.parametrize("name", ["auto", "openvino", "onnxruntime", "torch", "tensorrt"])
 def test_an_unusable_model_file_is_reported_first_before_any_backend_is_tried(ckpt: Path, tmp_path: Path,
                                                                               name: str, case: str) -> None:
     path, cause = _broken_checkpoints(ckpt, tmp_path)[case]
@@ -276,7 +301,8 @@ def test_when_every_backend_fails_the_preferred_ones_reason_comes_first(ckpt: Pa
     monkeypatch.setattr(backends, "_backend_class", failing)
     with pytest.raises(BackendError) as info:
         create_backend("auto", str(ckpt), "cpu")
-    assert str(info.value) == ("no backend could be created: onnxruntime: onnxruntime broke here | "
+    first = "openvino: openvino broke here | " if X86 else ""
+    assert str(info.value) == ("no backend could be created: " + first + "onnxruntime: onnxruntime broke here | "
                                "torch: torch broke here (tensorrt not tried: device is 'cpu')")
 
 
@@ -301,3 +327,65 @@ def test_onnxruntime_returns_arena_memory_only_when_the_input_shape_changes(pair
     for x in (small, small, small, large, small, small):
         ort_backend.infer(x)
     assert seen == [True, False, False, True, True, False]
+
+
+# ----------------------------------------------------------------------------- OpenVINO
+
+@pytest.fixture(scope="module")
+def openvino_backend(ckpt: Path, cache: Path):
+    pytest.importorskip("openvino", reason="openvino is not installed")
+    backend = create_backend("openvino", str(ckpt), "cpu", threads=1, cache_dir=str(cache))
+    yield backend
+    backend.close()
+
+
+@pytest.mark.parametrize("shape", [(1, 37, 53), (1, 64, 48), (2, 33, 96), (1, 5, 7)])
+def test_openvino_matches_onnxruntime_on_the_same_onnx_file(pair, openvino_backend, shape) -> None:
+    _, ort_backend = pair
+    assert openvino_backend.onnx_path == ort_backend.onnx_path  # one export, two runtimes
+    x = np.random.default_rng(sum(shape)).random((shape[0], 3, *shape[1:]), dtype=np.float32)
+    got, want = openvino_backend.infer(x), ort_backend.infer(x)
+    assert got.shape == x.shape and got.dtype == np.float32
+    assert np.abs(got - want).max() < 1e-4
+
+
+def test_openvino_prior_graphs_match_onnxruntime(pair, openvino_backend) -> None:
+    _, ort_backend = pair
+    assert openvino_backend.supports_prior_input and ort_backend.supports_prior_input
+    x = np.random.default_rng(3).random((1, 3, 40, 56), dtype=np.float32)
+    maps = ort_backend.heatmaps(x)
+    for got, want in zip(openvino_backend.heatmaps(x), maps):
+        assert got.shape == want.shape and np.abs(got - want).max() < 1e-5
+    # Shifted heatmaps change the result the same way in both runtimes.
+    shifted = [np.roll(m, 1, axis=1) for m in maps]
+    np.testing.assert_allclose(openvino_backend.infer_with_prior(x, shifted),
+                               ort_backend.infer_with_prior(x, shifted), atol=1e-4)
+
+
+def test_openvino_runs_frames_from_several_threads(openvino_backend) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    frames = [np.full((1, 3, 24, 32), v, np.float32) for v in (0.1, 0.5, 0.9)]
+    alone = [openvino_backend.infer(f) for f in frames]
+    with ThreadPoolExecutor(3) as pool:
+        together = list(pool.map(openvino_backend.infer, frames * 4))
+    for i, out in enumerate(together):
+        np.testing.assert_array_equal(out, alone[i % 3])
+
+
+def test_openvino_options_and_errors(ckpt: Path, cache: Path, tmp_path: Path) -> None:
+    pytest.importorskip("openvino", reason="openvino is not installed")
+    backend = create_backend("openvino", str(ckpt), "cpu", threads=1, cache_dir=str(cache), precision="bf16")
+    assert "bf16" in backend.describe() and "threads 1" in backend.describe()
+    with pytest.raises(BackendError, match="precision 'int4'"):
+        create_backend("openvino", str(ckpt), "cpu", cache_dir=str(cache), precision="int4")
+    with pytest.raises(BackendError, match="runs on the CPU"):
+        create_backend("openvino", str(ckpt), "cuda", cache_dir=str(cache))
+    with pytest.raises(BackendError, match="ONNX file not found"):
+        create_backend("openvino", str(ckpt), "cpu", engine=str(tmp_path / "none.onnx"))
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not a graph")
+    with pytest.raises(BackendError, match="openvino cannot compile"):
+        create_backend("openvino", None, "cpu", engine=str(broken))
+    with pytest.raises(BackendError, match="does not take option"):
+        create_backend("openvino", str(ckpt), "cpu", cache_dir=str(cache), fp16=True)

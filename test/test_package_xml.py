@@ -55,6 +55,7 @@ PIP_ONLY = {
     "mcap": "mcap",                   # MCAP bag storage
     "zstandard": "zstandard",         # compressed bag chunks
     "ray": "ray",                     # dap-led bag over many bags (bag/fleet.py)
+    "openvino": "openvino",           # the CPU backend on x86 (runtime/backends/openvino_backend.py)
 }
 # Optional GPU backends that come with the platform (JetPack / CUDA), in neither rosdep nor
 # requirements.txt; the backends that use them report a clear error when they are missing.

@@ -1,8 +1,9 @@
-"""Inference backends behind one interface: torch, onnxruntime, tensorrt, and `auto`."""
+"""Inference backends behind one interface: torch, onnxruntime, openvino, tensorrt, and `auto`."""
 from __future__ import annotations
 
 import inspect
 import logging
+import platform
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,10 @@ from dap_led_ros.shipped_models import resolve_model
 
 log = logging.getLogger(__name__)
 
-BACKEND_NAMES = ("auto", "tensorrt", "onnxruntime", "torch")
+BACKEND_NAMES = ("auto", "tensorrt", "openvino", "onnxruntime", "torch")
+# CPUs where OpenVINO ran the DAP-LED graphs faster than ONNX Runtime (docs/benchmarks.md); elsewhere
+# (Jetson's ARM cores) auto keeps ONNX Runtime first.
+OPENVINO_FIRST_MACHINES = ("x86_64", "amd64")
 
 
 def _backend_class(name: str) -> type[Backend]:
@@ -23,6 +27,10 @@ def _backend_class(name: str) -> type[Backend]:
         from dap_led_ros.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
 
         return OnnxRuntimeBackend
+    if name == "openvino":
+        from dap_led_ros.runtime.backends.openvino_backend import OpenVinoBackend
+
+        return OpenVinoBackend
     if name == "tensorrt":
         from dap_led_ros.runtime.backends.tensorrt_backend import TensorRTBackend
 
@@ -55,7 +63,10 @@ def _auto_plan(device: str, engine: str | None) -> list[tuple[str, str, dict[str
     if device.startswith("cuda"):
         return [("tensorrt", device, {"build": False}), ("onnxruntime", device, onnx_engine),
                 ("torch", device, {})]
-    return [("onnxruntime", device, onnx_engine), ("torch", device, {})]
+    cpu = [("onnxruntime", device, onnx_engine), ("torch", device, {})]
+    if platform.machine().lower() in OPENVINO_FIRST_MACHINES:
+        cpu.insert(0, ("openvino", device, onnx_engine))
+    return cpu
 
 
 def check_checkpoint(model_path: str | Path) -> None:
@@ -116,7 +127,8 @@ def create_backend(name: str = "auto", model_path: str | None = None, device: st
                    **options: Any) -> Backend:
     """Make the named backend. `auto` picks the best one that works and logs why.
 
-    Options: threads (CPU threads), engine (.onnx for onnxruntime/tensorrt, .engine for tensorrt),
+    Options: threads (CPU threads), engine (.onnx for onnxruntime/openvino/tensorrt, .engine for tensorrt),
+    precision (openvino: f32 | bf16 | f16),
     cache_dir, fp16 / cuda_graphs (torch on CUDA), engine_config / build / cuda_memory (tensorrt).
     Options a backend does not take are an error for a named backend and ignored for `auto`.
     `device` may be "auto" (cuda when a GPU is visible); `model_path` may be a shipped model's

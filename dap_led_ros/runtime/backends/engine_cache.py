@@ -115,6 +115,21 @@ def cached_onnx(model_path: str | Path | None, root: str | Path | None = None, o
     return onnx_path
 
 
+def onnx_graph(model_path: str | Path | None, engine: str | None, cache_dir: str | None, backend: str) -> Path:
+    """The .onnx file a graph runtime (ONNX Runtime, OpenVINO) runs: `engine` when given, else the
+    checkpoint's cached export."""
+    if engine is not None:
+        if Path(engine).suffix != ".onnx":
+            raise BackendError(f"the {backend} backend needs an .onnx file, got engine={engine}")
+        if not Path(engine).is_file():
+            raise BackendError(f"ONNX file not found: {engine}")
+        return Path(engine)
+    try:
+        return cached_onnx(model_path, root=cache_dir)
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise BackendError(f"cannot export {model_path or 'the default model'} to ONNX: {exc}") from exc
+
+
 # --- TensorRT engine keys --------------------------------------------------------------------
 
 @dataclass(frozen=True)

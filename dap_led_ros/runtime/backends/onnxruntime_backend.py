@@ -32,19 +32,9 @@ class OnnxRuntimeBackend(Backend):
         self._ort = ort
         self.device = device
         self.providers = self._providers(device)
-        if engine is not None:
-            if Path(engine).suffix != ".onnx":
-                raise BackendError(f"the onnxruntime backend needs an .onnx file, got engine={engine}")
-            if not Path(engine).is_file():
-                raise BackendError(f"ONNX file not found: {engine}")
-            self.onnx_path = Path(engine)
-        else:
-            from dap_led_ros.runtime.backends.engine_cache import cached_onnx
+        from dap_led_ros.runtime.backends.engine_cache import onnx_graph
 
-            try:
-                self.onnx_path = cached_onnx(model_path, root=cache_dir)
-            except (OSError, ValueError, RuntimeError) as exc:
-                raise BackendError(f"cannot export {model_path or 'the default model'} to ONNX: {exc}") from exc
+        self.onnx_path = onnx_graph(model_path, engine, cache_dir, self.name)
         self.options = self._session_options(threads)
         # The CPU arena keeps its peak: after a run whose input shapes differ from the session's
         # previous run, unused arena chunks go back to the system. A steady stream of one size

@@ -1,0 +1,128 @@
+"""OpenVINO backend: the same exported ONNX graphs as ONNX Runtime, compiled by OpenVINO for the CPU.
+
+On x86 CPUs OpenVINO's CPU plugin (oneDNN kernels, fused attention) ran the DAP-LED graphs faster
+than ONNX Runtime (docs/benchmarks.md, "CPU runtimes"). Precision is f32 by default: on CPUs with
+AMX or AVX512-BF16 OpenVINO would otherwise pick bf16 by itself; `precision="bf16"` asks for it.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dap_led_ros.runtime.backends.base import Backend, BackendError, pad_for_graph
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = ("f32", "bf16", "f16")
+
+
+def _check_input(x: np.ndarray) -> np.ndarray:
+    if x.ndim != 4 or x.shape[1] != 3:
+        raise BackendError(f"expected a B x 3 x H x W array, got shape {x.shape}")
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+class _Graph:
+    """One compiled graph and its infer request; runs are serialised (a request is not re-entrant)."""
+
+    def __init__(self, core: Any, path: Path, config: dict[str, Any]) -> None:
+        try:
+            self.compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
+        except Exception as exc:  # OpenVINO raises RuntimeError subclasses of its own
+            raise BackendError(f"openvino cannot compile {path}: {str(exc).splitlines()[0][:300]}") from exc
+        self.request = self.compiled.create_infer_request()
+        self.lock = threading.Lock()
+
+    def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        with self.lock:
+            # share_outputs=False: the results are copies the next run cannot overwrite.
+            result = self.request.infer(feeds, share_inputs=True, share_outputs=False)
+            return [result[out] for out in self.compiled.outputs]
+
+
+class OpenVinoBackend(Backend):
+    """Runs the exported graphs with OpenVINO. `engine` = an .onnx file; else the checkpoint's cached export."""
+
+    name = "openvino"
+
+    def __init__(self, model_path: str | None = None, device: str = "cpu", threads: int = 0,
+                 engine: str | None = None, cache_dir: str | None = None, precision: str = "f32") -> None:
+        if device != "cpu":
+            raise BackendError(f"the openvino backend runs on the CPU, not on device {device!r}")
+        if precision not in PRECISIONS:
+            raise BackendError(f"openvino precision {precision!r}: choose from {', '.join(PRECISIONS)}")
+        try:
+            import openvino as ov
+        except ImportError as exc:
+            raise BackendError(f"openvino is not installed: {exc}") from exc
+        from dap_led_ros.runtime.backends.engine_cache import onnx_graph
+        from dap_led_ros.runtime.export import prior_graph_paths, read_metadata
+
+        self._ov = ov
+        self.device = device
+        self.threads = int(threads)
+        self.precision = precision
+        self.onnx_path = onnx_graph(model_path, engine, cache_dir, self.name)
+        self._core = ov.Core()
+        self.config: dict[str, Any] = {
+            "PERFORMANCE_HINT": "LATENCY",  # one stream: a frame at a time, all threads on it
+            "INFERENCE_PRECISION_HINT": precision,
+            # Threads are not pinned to cores: the node's other threads and other nodes share them.
+            "ENABLE_CPU_PINNING": False,
+        }
+        if self.threads > 0:
+            self.config["INFERENCE_NUM_THREADS"] = self.threads
+        self._graph = _Graph(self._core, self.onnx_path, self.config)
+        meta = read_metadata(self.onnx_path)
+        self.pad_multiple = int(meta.get("dap_led.pad_multiple", 1))
+        self.min_side = 1 if "dap_led.pad_multiple" in meta else int(meta.get("dap_led.min_side", 1))
+        self.grids = json.loads(meta["dap_led.grids"]) if "dap_led.grids" in meta else []
+        self._heat_path, self._prior_path = prior_graph_paths(self.onnx_path)
+        self.supports_prior_input = self._heat_path.is_file() and self._prior_path.is_file() and bool(self.grids)
+        self._heat_graph: _Graph | None = None
+        self._prior_graph: _Graph | None = None
+
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        x = _check_input(x)
+        padded = pad_for_graph(x, self.pad_multiple, self.min_side)
+        if padded is None:
+            return self._graph.run({"image": x})[0]
+        if self.supports_prior_input:  # heatmaps of the frame itself, as the PyTorch model computes them
+            return self.infer_with_prior(x, self.heatmaps(x))
+        return self._graph.run({"image": padded})[0][..., :x.shape[-2], :x.shape[-1]]
+
+    def heatmaps(self, x: np.ndarray) -> list[np.ndarray]:
+        if not self.supports_prior_input:
+            return super().heatmaps(x)
+        if self._heat_graph is None:
+            self._heat_graph = _Graph(self._core, self._heat_path, self.config)
+        return self._heat_graph.run({"image": _check_input(x)})
+
+    def infer_with_prior(self, x: np.ndarray, prior_maps: list[np.ndarray]) -> np.ndarray:
+        if not self.supports_prior_input:
+            return super().infer_with_prior(x, prior_maps)
+        if len(prior_maps) != len(self.grids):
+            raise BackendError(f"expected {len(self.grids)} heatmaps (grids {self.grids}), got {len(prior_maps)}")
+        if self._prior_graph is None:
+            self._prior_graph = _Graph(self._core, self._prior_path, self.config)
+        x = _check_input(x)
+        padded = pad_for_graph(x, self.pad_multiple, self.min_side)
+        feeds = {"image": x if padded is None else padded}
+        for g, m in zip(self.grids, prior_maps):
+            feeds[f"prior_g{g}"] = np.ascontiguousarray(m, dtype=np.float32)
+        return self._prior_graph.run(feeds)[0][..., :x.shape[-2], :x.shape[-1]]
+
+    def describe(self) -> str:
+        threads = self._graph.compiled.get_property("INFERENCE_NUM_THREADS") if self._graph else self.threads
+        return (f"openvino {self._ov.__version__.split('-')[0]} (CPU, {self.precision}, threads {threads}, "
+                f"{self.onnx_path})")
+
+    def close(self) -> None:
+        self._graph = None  # type: ignore[assignment]
+        self._heat_graph = None
+        self._prior_graph = None
