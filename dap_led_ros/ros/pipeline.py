@@ -4,7 +4,7 @@ For pip-only installs. The nodes are the same classes the console scripts run, c
 the same ROS 2 params file (sections `/**/enhance_node`, `/**/detect_node`, `/**/depth_node`,
 see config/pipeline.yaml) and wired by the same `plan_nodes` that launch/enhance.launch.py
 uses: the camera feeds enhance_node, depth_node and detect_node read the enhanced topic. They
-spin in one MultiThreadedExecutor (each node processes frames on its own worker thread).
+spin in one executor (runner.node_executor; each node processes frames on its own worker thread).
 
 Options that mirror the launch arguments (camera topic, namespace, autostart, QoS, backend...)
 override the params file only when given. Anything after `--ros-args` goes to ROS unchanged.

@@ -5,7 +5,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 import rclpy
-from rclpy.executors import Executor, ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import Executor, ExternalShutdownException
 from rclpy.lifecycle import LifecycleNode
 from rclpy.signals import SignalHandlerOptions
 
@@ -13,6 +13,7 @@ from dap_led_ros.ros.dds import configure_dds_environment
 from dap_led_ros.ros.lifecycle_base import (
     ManagedImageNode,
 )
+from dap_led_ros.ros.node_executor import NodeExecutor
 from dap_led_ros.stop_signals import StopSignals
 
 EXIT_WORKER_TIMEOUT_S = 5.0
@@ -29,9 +30,10 @@ THREADS_PER_NODE = 6
 
 
 def node_executor(node_count: int) -> Executor:
-    """A MultiThreadedExecutor with a thread for each callback group of the nodes: the lifecycle
-    and parameter services and ~/enable answer while frames flood in or a model loads."""
-    return MultiThreadedExecutor(num_threads=THREADS_PER_NODE * max(1, node_count))
+    """A multi-threaded executor with a thread for each callback group of the nodes: the lifecycle
+    and parameter services and ~/enable answer while frames flood in or a model loads
+    (NodeExecutor: rclpy's MultiThreadedExecutor without its busy loop)."""
+    return NodeExecutor(num_threads=THREADS_PER_NODE * max(1, node_count))
 
 
 def run_nodes(factories: Sequence[Callable[[], LifecycleNode]],

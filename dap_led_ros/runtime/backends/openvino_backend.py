@@ -1,14 +1,16 @@
 """OpenVINO backend: the same exported ONNX graphs as ONNX Runtime, compiled by OpenVINO for the CPU.
 
 On x86 CPUs OpenVINO's CPU plugin (oneDNN kernels, fused attention) ran the DAP-LED graphs faster
-than ONNX Runtime (docs/benchmarks.md, "CPU runtimes"). Precision is f32 by default: on CPUs with
-AMX or AVX512-BF16 OpenVINO would otherwise pick bf16 by itself; `precision="bf16"` asks for it.
+than ONNX Runtime (docs/benchmarks.md, "CPU runtimes"). `precision: auto` (the default) runs bf16
+where the CPU computes it natively (AMX, AVX512-BF16: OpenVINO's own choice there) and f32
+elsewhere; the quality price of bf16 is measured in docs/benchmarks.md. `f32` keeps full precision.
 """
 from __future__ import annotations
 
 import json
 import logging
 import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ from dap_led_ros.runtime.backends.base import Backend, BackendError, pad_for_gra
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("f32", "bf16", "f16")
+PRECISIONS = ("auto", "f32", "bf16", "f16")
 
 
 def _check_input(x: np.ndarray) -> np.ndarray:
@@ -28,21 +30,94 @@ def _check_input(x: np.ndarray) -> np.ndarray:
 
 
 class _Graph:
-    """One compiled graph and its infer request; runs are serialised (a request is not re-entrant)."""
+    """One graph: compiled with dynamic shapes, and again for each input shape seen twice.
+
+    A graph compiled for fixed shapes ran 20-30 % faster than the dynamic one (docs/benchmarks.md),
+    so a stream of one frame size gets its own compilation. It is made in the background, while the
+    dynamic graph serves (no frame waits ~0.6 s for it), and at most `MAX_STATIC` are kept. Runs of
+    one compiled graph are serialised (an infer request is not re-entrant)."""
+
+    MAX_STATIC = 4
 
     def __init__(self, core: Any, path: Path, config: dict[str, Any]) -> None:
+        self._core, self._path, self._config = core, path, config
+        self._model = self._read()
+        self.dynamic = self._Compiled(self._compile(self._model))
+        self.outputs = len(self.dynamic.compiled.outputs)
+        self._static: OrderedDict[tuple, _Graph._Compiled | None] = OrderedDict()  # None: compiling
+        self._seen: set[tuple] = set()
+        self._cond = threading.Condition()
+        self.static_compiled = 0  # fixed-shape compilations made (for tests and diagnostics)
+
+    class _Compiled:
+        def __init__(self, compiled: Any) -> None:
+            self.compiled = compiled
+            self.request = compiled.create_infer_request()
+            self.lock = threading.Lock()
+
+        def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+            with self.lock:
+                # share_outputs=False: the results are copies the next run cannot overwrite.
+                result = self.request.infer(feeds, share_inputs=True, share_outputs=False)
+                return [result[out] for out in self.compiled.outputs]
+
+    def _read(self) -> Any:
         try:
-            self.compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
+            return self._core.read_model(str(self._path))
         except Exception as exc:  # OpenVINO raises RuntimeError subclasses of its own
-            raise BackendError(f"openvino cannot compile {path}: {str(exc).splitlines()[0][:300]}") from exc
-        self.request = self.compiled.create_infer_request()
-        self.lock = threading.Lock()
+            raise BackendError(f"openvino cannot compile {self._path}: {str(exc).splitlines()[0][:300]}") from exc
+
+    def _compile(self, model: Any) -> Any:
+        try:
+            return self._core.compile_model(model, "CPU", self._config)
+        except Exception as exc:
+            raise BackendError(f"openvino cannot compile {self._path}: {str(exc).splitlines()[0][:300]}") from exc
+
+    def _compile_static(self, key: tuple, shapes: dict[str, list[int]]) -> None:
+        try:
+            model = self._read()
+            model.reshape(shapes)
+            compiled: _Graph._Compiled | None = self._Compiled(self._compile(model))
+        except Exception:  # noqa: BLE001 - the dynamic graph keeps serving this shape
+            log.warning("openvino: no fixed-shape graph for %s; the dynamic one serves it", shapes, exc_info=True)
+            compiled = None
+        with self._cond:
+            if compiled is None:
+                self._static.pop(key, None)
+            else:
+                self._static[key] = compiled
+                self.static_compiled += 1
+                while len(self._static) > self.MAX_STATIC:
+                    self._static.popitem(last=False)
+            self._cond.notify_all()
+
+    def _for_shapes(self, feeds: dict[str, np.ndarray]) -> _Graph._Compiled:
+        key = tuple((name, a.shape) for name, a in feeds.items())
+        with self._cond:
+            if key in self._static:
+                compiled = self._static[key]
+                if compiled is not None:
+                    self._static.move_to_end(key)
+                    return compiled
+                return self.dynamic  # still compiling
+            if key not in self._seen:
+                if len(self._seen) > 64:  # many sizes (an evaluation set): forget the old ones
+                    self._seen.clear()
+                self._seen.add(key)
+                return self.dynamic
+            self._static[key] = None
+        shapes = {name: list(a.shape) for name, a in feeds.items()}
+        threading.Thread(target=self._compile_static, args=(key, shapes), daemon=True,
+                         name="openvino-compile").start()
+        return self.dynamic
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        with self.lock:
-            # share_outputs=False: the results are copies the next run cannot overwrite.
-            result = self.request.infer(feeds, share_inputs=True, share_outputs=False)
-            return [result[out] for out in self.compiled.outputs]
+        return self._for_shapes(feeds).run(feeds)
+
+    def wait_static(self, timeout: float = 60.0) -> None:
+        """Until no fixed-shape compilation is under way (benchmarks, tests)."""
+        with self._cond:
+            self._cond.wait_for(lambda: all(c is not None for c in self._static.values()), timeout)
 
 
 class OpenVinoBackend(Backend):
@@ -51,7 +126,7 @@ class OpenVinoBackend(Backend):
     name = "openvino"
 
     def __init__(self, model_path: str | None = None, device: str = "cpu", threads: int = 0,
-                 engine: str | None = None, cache_dir: str | None = None, precision: str = "f32") -> None:
+                 engine: str | None = None, cache_dir: str | None = None, precision: str = "auto") -> None:
         if device != "cpu":
             raise BackendError(f"the openvino backend runs on the CPU, not on device {device!r}")
         if precision not in PRECISIONS:
@@ -66,9 +141,12 @@ class OpenVinoBackend(Backend):
         self._ov = ov
         self.device = device
         self.threads = int(threads)
-        self.precision = precision
         self.onnx_path = onnx_graph(model_path, engine, cache_dir, self.name)
         self._core = ov.Core()
+        if precision == "auto":
+            native_bf16 = "BF16" in self._core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+            precision = "bf16" if native_bf16 else "f32"
+        self.precision = precision
         self.config: dict[str, Any] = {
             "PERFORMANCE_HINT": "LATENCY",  # one stream: a frame at a time, all threads on it
             "INFERENCE_PRECISION_HINT": precision,
@@ -118,7 +196,7 @@ class OpenVinoBackend(Backend):
         return self._prior_graph.run(feeds)[0][..., :x.shape[-2], :x.shape[-1]]
 
     def describe(self) -> str:
-        threads = self._graph.compiled.get_property("INFERENCE_NUM_THREADS") if self._graph else self.threads
+        threads = self._graph.dynamic.compiled.get_property("INFERENCE_NUM_THREADS") if self._graph else self.threads
         return (f"openvino {self._ov.__version__.split('-')[0]} (CPU, {self.precision}, threads {threads}, "
                 f"{self.onnx_path})")
 
