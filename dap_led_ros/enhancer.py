@@ -297,7 +297,7 @@ class Enhancer:
                     with self.stages.measure("temporal"):
                         fused = stream.fuse(hwc)
                     with self.stages.measure("convert_out"):
-                        return np.clip(fused * 255.0 + 0.5, 0, 255).astype(np.uint8)
+                        return cv2.convertScaleAbs(fused, alpha=255.0)  # fused >= 0: rounds, saturates
             if kind == "rgb8":
                 return out
             with self.stages.measure("convert_out"):

@@ -15,6 +15,7 @@ noise; a change beyond `LEVEL_JUMP` (a light switched on, a tunnel exit) is foll
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -56,7 +57,7 @@ class TemporalFusion:
         # Ultra-fast preset: ~1 ms at 320x200; finer presets measured no better after fusion.
         self._flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
         self.resets = 0          # scene cuts and size changes seen (not counting the first frame)
-        self._grids: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+        self._grids: dict[tuple, Any] = {}  # per-size constants (grids, ones), of the sizes in use
         self.reset()
 
     def reset(self) -> None:
@@ -79,15 +80,28 @@ class TemporalFusion:
         size = (max(8, round(w * s)), max(8, round(h * s)))
         return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), w / size[0]
 
-    def _grid(self, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-        """Pixel coordinates (x, y) of an h x w image, kept for the last two sizes used."""
-        grid = self._grids.get((h, w))
-        if grid is None:
-            if len(self._grids) >= 2:
+    def _cached(self, key: tuple, make: Any) -> Any:
+        """A per-size constant, made on first use; the cache is emptied when sizes keep changing."""
+        value = self._grids.get(key)
+        if value is None:
+            if len(self._grids) >= 8:
                 self._grids.clear()
+            value = self._grids[key] = make()
+        return value
+
+    def _grid(self, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+        """Pixel coordinates (x, y) of an h x w image (the small flow grid)."""
+        def make() -> tuple[np.ndarray, np.ndarray]:
             gy, gx = np.mgrid[0:h, 0:w].astype(np.float32)
-            grid = self._grids[(h, w)] = (gx, gy)
-        return grid
+            return gx, gy
+        return self._cached(("xy", h, w), make)
+
+    def _grid2(self, h: int, w: int) -> np.ndarray:
+        """Pixel coordinates of an h x w image as one H x W x 2 map (x, y), as cv2.remap takes it."""
+        return self._cached(("map", h, w), lambda: cv2.merge(list(self._grid(h, w))))
+
+    def _ones(self, h: int, w: int) -> np.ndarray:
+        return self._cached(("ones", h, w), lambda: np.ones((h, w), np.float32))
 
     @staticmethod
     def _luma8(luma: np.ndarray) -> np.ndarray:
@@ -125,27 +139,27 @@ class TemporalFusion:
         confidence = np.clip(2.0 - 2.0 * diff / tolerance, 0.0, 1.0)
         confidence *= (sx >= 0) & (sx <= sw - 1) & (sy >= 0) & (sy <= sh - 1)  # no history outside the frame
 
-        flow = cv2.resize(flow_small, (w, h), interpolation=cv2.INTER_LINEAR) * scale
-        fx, fy = self._grid(h, w)
-        mx, my = fx + flow[..., 0], fy + flow[..., 1]
-        warped = cv2.remap(hist, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        count = cv2.remap(self._count, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-        n = count * cv2.resize(confidence, (w, h), interpolation=cv2.INTER_LINEAR)
-        alpha = n / (n + 1.0)
-        fused = warped  # frame + alpha * (warped - frame), in place
-        fused -= frame
-        fused *= alpha[:, :, None]
-        fused += frame
+        # The full-resolution half, in OpenCV calls (one pass each): the flow upscaled into one
+        # two-channel map, history and its counts warped by it, and the running mean as one
+        # per-pixel weighted blend: (n * warped + frame) / (n + 1).
+        flow = cv2.resize(flow_small, (w, h), interpolation=cv2.INTER_LINEAR)
+        cv2.scaleAdd(flow, scale, self._grid2(h, w), dst=flow)
+        warped = cv2.remap(hist, flow, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        count = cv2.remap(self._count, flow, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        n = cv2.multiply(count, cv2.resize(confidence, (w, h), interpolation=cv2.INTER_LINEAR))
+        fused = cv2.blendLinear(warped, frame, n, self._ones(h, w))
         fused_small, _ = self._downscaled(fused)
         gain = self._steady_gain(float((fused_small @ _LUMA_601).mean()))
         if gain != 1.0:
-            fused *= gain
+            cv2.multiply(fused, gain, dst=fused)
             fused_small *= gain
         self._history = fused
-        self._count = np.minimum(n + 1.0, float(self.settings.frames)).astype(np.float32)
+        self._count = np.minimum(n + 1.0, float(self.settings.frames), out=n)
         self._small = fused_small
         self._thumb = thumb
-        self.last_weight = float(alpha.mean())
+        # The history's share of the output: n / (n + 1), averaged (on the small confidence grid).
+        count_small = cv2.resize(count, (sw, sh), interpolation=cv2.INTER_AREA) * confidence
+        self.last_weight = float((count_small / (count_small + 1.0)).mean())
         return fused
 
     def _steady_gain(self, level: float) -> float:

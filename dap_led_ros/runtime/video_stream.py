@@ -116,7 +116,9 @@ class VideoStream:
         with self._lock:
             if self._fusion is None:
                 self._fusion = TemporalFusion(self._settings)
-            return self._fusion.fuse(np.ascontiguousarray(np.clip(hwc, 0.0, 1.0), dtype=np.float32))
+            frame = np.empty(hwc.shape, np.float32)  # contiguous, clipped: one pass over a transposed view
+            np.clip(hwc, 0.0, 1.0, out=frame)
+            return self._fusion.fuse(frame)
 
     @property
     def fuses(self) -> bool:
