@@ -98,7 +98,7 @@ def test_validation_sources_name_both_halves():
     from dap_led_ros.training.validation_sets import SetOptions, validation_sources
 
     tags = [s.tag for s in validation_sources(SetOptions(size=SIZE))]
-    assert tags[:4] == ["synthetic", "camera", "cross_synthetic", "cross_camera"]
+    assert tags == ["synthetic", "camera", "well_exposed", "cross_synthetic", "cross_camera"]
     assert "cross_synthetic" not in [s.tag for s in validation_sources(SetOptions(cross=False))]
 
 
@@ -115,7 +115,7 @@ def test_training_validation_reports_the_held_out_path_and_level_fitted_psnr():
     assert len(val.sets["xsyn"]) == len(val.sets["xcam"]) == 1 and val.held_out == "xcam"
     out = val.evaluate(model, torch.device("cpu"))
     for key in ("val", "xsyn", "xcam", "well"):
-        assert f"{key}_psnr_fit" in out and out[f"{key}_psnr_fit"] >= out[f"{key}_psnr"] - 1e-6
+        assert f"{key}_psnr_fit" in out and out[f"{key}_psnr_fit"] > out[f"{key}_psnr"] - 1.0  # fitted in linear light, scored in sRGB
     assert out["score"] == pytest.approx(np.mean([out["val_psnr"], out["xsyn_psnr"], out["xcam_psnr"]]))
     assert out["cross_psnr"] == out["xcam_psnr"] and out["cross_psnr_fit"] == out["xcam_psnr_fit"]
     val.held_out = None  # a run on both paths holds neither out

@@ -144,7 +144,7 @@ def _run_downstream(args: argparse.Namespace) -> int:
         return 2
     methods = {("degraded input" if k == "identity" else k): v for k, v in methods.items()}
     machine = describe_machine(enhancers[0].backend.describe())
-    opts = replace(_set_options(args, real=None), well_exposed=False, lolblur=None)
+    opts = replace(_set_options(args, real=None), well_exposed=False, lolblur=None, cross=False)
     sets, sheets = {}, {}
     try:
         for source in validation_sources(opts, short_titles=True):

@@ -2,10 +2,10 @@
 `dap-led eval` (`evaluate.score_sets`, and `--downstream`).
 
 In order: the seeded synthetic set (`synthetic`), the camera-model set on other photos (`camera`,
-skipped when the Debian photo pool is not installed), the cross-model split (`cross`: every
+skipped when the Debian photo pool is not installed), the held-out clean photos (`well_exposed`),
+paired folders (`pairs`), a LOL-Blur folder (`lolblur`), the cross-model split (`cross`: every
 held-out photo through path 1, `cross_synthetic`, and through path 2, `cross_camera`, both with the
-`night` degradations; a model trained on one path is scored on the other), the held-out clean photos (`well_exposed`),
-paired folders (`pairs`), a LOL-Blur folder (`lolblur`) and real night frames (`real`). The two
+`night` degradations; a model trained on one path is scored on the other) and real night frames (`real`). The two
 synthetic sets always use the default degradation settings, whatever a training config overrides,
 so training and `dap-led eval` score the same pairs. A set is made when it is loaded.
 """
@@ -91,15 +91,6 @@ def validation_sources(opts: SetOptions, short_titles: bool = False) -> list[Val
             "camera", f"Second validation set: {what} ({w}x{h}, seed {opts.val2_seed})", "second validation set",
             lambda: datasets.camera_validation_set(size=(h, w), n=opts.val2_count, seed=opts.val2_seed, **split),
             synthesized=True, optional=True))
-    if opts.cross:
-        for tag, what in (("cross_synthetic", "path 1, sRGB synthesis"), ("cross_camera", "path 2, RAW camera model")):
-            path = tag.removeprefix("cross_")
-            out.append(ValidationSource(
-                tag, f"Cross-model split, {what}, calibrated noise ({w}x{h}, seed {opts.cross_seed})",
-                f"cross-model split ({what})",
-                lambda path=path: datasets.cross_model_set(path, size=(h, w), n=opts.cross_count,
-                                                           seed=opts.cross_seed, **split),
-                synthesized=True))
     if opts.well_exposed:
         out.append(ValidationSource("well_exposed", f"held-out clean photos ({w}x{h})", "held-out clean photos",
                                     lambda: datasets.well_exposed_photos((h, w), **split)))
@@ -110,6 +101,15 @@ def validation_sources(opts: SetOptions, short_titles: bool = False) -> list[Val
     if opts.lolblur:
         out.append(ValidationSource("lolblur", f"LOL-Blur {opts.lolblur}", "LOL-Blur",
                                     lambda: datasets.LolBlurFolder(opts.lolblur, split=opts.lolblur_split)))
+    if opts.cross:
+        for tag, what in (("cross_synthetic", "path 1, sRGB synthesis"), ("cross_camera", "path 2, RAW camera model")):
+            path = tag.removeprefix("cross_")
+            out.append(ValidationSource(
+                tag, f"Cross-model split, {what}, calibrated noise ({w}x{h}, seed {opts.cross_seed})",
+                f"cross-model split ({what})",
+                lambda path=path: datasets.cross_model_set(path, size=(h, w), n=opts.cross_count,
+                                                           seed=opts.cross_seed, **split),
+                synthesized=True))
     if opts.real is not None:
         out.append(ValidationSource("real", f"Real night frames {opts.real}", "real night frames",
                                     lambda: opts.real))
