@@ -279,3 +279,16 @@ def test_validation_pairs_do_not_follow_the_training_degradation_overrides():
                                      "camera": {"p_mild": 0.5, "mild_target": "input"}, "camera_share": 1.0}))
     for (a_low, a_high), (b_low, b_high) in zip(plain.sets["val"], tuned.sets["val"]):
         assert torch.equal(a_low, b_low) and torch.equal(a_high, b_high)
+
+
+def test_resume_or_start_continues_the_same_command(tmp_path):
+    from dap_led_ros.cli import main
+
+    cfg_path = tmp_path / "cfg.yaml"
+    cfg_path.write_text(yaml.safe_dump({**TINY, "data": {**TINY["data"], "cross_validation": False}}))
+    args = ["train", "--config", str(cfg_path), "--out", str(tmp_path / "run"), "--resume-or-start",
+            "--stop-after", "2", "--no-progress"]
+    assert main(args) == 0 and main(args) == 0  # the second call resumes from step 2
+    log = _log(tmp_path / "run")
+    assert [r["step"] for r in log if r.get("event") == "resume"] == [2]
+    assert max(r["step"] for r in log) == 4

@@ -51,6 +51,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-camera-set", action="store_true",
                    help="skip the second validation set (Debian photos through the camera model)")
     p.add_argument("--val2-seed", type=int, default=SetOptions.val2_seed, help="seed of the second validation set")
+    p.add_argument("--no-cross", action="store_true",
+                   help="skip the cross-model split (held-out photos through path 1 and path 2, calibrated noise)")
+    p.add_argument("--cross-count", type=int, default=SetOptions.cross_count,
+                   help="cross-model pairs per path (default: one per held-out photo)")
+    p.add_argument("--cross-seed", type=int, default=SetOptions.cross_seed, help="seed of the cross-model split")
     p.add_argument("--no-nlm", action="store_true", help="skip the DAP-LED + NLM (leftover noise) rows")
     p.add_argument("--no-well-exposed", action="store_true",
                    help="skip the held-out clean photos scored against themselves (frames that need no help)")
@@ -94,6 +99,7 @@ def _methods(args: argparse.Namespace) -> tuple[dict[str, Method], list[Enhancer
 def _set_options(args: argparse.Namespace, real: Path | None) -> SetOptions:
     return SetOptions(size=tuple(args.val_size), synthetic=not args.no_synthetic, val_count=args.val_count,
                       val_seed=args.val_seed, camera=not args.no_camera_set, val2_seed=args.val2_seed,
+                      cross=not args.no_cross, cross_count=args.cross_count, cross_seed=args.cross_seed,
                       well_exposed=not args.no_well_exposed, pairs=tuple(args.pairs) if args.pairs else None,
                       lolblur=args.lolblur, lolblur_split=args.lolblur_split, real=real)
 
@@ -138,7 +144,7 @@ def _run_downstream(args: argparse.Namespace) -> int:
         return 2
     methods = {("degraded input" if k == "identity" else k): v for k, v in methods.items()}
     machine = describe_machine(enhancers[0].backend.describe())
-    opts = replace(_set_options(args, real=None), well_exposed=False, lolblur=None)
+    opts = replace(_set_options(args, real=None), well_exposed=False, lolblur=None, cross=False)
     sets, sheets = {}, {}
     try:
         for source in validation_sources(opts, short_titles=True):

@@ -27,6 +27,8 @@ def _add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=None, help="override the total number of steps")
     p.add_argument("--resume", nargs="?", const="auto", default=None,
                    help="resume from a state.pt (default: OUT/state.pt)")
+    p.add_argument("--resume-or-start", action="store_true",
+                   help="resume from OUT/state.pt when it exists, else start: the same command continues a run")
     p.add_argument("--stop-after", type=int, default=None,
                    help="run at most this many steps now (the schedule still spans --steps)")
     p.add_argument("--seed", type=int, default=None, help="override the seed (data stream and initialisation)")
@@ -49,7 +51,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     resume = None
-    if args.resume is not None:
+    if args.resume is None and args.resume_or_start and (args.out / STATE_FILE).is_file():
+        resume = args.out / STATE_FILE
+    elif args.resume is not None:
         resume = args.out / STATE_FILE if args.resume == "auto" else Path(args.resume)
         if not resume.is_file():
             print(f"error: no training state to resume from at {resume}", file=sys.stderr)

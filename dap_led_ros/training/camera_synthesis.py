@@ -12,7 +12,10 @@ was applied, the blur map the per-pixel trajectory length (shake plus rotation a
 map the sensor noise std referred to linear output light. A share of pairs (`p_identity`) is the
 clean photo itself, and a share (`p_mild`) is bright and only lightly noisy, so well-exposed frames
 are seen too; with `mild_target: input` those mild frames are their own target (a frame that is
-fine as it is should come back as it is). No torch here: numpy + OpenCV only.
+fine as it is should come back as it is). With `noise_model: calibrated` the sensor noise of the
+dark frames (shot, read, row, banding, ADC quantisation) comes from the camera-calibrated model of
+`sensor_noise` instead of the ISO-gain ranges, and `blur_model: trajectories` draws the shake from
+`motion_trajectories`. No torch here: numpy + OpenCV only.
 """
 from __future__ import annotations
 
@@ -26,8 +29,11 @@ import numpy as np
 from dap_led_ros.imaging.srgb import srgb_decode, srgb_encode
 from dap_led_ros.settings import dataclass_from_mapping
 from dap_led_ros.training.labels import DegradationLabels, LabelRule
+from dap_led_ros.training.motion_trajectories import TrajectoryConfig, trajectory_kernel
+from dap_led_ros.training.sensor_noise import NoiseModelConfig, SensorNoise, apply_sensor_noise, sample_sensor_noise
 from dap_led_ros.training.synthesis import (
     SyntheticPair,
+    check_models,
     check_probabilities_and_ranges,
     highlight_mask,
     log_uniform,
@@ -74,6 +80,10 @@ class CameraConfig:
     p_jpeg: float = 0.5
     jpeg_quality_range: tuple[int, int] = (55, 95)
     label_rule: LabelRule = field(default_factory=LabelRule)
+    noise_model: str = "legacy"    # "calibrated": `sensor` (sensor_noise.py) on the dark frames
+    sensor: NoiseModelConfig = field(default_factory=NoiseModelConfig)
+    blur_model: str = "legacy"     # "trajectories": `trajectory` (motion_trajectories.py)
+    trajectory: TrajectoryConfig = field(default_factory=TrajectoryConfig)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> "CameraConfig":
@@ -97,6 +107,7 @@ class CameraConfig:
             raise ValueError(f"camera.adc_bits_range must lie in [8, 16], got {self.adc_bits_range}")
         if not 0 <= self.black_level < 0.5:
             raise ValueError(f"camera.black_level must be in [0, 0.5), got {self.black_level}")
+        check_models(self, "camera")
         self.label_rule.validate()
 
 
@@ -126,6 +137,8 @@ class CameraParams:
     isp_denoise: bool = False
     sharpen: float = 0.0
     jpeg_quality: int | None = None
+    sensor: SensorNoise | None = None  # calibrated sensor noise (replaces the noise and ADC terms above)
+    blur_kind: str = ""
 
 
 def _random_ccm(rng: np.random.Generator, strength: float) -> np.ndarray:
@@ -150,15 +163,19 @@ def sample_camera_params(rng: np.random.Generator, cfg: CameraConfig | None = No
                        float(log_uniform(rng, *cfg.pool_gain_range))) for _ in range(n))
     gain = 1.0 if mild else log_uniform(rng, *cfg.iso_gain_range)
     read = cfg.read_noise_base * math.sqrt(1 + gain**2 / 16)
-    shake, length, rotation = None, 0.0, 0.0
+    shake, length, rotation, kind = None, 0.0, 0.0, ""
     if not mild and rng.random() < cfg.p_blur:
         length = float(rng.uniform(*cfg.shake_length_range))
-        shake = motion_blur_kernel(length, rng)
+        if cfg.blur_model == "trajectories":
+            shake, kind = trajectory_kernel(length, rng, cfg.trajectory)
+        else:
+            shake, kind = motion_blur_kernel(length, rng), "legacy"
         if rng.random() < cfg.p_rotation:
             rotation = float(rng.uniform(*cfg.rotation_deg_range)) * (1 if rng.random() < 0.5 else -1)
     bands = (float(rng.uniform(0.2, 1.0) * read), float(rng.uniform(8, 64))) if rng.random() < cfg.p_banding else (0.0, 0.0)
     jpeg = int(rng.integers(cfg.jpeg_quality_range[0], cfg.jpeg_quality_range[1] + 1)) \
         if rng.random() < cfg.p_jpeg else None
+    sensor = sample_sensor_noise(rng, cfg.sensor) if cfg.noise_model == "calibrated" and not mild else None
     return CameraParams(
         keep_input=mild and cfg.mild_target == "input",
         exposure=exposure, pools=pools, iso_gain=gain, shot_gain=cfg.shot_gain_base * gain, read_noise=read,
@@ -174,6 +191,8 @@ def sample_camera_params(rng: np.random.Generator, cfg: CameraConfig | None = No
         isp_denoise=bool(rng.random() < cfg.p_isp_denoise),
         sharpen=float(rng.uniform(0.2, 0.8)) if rng.random() < cfg.p_sharpen else 0.0,
         jpeg_quality=jpeg,
+        sensor=sensor,
+        blur_kind=kind,
     )
 
 
@@ -213,6 +232,23 @@ def _mosaic(rgb: np.ndarray, pattern: str) -> np.ndarray:
     return out
 
 
+def _legacy_sensor(signal: np.ndarray, p: CameraParams, rng: np.random.Generator) -> np.ndarray:
+    """Noise sized by the ISO gain drawn when sampling, then the ADC; 16-bit Bayer samples."""
+    he = signal.shape[0]
+    noisy = signal + np.sqrt(p.shot_gain * np.maximum(signal, 0.0)) * rng.standard_normal(signal.shape, dtype=np.float32)
+    noisy += p.read_noise * rng.standard_normal(signal.shape, dtype=np.float32)
+    if p.row_noise:
+        noisy += p.row_noise * rng.standard_normal((he, 1), dtype=np.float32)
+    if p.banding[0]:
+        rows = np.arange(he, dtype=np.float32)[:, None]
+        noisy += p.banding[0] * np.sin(2 * math.pi * rows / p.banding[1] + rng.uniform(0, 2 * math.pi))
+    # ADC: black level offset, clipping at white, quantisation; black subtracted again.
+    levels = 2**p.adc_bits - 1
+    bl = p.black_level
+    raw = np.clip(np.round((noisy * (1 - bl) + bl) * levels), 0, levels)
+    return np.round(np.clip(raw / levels - bl, 0.0, 1.0 - bl) / (1 - bl) * 65535).astype(np.uint16)
+
+
 def synthesize_camera(clean_rgb: np.ndarray, p: CameraParams, rng: np.random.Generator,
                       rule: LabelRule | None = None) -> SyntheticPair:
     """Degrade a clean HxWx3 uint8 RGB photo through the RAW-domain path. `rng` draws the noise."""
@@ -244,19 +280,10 @@ def synthesize_camera(clean_rgb: np.ndarray, p: CameraParams, rng: np.random.Gen
         arc = np.hypot(yy - p.rotation_centre[0] * he, xx - p.rotation_centre[1] * we) * abs(p.rotation_deg) * math.pi / 180
         blur = np.sqrt(blur**2 + arc**2)
     signal = _mosaic(radiance * light[:, :, None], p.pattern)  # linear sensor units, white = 1
-    # Sensor noise (its size was set by the ISO gain when sampling).
-    noisy = signal + np.sqrt(p.shot_gain * np.maximum(signal, 0.0)) * rng.standard_normal(signal.shape, dtype=np.float32)
-    noisy += p.read_noise * rng.standard_normal(signal.shape, dtype=np.float32)
-    if p.row_noise:
-        noisy += p.row_noise * rng.standard_normal((he, 1), dtype=np.float32)
-    if p.banding[0]:
-        rows = np.arange(he, dtype=np.float32)[:, None]
-        noisy += p.banding[0] * np.sin(2 * math.pi * rows / p.banding[1] + rng.uniform(0, 2 * math.pi))
-    # ADC: black level offset, clipping at white, quantisation; black subtracted again.
-    levels = 2**p.adc_bits - 1
-    bl = p.black_level
-    raw = np.clip(np.round((noisy * (1 - bl) + bl) * levels), 0, levels)
-    bayer16 = np.round(np.clip(raw / levels - bl, 0.0, 1.0 - bl) / (1 - bl) * 65535).astype(np.uint16)
+    if p.sensor is not None:  # calibrated: shot, read, row, banding and the ADC's step in one model
+        bayer16 = np.round(np.clip(apply_sensor_noise(signal, p.sensor, rng), 0.0, 1.0) * 65535).astype(np.uint16)
+    else:
+        bayer16 = _legacy_sensor(signal, p, rng)
     demosaiced = cv2.cvtColor(bayer16, _BAYER_CODES[p.pattern]).astype(np.float32) / 65535.0
     # White balance, then clipping to the white level (saturated lights stay white, not magenta).
     out = np.clip(demosaiced * wb, 0.0, 1.0) @ ccm.T
@@ -273,7 +300,10 @@ def synthesize_camera(clean_rgb: np.ndarray, p: CameraParams, rng: np.random.Gen
             raise RuntimeError("OpenCV JPEG encoding failed")
         low = cv2.imdecode(buf, cv2.IMREAD_COLOR)[:, :, ::-1]
     # Noise referred to linear output light: sensor std times the mean white-balance gain.
-    sensor_sd = np.sqrt(p.shot_gain * np.clip(signal, 0, 1) + p.read_noise**2)
+    if p.sensor is not None:
+        sensor_sd = np.sqrt(p.sensor.variance(np.clip(signal, 0, 1)))
+    else:
+        sensor_sd = np.sqrt(p.shot_gain * np.clip(signal, 0, 1) + p.read_noise**2)
     labels = DegradationLabels(exposure=light[:h, :w].copy(), blur_length=blur[:h, :w].copy(),
                                noise_sigma=(sensor_sd * float(wb.mean()))[:h, :w].astype(np.float32), rule=rule)
     low = np.ascontiguousarray(low)

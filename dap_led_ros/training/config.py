@@ -27,6 +27,11 @@ class DataConfig:
     val_seed: int = 1234
     val2_count: int | None = None        # second validation set: pairs (None: one per photo)
     val2_seed: int = 4321
+    cross_validation: bool = True        # validate on the cross-model split too (validation_sets)
+    cross_count: int | None = None       # its pairs per path (None: one per held-out photo)
+    cross_seed: int = 2718
+    # Degradation preset under `synthesis` / `camera` (degradation_presets: default | night).
+    degradations: str = "default"
     lolblur_root: str | None = None      # LOL-Blur folder (low_blur_noise/, high_sharp_scaled/)
     lolblur_split: str | None = None     # "train" when the root holds train/ and test/
 
@@ -37,6 +42,10 @@ class DataConfig:
             raise ValueError("data.epoch_length must be >= 1 and data.workers >= 0")
         if not 0.0 <= self.camera_share <= 1.0:
             raise ValueError(f"data.camera_share must be in [0, 1], got {self.camera_share}")
+        from dap_led_ros.training.degradation_presets import PRESETS
+
+        if self.degradations not in PRESETS:
+            raise ValueError(f"data.degradations must be one of {sorted(PRESETS)}, got {self.degradations!r}")
         if len(self.val_size) != 2 or min(self.val_size) < 16:
             raise ValueError(f"data.val_size must be [height, width] >= 16, got {self.val_size}")
 
@@ -83,6 +92,8 @@ class TrainConfig:
     # Package checkpoint (.safetensors + .yaml) whose weights start the run (fine-tuning or a
     # second schedule cycle); optimiser, schedule and step start fresh. Ignored by --resume.
     init_from: str | None = None
+    # Validation sets whose mean PSNR is `score` (picks best.*): val, val2, xsyn, xcam, cross.
+    score_sets: tuple[str, ...] = ("val", "val2")
 
     def model_config(self) -> ModelConfig:
         return ModelConfig.from_dict(self.model)
@@ -98,6 +109,9 @@ class TrainConfig:
             raise ValueError(f"time_budget_min must be >= 0, got {self.time_budget_min}")
         if self.time_budget_clock not in ("wall", "cpu"):
             raise ValueError(f"time_budget_clock must be 'wall' or 'cpu', got {self.time_budget_clock!r}")
+        bad = sorted(set(self.score_sets) - {"val", "val2", "xsyn", "xcam", "cross", "well"})
+        if bad or not self.score_sets:
+            raise ValueError(f"score_sets must name val, val2, xsyn, xcam, cross or well, got {list(self.score_sets)}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
 

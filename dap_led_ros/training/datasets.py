@@ -256,6 +256,34 @@ def camera_validation_set(
                           seed=seed, augment=False, grids=grids, camera=camera, camera_share=1.0)
 
 
+CROSS_PATHS = ("synthetic", "camera")
+
+
+def cross_model_set(
+    path: str,
+    size: tuple[int, int] = (400, 640),
+    n: int | None = None,
+    seed: int = 2718,
+    val_fraction: float = 0.15,
+    split_seed: int = 0,
+    grids: Sequence[int] = DEFAULT_GRIDS,
+) -> SyntheticPairs:
+    """One half of the cross-model split: every held-out photo (both validation shares) degraded
+    by one path ("synthetic": path 1, "camera": path 2) with the `night` degradations. The two
+    halves share photos, seed and framing; only the generator differs. One pair per photo."""
+    from dap_led_ros.training.degradation_presets import camera_config, synthesis_config
+
+    if path not in CROSS_PATHS:
+        raise ValueError(f"cross-model path must be one of {CROSS_PATHS}, got {path!r}")
+    pool = split_pool(list_clean_photos(), val_fraction=val_fraction, seed=split_seed)
+    photos = [*pool.val, *pool.val2]
+    if not photos:
+        raise ValueError("no held-out photos for the cross-model split")
+    return SyntheticPairs(photos, synthesis_config("night"), crop=None, resize_to=size,
+                          length=n if n is not None else len(photos), seed=seed, augment=False, grids=grids,
+                          camera=camera_config("night"), camera_share=1.0 if path == "camera" else 0.0)
+
+
 def _scan_images(folder: Path) -> dict[str, Path]:
     """Images under `folder` keyed by relative path without suffix."""
     found: dict[str, Path] = {}

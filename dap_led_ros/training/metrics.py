@@ -3,6 +3,10 @@
 Full-reference (a restored image against its ground truth), on H x W x 3 arrays, uint8 or float
 in [0, 1]:
 - `psnr`: 10 log10(1 / MSE) on [0, 1] data over all pixels and channels (inf for identical images).
+- `psnr_level_fitted`: PSNR after fitting the output's level to the ground truth: one gain per
+  colour channel in linear light (least squares), then sRGB again. A wrong brightness or white
+  balance costs nothing here; noise, blur and lost detail do. Beside `psnr`, it separates the
+  exposure decision from the restoration.
 - `mean_psnr`: the mean over frames with each frame capped at `PSNR_CAP_DB` (60 dB), so a frame
   restored exactly (an identity pair handed back untouched) counts as a perfect frame instead of
   being infinite or left out.
@@ -61,6 +65,23 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     _check_pair(a, b)
     mse = float(np.mean((as_float(a) - as_float(b)) ** 2))
     return math.inf if mse == 0.0 else 10.0 * math.log10(1.0 / mse)
+
+
+def level_fit(out: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """`out` (uint8 sRGB) with one least-squares gain per channel in linear light towards `gt`."""
+    from dap_led_ros.imaging.srgb import srgb_decode, srgb_encode
+
+    _check_pair(out, gt)
+    o = srgb_decode(out).reshape(-1, 3).astype(np.float64)
+    t = srgb_decode(gt).reshape(-1, 3).astype(np.float64)
+    gain = (o * t).sum(axis=0) / np.maximum((o * o).sum(axis=0), 1e-12)
+    gain = np.where((o * o).sum(axis=0) > 1e-12, gain, 1.0)
+    return srgb_encode((o * gain).reshape(out.shape).astype(np.float32))
+
+
+def psnr_level_fitted(out: np.ndarray, gt: np.ndarray) -> float:
+    """PSNR of `out` after `level_fit` (uint8 sRGB frames)."""
+    return psnr(level_fit(out, gt), gt)
 
 
 # Per-frame PSNR cap for set means: at 8 bits, 60 dB is an RMS error of 1/4 grey level.

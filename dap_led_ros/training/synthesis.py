@@ -9,7 +9,10 @@ Pipeline, in linear light (sRGB decoded):
    boosted lights smear into saturated streaks; optionally its strength varies smoothly across
    the frame (blend of blurred and sharp, weight map `w`);
 4. darkening by a smoothly varying exposure map (a coarse random field around `exposure`);
-5. Poisson-Gaussian sensor noise (shot noise with variance `shot_gain * signal`, plus read noise);
+5. Poisson-Gaussian sensor noise (shot noise with variance `shot_gain * signal`, plus read noise),
+   or with `noise_model: calibrated` the camera-calibrated model of `sensor_noise` (shot, read,
+   row, banding, quantisation); `blur_model: trajectories` draws the kernel from
+   `motion_trajectories` (camera shake and vehicle motion) instead of the legacy random path;
 6. clip to [0, 1], sRGB encode, optional JPEG.
 
 The high (target) image is the clean photo itself (with the synthetic lights drawn in, if any).
@@ -21,7 +24,7 @@ No torch here: numpy + OpenCV only.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from typing import Any
 
 import cv2
@@ -30,6 +33,11 @@ import numpy as np
 from dap_led_ros.imaging.srgb import srgb_decode, srgb_encode
 from dap_led_ros.settings import dataclass_from_mapping
 from dap_led_ros.training.labels import DegradationLabels, LabelRule
+from dap_led_ros.training.motion_trajectories import TrajectoryConfig, trajectory_kernel
+from dap_led_ros.training.sensor_noise import NoiseModelConfig, SensorNoise, apply_sensor_noise, sample_sensor_noise
+
+NOISE_MODELS = ("legacy", "calibrated")
+BLUR_MODELS = ("legacy", "trajectories")
 
 # Colours (linear RGB, max 1) of synthetic lights: sodium, warm white, cool LED, red, green.
 _LIGHT_COLOURS = np.array(
@@ -86,6 +94,12 @@ class SynthesisConfig:
     field_grid: int = 3
     # Patch-label rule (see `LabelRule`).
     label_rule: LabelRule = field(default_factory=LabelRule)
+    # "legacy": the read/shot ranges above; "calibrated": `sensor` (sensor_noise.py).
+    noise_model: str = "legacy"
+    sensor: NoiseModelConfig = field(default_factory=NoiseModelConfig)
+    # "legacy": `motion_blur_kernel`; "trajectories": `trajectory` (motion_trajectories.py).
+    blur_model: str = "legacy"
+    trajectory: TrajectoryConfig = field(default_factory=TrajectoryConfig)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> "SynthesisConfig":
@@ -94,12 +108,7 @@ class SynthesisConfig:
         return cfg
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            out[f.name] = list(value) if isinstance(value, tuple) else value
-        out["label_rule"] = asdict(self.label_rule)
-        return out
+        return plain_dict(self)
 
     def validate(self) -> None:
         check_probabilities_and_ranges(self, "synthesis")
@@ -117,7 +126,27 @@ class SynthesisConfig:
             raise ValueError(f"synthesis.jpeg_quality_range must be within [1, 100], got {self.jpeg_quality_range}")
         if self.field_grid < 2:
             raise ValueError("synthesis.field_grid must be >= 2")
+        check_models(self, "synthesis")
         self.label_rule.validate()
+
+
+def check_models(cfg: Any, section: str) -> None:
+    """The noise and blur model names, and their nested settings."""
+    if cfg.noise_model not in NOISE_MODELS:
+        raise ValueError(f"{section}.noise_model must be one of {NOISE_MODELS}, got {cfg.noise_model!r}")
+    if cfg.blur_model not in BLUR_MODELS:
+        raise ValueError(f"{section}.blur_model must be one of {BLUR_MODELS}, got {cfg.blur_model!r}")
+    cfg.sensor.validate()
+    cfg.trajectory.validate()
+
+
+def plain_dict(cfg: Any) -> dict[str, Any]:
+    """A config dataclass as YAML-ready values (tuples as lists, nested dataclasses as dicts)."""
+    def plain(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return [plain(x) for x in v] if isinstance(v, (list, tuple)) else v
+    return {f.name: plain(asdict(v) if is_dataclass(v := getattr(cfg, f.name)) else v) for f in fields(cfg)}
 
 
 def check_probabilities_and_ranges(cfg: Any, section: str) -> None:
@@ -164,6 +193,8 @@ class DegradationParams:
     highlight_top_percent: float = 1.0
     highlight_min_level: float = 0.8
     lights: tuple[LightSource, ...] = ()
+    sensor: SensorNoise | None = None  # calibrated sensor noise (then read_noise/shot_gain are summaries)
+    blur_kind: str = ""  # "", "legacy", "shake" or "vehicle"
 
     def __post_init__(self) -> None:
         if not 0 < self.exposure <= 1:
@@ -256,11 +287,14 @@ def sample_params(rng: np.random.Generator, cfg: SynthesisConfig | None = None) 
     # Centre chosen so that centre * spread**(+-1/2) stays inside the exposure range.
     exposure = log_uniform(rng, lo * math.sqrt(spread), hi / math.sqrt(spread))
 
-    kernel, length, blur_spread, blur_field = None, 0.0, 0.0, None
+    kernel, length, blur_spread, blur_field, kind = None, 0.0, 0.0, None, ""
     if rng.random() < cfg.p_blur and cfg.blur_length_range[1] > 0:
         length = float(rng.uniform(*cfg.blur_length_range))
         if length > 0:
-            kernel = motion_blur_kernel(length, rng, cfg.blur_max_curvature)
+            if cfg.blur_model == "trajectories":
+                kernel, kind = trajectory_kernel(length, rng, cfg.trajectory)
+            else:
+                kernel, kind = motion_blur_kernel(length, rng, cfg.blur_max_curvature), "legacy"
             if rng.random() < cfg.p_blur_varies:
                 blur_spread = float(rng.uniform(*cfg.blur_spread_range))
                 blur_field = rng.uniform(0.0, 1.0, (cfg.field_grid, cfg.field_grid)).astype(np.float32)
@@ -280,6 +314,12 @@ def sample_params(rng: np.random.Generator, cfg: SynthesisConfig | None = None) 
         )
         for _ in range(int(rng.integers(cfg.lights_range[0], cfg.lights_range[1] + 1)))
     )
+    sensor = None
+    if cfg.noise_model == "calibrated":
+        sensor = sample_sensor_noise(rng, cfg.sensor)
+        read_noise, shot_gain = math.sqrt(sensor.read_variance()), sensor.shot_gain
+    else:
+        read_noise, shot_gain = log_uniform(rng, *cfg.read_noise_range), log_uniform(rng, *cfg.shot_gain_range)
     return DegradationParams(
         exposure=exposure,
         exposure_spread=spread,
@@ -288,14 +328,16 @@ def sample_params(rng: np.random.Generator, cfg: SynthesisConfig | None = None) 
         blur_length=length,
         blur_spread=blur_spread,
         blur_field=blur_field,
-        read_noise=log_uniform(rng, *cfg.read_noise_range),
-        shot_gain=log_uniform(rng, *cfg.shot_gain_range),
+        read_noise=read_noise,
+        shot_gain=shot_gain,
         exact_poisson=cfg.exact_poisson,
         jpeg_quality=jpeg,
         highlight_gain=log_uniform(rng, *cfg.highlight_gain_range),
         highlight_top_percent=cfg.highlight_top_percent,
         highlight_min_level=cfg.highlight_min_level,
         lights=lights,
+        sensor=sensor,
+        blur_kind=kind,
     )
 
 
@@ -330,6 +372,19 @@ def highlight_mask(scene: np.ndarray, top_percent: float, min_level: float) -> n
     if threshold >= 1.0 - 1e-6:
         return (luma >= threshold).astype(np.float32)
     return np.clip((luma - threshold) / (1.0 - threshold), 0.0, 1.0)
+
+
+def _legacy_noise(signal: np.ndarray, params: DegradationParams, rng: np.random.Generator) -> np.ndarray:
+    noisy = signal
+    if params.shot_gain > 0:
+        if params.exact_poisson:
+            noisy = rng.poisson(np.maximum(signal, 0.0) / params.shot_gain).astype(np.float32) * params.shot_gain
+        else:
+            shot_sd = np.sqrt(params.shot_gain * np.maximum(signal, 0.0))
+            noisy = signal + shot_sd * rng.standard_normal(signal.shape, dtype=np.float32)
+    if params.read_noise > 0:
+        noisy = noisy + params.read_noise * rng.standard_normal(signal.shape, dtype=np.float32)
+    return noisy
 
 
 def synthesize(
@@ -379,18 +434,14 @@ def synthesize(
 
     signal = radiance * exposure[:, :, None]
 
-    # Poisson-Gaussian noise (variance = shot_gain * signal + read_noise^2).
+    # Poisson-Gaussian noise (variance = shot_gain * signal + read_noise^2), or the calibrated model.
     expected = np.clip(signal, 0.0, 1.0)
-    variance = params.shot_gain * expected + params.read_noise**2
-    noisy = signal
-    if params.shot_gain > 0:
-        if params.exact_poisson:
-            noisy = rng.poisson(np.maximum(signal, 0.0) / params.shot_gain).astype(np.float32) * params.shot_gain
-        else:
-            shot_sd = np.sqrt(params.shot_gain * np.maximum(signal, 0.0))
-            noisy = signal + shot_sd * rng.standard_normal(signal.shape, dtype=np.float32)
-    if params.read_noise > 0:
-        noisy = noisy + params.read_noise * rng.standard_normal(signal.shape, dtype=np.float32)
+    if params.sensor is not None:
+        variance = params.sensor.variance(expected)
+        noisy = apply_sensor_noise(signal, params.sensor, rng)
+    else:
+        variance = params.shot_gain * expected + params.read_noise**2
+        noisy = _legacy_noise(signal, params, rng)
     low = srgb_encode(noisy)
 
     if params.jpeg_quality is not None:

@@ -79,7 +79,10 @@ def train(cfg: TrainConfig, out: Path, resume: Path | None = None, stop_after: i
           progress: bool = True) -> dict[str, Any]:
     """Train until `cfg.steps` (or `stop_after` more steps); returns the last logged row."""
     if cfg.threads:
+        import cv2
+
         torch.set_num_threads(cfg.threads)
+        cv2.setNumThreads(cfg.threads)  # the synthesis in this process too
     device = pick_device(cfg.device, int(os.environ.get("LOCAL_RANK", "0")))
     info = init_distributed(device)
     try:

@@ -3,7 +3,9 @@
 
 In order: the seeded synthetic set (`synthetic`), the camera-model set on other photos (`camera`,
 skipped when the Debian photo pool is not installed), the held-out clean photos (`well_exposed`),
-paired folders (`pairs`), a LOL-Blur folder (`lolblur`) and real night frames (`real`). The two
+paired folders (`pairs`), a LOL-Blur folder (`lolblur`), the cross-model split (`cross`: every
+held-out photo through path 1, `cross_synthetic`, and through path 2, `cross_camera`, both with the
+`night` degradations; a model trained on one path is scored on the other) and real night frames (`real`). The two
 synthetic sets always use the default degradation settings, whatever a training config overrides,
 so training and `dap-led eval` score the same pairs. A set is made when it is loaded.
 """
@@ -33,6 +35,9 @@ class SetOptions:
     camera: bool = True
     val2_count: int | None = None       # camera-model pairs (None: one per photo)
     val2_seed: int = 4321
+    cross: bool = True                  # the cross-model split (two sets)
+    cross_count: int | None = None      # pairs per path (None: one per held-out photo)
+    cross_seed: int = 2718
     well_exposed: bool = True
     pairs: tuple[Path, Path] | None = None  # (input folder, target folder)
     lolblur: Path | None = None
@@ -45,7 +50,8 @@ class SetOptions:
     def for_training(cls, d: DataConfig) -> SetOptions:
         """The sets training validates on: synthetic, camera and well-exposed, sized and seeded by `d`."""
         return cls(size=tuple(d.val_size), val_count=d.val_count, val_seed=d.val_seed, val2_count=d.val2_count,
-                   val2_seed=d.val2_seed, val_fraction=d.val_fraction, split_seed=d.split_seed)
+                   val2_seed=d.val2_seed, cross=d.cross_validation, cross_count=d.cross_count,
+                   cross_seed=d.cross_seed, val_fraction=d.val_fraction, split_seed=d.split_seed)
 
     def folders(self) -> list[Path]:
         """The input folders the sets read."""
@@ -95,6 +101,15 @@ def validation_sources(opts: SetOptions, short_titles: bool = False) -> list[Val
     if opts.lolblur:
         out.append(ValidationSource("lolblur", f"LOL-Blur {opts.lolblur}", "LOL-Blur",
                                     lambda: datasets.LolBlurFolder(opts.lolblur, split=opts.lolblur_split)))
+    if opts.cross:
+        for tag, what in (("cross_synthetic", "path 1, sRGB synthesis"), ("cross_camera", "path 2, RAW camera model")):
+            path = tag.removeprefix("cross_")
+            out.append(ValidationSource(
+                tag, f"Cross-model split, {what}, calibrated noise ({w}x{h}, seed {opts.cross_seed})",
+                f"cross-model split ({what})",
+                lambda path=path: datasets.cross_model_set(path, size=(h, w), n=opts.cross_count,
+                                                           seed=opts.cross_seed, **split),
+                synthesized=True))
     if opts.real is not None:
         out.append(ValidationSource("real", f"Real night frames {opts.real}", "real night frames",
                                     lambda: opts.real))
