@@ -12,7 +12,7 @@ if [ -f "$PID_FILE" ] && kill -0 "$(cat "$PID_FILE")" 2>/dev/null; then
   exit 1
 fi
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
-nohup nice -n 19 .venv/bin/dap-led train --config config/train_tiny_campaign_c7_night.yaml --out "$OUT" \
-  --resume-or-start --no-progress >> "$OUT/train.out" 2>&1 &
+setsid nohup nice -n 19 .venv/bin/dap-led train --config config/train_tiny_campaign_c7_night.yaml --out "$OUT" \
+  --resume-or-start --no-progress >> "$OUT/train.out" 2>&1 < /dev/null &
 echo $! > "$PID_FILE"
 echo "train_c7_night: PID $(cat "$PID_FILE"), log $OUT/log.jsonl, output $OUT/train.out"

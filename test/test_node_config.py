@@ -85,7 +85,7 @@ other_node:
     ({"max_rate_hz": 1e9}, "max_rate_hz must be in 0..1000"),
     ({"max_input_pixels": 0}, "max_input_pixels must be in 1..268435456, got 0"),
     ({"max_input_pixels": 2**40}, "max_input_pixels must be in 1..268435456"),
-    ({"backend": "foo"}, "backend must be one of auto, tensorrt, onnxruntime, torch; got 'foo'"),
+    ({"backend": "foo"}, "backend must be one of auto, tensorrt, openvino, onnxruntime, torch; got 'foo'"),
     ({"tile_mode": "mosaic"}, "tile_mode must be one of exact, blend; got 'mosaic'"),
     ({"tile_size": 100_000}, "tile_size must be in 64..8192"),
     ({"prior_every": 0}, "prior_every must be in 1..10000"),

@@ -97,6 +97,7 @@ def test_a_task_waiting_for_a_pool_thread_is_queued_once_and_not_spun_on(context
     assert executor.waits <= 2 * hold_s / START_WAIT_S + 10, executor.waits
 
 
+@pytest.mark.filterwarnings("ignore:MultiThreadedExecutor is used with a single thread")
 def test_the_stock_executor_queues_the_waiting_task_again_and_again(context):
     """The reason for NodeExecutor (ros2/rclpy#1452). When this starts failing, the rclpy installed
     has the upstream fix (rclpy#1547) and NodeExecutor can go."""
