@@ -35,7 +35,7 @@ class EnhancerConfig:
     model: str | None = field(default=None, metadata=_help(
         "quality (the shipped quality model; also empty) | realtime (the shipped real-time variant) | "
         "auto (realtime on the CPU, quality on a GPU) | a checkpoint (.safetensors with its .yaml)"))
-    backend: str = field(default="auto", metadata=_help("auto | torch | onnxruntime | tensorrt"))
+    backend: str = field(default="auto", metadata=_help("auto | openvino | onnxruntime | torch | tensorrt"))
     device: str = field(default="auto", metadata=_help("auto (cuda when a GPU is visible) | cpu | cuda | cuda:N"))
     engine: str | None = field(default=None, metadata=_help(
         "ONNX model / TensorRT engine (cache) path for those backends; empty: derived"))
