@@ -7,7 +7,7 @@ dotted prefix (``qos.input.depth``), which is also how a ROS params file nests t
       ros__parameters:
         backend: torch
         qos:
-          input: {reliability: reliable, depth: 1}
+          input: {reliability: reliable, depth: 10}
 
 The same dataclass loads from ROS parameters (`declare_node_parameters` + `read_node_parameters`)
 and from a params file without ROS (`load_params_file`, used by `dap-led pipeline`).
@@ -96,9 +96,10 @@ class QosSettings:
 def _input_qos() -> QosSettings:
     """Input side: the publishers' reliability (auto: a reliable camera is read reliably, so a large
     frame that loses a UDP fragment is resent, not dropped; a best-effort camera is read best
-    effort), and only the newest frame kept (depth 1: a reliable flood cannot build a queue, so
-    latency stays bounded; the worker keeps only the newest frame anyway). docs/ros.md has figures."""
-    return QosSettings(reliability="auto", depth=1, durability="volatile")
+    effort), and rclpy's usual depth 10: every frame of a paced burst reaches the node (with depth
+    1, 1080p frames at 30 Hz were replaced in the reader before the executor took them); the worker
+    keeps only the newest, so latency stays bounded. docs/ros.md has figures."""
+    return QosSettings(reliability="auto", depth=10, durability="volatile")
 
 
 def _output_qos() -> QosSettings:
