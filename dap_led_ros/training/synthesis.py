@@ -33,7 +33,7 @@ import numpy as np
 from dap_led_ros.imaging.srgb import srgb_decode, srgb_encode
 from dap_led_ros.settings import dataclass_from_mapping
 from dap_led_ros.training.labels import DegradationLabels, LabelRule
-from dap_led_ros.training.motion_trajectories import TrajectoryConfig, trajectory_kernel
+from dap_led_ros.training.motion_trajectories import TrajectoryConfig, rasterise, trajectory_kernel
 from dap_led_ros.training.sensor_noise import NoiseModelConfig, SensorNoise, apply_sensor_noise, sample_sensor_noise
 
 NOISE_MODELS = ("legacy", "calibrated")
@@ -261,16 +261,7 @@ def motion_blur_kernel(length: float, rng: np.random.Generator, max_curvature: f
     step = speed / speed.sum() * length  # arc length adds up to `length`
     heading = rng.uniform(0, 2 * math.pi) + np.cumsum(turn * step)
     pts = np.cumsum(np.stack([step * np.sin(heading), step * np.cos(heading)], axis=1), axis=0)
-    pts -= pts.mean(axis=0)  # equal time per sample: centroid of the light at the origin
-    half = int(math.ceil(np.abs(pts).max())) + 1
-    size = 2 * half + 1
-    kernel = np.zeros((size, size), np.float64)
-    py, px = pts[:, 0] + half, pts[:, 1] + half
-    y0, x0 = np.floor(py).astype(int), np.floor(px).astype(int)
-    fy, fx = py - y0, px - x0
-    for dy, dx, wgt in ((0, 0, (1 - fy) * (1 - fx)), (0, 1, (1 - fy) * fx), (1, 0, fy * (1 - fx)), (1, 1, fy * fx)):
-        np.add.at(kernel, (y0 + dy, x0 + dx), wgt)  # bilinear splat keeps the centroid exact
-    return (kernel / kernel.sum()).astype(np.float32)
+    return rasterise(pts)  # equal time per sample; the centroid of the light lands on the centre pixel
 
 
 def sample_params(rng: np.random.Generator, cfg: SynthesisConfig | None = None) -> DegradationParams:

@@ -10,6 +10,13 @@ class BackendError(RuntimeError):
     """A backend cannot be created or cannot run (missing library, device, engine...)."""
 
 
+def check_batch(x: np.ndarray) -> np.ndarray:
+    """`x` as a contiguous float32 B x 3 x H x W array, or BackendError naming its shape."""
+    if x.ndim != 4 or x.shape[1] != 3:
+        raise BackendError(f"expected a B x 3 x H x W array, got shape {x.shape}")
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
 def pad_for_graph(x: np.ndarray, multiple: int, min_side: int = 1) -> np.ndarray | None:
     """`x` (B x C x H x W) edge-replicated at the bottom and right for an exported graph that pads
     its input by reflection to a multiple of `multiple`; None when the graph takes `x` as it is.

@@ -7,15 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from dap_led_ros.runtime.backends.base import Backend, BackendError, pad_for_graph
+from dap_led_ros.runtime.backends.base import Backend, BackendError, check_batch, pad_for_graph
 
 log = logging.getLogger(__name__)
 
-
-def _check_input(x: np.ndarray) -> np.ndarray:
-    if x.ndim != 4 or x.shape[1] != 3:
-        raise BackendError(f"expected a B x 3 x H x W array, got shape {x.shape}")
-    return np.ascontiguousarray(x, dtype=np.float32)
 
 
 class OnnxRuntimeBackend(Backend):
@@ -99,7 +94,7 @@ class OnnxRuntimeBackend(Backend):
         return session.run(None, feeds, self._shrink if changed else None)
 
     def infer(self, x: np.ndarray) -> np.ndarray:
-        x = _check_input(x)
+        x = check_batch(x)
         padded = pad_for_graph(x, self.pad_multiple, self.min_side)
         if padded is None:
             return self._run(self.session, {"image": x})[0]
@@ -113,7 +108,7 @@ class OnnxRuntimeBackend(Backend):
         if self._heat_session is None:
             self._heat_session = self._session(self._heat_path)
         # The heatmap graph resizes its input to CLIP's size: any frame size works.
-        return list(self._run(self._heat_session, {"image": _check_input(x)}))
+        return list(self._run(self._heat_session, {"image": check_batch(x)}))
 
     def infer_with_prior(self, x: np.ndarray, prior_maps: list[np.ndarray]) -> np.ndarray:
         if not self.supports_prior_input:
@@ -122,7 +117,7 @@ class OnnxRuntimeBackend(Backend):
             raise BackendError(f"expected {len(self.grids)} heatmaps (grids {self.grids}), got {len(prior_maps)}")
         if self._prior_session is None:
             self._prior_session = self._session(self._prior_path)
-        x = _check_input(x)
+        x = check_batch(x)
         padded = pad_for_graph(x, self.pad_multiple, self.min_side)
         # The maps are resampled to the padded frame's feature sizes as they are, as in PyTorch.
         feeds = {"image": x if padded is None else padded}

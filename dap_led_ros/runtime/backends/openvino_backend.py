@@ -16,17 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from dap_led_ros.runtime.backends.base import Backend, BackendError, pad_for_graph
+from dap_led_ros.runtime.backends.base import Backend, BackendError, check_batch, pad_for_graph
 
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("auto", "f32", "bf16", "f16")
 
-
-def _check_input(x: np.ndarray) -> np.ndarray:
-    if x.ndim != 4 or x.shape[1] != 3:
-        raise BackendError(f"expected a B x 3 x H x W array, got shape {x.shape}")
-    return np.ascontiguousarray(x, dtype=np.float32)
 
 
 class _Graph:
@@ -166,7 +161,7 @@ class OpenVinoBackend(Backend):
         self._prior_graph: _Graph | None = None
 
     def infer(self, x: np.ndarray) -> np.ndarray:
-        x = _check_input(x)
+        x = check_batch(x)
         padded = pad_for_graph(x, self.pad_multiple, self.min_side)
         if padded is None:
             return self._graph.run({"image": x})[0]
@@ -179,7 +174,7 @@ class OpenVinoBackend(Backend):
             return super().heatmaps(x)
         if self._heat_graph is None:
             self._heat_graph = _Graph(self._core, self._heat_path, self.config)
-        return self._heat_graph.run({"image": _check_input(x)})
+        return self._heat_graph.run({"image": check_batch(x)})
 
     def infer_with_prior(self, x: np.ndarray, prior_maps: list[np.ndarray]) -> np.ndarray:
         if not self.supports_prior_input:
@@ -188,7 +183,7 @@ class OpenVinoBackend(Backend):
             raise BackendError(f"expected {len(self.grids)} heatmaps (grids {self.grids}), got {len(prior_maps)}")
         if self._prior_graph is None:
             self._prior_graph = _Graph(self._core, self._prior_path, self.config)
-        x = _check_input(x)
+        x = check_batch(x)
         padded = pad_for_graph(x, self.pad_multiple, self.min_side)
         feeds = {"image": x if padded is None else padded}
         for g, m in zip(self.grids, prior_maps):
