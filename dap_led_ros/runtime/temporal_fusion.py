@@ -100,9 +100,6 @@ class TemporalFusion:
         """Pixel coordinates of an h x w image as one H x W x 2 map (x, y), as cv2.remap takes it."""
         return self._cached(("map", h, w), lambda: cv2.merge(list(self._grid(h, w))))
 
-    def _ones(self, h: int, w: int) -> np.ndarray:
-        return self._cached(("ones", h, w), lambda: np.ones((h, w), np.float32))
-
     @staticmethod
     def _luma8(luma: np.ndarray) -> np.ndarray:
         """0-1 luma as the 8-bit image DIS takes."""
@@ -140,14 +137,17 @@ class TemporalFusion:
         confidence *= (sx >= 0) & (sx <= sw - 1) & (sy >= 0) & (sy <= sh - 1)  # no history outside the frame
 
         # The full-resolution half, in OpenCV calls (one pass each): the flow upscaled into one
-        # two-channel map, history and its counts warped by it, and the running mean as one
-        # per-pixel weighted blend: (n * warped + frame) / (n + 1).
+        # two-channel map, history and its counts warped by it, and the running mean.
         flow = cv2.resize(flow_small, (w, h), interpolation=cv2.INTER_LINEAR)
         cv2.scaleAdd(flow, scale, self._grid2(h, w), dst=flow)
         warped = cv2.remap(hist, flow, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         count = cv2.remap(self._count, flow, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
         n = cv2.multiply(count, cv2.resize(confidence, (w, h), interpolation=cv2.INTER_LINEAR))
-        fused = cv2.blendLinear(warped, frame, n, self._ones(h, w))
+        # frame + alpha * (warped - frame), alpha = n / (n + 1): exactly the frame where the history
+        # agrees with it (cv2.blendLinear's epsilon moved such pixels by a grey level).
+        fused = cv2.subtract(warped, frame, dst=warped)
+        fused *= cv2.divide(n, n + 1.0)[:, :, None]
+        cv2.add(fused, frame, dst=fused)
         fused_small, _ = self._downscaled(fused)
         gain = self._steady_gain(float((fused_small @ _LUMA_601).mean()))
         if gain != 1.0:

@@ -25,24 +25,23 @@ PRECISIONS = ("auto", "f32", "bf16", "f16")
 
 
 class _Graph:
-    """One graph: compiled with dynamic shapes, and again for each input shape seen twice.
+    """One graph, compiled for each input shape it runs on (at most `MAX_STATIC` kept, the least
+    recently used dropped).
 
-    A graph compiled for fixed shapes ran 20-30 % faster than the dynamic one (docs/benchmarks.md),
-    so a stream of one frame size gets its own compilation. It is made in the background, while the
-    dynamic graph serves (no frame waits ~0.6 s for it), and at most `MAX_STATIC` are kept. Runs of
-    one compiled graph are serialised (an infer request is not re-entrant)."""
+    A graph compiled for fixed shapes ran 20-30 % faster than the dynamic-shape one
+    (docs/benchmarks.md), and one compilation per shape keeps every frame of a stream on the same
+    kernels: the same frame gives the same bytes (bf16 kernels of two compilations differ in the
+    last bit). The first frame of a new size waits for its compilation (~0.6 s here). Runs of one
+    compiled graph are serialised (an infer request is not re-entrant)."""
 
     MAX_STATIC = 4
 
     def __init__(self, core: Any, path: Path, config: dict[str, Any]) -> None:
         self._core, self._path, self._config = core, path, config
-        self._model = self._read()
-        self.dynamic = self._Compiled(self._compile(self._model))
-        self.outputs = len(self.dynamic.compiled.outputs)
-        self._static: OrderedDict[tuple, _Graph._Compiled | None] = OrderedDict()  # None: compiling
-        self._seen: set[tuple] = set()
-        self._cond = threading.Condition()
-        self.static_compiled = 0  # fixed-shape compilations made (for tests and diagnostics)
+        self._read()  # a file OpenVINO cannot read fails here, not at the first frame
+        self._static: OrderedDict[tuple, _Graph._Compiled] = OrderedDict()
+        self._lock = threading.Lock()
+        self.static_compiled = 0  # compilations made (for tests and diagnostics)
 
     class _Compiled:
         def __init__(self, compiled: Any) -> None:
@@ -60,59 +59,35 @@ class _Graph:
         try:
             return self._core.read_model(str(self._path))
         except Exception as exc:  # OpenVINO raises RuntimeError subclasses of its own
-            raise BackendError(f"openvino cannot compile {self._path}: {str(exc).splitlines()[0][:300]}") from exc
+            raise BackendError(f"openvino cannot read {self._path}: {_first_line(exc)}") from exc
 
-    def _compile(self, model: Any) -> Any:
+    def _compile_for(self, feeds: dict[str, np.ndarray]) -> _Graph._Compiled:
+        model = self._read()
+        model.reshape({name: list(a.shape) for name, a in feeds.items()})
         try:
-            return self._core.compile_model(model, "CPU", self._config)
+            return self._Compiled(self._core.compile_model(model, "CPU", self._config))
         except Exception as exc:
-            raise BackendError(f"openvino cannot compile {self._path}: {str(exc).splitlines()[0][:300]}") from exc
+            raise BackendError(f"openvino cannot compile {self._path}: {_first_line(exc)}") from exc
 
-    def _compile_static(self, key: tuple, shapes: dict[str, list[int]]) -> None:
-        try:
-            model = self._read()
-            model.reshape(shapes)
-            compiled: _Graph._Compiled | None = self._Compiled(self._compile(model))
-        except Exception:  # noqa: BLE001 - the dynamic graph keeps serving this shape
-            log.warning("openvino: no fixed-shape graph for %s; the dynamic one serves it", shapes, exc_info=True)
-            compiled = None
-        with self._cond:
+    def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        key = tuple((name, a.shape) for name, a in feeds.items())
+        with self._lock:  # one compilation at a time; other shapes' runs wait for it
+            compiled = self._static.get(key)
             if compiled is None:
-                self._static.pop(key, None)
-            else:
-                self._static[key] = compiled
+                compiled = self._static[key] = self._compile_for(feeds)
                 self.static_compiled += 1
                 while len(self._static) > self.MAX_STATIC:
                     self._static.popitem(last=False)
-            self._cond.notify_all()
+            else:
+                self._static.move_to_end(key)
+        return compiled.run(feeds)
 
-    def _for_shapes(self, feeds: dict[str, np.ndarray]) -> _Graph._Compiled:
-        key = tuple((name, a.shape) for name, a in feeds.items())
-        with self._cond:
-            if key in self._static:
-                compiled = self._static[key]
-                if compiled is not None:
-                    self._static.move_to_end(key)
-                    return compiled
-                return self.dynamic  # still compiling
-            if key not in self._seen:
-                if len(self._seen) > 64:  # many sizes (an evaluation set): forget the old ones
-                    self._seen.clear()
-                self._seen.add(key)
-                return self.dynamic
-            self._static[key] = None
-        shapes = {name: list(a.shape) for name, a in feeds.items()}
-        threading.Thread(target=self._compile_static, args=(key, shapes), daemon=True,
-                         name="openvino-compile").start()
-        return self.dynamic
 
-    def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        return self._for_shapes(feeds).run(feeds)
-
-    def wait_static(self, timeout: float = 60.0) -> None:
-        """Until no fixed-shape compilation is under way (benchmarks, tests)."""
-        with self._cond:
-            self._cond.wait_for(lambda: all(c is not None for c in self._static.values()), timeout)
+def _first_line(exc: BaseException) -> str:
+    """OpenVINO's messages start with source locations: the first line that says something."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    said = [line for line in lines if not line.startswith("Exception from src/")]
+    return (said or lines or [type(exc).__name__])[0][:300]
 
 
 class OpenVinoBackend(Backend):
@@ -191,7 +166,7 @@ class OpenVinoBackend(Backend):
         return self._prior_graph.run(feeds)[0][..., :x.shape[-2], :x.shape[-1]]
 
     def describe(self) -> str:
-        threads = self._graph.dynamic.compiled.get_property("INFERENCE_NUM_THREADS") if self._graph else self.threads
+        threads = self.threads or "auto"
         return (f"openvino {self._ov.__version__.split('-')[0]} (CPU, {self.precision}, threads {threads}, "
                 f"{self.onnx_path})")
 
