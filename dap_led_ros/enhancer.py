@@ -297,7 +297,10 @@ class Enhancer:
                     with self.stages.measure("temporal"):
                         fused = stream.fuse(hwc)
                     with self.stages.measure("convert_out"):
-                        return cv2.convertScaleAbs(fused, alpha=255.0)  # fused >= 0: rounds, saturates
+                        # Rounded as to_rgb8 rounds (half up): a restarted stream's frame is the
+                        # byte-identical frame the unfused path gives (convertScaleAbs rounds half
+                        # to even, which bf16 outputs hit).
+                        return np.clip(fused * 255.0 + 0.5, 0, 255).astype(np.uint8)
             if kind == "rgb8":
                 return out
             with self.stages.measure("convert_out"):
