@@ -394,7 +394,7 @@ def test_openvino_options_and_errors(ckpt: Path, cache: Path, tmp_path: Path) ->
 def test_openvino_compiles_once_per_frame_size_and_repeats_its_output_exactly(ckpt: Path, cache: Path) -> None:
     pytest.importorskip("openvino", reason="openvino is not installed")
     backend = create_backend("openvino", str(ckpt), "cpu", threads=1, cache_dir=str(cache))  # bf16 where native
-    graph = backend._graph
+    graph = backend._graphs["restore"]
     x = np.random.default_rng(5).random((1, 3, 48, 64), dtype=np.float32)
     outputs = [backend.infer(x) for _ in range(3)]
     assert graph.static_compiled == 1

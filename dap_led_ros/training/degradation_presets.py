@@ -25,19 +25,20 @@ def _check(preset: str) -> None:
         raise ValueError(f"degradations must be one of {sorted(PRESETS)}, got {preset!r}")
 
 
-def synthesis_config(preset: str = "default", overrides: dict[str, Any] | None = None) -> SynthesisConfig:
-    """Path 1's settings: the preset, then `overrides` (a training config's `data.synthesis`)."""
+def _preset_config(cls: type, path: int, preset: str, overrides: dict[str, Any] | None, section: str) -> Any:
+    """`cls` from the preset's settings for degradation path `path` (0, 1), then `overrides`."""
     _check(preset)
-    base = dataclass_from_mapping(SynthesisConfig, PRESETS[preset][0], f"{preset} preset")
-    cfg = dataclass_from_mapping(SynthesisConfig, overrides, "synthesis", base=base)
+    base = dataclass_from_mapping(cls, PRESETS[preset][path], f"{preset} preset")
+    cfg = dataclass_from_mapping(cls, overrides, section, base=base)
     cfg.validate()
     return cfg
+
+
+def synthesis_config(preset: str = "default", overrides: dict[str, Any] | None = None) -> SynthesisConfig:
+    """Path 1's settings: the preset, then `overrides` (a training config's `data.synthesis`)."""
+    return _preset_config(SynthesisConfig, 0, preset, overrides, "synthesis")
 
 
 def camera_config(preset: str = "default", overrides: dict[str, Any] | None = None) -> CameraConfig:
     """Path 2's settings: the preset, then `overrides` (a training config's `data.camera`)."""
-    _check(preset)
-    base = dataclass_from_mapping(CameraConfig, PRESETS[preset][1], f"{preset} preset")
-    cfg = dataclass_from_mapping(CameraConfig, overrides, "camera", base=base)
-    cfg.validate()
-    return cfg
+    return _preset_config(CameraConfig, 1, preset, overrides, "camera")

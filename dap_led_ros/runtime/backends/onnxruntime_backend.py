@@ -1,19 +1,19 @@
 """ONNX Runtime backend: CPU (tuned session options) or the CUDA execution provider."""
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 import numpy as np
 
-from dap_led_ros.runtime.backends.base import Backend, BackendError, check_batch, pad_for_graph
+from dap_led_ros.runtime.backends.base import BackendError
+from dap_led_ros.runtime.backends.onnx_graphs import RESTORE, OnnxGraphBackend
 
 log = logging.getLogger(__name__)
 
 
 
-class OnnxRuntimeBackend(Backend):
+class OnnxRuntimeBackend(OnnxGraphBackend):
     """Runs the exported graphs. `engine` = an .onnx file; else the checkpoint's cached export."""
 
     name = "onnxruntime"
@@ -38,18 +38,8 @@ class OnnxRuntimeBackend(Backend):
         self._shrink.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
         self._last_shapes: dict[int, tuple[tuple[int, ...], ...]] = {}
         self.session = self._session(self.onnx_path)
-        meta = self.session.get_modelmeta().custom_metadata_map
-        # DAP-LED graphs pad by reflection to this multiple; smaller frames are padded here first
-        # (pad_for_graph). A foreign graph may only declare a minimum side.
-        self.pad_multiple = int(meta.get("dap_led.pad_multiple", 1))
-        self.min_side = 1 if "dap_led.pad_multiple" in meta else int(meta.get("dap_led.min_side", 1))
-        self.grids = json.loads(meta["dap_led.grids"]) if "dap_led.grids" in meta else []
-        from dap_led_ros.runtime.export import prior_graph_paths
-
-        self._heat_path, self._prior_path = prior_graph_paths(self.onnx_path)
-        self.supports_prior_input = self._heat_path.is_file() and self._prior_path.is_file() and bool(self.grids)
-        self._heat_session = None
-        self._prior_session = None
+        self._read_graph_metadata(self.session.get_modelmeta().custom_metadata_map)
+        self._tiling_sessions: dict[str, object] = {}  # the heatmaps and prior graphs, opened on first use
 
     def _providers(self, device: str) -> list:
         available = self._ort.get_available_providers()
@@ -93,37 +83,13 @@ class OnnxRuntimeBackend(Backend):
         self._last_shapes[id(session)] = shapes
         return session.run(None, feeds, self._shrink if changed else None)
 
-    def infer(self, x: np.ndarray) -> np.ndarray:
-        x = check_batch(x)
-        padded = pad_for_graph(x, self.pad_multiple, self.min_side)
-        if padded is None:
-            return self._run(self.session, {"image": x})[0]
-        if self.supports_prior_input:  # heatmaps of the frame itself, as the PyTorch model computes them
-            return self.infer_with_prior(x, self.heatmaps(x))
-        return self._run(self.session, {"image": padded})[0][..., :x.shape[-2], :x.shape[-1]]
-
-    def heatmaps(self, x: np.ndarray) -> list[np.ndarray]:
-        if not self.supports_prior_input:
-            return super().heatmaps(x)
-        if self._heat_session is None:
-            self._heat_session = self._session(self._heat_path)
-        # The heatmap graph resizes its input to CLIP's size: any frame size works.
-        return list(self._run(self._heat_session, {"image": check_batch(x)}))
-
-    def infer_with_prior(self, x: np.ndarray, prior_maps: list[np.ndarray]) -> np.ndarray:
-        if not self.supports_prior_input:
-            return super().infer_with_prior(x, prior_maps)
-        if len(prior_maps) != len(self.grids):
-            raise BackendError(f"expected {len(self.grids)} heatmaps (grids {self.grids}), got {len(prior_maps)}")
-        if self._prior_session is None:
-            self._prior_session = self._session(self._prior_path)
-        x = check_batch(x)
-        padded = pad_for_graph(x, self.pad_multiple, self.min_side)
-        # The maps are resampled to the padded frame's feature sizes as they are, as in PyTorch.
-        feeds = {"image": x if padded is None else padded}
-        for g, m in zip(self.grids, prior_maps):
-            feeds[f"prior_g{g}"] = np.ascontiguousarray(m, dtype=np.float32)
-        return self._run(self._prior_session, feeds)[0][..., :x.shape[-2], :x.shape[-1]]
+    def _run_graph(self, graph: str, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        if graph == RESTORE:
+            return self._run(self.session, feeds)
+        session = self._tiling_sessions.get(graph)
+        if session is None:
+            session = self._tiling_sessions[graph] = self._session(self.graph_paths[graph])
+        return self._run(session, feeds)
 
     @property
     def runs_on_cpu(self) -> bool:
@@ -137,5 +103,4 @@ class OnnxRuntimeBackend(Backend):
     def close(self) -> None:
         self._last_shapes.clear()
         self.session = None
-        self._heat_session = None
-        self._prior_session = None
+        self._tiling_sessions.clear()

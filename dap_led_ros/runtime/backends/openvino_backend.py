@@ -7,7 +7,6 @@ elsewhere; the quality price of bf16 is measured in docs/benchmarks.md. `f32` ke
 """
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections import OrderedDict
@@ -16,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from dap_led_ros.runtime.backends.base import Backend, BackendError, check_batch, pad_for_graph
+from dap_led_ros.runtime.backends.base import BackendError
+from dap_led_ros.runtime.backends.onnx_graphs import RESTORE, OnnxGraphBackend
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ def _first_line(exc: BaseException) -> str:
     return (said or lines or [type(exc).__name__])[0][:300]
 
 
-class OpenVinoBackend(Backend):
+class OpenVinoBackend(OnnxGraphBackend):
     """Runs the exported graphs with OpenVINO. `engine` = an .onnx file; else the checkpoint's cached export."""
 
     name = "openvino"
@@ -106,7 +106,7 @@ class OpenVinoBackend(Backend):
         except ImportError as exc:
             raise BackendError(f"openvino is not installed: {exc}") from exc
         from dap_led_ros.runtime.backends.engine_cache import onnx_graph
-        from dap_led_ros.runtime.export import prior_graph_paths, read_metadata
+        from dap_led_ros.runtime.export import read_metadata
 
         self._ov = ov
         self.device = device
@@ -125,45 +125,14 @@ class OpenVinoBackend(Backend):
         }
         if self.threads > 0:
             self.config["INFERENCE_NUM_THREADS"] = self.threads
-        self._graph = _Graph(self._core, self.onnx_path, self.config)
-        meta = read_metadata(self.onnx_path)
-        self.pad_multiple = int(meta.get("dap_led.pad_multiple", 1))
-        self.min_side = 1 if "dap_led.pad_multiple" in meta else int(meta.get("dap_led.min_side", 1))
-        self.grids = json.loads(meta["dap_led.grids"]) if "dap_led.grids" in meta else []
-        self._heat_path, self._prior_path = prior_graph_paths(self.onnx_path)
-        self.supports_prior_input = self._heat_path.is_file() and self._prior_path.is_file() and bool(self.grids)
-        self._heat_graph: _Graph | None = None
-        self._prior_graph: _Graph | None = None
+        self._graphs = {RESTORE: _Graph(self._core, self.onnx_path, self.config)}  # tiling graphs on first use
+        self._read_graph_metadata(read_metadata(self.onnx_path))
 
-    def infer(self, x: np.ndarray) -> np.ndarray:
-        x = check_batch(x)
-        padded = pad_for_graph(x, self.pad_multiple, self.min_side)
-        if padded is None:
-            return self._graph.run({"image": x})[0]
-        if self.supports_prior_input:  # heatmaps of the frame itself, as the PyTorch model computes them
-            return self.infer_with_prior(x, self.heatmaps(x))
-        return self._graph.run({"image": padded})[0][..., :x.shape[-2], :x.shape[-1]]
-
-    def heatmaps(self, x: np.ndarray) -> list[np.ndarray]:
-        if not self.supports_prior_input:
-            return super().heatmaps(x)
-        if self._heat_graph is None:
-            self._heat_graph = _Graph(self._core, self._heat_path, self.config)
-        return self._heat_graph.run({"image": check_batch(x)})
-
-    def infer_with_prior(self, x: np.ndarray, prior_maps: list[np.ndarray]) -> np.ndarray:
-        if not self.supports_prior_input:
-            return super().infer_with_prior(x, prior_maps)
-        if len(prior_maps) != len(self.grids):
-            raise BackendError(f"expected {len(self.grids)} heatmaps (grids {self.grids}), got {len(prior_maps)}")
-        if self._prior_graph is None:
-            self._prior_graph = _Graph(self._core, self._prior_path, self.config)
-        x = check_batch(x)
-        padded = pad_for_graph(x, self.pad_multiple, self.min_side)
-        feeds = {"image": x if padded is None else padded}
-        for g, m in zip(self.grids, prior_maps):
-            feeds[f"prior_g{g}"] = np.ascontiguousarray(m, dtype=np.float32)
-        return self._prior_graph.run(feeds)[0][..., :x.shape[-2], :x.shape[-1]]
+    def _run_graph(self, graph: str, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        runner = self._graphs.get(graph)
+        if runner is None:
+            runner = self._graphs[graph] = _Graph(self._core, self.graph_paths[graph], self.config)
+        return runner.run(feeds)
 
     def describe(self) -> str:
         threads = self.threads or "auto"
@@ -171,6 +140,4 @@ class OpenVinoBackend(Backend):
                 f"{self.onnx_path})")
 
     def close(self) -> None:
-        self._graph = None  # type: ignore[assignment]
-        self._heat_graph = None
-        self._prior_graph = None
+        self._graphs.clear()
