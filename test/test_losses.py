@@ -67,7 +67,7 @@ def test_compute_losses_logs_every_term_and_backpropagates(model):
     labels = [torch.softmax(torch.randn_like(m), 1) for m in maps]
     cfg = LossConfig(l_id=0.5, l_clip=0.1, l_prior=0.2)
     total, terms = compute_losses(model, pred, y, maps, labels, cfg)
-    assert set(terms) == {"charbonnier", "identity", "clip", "prior", "ssim", "total"}
+    assert set(terms) == {"charbonnier", "identity", "clip", "prior", "ssim", "detector", "total"}
     expected = terms["charbonnier"] + 0.5 * terms["identity"] + 0.1 * terms["clip"] + 0.2 * terms["prior"]
     assert terms["total"] == pytest.approx(expected, rel=1e-5)
     model.zero_grad(set_to_none=True)

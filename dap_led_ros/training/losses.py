@@ -1,10 +1,11 @@
 """Training losses (docs/training.md, "Losses").
 
 L = Charbonnier(y_hat, y) + l_id * L_identity + l_clip * L_clip + l_prior * L_prior
-    [+ l_ssim * (1 - SSIM(y_hat, y))]
+    [+ l_ssim * (1 - SSIM(y_hat, y))] [+ l_detector * L_detector]
 
-The bracketed term is ours, not the paper's (default weight 0): a structural-similarity loss
-tried in a fine-tuning experiment that was not shipped (docs/evaluation.md).
+The bracketed terms are ours, not the paper's (default weight 0): a structural-similarity loss
+tried in a fine-tuning experiment that was not shipped (docs/evaluation.md), and a frozen object
+detector's feature distance (`detector_loss.py`: restoration trained for perception).
 
 - Charbonnier: mean sqrt((y_hat - y)^2 + eps^2), eps = 1e-3.
 - L_identity = 1 - cos(E(y_hat), E(y)), E = the model's CLIP image encoder (whole frame).
@@ -21,7 +22,7 @@ the CLIP prior *including* its auxiliary losses, which is the paper's comparison
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -30,7 +31,7 @@ from torch.func import functional_call
 
 from dap_led_ros.model import DAPLED
 
-LOSS_TERMS: tuple[str, ...] = ("charbonnier", "identity", "clip", "prior", "ssim")
+LOSS_TERMS: tuple[str, ...] = ("charbonnier", "identity", "clip", "prior", "ssim", "detector")
 
 
 @dataclass
@@ -42,11 +43,20 @@ class LossConfig:
     l_clip: float = 0.005
     l_prior: float = 0.05
     l_ssim: float = 0.0               # not in the paper: 1 - SSIM (Gaussian window, sigma 1.5)
+    # Not in the paper: a frozen detector's feature distance (detector_loss.py), 0 = off.
+    l_detector: float = 0.0
+    detector: str = ""                # ONNX detector ("" = the shipped SSD-MobileNet-v2)
+    detector_scale: float = 0.5       # crops resized by this before the detector (SSD: 640 px -> 300)
+    detector_input: str = ""          # backbone input tensor ("" = the layout's)
+    detector_features: list[str] = field(default_factory=list)  # feature tensors ([] = the layout's)
+    detector_range: str = ""          # input range of a [0, 1] image: 0-1 | -1-1 | 0-255 ("" = the layout's)
 
     def validate(self) -> None:
         if self.charbonnier_eps <= 0:
             raise ValueError(f"loss.charbonnier_eps must be > 0, got {self.charbonnier_eps}")
-        for name in ("l_id", "l_clip", "l_prior", "l_ssim"):
+        if not 0.05 <= self.detector_scale <= 4.0:
+            raise ValueError(f"loss.detector_scale must be in [0.05, 4], got {self.detector_scale}")
+        for name in ("l_id", "l_clip", "l_prior", "l_ssim", "l_detector"):
             if getattr(self, name) < 0:
                 raise ValueError(f"loss.{name} must be >= 0, got {getattr(self, name)}")
 
@@ -134,12 +144,15 @@ def prior_loss(heatmaps: list[torch.Tensor], labels: list[torch.Tensor]) -> torc
 
 def compute_losses(model: DAPLED, pred: torch.Tensor, target: torch.Tensor,
                    heatmaps: list[torch.Tensor], labels: list[torch.Tensor] | None,
-                   cfg: LossConfig) -> tuple[torch.Tensor, dict[str, float]]:
+                   cfg: LossConfig, detector: nn.Module | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """The weighted total and every term's value (unweighted) for logging.
 
     `model` is the bare network (not a DDP wrapper). `labels` None (e.g. LOL-Blur data without
-    patch labels) or a model without the prior skips L_prior.
+    patch labels) or a model without the prior skips L_prior. `detector` (a DetectorFeatureLoss,
+    needed when cfg.l_detector > 0) gives L_detector.
     """
+    if cfg.l_detector > 0 and detector is None:
+        raise ValueError("loss.l_detector > 0 needs the detector feature loss (DetectorFeatureLoss)")
     zero = pred.new_zeros((), dtype=torch.float32)
     terms = {"charbonnier": charbonnier(pred.float(), target.float(), cfg.charbonnier_eps)}
     has_prior = model.prior is not None
@@ -148,8 +161,9 @@ def compute_losses(model: DAPLED, pred: torch.Tensor, target: torch.Tensor,
     use_prior_term = has_prior and labels is not None and cfg.l_prior > 0 and model.cfg.prior.mode == "clip-learned"
     terms["prior"] = prior_loss(heatmaps, labels) if use_prior_term else zero
     terms["ssim"] = ssim_loss(pred.float(), target.float()) if cfg.l_ssim > 0 else zero
+    terms["detector"] = detector(pred, target) if detector is not None and cfg.l_detector > 0 else zero
     total = terms["charbonnier"] + cfg.l_id * terms["identity"] + cfg.l_clip * terms["clip"] \
-        + cfg.l_prior * terms["prior"] + cfg.l_ssim * terms["ssim"]
+        + cfg.l_prior * terms["prior"] + cfg.l_ssim * terms["ssim"] + cfg.l_detector * terms["detector"]
     logged = {k: float(v.detach()) for k, v in terms.items()}
     logged["total"] = float(total.detach())
     return total, logged

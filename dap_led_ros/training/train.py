@@ -41,7 +41,7 @@ from dap_led_ros.model.stem_transfer import transfer_stem
 from dap_led_ros.training.config import OptimConfig, TrainConfig
 from dap_led_ros.training.distributed import DistInfo, ResumableSampler, init_distributed, pick_device
 from dap_led_ros.training.loaders import ValidationSet, build_train_dataset, collate, worker_init
-from dap_led_ros.training.losses import LOSS_TERMS, compute_losses
+from dap_led_ros.training.losses import LOSS_TERMS, LossConfig, compute_losses
 from dap_led_ros.training.state import STATE_FILE, atomic_save, load_state, rng_state, set_rng_state
 
 LOG_FILE = "log.jsonl"
@@ -112,6 +112,7 @@ class _Run:
         self.cpu_seconds = 0.0  # and the CPU time of this process
         self.campaign_base = {"cumulative_steps": 0, "cumulative_hours": 0.0, "runs": []}
         self.ema: AveragedModel | None = None
+        self.detector_loss = _detector_loss(cfg.loss, device)
 
     def start(self, resume: Path | None) -> None:
         """Initial weights (init_from), the EMA copy, and the resumed state when resuming."""
@@ -169,7 +170,7 @@ class _Run:
             low, high = low.flip(-1), high.flip(-1)
         with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=self.use_amp):
             pred, maps = self.net(low)
-            loss, terms = compute_losses(self.model, pred, high, maps, labels, cfg.loss)
+            loss, terms = compute_losses(self.model, pred, high, maps, labels, cfg.loss, self.detector_loss)
         self.opt.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if cfg.optim.grad_clip > 0:
@@ -306,6 +307,18 @@ def _init_weights(model: DAPLED, mcfg: ModelConfig, path: Path) -> None:
     missing, unexpected = model.load_state_dict(state, strict=not adds_gate)
     if unexpected or any(not k.startswith("gate.") for k in missing):
         raise ValueError(f"init_from checkpoint {path} does not fit the model: {missing + unexpected}")
+
+
+def _detector_loss(cfg: LossConfig, device: torch.device) -> nn.Module | None:
+    """The frozen detector's feature loss when the config weighs it (else None)."""
+    if cfg.l_detector <= 0:
+        return None
+    from dap_led_ros.perception.detection import SHIPPED_MODEL
+    from dap_led_ros.training.detector_loss import DetectorFeatureLoss
+
+    path = Path(cfg.detector) if cfg.detector else SHIPPED_MODEL
+    return DetectorFeatureLoss(path, cfg.detector_scale, cfg.detector_input, tuple(cfg.detector_features),
+                               cfg.detector_range).to(device)
 
 
 def _campaign_of(path: Path) -> dict[str, Any]:
