@@ -126,7 +126,7 @@ def test_newest_frame_wins_per_camera(make_worker):
     assert counts(worker.stats()) == (6, 4, 2, 0)
 
 
-def test_max_batch_takes_the_longest_waiting_cameras_first(make_worker):
+def test_max_batch_takes_the_least_recently_served_cameras_first(make_worker):
     worker, work = make_worker(["a", "b", "c", "d"], batch_window_s=LONG, max_batch=2)
     worker.submit("a1", key="a")
     assert work.no_batch_yet()
@@ -135,7 +135,7 @@ def test_max_batch_takes_the_longest_waiting_cameras_first(make_worker):
     for key, frame in [("c", "c1"), ("d", "d1"), ("a", "a2"), ("b", "b2")]:
         worker.submit(frame, key=key)
     work.go.release()
-    assert work.next_batch() == [("c", "c1"), ("d", "d1")]  # waited longer than a2, b2
+    assert work.next_batch() == [("c", "c1"), ("d", "d1")]  # never served (and waited longer)
     # a and b keep sending; a replacement keeps its camera's place in the queue.
     worker.submit("a3", key="a")
     worker.submit("c2", key="c")
@@ -143,7 +143,7 @@ def test_max_batch_takes_the_longest_waiting_cameras_first(make_worker):
     work.go.release()
     assert work.next_batch() == [("a", "a3"), ("b", "b3")]
     worker.submit("d2", key="d")
-    worker.submit("c3", key="c")  # c has waited since c2, before d2
+    worker.submit("c3", key="c")  # c and d were served before a (c has waited since c2)
     worker.submit("a4", key="a")
     work.go.release()
     assert work.next_batch() == [("c", "c3"), ("d", "d2")]
@@ -155,6 +155,35 @@ def test_max_batch_takes_the_longest_waiting_cameras_first(make_worker):
     dropped = {key: s.dropped for key, s in worker.stats_by_key().items()}
     assert dropped == {"a": 1, "b": 1, "c": 1, "d": 0}
     assert worker.batch_stats() == BatchStats(batches=5, recent_batches=5, mean_size=2.0, max_size=2)
+
+
+def test_cameras_triggered_together_share_a_worker_that_cannot_keep_up(make_worker):
+    """Four cameras deliver a frame each at every trigger, in the same order; the worker finishes
+    three frames between triggers (one frame at a time, the CPU default). Every camera gets three
+    quarters of its frames through: the first cameras of a trigger do not crowd out the last."""
+    keys = ["cam0", "cam1", "cam2", "cam3"]
+    worker, work = make_worker(keys, batch_window_s=0.005, max_batch=1)
+
+    def trigger(i: int) -> None:
+        for key in keys:
+            worker.submit((key, i), key=key)
+
+    trigger(0)
+    work.next_batch()
+    for i in range(1, 41):
+        for _ in range(3):
+            work.go.release()
+            work.next_batch()
+        trigger(i)
+    for _ in range(3):  # the last trigger's frames, all of them
+        work.go.release()
+        work.next_batch()
+    work.release_all()
+    assert worker.stop(timeout=WAIT)
+    served = {key: sum(1 for batch in work.batches if batch[0][0] == key) for key in keys}
+    assert all(len(batch) == 1 for batch in work.batches)
+    assert served == {"cam0": 31, "cam1": 31, "cam2": 31, "cam3": 31}, served  # longest-waiting first: 41/41/21/21
+    assert {key: s.dropped for key, s in worker.stats_by_key().items()} == {key: 10 for key in keys}
 
 
 def test_per_item_results_done_rest_and_exception():
