@@ -123,3 +123,57 @@ def test_gated_conv_variant_with_residual_gate_exports_and_matches_torch(tmp_pat
     out = sess.run(None, {"image": x})[0]
     with torch.no_grad():
         assert np.abs(out - model(torch.from_numpy(x)).numpy()).max() < 1e-4
+
+
+# --- float16 export ----------------------------------------------------------------------------
+
+def _run(path: Path, x: np.ndarray) -> np.ndarray:
+    return ort.InferenceSession(str(path), ORT_OPTIONS, providers=["CPUExecutionProvider"]).run(None, {"image": x})[0]
+
+
+def test_fp16_export_keeps_islands_in_float32_and_io_in_float32(ckpt: Path, tmp_path: Path) -> None:
+    from dap_led_ros.runtime.float16_graph import graph_precision
+
+    model, _, _ = load_checkpoint(ckpt)
+    out = export_model(model, tmp_path / "m16.onnx", precision="fp16")
+    for path in (out.restore, out.heatmaps, out.restore_with_prior):
+        proto = onnx.load(str(path))
+        assert graph_precision(proto) == "fp16" and read_metadata(path)["dap_led.precision"] == "fp16"
+        assert all(v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT for v in (*proto.graph.input,
+                                                                                  *proto.graph.output))
+    typed = onnx.shape_inference.infer_shapes(onnx.load(str(out.restore))).graph
+    types = {v.name: v.type.tensor_type.elem_type for v in typed.value_info}
+    types.update({t.name: t.data_type for t in typed.initializer})
+    by_name = {n.name: n for n in typed.node}
+    # The channel LayerNorm, the attention's L2 normalisation and softmax compute in float32 ...
+    for name, node in by_name.items():
+        if node.op_type in ("ReduceMean", "ReduceL2", "Softmax") or "/norm1/" in name:
+            assert all(types.get(i) == onnx.TensorProto.FLOAT for i in node.input if types.get(i) in
+                       (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16)), name
+    # ... the convolutions and matrix products in float16, with float16 weights.
+    convs = [n for n in typed.node if n.op_type == "Conv"]
+    assert convs and all(types[n.input[1]] == onnx.TensorProto.FLOAT16 for n in convs)
+    x = np.random.default_rng(3).random((1, 3, 37, 53), dtype=np.float32) * 0.3
+    ref = _run(export_model(model, tmp_path / "m32.onnx", prior_graphs=False).restore, x)
+    from dap_led_ros.runtime.backends.verify import psnr
+
+    assert psnr(_run(out.restore, x), ref) >= 40.0
+    assert export_model(model, tmp_path / "n.onnx", prior_graphs=False).metadata["dap_led.export_format"]
+    with pytest.raises(ExportError, match="precision"):
+        export_model(model, tmp_path / "bad.onnx", precision="fp8")
+
+
+def test_fp16_export_of_the_shipped_model_within_40_db_of_fp32_on_validation_frames(tmp_path: Path) -> None:
+    """Acceptance (issue 27): the float16 graph's output >= 40 dB PSNR against the float32 graph's
+    on the synthetic validation frames, both run by ONNX Runtime on the CPU."""
+    from dap_led_ros.runtime.backends.verify import psnr
+    from dap_led_ros.shipped_models import resolve_model
+    from dap_led_ros.training.datasets import synthetic_validation_set
+
+    model, _, _ = load_checkpoint(resolve_model("realtime", "cpu"))
+    f32 = export_model(model, tmp_path / "f32.onnx", prior_graphs=False).restore
+    f16 = export_model(model, tmp_path / "f16.onnx", prior_graphs=False, precision="fp16").restore
+    frames = synthetic_validation_set(size=(400, 640), n=3, seed=1234)
+    for i in range(len(frames)):
+        x = np.ascontiguousarray(np.asarray(frames[i]["low"], dtype=np.float32)[None])
+        assert psnr(_run(f16, x), _run(f32, x)) >= 40.0, frames[i]["name"]
