@@ -17,6 +17,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from dap_led_ros.runtime.onnx_files import DEFAULT_FP32_NAME_PATTERNS
+
 FLOAT, HALF = TensorProto.FLOAT, TensorProto.FLOAT16
 FP16_MAX = float(np.finfo(np.float16).max)
 
@@ -25,9 +27,6 @@ FP16_MAX = float(np.finfo(np.float16).max)
 DEFAULT_FP32_OPS: tuple[str, ...] = (
     "ReduceMean", "ReduceSum", "ReduceL2", "ReduceSumSquare", "ReduceLogSumExp", "Softmax", "LogSoftmax",
     "LayerNormalization", "InstanceNormalization", "GroupNormalization", "Pow", "Sqrt", "Exp")
-# Node-name fragments kept in float32 as a whole: the channel LayerNorm (mean, x - mean, variance,
-# rsqrt) and CLIP's LayerNorms.
-DEFAULT_FP32_NAME_PATTERNS: tuple[str, ...] = ("/norm1/", "/norm2/", "/ln_")
 # Inputs whose type the op fixes to float32 whatever the data's type (Resize's roi and scales).
 _FLOAT32_INPUTS = {"Resize": (1, 2), "Upsample": (1,)}
 # Ops that take any input type: no cast is inserted in front of them.
@@ -92,7 +91,10 @@ def convert_to_float16(model: onnx.ModelProto, keep_ops: Iterable[str] = DEFAULT
     # Where each float tensor is produced, and in which type after the conversion.
     home: dict[str, int] = {i.name: FLOAT for i in g.input}
     for init in g.initializer:
-        if init.data_type == FLOAT and wanted.get(init.name) and all(w == HALF for w in wanted[init.name]):
+        if init.data_type != FLOAT:
+            continue
+        home[init.name] = FLOAT  # shared by both kinds of node: kept, and cast for the float16 ones
+        if wanted.get(init.name) and all(w == HALF for w in wanted[init.name]):
             init.CopyFrom(_half(init))
             home[init.name] = HALF
     for node in g.node:

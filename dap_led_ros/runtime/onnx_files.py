@@ -9,6 +9,9 @@ EXPORT_FORMAT = 1
 INPUT_NAME = "image"
 OUTPUT_NAME = "restored"
 PRECISIONS = ("fp32", "fp16")
+# ONNX node-name fragments kept in float32 in fp16 builds: the backbone's channel LayerNorms (mean,
+# x - mean, variance, rsqrt: plain element-wise ops after export) and CLIP's LayerNorms.
+DEFAULT_FP32_NAME_PATTERNS: tuple[str, ...] = ("/norm1/", "/norm2/", "/ln_")
 
 
 def prior_graph_paths(onnx_path: str | Path) -> tuple[Path, Path]:
