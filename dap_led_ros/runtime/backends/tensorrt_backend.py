@@ -15,14 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from dap_led_ros.runtime.backends.base import Backend, BackendError, pad_for_graph
+from dap_led_ros.runtime.backends.base import ENGINE_SUFFIXES, Backend, BackendError, pad_for_graph
 from dap_led_ros.runtime.backends.cuda_support import DeviceBuffer, HostBuffer, device_index, open_cuda_memory
 from dap_led_ros.runtime.backends.tensorrt_build import build_engine, default_timing_cache, import_tensorrt
 from dap_led_ros.runtime.backends.tensorrt_config import EngineConfig, ProfileError, ShapeProfile, select_profile
 
 log = logging.getLogger(__name__)
 
-ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 INPUT_NAME = "image"
 OUTPUT_NAME = "restored"
 
