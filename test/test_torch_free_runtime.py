@@ -118,3 +118,21 @@ def test_enhance_node_configures_from_an_onnx_file_without_torch(onnx_files: dic
     out = done.stdout + done.stderr
     assert "state inactive" in done.stdout and "restored (40, 60, 3)" in done.stdout, out
     assert "torch imported: False" in done.stdout, out
+
+
+def test_runtime_requirements_agree_with_requirements_txt() -> None:
+    """requirements-runtime.txt (the torch-free install) names no training package and pins what it
+    shares with requirements.txt the same way."""
+    from packaging.requirements import Requirement
+
+    root = Path(__file__).resolve().parents[1]
+
+    def read(name: str) -> dict[str, Requirement]:
+        lines = (line.split("#")[0].strip() for line in (root / name).read_text().splitlines())
+        return {r.name.lower(): r for r in map(Requirement, filter(None, lines))}
+
+    runtime, full = read("requirements-runtime.txt"), read("requirements.txt")
+    assert not {"torch", "torchvision", "open-clip-torch", "safetensors"} & set(runtime)
+    shared = set(runtime) & set(full)
+    assert shared >= {"numpy", "onnxruntime", "onnx", "pyyaml"}
+    assert all(runtime[n].specifier == full[n].specifier for n in shared), shared
