@@ -1,8 +1,8 @@
 """CUDA device identity, a stream, pinned host and device buffers for the TensorRT runtime.
 
-Three interchangeable providers: pycuda, torch CUDA tensors, cuda-python (`pip install
-cuda-python`: JetPack ships neither it nor pycuda). `open_cuda_memory("auto")` takes the first
-one that imports and finds the device. `cuda_device_count` finds GPUs without torch.
+Three interchangeable providers: pycuda, cuda-python (`pip install cuda-python`: JetPack ships
+neither it nor pycuda), torch CUDA tensors. `open_cuda_memory("auto")` takes the first one that
+imports and finds the device. `cuda_device_count` finds GPUs without torch.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import numpy as np
 
 from dap_led_ros.runtime.backends.base import BackendError
 
-PROVIDERS = ("pycuda", "torch", "cuda-python")
+PROVIDERS = ("pycuda", "cuda-python", "torch")  # torch last: a CPU build (Ubuntu's python3-torch) has no CUDA
 log = logging.getLogger(__name__)
 
 
@@ -326,7 +326,7 @@ _CLASSES: dict[str, type[CudaMemory]] = {"pycuda": PycudaMemory, "torch": TorchM
 
 
 def open_cuda_memory(device: str, provider: str = "auto") -> CudaMemory:
-    """The named provider, or with "auto" the first of pycuda, torch, cuda-python that works."""
+    """The named provider, or with "auto" the first of pycuda, cuda-python, torch that works."""
     index = device_index(device)
     names = PROVIDERS if provider == "auto" else (provider,)
     if provider != "auto" and provider not in _CLASSES:
