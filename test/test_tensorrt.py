@@ -557,3 +557,36 @@ def test_backend_flow_with_stand_in_tensorrt(fake_trt: list[str], trt_setup, tmp
     Path(str(backend.engine_path) + ".json").write_text(json.dumps(meta))
     with pytest.raises(StaleEngineError, match="foreign"):
         create_backend("tensorrt", str(ckpt), "cuda", engine=str(backend.engine_path))
+
+
+def test_build_engine_command_from_an_fp16_export_on_tensorrt_11(monkeypatch: pytest.MonkeyPatch, trt_setup,
+                                                                tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture) -> None:
+    """The documented offline step: `dap-led export --precision fp16`, then `dap-led build-engine
+    --onnx ... --output X.engine --verify --reference fp32.onnx`; the engine file then runs alone."""
+    from dap_led_ros import cli
+    from dap_led_ros.checkpoint import load_checkpoint
+    from dap_led_ros.runtime.export import export_model
+
+    ckpt, _, _ = trt_setup
+    model, _, _ = load_checkpoint(ckpt)
+    f16 = export_model(model, tmp_path / "m16.onnx", precision="fp16", prior_graphs=False).restore
+    f32 = export_model(model, tmp_path / "m32.onnx", prior_graphs=False).restore
+    config = tmp_path / "engine.yaml"
+    config.write_text("engine:\n  cameras: [[64, 48]]\n  portrait: true\n  workspace_mib: 512\n")
+    calls = _use_fake_trt(monkeypatch, "11.4.1")
+    engine = tmp_path / "out" / "dapled.engine"
+    rc = cli.main(["build-engine", "--onnx", str(f16), "--config", str(config), "--output", str(engine),
+                   "--cache-dir", str(tmp_path / "cache"), "--verify", "--reference", str(f32)])
+    out = capsys.readouterr().out
+    builds = lambda: [c for c in calls if c.startswith("build")]  # noqa: E731
+    assert rc == 0 and builds() == ["build strong"] and engine.is_file(), out
+    assert out.count("PSNR vs FP32") == 2  # the camera and its portrait profile
+    assert all(float(line.split("PSNR vs FP32 ")[1].split(" dB")[0]) > 40 for line in out.splitlines()
+               if "PSNR vs FP32" in line)
+    backend = create_backend("tensorrt", str(engine), "cuda")
+    assert backend.infer(np.zeros((1, 3, 64, 48), np.float32)).shape == (1, 3, 64, 48)
+    # Weak typing asked of TensorRT 11 stops before any build, naming the way out.
+    rc = cli.main(["build-engine", "--onnx", str(f32), "--config", str(config), "--typing", "weak",
+                   "--output", str(tmp_path / "weak.engine")])
+    assert rc == 2 and "typing: strong" in capsys.readouterr().err and builds() == ["build strong"]

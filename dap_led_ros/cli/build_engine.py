@@ -16,7 +16,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                    "optimisation profile per camera resolution in the engine config. The engine "
                                    "is cached by a key of ONNX hash, TensorRT version, GPU, profiles and "
                                    "precision and rebuilt only when the key changes.")
-    p.add_argument("--model", default=None, help="checkpoint (.safetensors with its .yaml); default: shipped model")
+    p.add_argument("--model", default=None,
+                   help="quality | realtime | a checkpoint (.safetensors with its .yaml); default: the quality "
+                        "model, which enhance_node's model: auto runs on a GPU")
     p.add_argument("--onnx", default=None,
                    help="use this ONNX file instead of exporting the checkpoint (`dap-led export --precision fp16` "
                         "for an fp16 engine with typing: strong)")
@@ -31,6 +33,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workspace-mib", type=int, default=None, help="override the config's workspace limit")
     p.add_argument("--cache-dir", default=None, help="cache folder (default: $DAP_LED_CACHE or ~/.cache/dap_led_ros)")
     p.add_argument("--force", action="store_true", help="rebuild even when a matching engine exists")
+    p.add_argument("--reference", default=None,
+                   help="--verify against this float32 ONNX (default: the --onnx file when float32, else the "
+                        "checkpoint's float32 export, which needs torch)")
     p.add_argument("--verify", action="store_true",
                    help="compare the engine with ONNX Runtime FP32 at each camera size (PSNR)")
     p.set_defaults(func=run)
@@ -59,7 +64,10 @@ def run(args: argparse.Namespace) -> int:
     from dap_led_ros.runtime.backends.tensorrt_backend import TensorRTBackend
 
     try:
-        backend = TensorRTBackend(args.model, device=args.device, engine=args.onnx,
+        from dap_led_ros.shipped_models import resolve_model
+
+        model = resolve_model(args.model, "cuda") if args.onnx is None or args.model else None
+        backend = TensorRTBackend(model, device=args.device, engine=args.onnx,
                                   engine_config=cfg, cache_dir=args.cache_dir, build=True,
                                   force_rebuild=args.force, output=args.output)
     except (BackendError, StaleEngineError, FileNotFoundError) as exc:
@@ -74,8 +82,8 @@ def run(args: argparse.Namespace) -> int:
         from dap_led_ros.runtime.backends.verify import compare_backends
 
         # The float32 graph: the one built from, else the checkpoint's float32 export.
-        fp32 = str(backend.onnx_path) if onnx_precision(backend.onnx_path) == "fp32" else None
-        reference = OnnxRuntimeBackend(args.model, device="cpu", engine=fp32, cache_dir=args.cache_dir)
+        fp32 = args.reference or (str(backend.onnx_path) if onnx_precision(backend.onnx_path) == "fp32" else None)
+        reference = OnnxRuntimeBackend(model, device="cpu", engine=fp32, cache_dir=args.cache_dir)
         sizes = [(p.opt[1], p.opt[2]) for p in backend.profiles]
         for row in compare_backends(backend, reference, sizes):
             print(f"  {row['size']:>10}: PSNR vs FP32 {row['psnr_db']:.1f} dB, max abs {row['max_abs']:.2e}")
