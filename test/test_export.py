@@ -177,3 +177,29 @@ def test_fp16_export_of_the_shipped_model_within_40_db_of_fp32_on_validation_fra
     for i in range(len(frames)):
         x = np.ascontiguousarray(np.asarray(frames[i]["low"], dtype=np.float32)[None])
         assert psnr(_run(f16, x), _run(f32, x)) >= 40.0, frames[i]["name"]
+
+
+def test_fp16_conversion_keeps_epsilons_and_shared_weights_consistent() -> None:
+    """A Clip floor of 1e-12 (F.normalize's) stays above 0 in float16; a weight used by a float16
+    node and by a float32 island is kept in float32 and cast for the float16 one."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from dap_led_ros.runtime.float16_graph import convert_to_float16
+
+    w = numpy_helper.from_array(np.full((1, 4), 3.0, np.float32), "w")
+    eps = numpy_helper.from_array(np.array(1e-12, np.float32), "eps")
+    nodes = [helper.make_node("Mul", ["x", "w"], ["m"], name="/body/Mul"),
+             helper.make_node("ReduceMean", ["w"], ["r"], name="/norm1/ReduceMean", keepdims=1),
+             helper.make_node("Add", ["m", "r"], ["a"], name="/body/Add"),
+             helper.make_node("Clip", ["a", "eps"], ["y"], name="/body/Clip")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], [w, eps])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    half, report = convert_to_float16(model)
+    inits = {t.name: t for t in half.graph.initializer}
+    assert inits["w"].data_type == TensorProto.FLOAT  # shared with the float32 island
+    assert inits["eps"].data_type == TensorProto.FLOAT16 and numpy_helper.to_array(inits["eps"]) > 0
+    assert report.nodes_fp32 == 1 and report.nodes_fp16 == 3
+    x = np.array([[-1.0, 0.0, 1.0, 2.0]], np.float32)
+    out = ort.InferenceSession(half.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    assert out.dtype == np.float32 and np.allclose(out, np.maximum(3 * x + 3, 6e-8), atol=1e-3)

@@ -56,9 +56,17 @@ def _tensor_types(model: onnx.ModelProto) -> dict[str, int]:
     return types
 
 
+FP16_TINY = float(np.finfo(np.float16).smallest_subnormal)
+
+
 def _half(t: TensorProto) -> TensorProto:
-    """A float32 tensor as float16, clipped to float16's range (no inf from large constants)."""
-    arr = np.clip(numpy_helper.to_array(t), -FP16_MAX, FP16_MAX).astype(np.float16)
+    """A float32 tensor as float16, clipped to float16's range (no inf from large constants); a
+    non-zero value below float16's range keeps its sign at the smallest subnormal instead of
+    becoming 0, so an epsilon (a Clip's floor before a division) still keeps the result finite."""
+    src = numpy_helper.to_array(t)
+    arr = np.asarray(np.clip(src, -FP16_MAX, FP16_MAX), dtype=np.float16)
+    flushed = (arr == 0) & (src != 0)
+    arr[flushed] = (np.sign(src[flushed]) * FP16_TINY).astype(np.float16)
     return numpy_helper.from_array(arr, t.name)
 
 
