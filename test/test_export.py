@@ -91,6 +91,18 @@ def test_export_command_prints_parity(ckpt: Path, tmp_path: Path, capsys: pytest
     assert "parity vs PyTorch" in text and "53x37" in text and "ok: max abs difference" in text
 
 
+def test_export_command_fp16_checks_psnr(ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "f16.onnx"
+    rc = cli.main(["export", "--model", str(ckpt), "-o", str(out), "--no-prior-graphs", "--precision", "fp16",
+                   "--check-sizes", "53x37"])
+    text = capsys.readouterr().out
+    assert rc == 0 and "fp16 graphs" in text and "ok: PSNR >=" in text, text
+    assert read_metadata(out)["dap_led.precision"] == "fp16"
+    rc = cli.main(["export", "--model", str(ckpt), "-o", str(out), "--no-prior-graphs", "--precision", "fp16",
+                   "--check-sizes", "53x37", "--min-psnr", "500", "--force"])
+    assert rc == 1 and "below 500.0 dB" in capsys.readouterr().err
+
+
 def test_export_errors(exported, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     model, _ = exported
     with pytest.raises(ExportError, match="opset"):
