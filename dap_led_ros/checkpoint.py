@@ -10,18 +10,11 @@ from safetensors.torch import load_file, save_file
 
 from dap_led_ros.file_output import atomic_output, write_text
 from dap_led_ros.model import DAPLED, ModelConfig, build_model
-from dap_led_ros.shipped_models import default_checkpoint
+from dap_led_ros.shipped_models import checkpoint_paths, default_checkpoint  # noqa: F401  (re-exported)
 
 
 class CheckpointError(ValueError):
     """A checkpoint is missing, incomplete or does not match its config."""
-
-
-def checkpoint_paths(path: str | Path) -> tuple[Path, Path]:
-    """(weights.safetensors, config.yaml) for `path` given with or without an extension."""
-    p = Path(path)
-    stem = p.with_suffix("") if p.suffix in (".safetensors", ".yaml", ".yml") else p
-    return stem.with_suffix(".safetensors"), stem.with_suffix(".yaml")
 
 
 def save_checkpoint(model: DAPLED, cfg: ModelConfig, path: str | Path,

@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 
 from dap_led_ros.runtime.backends import Backend, BackendError, backend_model, create_backend, resolve_device
+from dap_led_ros.runtime.backends.base import is_model_file
 from dap_led_ros.runtime.prior_cache import PriorCache
 from dap_led_ros.runtime.stage_timing import StageTimes
 from dap_led_ros.runtime.temporal_fusion import FusionSettings
@@ -34,11 +35,21 @@ class EnhancerConfig:
 
     model: str | None = field(default=None, metadata=_help(
         "quality (the shipped quality model; also empty) | realtime (the shipped real-time variant) | "
-        "auto (realtime on the CPU, quality on a GPU) | a checkpoint (.safetensors with its .yaml)"))
+        "auto (realtime on the CPU, quality on a GPU) | a checkpoint (.safetensors with its .yaml) | "
+        "an exported .onnx or a TensorRT .engine (run without a checkpoint or torch)"))
     backend: str = field(default="auto", metadata=_help("auto | openvino | onnxruntime | torch | tensorrt"))
     device: str = field(default="auto", metadata=_help("auto (cuda when a GPU is visible) | cpu | cuda | cuda:N"))
     engine: str | None = field(default=None, metadata=_help(
         "ONNX model / TensorRT engine (cache) path for those backends; empty: derived"))
+    engine_config: str | None = field(default=None, metadata=_help(
+        "TensorRT: the engine YAML (config/engine.yaml: cameras, max_batch, precision) whose cached "
+        "engine runs, as `dap-led build-engine --config` built it; empty: the built-in defaults"))
+    cache_dir: str | None = field(default=None, metadata=_help(
+        "folder of cached ONNX exports and TensorRT engines; empty: $DAP_LED_CACHE or ~/.cache/dap_led_ros"))
+    build_engine: bool = field(default=False, metadata=_help(
+        "backend auto: build the TensorRT engine when none is cached for engine_config (minutes, logged, "
+        "during configure); false: run only an engine `dap-led build-engine` made, else fall back "
+        "(backend tensorrt always builds a missing engine)"))
     threads: int = field(default=0, metadata=_help("CPU threads for the backend (0: library default)"))
     tile_max_pixels: int = field(default=1920 * 1088, metadata=_help(
         "frames with more pixels than this are restored in overlapping tiles"))
@@ -145,8 +156,14 @@ class Enhancer:
         self.cfg = cfg or EnhancerConfig()
         self.cfg.validate()
         bound_heap_growth()
+        if is_model_file(self.cfg.model):  # an exported graph or a built engine: no checkpoint, no torch
+            if self.cfg.engine and self.cfg.engine != self.cfg.model:
+                raise BackendError(f"model {self.cfg.model} is a graph/engine file and engine names another "
+                                   f"({self.cfg.engine}); give one of them")
+            self.cfg = replace(self.cfg, engine=self.cfg.model, model=None)
         # A shipped model's name becomes its path here, for the logs and an exact-tiling twin.
-        self.cfg = replace(self.cfg, model=backend_model(self.cfg.backend, self.cfg.model, self.cfg.device))
+        elif self.cfg.engine is None or self.cfg.model is not None:
+            self.cfg = replace(self.cfg, model=backend_model(self.cfg.backend, self.cfg.model, self.cfg.device))
         self.backend = backend or create_backend(self.cfg.backend, self.cfg.model, self.cfg.device,
                                                  **self._backend_options())
         log.info("enhancer backend: %s", self.backend.describe())
@@ -169,6 +186,12 @@ class Enhancer:
             opts["threads"] = self.cfg.threads
         if self.cfg.engine and self.cfg.backend != "torch":
             opts["engine"] = self.cfg.engine
+        if self.cfg.backend in ("auto", "tensorrt"):
+            opts["engine_config"] = self.cfg.engine_config
+            # A named tensorrt backend builds what is missing; auto only when build_engine says so.
+            opts["build"] = self.cfg.build_engine or self.cfg.backend == "tensorrt"
+        if self.cfg.cache_dir and self.cfg.backend != "torch":
+            opts["cache_dir"] = self.cfg.cache_dir
         return opts
 
     @property

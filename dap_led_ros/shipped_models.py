@@ -11,6 +11,13 @@ DEFAULT_CHECKPOINT_NAME = "dapled_tiny"          # the quality default
 REALTIME_CHECKPOINT_NAME = "dapled_tiny_rt"      # the real-time variant (tiny-rt)
 
 
+def checkpoint_paths(path: str | Path) -> tuple[Path, Path]:
+    """(weights.safetensors, config.yaml) for `path` given with or without an extension."""
+    p = Path(path)
+    stem = p.with_suffix("") if p.suffix in (".safetensors", ".yaml", ".yml") else p
+    return stem.with_suffix(".safetensors"), stem.with_suffix(".yaml")
+
+
 def default_checkpoint() -> Path:
     """The quality model shipped inside the package."""
     return WEIGHTS_DIR / f"{DEFAULT_CHECKPOINT_NAME}.safetensors"

@@ -100,7 +100,8 @@ def test_tensorrt_pads_frames_below_its_profiles_like_the_others(tiny_checkpoint
 
     monkeypatch.setitem(sys.modules, "tensorrt", _fake_tensorrt([]))
     monkeypatch.setattr(tb, "open_cuda_memory", lambda device, provider: _FakeMemory())
-    engine_cfg = EngineConfig(cameras=[[64, 48]], min_side=24, workspace_mib=512)
+    # fp32: what is checked is the padding, against the float32 model
+    engine_cfg = EngineConfig(cameras=[[64, 48]], min_side=24, workspace_mib=512, precision="fp32")
     backend = create_backend("tensorrt", str(tiny_checkpoint), "cuda", engine_config=engine_cfg,
                              cache_dir=str(tmp_path))
     assert (backend.min_side, backend.pad_multiple) == (24, 16)

@@ -101,6 +101,18 @@ class _Layer:
         self.output_types[i] = dtype
 
 
+class _Layer11(_Layer):
+    """A TensorRT 11 layer: per-layer precision and output types were removed with weak typing."""
+
+    def __setattr__(self, name: str, value) -> None:
+        if name == "precision" and "precision" in self.__dict__:
+            raise AttributeError("TensorRT 11: ILayer.precision was removed (strong typing)")
+        super().__setattr__(name, value)
+
+    def set_output_type(self, i: int, dtype: str) -> None:
+        raise AttributeError("TensorRT 11: ILayer.set_output_type was removed (strong typing)")
+
+
 def test_precision_constraints_pin_norm_softmax_reduce_layers() -> None:
     layers = [
         _Layer("/encoders.0/blocks.0/norm1/ReduceMean", "REDUCE", "half"),
@@ -158,7 +170,7 @@ def test_fp16_engine_builds_caches_and_matches_fp32(trt_setup) -> None:
     engine = create_backend("tensorrt", str(ckpt), "cuda", engine_config=engine_cfg, cache_dir=str(cache))
     assert len(engine.profiles) == 2
     meta = json.loads(Path(str(engine.engine_path) + ".json").read_text())
-    assert meta["inputs"]["precision"] == "fp16" and meta["fp32_layer_count"] > 0
+    assert meta["inputs"]["precision"] == "fp16" and meta["typing"] == "strong"
     reference = create_backend("torch", str(ckpt), "cpu")
     for row in compare_backends(engine, reference, [(48, 64), (37, 53), (96, 128)]):
         assert row["psnr_db"] > 35, row
@@ -228,18 +240,28 @@ class _FakeMemory:
         pass
 
 
-def _fake_tensorrt(calls: list[str]):
+STRONGLY_TYPED = 5  # the stand-in's NetworkDefinitionCreationFlag.STRONGLY_TYPED
+
+
+def _fake_tensorrt(calls: list[str], version: str = "10.99.0"):
+    """TensorRT `version` (10.x: weak typing still there; 11.x: BuilderFlag.FP16, OBEY/PREFER_
+    PRECISION_CONSTRAINTS, layer precision and platform_has_fast_fp16 absent, as documented)."""
     import ctypes
     import types
 
     import onnx
     import onnxruntime as ort
 
+    v11 = int(version.split(".")[0]) >= 11
     trt = types.ModuleType("tensorrt")
-    trt.__version__ = "10.99.0"
+    trt.__version__ = version
     trt.float32, trt.float16, trt.int64 = "float32", "float16", "int64"
     trt.nptype = lambda t: {"float32": np.float32, "float16": np.float16}[t]
-    trt.BuilderFlag = SimpleNamespace(FP16="FP16", OBEY_PRECISION_CONSTRAINTS="OBEY", GPU_FALLBACK="GPU_FALLBACK")
+    trt.BuilderFlag = (SimpleNamespace(GPU_FALLBACK="GPU_FALLBACK") if v11 else
+                       SimpleNamespace(FP16="FP16", OBEY_PRECISION_CONSTRAINTS="OBEY",
+                                       PREFER_PRECISION_CONSTRAINTS="PREFER", GPU_FALLBACK="GPU_FALLBACK"))
+    trt.NetworkDefinitionCreationFlag = SimpleNamespace(STRONGLY_TYPED=STRONGLY_TYPED)
+    layer_class = _Layer11 if v11 else _Layer
     trt.MemoryPoolType = SimpleNamespace(WORKSPACE="WORKSPACE")
     trt.DeviceType = SimpleNamespace(DLA="DLA", GPU="GPU")
     types_by_op = {"ReduceMean": "REDUCE", "ReduceL2": "REDUCE", "Softmax": "SOFTMAX",
@@ -252,7 +274,8 @@ def _fake_tensorrt(calls: list[str]):
             pass
 
     class Network:
-        def __init__(self) -> None:
+        def __init__(self, flags: int) -> None:
+            self.flags = flags
             self.layers: list[_Layer] = []
             self.inputs: list[SimpleNamespace] = []
             self.onnx_path = ""
@@ -277,7 +300,7 @@ def _fake_tensorrt(calls: list[str]):
             self.network.onnx_path = path
             self.network.inputs = [SimpleNamespace(name=i.name) for i in proto.graph.input]
             self.network.layers = [
-                _Layer(n.name, types_by_op.get(n.op_type, "ELEMENTWISE"),
+                layer_class(n.name, types_by_op.get(n.op_type, "ELEMENTWISE"),
                        "int64" if n.op_type == "Shape" else "float32")
                 for n in proto.graph.node]
             return True
@@ -306,6 +329,7 @@ def _fake_tensorrt(calls: list[str]):
             self.pools[pool] = size
 
         def set_flag(self, flag: str) -> None:
+            assert flag in vars(trt.BuilderFlag).values(), flag
             self.flags.add(flag)
 
         def add_optimization_profile(self, p: Profile) -> int:
@@ -317,20 +341,21 @@ def _fake_tensorrt(calls: list[str]):
             return self.cache
 
         def set_timing_cache(self, cache: TimingCache, ignore_mismatch: bool) -> bool:
+            assert ignore_mismatch is False  # a cache of another GPU/version is refused, not mixed in
             return True
 
         def get_timing_cache(self) -> TimingCache:
             return self.cache
 
     class Builder:
-        platform_has_fast_fp16 = True
         num_DLA_cores = 0
 
         def __init__(self, logger: Logger) -> None:
-            pass
+            if not v11:
+                self.platform_has_fast_fp16 = True
 
         def create_network(self, flags: int) -> Network:
-            return Network()
+            return Network(flags)
 
         def create_builder_config(self) -> Config:
             return Config()
@@ -339,9 +364,15 @@ def _fake_tensorrt(calls: list[str]):
             return Profile()
 
         def build_serialized_network(self, network: Network, config: Config) -> bytes:
-            calls.append("build")
-            assert {"FP16", "OBEY"} <= config.flags and config.pools["WORKSPACE"] == 512 << 20
-            assert any(layer.precision == "float32" for layer in network.layers)
+            assert config.pools["WORKSPACE"] == 512 << 20
+            if network.flags & (1 << STRONGLY_TYPED):
+                calls.append("build strong")
+                assert not {"FP16", "OBEY", "PREFER"} & config.flags  # strong typing takes no precision hints
+                assert all(layer.precision is None for layer in network.layers)
+            else:
+                calls.append("build weak")
+                assert {"FP16", "OBEY"} <= config.flags
+                assert any(layer.precision == "float32" for layer in network.layers)
             profiles = [[list(s) for s in p.shapes["image"]] for p in config.profiles]
             return json.dumps({"onnx": network.onnx_path, "profiles": profiles}).encode()
 
@@ -407,16 +438,87 @@ def _fake_tensorrt(calls: list[str]):
     return trt
 
 
-@pytest.fixture
-def fake_trt(monkeypatch: pytest.MonkeyPatch):
+def _use_fake_trt(monkeypatch: pytest.MonkeyPatch, version: str) -> list[str]:
     import sys
 
     import dap_led_ros.runtime.backends.tensorrt_backend as tb
 
     calls: list[str] = []
-    monkeypatch.setitem(sys.modules, "tensorrt", _fake_tensorrt(calls))
+    monkeypatch.setitem(sys.modules, "tensorrt", _fake_tensorrt(calls, version))
     monkeypatch.setattr(tb, "open_cuda_memory", lambda device, provider: _FakeMemory())
     return calls
+
+
+@pytest.fixture
+def fake_trt(monkeypatch: pytest.MonkeyPatch):
+    return _use_fake_trt(monkeypatch, "10.99.0")
+
+
+@pytest.mark.parametrize("version", ["10.3.0", "11.4.1"])
+def test_strongly_typed_fp16_build_on_tensorrt_10_and_11(version: str, monkeypatch: pytest.MonkeyPatch,
+                                                          trt_setup, tmp_path: Path) -> None:
+    """The default build (typing: strong) exports the float16 graph and builds it strongly typed on
+    both versions, with no weak-typing API touched; the timing cache is per version and GPU."""
+    from dap_led_ros.runtime.backends.tensorrt_build import timing_cache_name
+    from dap_led_ros.runtime.onnx_files import read_metadata
+
+    calls = _use_fake_trt(monkeypatch, version)
+    ckpt, engine_cfg, _ = trt_setup
+    cache = tmp_path / "cache"
+    backend = create_backend("tensorrt", str(ckpt), "cuda", engine_config=engine_cfg, cache_dir=str(cache))
+    assert calls == ["build strong"]
+    assert read_metadata(backend.onnx_path)["dap_led.precision"] == "fp16"
+    meta = json.loads(Path(str(backend.engine_path) + ".json").read_text())
+    assert meta["typing"] == "strong" and meta["inputs"]["typing"] == "strong" and meta["fp32_layer_count"] == 0
+    assert meta["pad_multiple"] == backend.pad_multiple > 1
+    timing = Path(meta["timing_cache"])
+    assert timing.parent == cache / "engines" and timing.read_bytes() == b"timing-cache"
+    assert timing.name == timing_cache_name(SimpleNamespace(tensorrt_version=version, gpu_name="Fake GPU",
+                                                            compute_capability="8.7"))
+    assert timing.name != timing_cache_name(SimpleNamespace(tensorrt_version=version, gpu_name="Other GPU",
+                                                            compute_capability="8.7"))
+    from dap_led_ros.runtime.backends.verify import psnr
+
+    reference = create_backend("onnxruntime", None, "cpu", engine=str(backend.onnx_path))
+    x = np.random.default_rng(1).random((1, 3, 48, 64), dtype=np.float32) * 0.3
+    assert psnr(backend.infer(x), reference.infer(x)) > 60  # the stand-in runs the fp16 graph itself
+    # Run by its file alone (no checkpoint): the pad multiple comes from the engine's JSON.
+    alone = create_backend("tensorrt", None, "cuda", engine=str(backend.engine_path))
+    assert alone.onnx_path is None and alone.pad_multiple == backend.pad_multiple
+    assert alone.infer(x[..., :5, :7]).shape == (1, 3, 5, 7)
+
+
+def test_weak_fp16_only_where_tensorrt_has_it(monkeypatch: pytest.MonkeyPatch, trt_setup, tmp_path: Path) -> None:
+    """typing: weak uses BuilderFlag.FP16 + precision constraints on 10.x and is refused on 11.x
+    with the way out; a float32 ONNX given for a strongly typed FP16 build is refused too."""
+    ckpt, engine_cfg, _ = trt_setup
+    weak = EngineConfig(cameras=engine_cfg.cameras, workspace_mib=512, typing="weak")
+    calls = _use_fake_trt(monkeypatch, "10.3.0")
+    backend = create_backend("tensorrt", str(ckpt), "cuda", engine_config=weak, cache_dir=str(tmp_path / "a"))
+    assert calls == ["build weak"]
+    meta = json.loads(Path(str(backend.engine_path) + ".json").read_text())
+    assert meta["typing"] == "weak" and meta["fp32_layer_count"] > 0
+    fp32_onnx = backend.onnx_path
+    calls = _use_fake_trt(monkeypatch, "11.4.1")
+    with pytest.raises(BackendError, match="removed weakly typed FP16.*typing: strong"):
+        create_backend("tensorrt", str(ckpt), "cuda", engine_config=weak, cache_dir=str(tmp_path / "b"))
+    with pytest.raises(BackendError, match="needs a fp16 graph.*--precision fp16"):
+        create_backend("tensorrt", None, "cuda", engine=str(fp32_onnx), engine_config=engine_cfg,
+                       cache_dir=str(tmp_path / "b"))
+    fp32 = EngineConfig(cameras=engine_cfg.cameras, workspace_mib=512, precision="fp32")
+    create_backend("tensorrt", None, "cuda", engine=str(fp32_onnx), engine_config=fp32, cache_dir=str(tmp_path / "b"))
+    assert calls == ["build strong"]
+
+
+def test_dla_refuses_dynamic_shapes_and_portrait_profiles() -> None:
+    with pytest.raises(ValueError, match="DLA does not run dynamic shapes"):
+        EngineConfig(dla_core=0).validate()
+    EngineConfig(dla_core=0, profiles=[{"min": [1, 480, 640], "opt": [1, 480, 640], "max": [1, 480, 640]}]).validate()
+    upright = EngineConfig(cameras=[[640, 480], [512, 512]], portrait=True).shape_profiles()
+    assert [p.opt for p in upright] == [(1, 512, 512), (1, 640, 480), (1, 480, 640)]
+    assert select_profile(upright, 1, 600, 450) == 1
+    with pytest.raises(ProfileError, match="portrait: true"):
+        select_profile(EngineConfig(cameras=[[640, 480]]).shape_profiles(), 1, 600, 450)
 
 
 def test_backend_flow_with_stand_in_tensorrt(fake_trt: list[str], trt_setup, tmp_path: Path) -> None:
@@ -424,34 +526,67 @@ def test_backend_flow_with_stand_in_tensorrt(fake_trt: list[str], trt_setup, tmp
 
     ckpt, engine_cfg, cache = trt_setup
     backend = create_backend("tensorrt", str(ckpt), "cuda", engine_config=engine_cfg, cache_dir=str(cache))
-    assert fake_trt == ["build"]
+    assert fake_trt == ["build strong"]
     meta = json.loads(Path(str(backend.engine_path) + ".json").read_text())
     assert meta["inputs"]["gpu_name"] == "Fake GPU" and meta["inputs"]["tensorrt_version"] == "10.99.0"
-    assert meta["fp32_layer_count"] > 0 and (cache / "engines" / "timing.cache").read_bytes() == b"timing-cache"
+    assert Path(meta["timing_cache"]).read_bytes() == b"timing-cache"
     assert [p.opt for p in backend.profiles] == [(1, 48, 64), (1, 96, 128)]
 
-    reference = create_backend("torch", str(ckpt), "cpu")
+    reference = create_backend("onnxruntime", str(ckpt), "cpu", engine=str(backend.onnx_path))
     for shape, profile in [((1, 3, 48, 64), 0), ((1, 3, 37, 53), 0), ((1, 3, 90, 100), 1), ((1, 3, 40, 60), 0)]:
         x = np.random.default_rng(shape[2]).random(shape, dtype=np.float32)
         assert np.abs(backend.infer(x) - reference.infer(x)).max() < 1e-4
         assert backend._active_profile == profile
-    assert fake_trt == ["build", "profile 0", "profile 1", "profile 0"]
+    assert fake_trt == ["build strong", "profile 0", "profile 1", "profile 0"]
     with pytest.raises(BackendError, match="no engine profile covers"):
         backend.infer(np.zeros((1, 3, 200, 200), np.float32))
 
     # Cached: the same key loads without a rebuild, also with build=False (what `auto` does).
     again = create_backend("tensorrt", str(ckpt), "cuda", engine_config=engine_cfg, cache_dir=str(cache),
                            build=False)
-    assert again.engine_path == backend.engine_path and fake_trt.count("build") == 1
+    assert again.engine_path == backend.engine_path and fake_trt.count("build strong") == 1
     # Other profiles are another key: `auto` does not build it, an explicit request does.
     other_cfg = EngineConfig(cameras=[[64, 48]], workspace_mib=512)
     with pytest.raises(BackendError, match="no TensorRT engine"):
         create_backend("tensorrt", str(ckpt), "cuda", engine_config=other_cfg, cache_dir=str(cache), build=False)
     assert create_backend("tensorrt", str(ckpt), "cuda", engine_config=other_cfg,
                           cache_dir=str(cache)).engine_path != backend.engine_path
-    assert fake_trt.count("build") == 2
+    assert fake_trt.count("build strong") == 2
     # A given engine whose JSON says it was built for another GPU is refused.
     meta["inputs"]["gpu_name"] = "Other GPU"
     Path(str(backend.engine_path) + ".json").write_text(json.dumps(meta))
     with pytest.raises(StaleEngineError, match="foreign"):
         create_backend("tensorrt", str(ckpt), "cuda", engine=str(backend.engine_path))
+
+
+def test_build_engine_command_from_an_fp16_export_on_tensorrt_11(monkeypatch: pytest.MonkeyPatch, trt_setup,
+                                                                tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture) -> None:
+    """The documented offline step: `dap-led export --precision fp16`, then `dap-led build-engine
+    --onnx ... --output X.engine --verify --reference fp32.onnx`; the engine file then runs alone."""
+    from dap_led_ros import cli
+    from dap_led_ros.checkpoint import load_checkpoint
+    from dap_led_ros.runtime.export import export_model
+
+    ckpt, _, _ = trt_setup
+    model, _, _ = load_checkpoint(ckpt)
+    f16 = export_model(model, tmp_path / "m16.onnx", precision="fp16", prior_graphs=False).restore
+    f32 = export_model(model, tmp_path / "m32.onnx", prior_graphs=False).restore
+    config = tmp_path / "engine.yaml"
+    config.write_text("engine:\n  cameras: [[64, 48]]\n  portrait: true\n  workspace_mib: 512\n")
+    calls = _use_fake_trt(monkeypatch, "11.4.1")
+    engine = tmp_path / "out" / "dapled.engine"
+    rc = cli.main(["build-engine", "--onnx", str(f16), "--config", str(config), "--output", str(engine),
+                   "--cache-dir", str(tmp_path / "cache"), "--verify", "--reference", str(f32)])
+    out = capsys.readouterr().out
+    builds = lambda: [c for c in calls if c.startswith("build")]  # noqa: E731
+    assert rc == 0 and builds() == ["build strong"] and engine.is_file(), out
+    assert out.count("PSNR vs FP32") == 2  # the camera and its portrait profile
+    assert all(float(line.split("PSNR vs FP32 ")[1].split(" dB")[0]) > 40 for line in out.splitlines()
+               if "PSNR vs FP32" in line)
+    backend = create_backend("tensorrt", str(engine), "cuda")
+    assert backend.infer(np.zeros((1, 3, 64, 48), np.float32)).shape == (1, 3, 64, 48)
+    # Weak typing asked of TensorRT 11 stops before any build, naming the way out.
+    rc = cli.main(["build-engine", "--onnx", str(f32), "--config", str(config), "--typing", "weak",
+                   "--output", str(tmp_path / "weak.engine")])
+    assert rc == 2 and "typing: strong" in capsys.readouterr().err and builds() == ["build strong"]

@@ -53,6 +53,9 @@ def add_backend_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default=d.backend, help=about["backend"] + " (default: %(default)s)")
     p.add_argument("--device", default=d.device, help=about["device"] + " (default: %(default)s)")
     p.add_argument("--engine", default=d.engine, help=about["engine"])
+    p.add_argument("--engine-config", default=d.engine_config, help=about["engine_config"])
+    p.add_argument("--cache-dir", default=d.cache_dir, help=about["cache_dir"])
+    p.add_argument("--build-engine", action="store_true", default=d.build_engine, help=about["build_engine"])
     p.add_argument("--threads", type=_at_least(0), default=d.threads, help=about["threads"])
     p.add_argument("--tile-max-pixels", "--max-pixels", dest="tile_max_pixels", type=_at_least(1),
                    default=d.tile_max_pixels, help=about["tile_max_pixels"] + " (default: %(default)s)")
@@ -67,6 +70,7 @@ def enhancer_config_from_args(args: argparse.Namespace) -> EnhancerConfig:
     from dap_led_ros.enhancer import EnhancerConfig
 
     return EnhancerConfig(model=args.model, backend=args.backend, device=args.device, engine=args.engine,
+                          engine_config=args.engine_config, cache_dir=args.cache_dir, build_engine=args.build_engine,
                           threads=args.threads, tile_max_pixels=args.tile_max_pixels, tile_size=args.tile_size,
                           tile_overlap=args.tile_overlap, tile_mode=args.tile_mode)
 

@@ -19,6 +19,7 @@ from dap_led_ros.runtime.export import (
     DEFAULT_OPSET,
     DEFAULT_PARITY_SIZES,
     ExportedModel,
+    PRECISIONS,
     ExportError,
     export_model,
     parity,
@@ -33,7 +34,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                    "CLIP prior, X.heatmaps.onnx and X.prior.onnx are written beside X.onnx; "
                                    "each file appears complete or not at all.",
                        epilog="exit status: 0 exported and within tolerance; 1 the export failed or its parity "
-                              "exceeds --tolerance; 2 nothing written (bad output path, an output exists "
+                              "exceeds --tolerance (fp16: falls below --min-psnr); 2 nothing written (bad output path, an output exists "
                               "without --force, model not loadable).")
     p.add_argument("--model", default=None, help="checkpoint (.safetensors with its .yaml); default: shipped model")
     p.add_argument("-o", "--output", type=Path, default=Path("dapled.onnx"), help="output .onnx (default: %(default)s)")
@@ -42,7 +43,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="skip the heatmaps / restore-with-prior graphs used for prior-consistent tiling")
     p.add_argument("--check-sizes", type=parse_size, nargs="*", default=None, metavar="WxH",
                    help="sizes for the parity check (default: 517x333 640x480 128x96); none to skip")
-    p.add_argument("--tolerance", type=float, default=1e-3, help="max abs difference allowed (default: %(default)s)")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                   help="fp32, or fp16: float16 graphs with float32 normalisations, reductions and softmax "
+                        "and float32 inputs/outputs, for strongly typed TensorRT builds (default: %(default)s)")
+    p.add_argument("--tolerance", type=float, default=1e-3,
+                   help="fp32: max abs difference allowed (default: %(default)s)")
+    p.add_argument("--min-psnr", type=float, default=40.0,
+                   help="fp16: least PSNR against PyTorch float32 allowed, dB (default: %(default)s)")
     p.add_argument("--force", action="store_true", help="replace output files that exist")
     p.set_defaults(func=run)
 
@@ -65,7 +72,7 @@ def _export(model, args: argparse.Namespace, digest: str) -> ExportedModel:
     with temporary_folder(args.output) as work:
         staged = export_model(model, work / args.output.name, opset=args.opset,
                               prior_graphs=not args.no_prior_graphs,
-                              metadata={"dap_led.checkpoint_sha256": digest})
+                              metadata={"dap_led.checkpoint_sha256": digest}, precision=args.precision)
         final = ExportedModel(restore=args.output, metadata=staged.metadata)
         if staged.heatmaps is not None and staged.restore_with_prior is not None:
             final.heatmaps, final.restore_with_prior = prior_graph_paths(args.output)
@@ -120,11 +127,18 @@ def run(args: argparse.Namespace) -> int:
     if not sizes:
         return 0
     rows = parity(model, exported, sizes)
-    print("parity vs PyTorch (ONNX Runtime CPU, FP32):")
+    print(f"parity vs PyTorch float32 (ONNX Runtime CPU, {args.precision} graphs):")
     worst = 0.0
     for r in rows:
-        print(f"  {r['graph']:<20} {r['size']:>10}  max abs {r['max_abs']:.2e}")
+        print(f"  {r['graph']:<20} {r['size']:>10}  max abs {r['max_abs']:.2e}  PSNR {r['psnr_db']:.1f} dB")
         worst = max(worst, float(r["max_abs"]))
+    if args.precision == "fp16":
+        lowest = min(float(r["psnr_db"]) for r in rows)
+        if lowest < args.min_psnr:
+            print(f"error: PSNR {lowest:.1f} dB is below {args.min_psnr:.1f} dB", file=sys.stderr)
+            return 1
+        print(f"ok: PSNR >= {lowest:.1f} dB (>= {args.min_psnr:.1f}); max abs difference {worst:.2e}")
+        return 0
     if worst > args.tolerance:
         print(f"error: max abs difference {worst:.2e} exceeds {args.tolerance:.0e}", file=sys.stderr)
         return 1

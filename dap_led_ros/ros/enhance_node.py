@@ -60,6 +60,7 @@ from dap_led_ros.ros.params import (
 )
 from dap_led_ros.ros.runner import main_for
 from dap_led_ros.runtime.backends import BACKEND_NAMES
+from dap_led_ros.runtime.backends.base import is_model_file
 
 NODE_NAME = "enhance_node"
 
@@ -197,17 +198,32 @@ class EnhanceNode(ManagedImageNode[EnhanceNodeConfig]):
     # ------------------------------------------------------------------ lifecycle hooks
 
     def load(self, cfg: EnhanceNodeConfig) -> None:
-        self._enhancer = Enhancer(cfg.enhancer_config())
+        enhancer_cfg = cfg.enhancer_config()
+        if cfg.backend == "tensorrt" or (cfg.backend == "auto" and cfg.build_engine):
+            self.get_logger().warning(
+                "configure: a TensorRT engine missing from the cache is built now (minutes; the transition "
+                "waits); build it beforehand with `dap-led build-engine --config <engine_config>`")
+        self._enhancer = Enhancer(enhancer_cfg)
+        backend = self._enhancer.backend
+        if cfg.backend == "auto" and not backend.runs_on_cpu and backend.name != "tensorrt":
+            self.get_logger().warning(
+                f"running {backend.name} on the GPU, not TensorRT: no engine cached for engine_config "
+                f"'{cfg.engine_config or 'built-in defaults'}' (cache_dir '{cfg.cache_dir or 'default'}'); "
+                "build it with `dap-led build-engine` or set build_engine: true")
+        self.get_logger().info(f"network: {backend.describe()}")
         self._channels = [CameraChannel(name) for name in cfg.camera_names() or [""]]
         if cfg.publish_heatmap and not self._enhancer.backend.supports_prior_input:
             self.get_logger().warning(f"publish_heatmap: backend {self._enhancer.backend_name} "
                                       "does not expose heatmaps; enhanced/degradation stays silent")
 
     def preload(self) -> None:
-        # Every backend's load imports torch (checkpoints, exports); ONNX Runtime for the
-        # backends that may use it.
+        # A checkpoint may need torch (an export not cached yet); an .onnx or engine file does not.
+        # ONNX Runtime for the backends that may use it.
         backend = str(self.get_parameter("backend").value)
-        for name in ("torch", "onnxruntime") if backend in ("auto", "onnxruntime") else ("torch",):
+        names = ("onnxruntime",) if backend in ("auto", "onnxruntime") else ()
+        if not is_model_file(str(self.get_parameter("model").value)):
+            names = ("torch", *names)
+        for name in names:
             try:
                 importlib.import_module(name)
             except Exception:  # noqa: BLE001 - configure reports a missing backend

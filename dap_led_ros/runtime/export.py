@@ -18,13 +18,19 @@ import numpy as np
 import torch
 from torch import nn
 
+from dap_led_ros.runtime.backends.verify import psnr, smooth_test_image
+from dap_led_ros.runtime.onnx_files import (  # noqa: F401  (re-exported: the export's file names)
+    DEFAULT_OPSET,
+    EXPORT_FORMAT,
+    INPUT_NAME,
+    OUTPUT_NAME,
+    PRECISIONS,
+    prior_graph_paths,
+    read_metadata,
+)
+
 log = logging.getLogger(__name__)
 
-DEFAULT_OPSET = 17
-# Bumped whenever the exported graphs change meaning, so cached exports are redone.
-EXPORT_FORMAT = 1
-INPUT_NAME = "image"
-OUTPUT_NAME = "restored"
 DEFAULT_PARITY_SIZES = ((333, 517), (480, 640), (96, 128))  # (H, W); the first is odd and non-square
 
 
@@ -40,13 +46,6 @@ class ExportedModel:
     heatmaps: Path | None = None
     restore_with_prior: Path | None = None
     metadata: dict[str, str] = field(default_factory=dict)
-
-
-def prior_graph_paths(onnx_path: str | Path) -> tuple[Path, Path]:
-    """(heatmaps graph, restore-with-prior graph) beside the whole-network graph `X.onnx`."""
-    p = Path(onnx_path)
-    stem = p.with_suffix("")
-    return stem.with_name(stem.name + ".heatmaps.onnx"), stem.with_name(stem.name + ".prior.onnx")
 
 
 class _Heatmaps(nn.Module):
@@ -90,12 +89,19 @@ def _export_graph(module: nn.Module, args: tuple[torch.Tensor, ...], path: Path,
                               dynamic_axes=dynamic_axes, do_constant_folding=True)
 
 
-def _add_metadata(path: Path, metadata: dict[str, str]) -> None:
+def _finish_graph(path: Path, metadata: dict[str, str], precision: str) -> None:
+    """Store the metadata in an exported graph, made mixed float16 first when asked, and check it."""
     import onnx
 
     proto = onnx.load(str(path))
+    if precision == "fp16":
+        from dap_led_ros.runtime.float16_graph import convert_to_float16
+
+        proto, report = convert_to_float16(proto)
+        log.info("%s: %d nodes in float16, %d kept in float32, %d casts", path.name, report.nodes_fp16,
+                 report.nodes_fp32, report.casts_inserted)
     del proto.metadata_props[:]
-    for k, v in metadata.items():
+    for k, v in {**metadata, "dap_led.precision": precision}.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = k, v
     onnx.checker.check_model(proto)
@@ -120,8 +126,14 @@ def model_metadata(model: nn.Module, extra: dict[str, str] | None = None) -> dic
 
 
 def export_model(model: nn.Module, output: str | Path, opset: int = DEFAULT_OPSET, prior_graphs: bool = True,
-                 metadata: dict[str, str] | None = None) -> ExportedModel:
-    """Export `model` (a DAPLED) to `output` (X.onnx) and, with the prior, the two tiling graphs."""
+                 metadata: dict[str, str] | None = None, precision: str = "fp32") -> ExportedModel:
+    """Export `model` (a DAPLED) to `output` (X.onnx) and, with the prior, the two tiling graphs.
+
+    `precision` fp16 writes mixed-precision graphs (runtime/float16_graph.py): float16 with
+    float32 normalisations, reductions and softmax; inputs and outputs stay float32.
+    """
+    if precision not in PRECISIONS:
+        raise ExportError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if opset < 17:
         raise ExportError(f"opset {opset} is too old: LayerNormalization in the CLIP encoder needs opset >= 17")
     output = Path(output)
@@ -133,7 +145,7 @@ def export_model(model: nn.Module, output: str | Path, opset: int = DEFAULT_OPSE
     image_axes = {0: "batch", 2: "height", 3: "width"}
     _export_graph(model, (x,), output, [INPUT_NAME], [OUTPUT_NAME],
                   {INPUT_NAME: image_axes, OUTPUT_NAME: image_axes}, opset)
-    _add_metadata(output, meta)
+    _finish_graph(output, meta, precision)
     result = ExportedModel(restore=output, metadata=meta)
     if not prior_graphs or getattr(model, "prior", None) is None:
         return result
@@ -142,7 +154,7 @@ def export_model(model: nn.Module, output: str | Path, opset: int = DEFAULT_OPSE
     map_names = [f"heatmap_g{g}" for g in grids]
     _export_graph(_Heatmaps(model), (x,), heat_path, [INPUT_NAME], map_names,
                   {INPUT_NAME: image_axes, **{n: {0: "batch"} for n in map_names}}, opset)
-    _add_metadata(heat_path, meta)
+    _finish_graph(heat_path, meta, precision)
     with torch.no_grad():
         maps = model.heatmaps(x)
     # Dense per-pixel maps (as the tiler passes them), any size per input.
@@ -152,32 +164,15 @@ def export_model(model: nn.Module, output: str | Path, opset: int = DEFAULT_OPSE
     _export_graph(_RestoreWithPrior(model), (x, *dense), prior_path, [INPUT_NAME, *prior_names], [OUTPUT_NAME],
                   {INPUT_NAME: image_axes, OUTPUT_NAME: image_axes,
                    **{n: {0: "batch", 2: f"{n}_height", 3: f"{n}_width"} for n in prior_names}}, opset)
-    _add_metadata(prior_path, meta)
+    _finish_graph(prior_path, meta, precision)
     result.heatmaps, result.restore_with_prior = heat_path, prior_path
     return result
 
 
-def read_metadata(onnx_path: str | Path) -> dict[str, str]:
-    """The `dap_led.*` metadata of an exported graph (empty for foreign ONNX files)."""
-    import onnx
-
-    proto = onnx.load(str(onnx_path), load_external_data=False)
-    return {p.key: p.value for p in proto.metadata_props}
-
-
-def smooth_test_image(batch: int, height: int, width: int, seed: int = 0) -> np.ndarray:
-    """A night-like test input: smooth random structure plus noise, float32 in [0, 1]."""
-    rng = np.random.default_rng(seed)
-    coarse = rng.random((batch, 3, max(2, height // 16), max(2, width // 16))).astype(np.float32)
-    x = torch.nn.functional.interpolate(torch.from_numpy(coarse), size=(height, width), mode="bilinear",
-                                        align_corners=False).numpy()
-    x = 0.3 * x + 0.03 * rng.random(x.shape, dtype=np.float32)
-    return np.clip(x, 0.0, 1.0).astype(np.float32)
-
-
 def parity(model: nn.Module, exported: ExportedModel, sizes: tuple[tuple[int, int], ...] = DEFAULT_PARITY_SIZES,
            threads: int = 0) -> list[dict[str, object]]:
-    """Max abs difference between ONNX Runtime (CPU, FP32) and PyTorch for each graph and size."""
+    """Max abs difference and PSNR between ONNX Runtime (CPU) and PyTorch (float32) for each graph
+    and size; ONNX Runtime runs float16 graphs on the CPU too."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -197,11 +192,13 @@ def parity(model: nn.Module, exported: ExportedModel, sizes: tuple[tuple[int, in
         with torch.no_grad():
             ref, ref_maps = model.forward_with_heatmaps(xt)
         out = sessions["restore"].run(None, {INPUT_NAME: x})[0]
-        rows.append({"graph": "restore", "size": f"{w}x{h}", "max_abs": float(np.abs(out - ref.numpy()).max())})
+        rows.append({"graph": "restore", "size": f"{w}x{h}", "max_abs": float(np.abs(out - ref.numpy()).max()),
+                     "psnr_db": psnr(out, ref.numpy())})
         if "heatmaps" in sessions:
             maps = sessions["heatmaps"].run(None, {INPUT_NAME: x})
             err = max(float(np.abs(a - b.numpy()).max()) for a, b in zip(maps, ref_maps))
-            rows.append({"graph": "heatmaps", "size": f"{w}x{h}", "max_abs": err})
+            rows.append({"graph": "heatmaps", "size": f"{w}x{h}", "max_abs": err,
+                         "psnr_db": min(psnr(a, b.numpy()) for a, b in zip(maps, ref_maps))})
             # A tile-like crop with given dense heatmaps, as the tiler runs it.
             th, tw = max(model.pad_multiple, h // 2 + 3), max(model.pad_multiple, w // 2 + 5)
             tile = xt[..., :th, :tw]
@@ -212,5 +209,5 @@ def parity(model: nn.Module, exported: ExportedModel, sizes: tuple[tuple[int, in
             feeds = {INPUT_NAME: tile.numpy(), **{f"prior_g{g}": d.numpy() for g, d in zip(model.prior.grids, dense)}}
             out_t = sessions["restore_with_prior"].run(None, feeds)[0]
             rows.append({"graph": "restore_with_prior", "size": f"{tw}x{th}",
-                         "max_abs": float(np.abs(out_t - ref_t).max())})
+                         "max_abs": float(np.abs(out_t - ref_t).max()), "psnr_db": psnr(out_t, ref_t)})
     return rows

@@ -7,7 +7,7 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from dap_led_ros.runtime.backends.base import Backend, BackendError
+from dap_led_ros.runtime.backends.base import Backend, BackendError, is_model_file
 from dap_led_ros.shipped_models import resolve_model
 
 log = logging.getLogger(__name__)
@@ -45,25 +45,29 @@ def _accepted(cls: type[Backend], options: dict[str, Any]) -> tuple[dict[str, An
 
 
 def resolve_device(device: str) -> str:
-    """'auto' -> 'cuda' when torch sees a GPU, else 'cpu'; other values unchanged."""
+    """'auto' -> 'cuda' when the CUDA driver reports a GPU (cuda-python, pycuda, nvidia-smi, else
+    torch: cuda_support.cuda_device_count), else 'cpu'; other values unchanged."""
     if device != "auto":
         return device
-    try:
-        import torch
+    from dap_led_ros.runtime.backends.cuda_support import cuda_device_count
 
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    except ImportError:
-        return "cpu"
+    return "cuda" if cuda_device_count() > 0 else "cpu"
 
 
-def _auto_plan(device: str, engine: str | None) -> list[tuple[str, str, dict[str, Any]]]:
-    """(backend, device, option overrides) to try in order, best first."""
+def _auto_plan(device: str, engine: str | None, checkpoint: bool, build: bool,
+               cpu_fallback: bool) -> list[tuple[str, str, dict[str, Any]]]:
+    """(backend, device, option overrides) to try in order, best first. Without a checkpoint (a
+    graph or engine file alone) torch, which needs one, is left out; a TensorRT engine file runs
+    on TensorRT only. `cpu_fallback`: after the GPU backends, the CPU ones (device `auto`)."""
     suffix = Path(engine).suffix if engine else ""
+    if not checkpoint and suffix != ".onnx":
+        return [("tensorrt", device, {})] if device.startswith("cuda") else []
     onnx_engine = {"engine": engine} if suffix == ".onnx" else {"engine": None}
+    torch_plan = [("torch", device, {})] if checkpoint else []
     if device.startswith("cuda"):
-        return [("tensorrt", device, {"build": False}), ("onnxruntime", device, onnx_engine),
-                ("torch", device, {})]
-    cpu = [("onnxruntime", device, onnx_engine), ("torch", device, {})]
+        gpu = [("tensorrt", device, {"build": build}), ("onnxruntime", device, onnx_engine), *torch_plan]
+        return gpu + (_auto_plan("cpu", engine, checkpoint, build, False) if cpu_fallback else [])
+    cpu = [("onnxruntime", device, onnx_engine), *torch_plan]
     if platform.machine().lower() in OPENVINO_FIRST_MACHINES:
         cpu.insert(0, ("openvino", device, onnx_engine))
     return cpu
@@ -95,9 +99,11 @@ def _needs_checkpoint(name: str, options: dict[str, Any]) -> bool:
     return name == "torch" or engine is None or (name == "tensorrt" and Path(engine).suffix != ".onnx")
 
 
-def _create_auto(model_path: str | None, device: str, options: dict[str, Any]) -> Backend:
+def _create_auto(model_path: str | None, device: str, options: dict[str, Any], checkpoint: bool = True,
+                 cpu_fallback: bool = False) -> Backend:
     rejected: list[str] = []  # in the order of preference: the first is the backend auto wanted
-    for name, dev, overrides in _auto_plan(device, options.get("engine")):
+    plan = _auto_plan(device, options.get("engine"), checkpoint, bool(options.pop("build", False)), cpu_fallback)
+    for name, dev, overrides in plan:
         cls = _backend_class(name)
         kwargs, _ = _accepted(cls, {**options, **overrides})
         try:
@@ -109,10 +115,15 @@ def _create_auto(model_path: str | None, device: str, options: dict[str, Any]) -
             continue
         if not device.startswith("cuda"):
             rejected.insert(0, f"tensorrt: device is {device!r} (TensorRT needs cuda)")
-        log.info("auto backend: chose %s%s", backend.describe(),
-                 "; rejected " + " | ".join(rejected) if rejected else "")
+        # On a GPU, not getting TensorRT (no engine built, or it failed) is worth a warning.
+        level = logging.WARNING if device.startswith("cuda") and name != "tensorrt" else logging.INFO
+        log.log(level, "auto backend: chose %s%s", backend.describe(),
+                "; rejected " + " | ".join(rejected) if rejected else "")
         return backend
     skipped = "" if device.startswith("cuda") else f" (tensorrt not tried: device is {device!r})"
+    if not plan:
+        raise BackendError(f"no backend runs {options.get('engine')} on device {device!r}: a TensorRT engine "
+                           "needs a CUDA device")
     raise BackendError("no backend could be created: " + " | ".join(rejected) + skipped)
 
 
@@ -131,16 +142,26 @@ def create_backend(name: str = "auto", model_path: str | None = None, device: st
     precision (openvino: f32 | bf16 | f16),
     cache_dir, fp16 / cuda_graphs (torch on CUDA), engine_config / build / cuda_memory (tensorrt).
     Options a backend does not take are an error for a named backend and ignored for `auto`.
-    `device` may be "auto" (cuda when a GPU is visible); `model_path` may be a shipped model's
-    name (quality | realtime | auto, see shipped_models.py).
+    `device` may be "auto" (cuda when a GPU is visible; `auto` then falls back to the CPU
+    backends); `model_path` may be a shipped model's name (quality | realtime | auto, see
+    shipped_models.py) or an .onnx / engine file, which is then run without a checkpoint (torch-free).
     """
-    device = resolve_device(device)
-    model_path = backend_model(name, model_path, device)
     options = {k: v for k, v in options.items() if v is not None}
+    if is_model_file(model_path):
+        if options.get("engine") and Path(options["engine"]) != Path(str(model_path)):
+            raise BackendError(f"model {model_path} is a graph/engine file and engine names another "
+                               f"({options['engine']}); give one of them")
+        options["engine"], model_path = str(model_path), None
+    checkpoint = not (model_path is None and options.get("engine"))  # a graph or engine file alone
+    auto_device = device == "auto"
+    device = resolve_device(device)
+    model_path = backend_model(name, model_path, device) if checkpoint else None
     if model_path is not None and _needs_checkpoint(name, options):
         check_checkpoint(model_path)
     if name == "auto":
-        return _create_auto(model_path, device, options)
+        return _create_auto(model_path, device, options, checkpoint, cpu_fallback=auto_device)
+    if name == "torch" and not checkpoint:
+        raise BackendError(f"the torch backend needs a checkpoint, not {options['engine']}")
     cls = _backend_class(name)
     kwargs, unknown = _accepted(cls, options)
     if unknown:

@@ -2,12 +2,22 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from pathlib import Path
 
 import numpy as np
 
 
 class BackendError(RuntimeError):
     """A backend cannot be created or cannot run (missing library, device, engine...)."""
+
+
+ENGINE_SUFFIXES = (".engine", ".plan", ".trt")  # serialized TensorRT engines
+MODEL_FILE_SUFFIXES = (".onnx", *ENGINE_SUFFIXES)  # a `model` setting that needs no checkpoint
+
+
+def is_model_file(model: str | None) -> bool:
+    """Whether a `model` setting names an exported graph or a built engine instead of a checkpoint."""
+    return bool(model) and Path(str(model)).suffix.lower() in MODEL_FILE_SUFFIXES
 
 
 def check_batch(x: np.ndarray) -> np.ndarray:

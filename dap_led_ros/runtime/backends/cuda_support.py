@@ -1,12 +1,16 @@
 """CUDA device identity, a stream, pinned host and device buffers for the TensorRT runtime.
 
-Three interchangeable providers: pycuda (JetPack ships it), torch CUDA tensors, cuda-python.
-`open_cuda_memory("auto")` takes the first one that imports and finds the device.
+Three interchangeable providers: pycuda, cuda-python (`pip install cuda-python`: JetPack ships
+neither it nor pycuda), torch CUDA tensors. `open_cuda_memory("auto")` takes the first one that
+imports and finds the device. `cuda_device_count` finds GPUs without torch.
 """
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import logging
+import shutil
+import subprocess
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,7 +20,58 @@ import numpy as np
 
 from dap_led_ros.runtime.backends.base import BackendError
 
-PROVIDERS = ("pycuda", "torch", "cuda-python")
+PROVIDERS = ("pycuda", "cuda-python", "torch")  # torch last: a CPU build (Ubuntu's python3-torch) has no CUDA
+log = logging.getLogger(__name__)
+
+
+def _count_cuda_python() -> int:
+    from cuda.bindings import driver  # cuda-python >= 12.6; the driver API needs no CUDA runtime
+
+    (err,) = driver.cuInit(0)
+    if int(err) != 0:
+        return 0
+    err, count = driver.cuDeviceGetCount()
+    return int(count) if int(err) == 0 else 0
+
+
+def _count_pycuda() -> int:
+    import pycuda.driver as cuda
+
+    cuda.init()
+    return int(cuda.Device.count())
+
+
+def _count_nvidia_smi() -> int:
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        raise FileNotFoundError("nvidia-smi is not on PATH")
+    out = subprocess.run([exe, "-L"], capture_output=True, text=True, timeout=10, check=False)
+    return sum(line.startswith("GPU ") for line in out.stdout.splitlines()) if out.returncode == 0 else 0
+
+
+def _count_torch() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+# Probes in order: the CUDA driver through cuda-python or pycuda, then nvidia-smi (Jetsons have
+# none), then torch last (Ubuntu's python3-torch is a CPU build that would say "no GPU").
+DEVICE_PROBES = (("cuda-python", _count_cuda_python), ("pycuda", _count_pycuda),
+                 ("nvidia-smi", _count_nvidia_smi), ("torch", _count_torch))
+
+
+def cuda_device_count() -> int:
+    """The number of CUDA devices the first working probe reports (0: none, or no probe works)."""
+    for name, probe in DEVICE_PROBES:
+        try:
+            count = probe()
+        except Exception as exc:  # noqa: BLE001 - missing module, library or driver: next probe
+            log.debug("CUDA probe %s unavailable: %s", name, exc)
+            continue
+        log.debug("CUDA probe %s: %d device(s)", name, count)
+        return count
+    return 0
 
 
 def device_index(device: str) -> int:
@@ -271,7 +326,7 @@ _CLASSES: dict[str, type[CudaMemory]] = {"pycuda": PycudaMemory, "torch": TorchM
 
 
 def open_cuda_memory(device: str, provider: str = "auto") -> CudaMemory:
-    """The named provider, or with "auto" the first of pycuda, torch, cuda-python that works."""
+    """The named provider, or with "auto" the first of pycuda, cuda-python, torch that works."""
     index = device_index(device)
     names = PROVIDERS if provider == "auto" else (provider,)
     if provider != "auto" and provider not in _CLASSES:

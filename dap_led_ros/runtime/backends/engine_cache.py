@@ -50,7 +50,7 @@ def file_sha256(path: str | Path) -> str:
 
 def checkpoint_digest(model_path: str | Path | None) -> str:
     """sha256 over a checkpoint's weights and its YAML config (the default checkpoint for None)."""
-    from dap_led_ros.checkpoint import checkpoint_paths, default_checkpoint
+    from dap_led_ros.shipped_models import checkpoint_paths, default_checkpoint
 
     weights, meta = checkpoint_paths(model_path or default_checkpoint())
     for p in (weights, meta):
@@ -84,14 +84,17 @@ def _publish_dir(tmp: Path, final: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def cached_onnx(model_path: str | Path | None, root: str | Path | None = None, opset: int | None = None) -> Path:
-    """The ONNX export of a checkpoint (with its tiling graphs), exported into the cache on first use."""
+def cached_onnx(model_path: str | Path | None, root: str | Path | None = None, opset: int | None = None,
+                precision: str = "fp32") -> Path:
+    """The ONNX export of a checkpoint (with its tiling graphs), exported into the cache on first use;
+    `precision` fp16: the mixed float16 graphs (runtime/float16_graph.py)."""
     from dap_led_ros.runtime.export import DEFAULT_OPSET, EXPORT_FORMAT, export_model
 
     opset = opset or DEFAULT_OPSET
     digest = checkpoint_digest(model_path)
     code = model_code_digest()
-    folder = cache_root(root) / "onnx" / f"{digest[:24]}-{code[:8]}-f{EXPORT_FORMAT}-op{opset}"
+    suffix = "" if precision == "fp32" else f"-{precision}"
+    folder = cache_root(root) / "onnx" / f"{digest[:24]}-{code[:8]}-f{EXPORT_FORMAT}-op{opset}{suffix}"
     onnx_path = folder / "dapled.onnx"
     if (folder / "export.json").is_file() and onnx_path.is_file():
         return onnx_path
@@ -103,10 +106,11 @@ def cached_onnx(model_path: str | Path | None, root: str | Path | None = None, o
     tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=folder.parent))
     try:
         exported = export_model(model, tmp / "dapled.onnx", opset=opset,
-                                metadata={"dap_led.checkpoint_sha256": digest})
+                                metadata={"dap_led.checkpoint_sha256": digest}, precision=precision)
         (tmp / "export.json").write_text(json.dumps({
             "checkpoint": str(model_path or "default"), "checkpoint_sha256": digest, "model_code_sha256": code,
             "onnx_sha256": file_sha256(exported.restore), "opset": opset, "export_format": EXPORT_FORMAT,
+            "precision": precision,
             "prior_graphs": exported.heatmaps is not None}, indent=2))
         _publish_dir(tmp, folder)
     finally:
@@ -146,6 +150,8 @@ class EngineKeyInputs:
     dla_core: int = -1
     # Layers kept in FP32 (type names and name patterns) change the engine too.
     fp32_layers: tuple[str, ...] = ()
+    # strong: the graph's precisions; weak: BuilderFlag.FP16 with constraints (engine.yaml `typing`).
+    typing: str = "strong"
 
     def key(self) -> str:
         blob = json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"))
@@ -164,7 +170,8 @@ class EngineKeyInputs:
             gpu_name=str(d["gpu_name"]), compute_capability=str(d["compute_capability"]),
             profiles=tuple(tuple(tuple(int(v) for v in s) for s in p) for p in d["profiles"]),  # type: ignore[misc]
             precision=str(d["precision"]), dla_core=int(d.get("dla_core", -1)),
-            fp32_layers=tuple(d.get("fp32_layers", ())))
+            fp32_layers=tuple(d.get("fp32_layers", ())),
+            typing=str(d.get("typing", "weak")))  # engines from before typing was recorded were weak
 
 
 # Fields that describe where an engine can run: a mismatch means a foreign engine.

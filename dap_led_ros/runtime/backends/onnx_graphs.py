@@ -21,7 +21,7 @@ class OnnxGraphBackend(Backend):
 
     def _read_graph_metadata(self, meta: Mapping[str, str]) -> None:
         """Padding, heatmap grids and the tiling graphs beside `onnx_path`, from the graph's metadata."""
-        from dap_led_ros.runtime.export import prior_graph_paths
+        from dap_led_ros.runtime.onnx_files import prior_graph_paths
 
         # DAP-LED graphs pad by reflection to this multiple; smaller frames are padded here first
         # (pad_for_graph). A foreign graph may only declare a minimum side.

@@ -106,7 +106,7 @@ class OpenVinoBackend(OnnxGraphBackend):
         except ImportError as exc:
             raise BackendError(f"openvino is not installed: {exc}") from exc
         from dap_led_ros.runtime.backends.engine_cache import onnx_graph
-        from dap_led_ros.runtime.export import read_metadata
+        from dap_led_ros.runtime.onnx_files import read_metadata
 
         self._ov = ov
         self.device = device

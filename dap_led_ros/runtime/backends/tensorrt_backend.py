@@ -1,5 +1,8 @@
 """TensorRT backend: a cached FP16 engine run with execute_async_v3 on its own CUDA stream.
 
+Given an engine file or an .onnx, it needs TensorRT, a CUDA binding (cuda_support.py) and numpy
+(plus onnx for an .onnx): no torch. Without one it exports the checkpoint first (torch).
+
 Input shapes are set per call (`set_input_shape`); the optimisation profile that covers the frame
 is selected first. Host buffers are page-locked and copies are asynchronous on the stream.
 """
@@ -12,21 +15,22 @@ from pathlib import Path
 
 import numpy as np
 
-from dap_led_ros.runtime.backends.base import Backend, BackendError, pad_for_graph
+from dap_led_ros.runtime.backends.base import ENGINE_SUFFIXES, Backend, BackendError, pad_for_graph
 from dap_led_ros.runtime.backends.cuda_support import DeviceBuffer, HostBuffer, device_index, open_cuda_memory
 from dap_led_ros.runtime.backends.tensorrt_build import build_engine, default_timing_cache, import_tensorrt
 from dap_led_ros.runtime.backends.tensorrt_config import EngineConfig, ProfileError, ShapeProfile, select_profile
 
 log = logging.getLogger(__name__)
 
-ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 INPUT_NAME = "image"
 OUTPUT_NAME = "restored"
 
 
 class TensorRTBackend(Backend):
     """`engine`: a built engine (.engine/.plan, checked against its key JSON) or an .onnx to build
-    from; None exports the checkpoint and uses (or builds) the cached engine for its key."""
+    from; None exports the checkpoint (in the precision `engine_config` asks for) and uses (or,
+    with `build`, builds) the cached engine for its key. A given engine is compared with the
+    checkpoint only when `model_path` is given."""
 
     name = "tensorrt"
 
@@ -46,8 +50,8 @@ class TensorRTBackend(Backend):
         cfg = engine_config or EngineConfig()
         cfg.validate()
         given_engine = engine is not None and Path(engine).suffix in ENGINE_SUFFIXES
-        # A foreign ONNX file has no checkpoint to compare with.
-        digest = checkpoint_digest(model_path) if engine is None or given_engine else None
+        # A foreign ONNX file has no checkpoint to compare with; an engine file only when one is named.
+        digest = checkpoint_digest(model_path) if engine is None or (given_engine and model_path) else None
         self.onnx_path: Path | None = None
         if given_engine:
             self.engine_path = self._check_given_engine(Path(engine), digest)
@@ -84,12 +88,13 @@ class TensorRTBackend(Backend):
             file_sha256,
         )
 
-        self.onnx_path = Path(onnx) if onnx else cached_onnx(model_path, root=cache_dir)
+        self.onnx_path = Path(onnx) if onnx else cached_onnx(model_path, root=cache_dir,
+                                                             precision=cfg.graph_precision())
         inputs = EngineKeyInputs(
             onnx_sha256=file_sha256(self.onnx_path), tensorrt_version=self._trt.__version__,
             gpu_name=self.gpu_name, compute_capability=self.compute_capability,
             profiles=tuple(p.as_tuple() for p in cfg.shape_profiles()), precision=cfg.precision,
-            dla_core=cfg.dla_core, fp32_layers=cfg.fp32_layers())
+            dla_core=cfg.dla_core, fp32_layers=cfg.fp32_layers(), typing=cfg.typing)
         path = Path(output) if output else engine_path_for(inputs, cache_dir)
         if path.is_file() and not force_rebuild:
             try:
@@ -102,8 +107,9 @@ class TensorRTBackend(Backend):
         if not build:
             raise BackendError(f"no TensorRT engine for this checkpoint/GPU/profiles at {path}; "
                                "build it with `dap-led build-engine`")
-        timing = Path(cfg.timing_cache).expanduser() if cfg.timing_cache else default_timing_cache(cache_dir)
-        build_engine(self.onnx_path, path, cfg, inputs, timing_cache=timing, checkpoint_sha256=digest)
+        timing = Path(cfg.timing_cache).expanduser() if cfg.timing_cache else default_timing_cache(cache_dir, inputs)
+        build_engine(self.onnx_path, path, cfg, inputs, timing_cache=timing, checkpoint_sha256=digest,
+                     extra_meta={"pad_multiple": self._graph_pad_multiple()})
         return path
 
     def _load(self) -> None:
@@ -133,18 +139,24 @@ class TensorRTBackend(Backend):
         self._buffers: dict[str, tuple[HostBuffer, DeviceBuffer]] = {}
         self._lock = threading.Lock()
 
-    def _pad_multiple(self) -> int:
-        """The exported graph's pad multiple (its ONNX metadata); 1 when only the engine is known."""
-        if self.onnx_path is None:
-            return 1
-        from dap_led_ros.runtime.export import read_metadata
+    def _graph_pad_multiple(self) -> int:
+        """The exported graph's pad multiple (its ONNX metadata), 1 when unreadable."""
+        from dap_led_ros.runtime.onnx_files import read_metadata
 
         try:
             return int(read_metadata(self.onnx_path).get("dap_led.pad_multiple", 1))
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, ImportError) as exc:
             log.warning("cannot read the pad multiple of %s (%s); small frames are padded to %d px only",
-                        self.onnx_path, exc, self.min_side)
+                        self.onnx_path, exc, getattr(self, "min_side", 1))
             return 1
+
+    def _pad_multiple(self) -> int:
+        """The graph's pad multiple: from the ONNX file, else as recorded beside the engine at build."""
+        if self.onnx_path is not None:
+            return self._graph_pad_multiple()
+        from dap_led_ros.runtime.backends.engine_cache import read_engine_meta
+
+        return int(read_engine_meta(self.engine_path).get("pad_multiple", 1))
 
     def _buffer(self, name: str, nbytes: int) -> tuple[HostBuffer, DeviceBuffer]:
         """Pinned host + device buffers of at least `nbytes`, grown on demand."""

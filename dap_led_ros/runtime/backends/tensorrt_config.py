@@ -9,10 +9,12 @@ from dap_led_ros.settings import load_yaml_mapping, validated_from_mapping
 
 Shape3 = tuple[int, int, int]  # (batch, height, width)
 
+from dap_led_ros.runtime.onnx_files import DEFAULT_FP32_NAME_PATTERNS
+
+# Weak typing only (TensorRT 10): TensorRT layer types pinned to FP32 by precision constraints,
+# with the layers whose ONNX node name contains one of DEFAULT_FP32_NAME_PATTERNS.
 DEFAULT_FP32_LAYER_TYPES: tuple[str, ...] = ("NORMALIZATION", "SOFTMAX", "REDUCE")
-# ONNX node-name fragments of layers kept in FP32: the channel LayerNorms of the backbone
-# (mean, variance, rsqrt are plain element-wise ops after export) and CLIP's LayerNorms.
-DEFAULT_FP32_NAME_PATTERNS: tuple[str, ...] = ("/norm1/", "/norm2/", "/ln_")
+TYPINGS = ("strong", "weak")
 
 
 class ProfileError(ValueError):
@@ -55,7 +57,8 @@ def select_profile(profiles: list[ShapeProfile] | tuple[ShapeProfile, ...], batc
         ranges = "; ".join(f"#{i}: {p.min[1]}x{p.min[2]}..{p.max[1]}x{p.max[2]} (HxW), batch {p.min[0]}..{p.max[0]}"
                            for i, p in enumerate(profiles))
         raise ProfileError(f"no engine profile covers batch {batch}, {height}x{width} (HxW); profiles: {ranges}. "
-                           "Add the camera resolution to config/engine.yaml and rebuild the engine.")
+                           "Add the camera resolution to config/engine.yaml (portrait frames: "
+                           "`portrait: true`) and rebuild the engine.")
     px = height * width
     return min(candidates, key=lambda i: (abs(profiles[i].opt[1] * profiles[i].opt[2] - px),
                                           profiles[i].max[1] * profiles[i].max[2], i))
@@ -74,8 +77,16 @@ class EngineConfig:
     opt_batch: int = 1
     max_batch: int = 1
     precision: str = "fp16"  # fp16 | fp32
+    # strong: the precision is the graph's own (`dap-led export --precision fp16`: float16 with
+    # float32 islands), built as a strongly typed network (TensorRT 10 and 11). weak: a float32 graph
+    # with BuilderFlag.FP16 and FP32 precision constraints (TensorRT 10 only; removed in 11).
+    typing: str = "strong"
+    # Also a profile for each camera turned upright (height x width swapped), for portrait frames.
+    portrait: bool = False
     workspace_mib: int = 2048
-    dla_core: int = -1  # >= 0 on Jetson (Xavier/Orin) to place layers on that DLA core
+    # >= 0 on Jetson (Xavier/Orin) to place layers on that DLA core; DLA takes fixed shapes only,
+    # so it needs explicit `profiles` with min == opt == max.
+    dla_core: int = -1
     # None: beside the engine cache (<cache>/engines/timing.cache).
     timing_cache: str | None = None
     fp32_layer_types: list[str] = field(default_factory=lambda: list(DEFAULT_FP32_LAYER_TYPES))
@@ -86,6 +97,8 @@ class EngineConfig:
     def validate(self) -> None:
         if self.precision not in ("fp16", "fp32"):
             raise ValueError(f"engine.precision must be fp16 or fp32, got {self.precision!r}")
+        if self.typing not in TYPINGS:
+            raise ValueError(f"engine.typing must be one of {', '.join(TYPINGS)}, got {self.typing!r}")
         if self.workspace_mib < 64:
             raise ValueError(f"engine.workspace_mib must be >= 64, got {self.workspace_mib}")
         if not 1 <= self.opt_batch <= self.max_batch:
@@ -97,7 +110,12 @@ class EngineConfig:
                 raise ValueError(f"engine.cameras entries are [width, height] >= min_side, got {cam}")
         if not self.cameras and not self.profiles:
             raise ValueError("engine.cameras (or engine.profiles) must list at least one resolution")
-        self.shape_profiles()  # raises on malformed explicit profiles
+        profiles = self.shape_profiles()  # raises on malformed explicit profiles
+        dynamic = [p for p in profiles if p.min != p.max]
+        if self.dla_core >= 0 and dynamic:
+            raise ValueError(f"engine.dla_core {self.dla_core}: DLA does not run dynamic shapes, and "
+                             f"{len(dynamic)} profile(s) have min != max; give explicit engine.profiles with "
+                             "min == opt == max for each camera, or dla_core: -1 (GPU)")
 
     def shape_profiles(self) -> list[ShapeProfile]:
         """One profile per camera resolution (sorted by area), or the explicit `profiles`."""
@@ -108,14 +126,21 @@ class EngineConfig:
             except (KeyError, TypeError) as exc:
                 raise ValueError(f"engine.profiles entries need min/opt/max [batch, height, width]: {exc}") from exc
         out = []
-        for w, h in sorted({(int(c[0]), int(c[1])) for c in self.cameras}, key=lambda c: (c[0] * c[1], c)):
+        sizes = {(int(c[0]), int(c[1])) for c in self.cameras}
+        if self.portrait:
+            sizes |= {(h, w) for w, h in sizes}
+        for w, h in sorted(sizes, key=lambda c: (c[0] * c[1], c)):
             out.append(ShapeProfile(min=(1, self.min_side, self.min_side), opt=(self.opt_batch, h, w),
                                     max=(self.max_batch, h + self.slack, w + self.slack)))
         return out
 
+    def graph_precision(self) -> str:
+        """The precision of the ONNX graph the engine is built from: fp16 only with strong typing."""
+        return self.precision if self.typing == "strong" else "fp32"
+
     def fp32_layers(self) -> tuple[str, ...]:
-        """What the precision constraints keep in FP32, as it enters the engine key."""
-        if self.precision != "fp16":
+        """What the precision constraints keep in FP32 (weak FP16 builds), as it enters the engine key."""
+        if self.precision != "fp16" or self.typing != "weak":
             return ()
         return tuple(f"type:{t}" for t in self.fp32_layer_types) + tuple(f"name:{p}" for p in self.fp32_name_patterns)
 
