@@ -152,6 +152,25 @@ def test_the_command_runs_the_shipped_detector_and_reports_errors(tmp_path, caps
     assert "setup_bench_media.sh" in capsys.readouterr().err
     assert main(["perception-bench", "--out-dir", str(out), "--media", str(media), "--video-stride", "0"]) == 2
     assert "video_stride >= 1" in capsys.readouterr().err
+    assert main(["perception-bench", "--out-dir", str(out), "--media", str(media), "--levels", "9"]) == 2
+    assert "--levels: indices 0..5" in capsys.readouterr().err
     assert main(["perception-bench", "--out-dir", str(out), "--media", str(media), "--restoration", "none",
                  "--depth-model", str(tmp_path / "no.onnx")]) == 2
     assert "is not a file" in capsys.readouterr().err
+
+
+def test_runs_over_different_levels_merge_into_one_report(tmp_path, capsys):
+    media = tmp_path / "media"
+    (media / "photos").mkdir(parents=True)
+    cv2.imwrite(str(media / "photos" / "s__x.png"), _scene(0)[..., ::-1])
+    common = ["--media", str(media), "--restoration", "none", "--bootstrap", "10", "--threads", "1",
+              "--sheet-frames", "0"]
+    assert main(["perception-bench", "--out-dir", str(tmp_path / "a"), "--levels", "4", *common]) == 0
+    assert main(["perception-bench", "--out-dir", str(tmp_path / "b"), "--levels", "0", *common]) == 0
+    parts = [str(tmp_path / d / "perception_bench.json") for d in ("a", "b")]
+    assert main(["perception-bench", "--out-dir", str(tmp_path / "m"), "--merge", *parts]) == 0
+    merged = json.loads((tmp_path / "m" / "perception_bench.json").read_text())
+    assert list(merged["levels"]) == ["-5 EV", "-6 EV, read noise 12 e-"]
+    capsys.readouterr()
+    assert main(["perception-bench", "--out-dir", str(tmp_path / "m"), "--merge", parts[0], parts[0]]) == 2
+    assert "is in more than one run" in capsys.readouterr().err

@@ -19,7 +19,7 @@ SHIPPED_MODELS = ("quality", "realtime")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from dap_led_ros.perception.perception_bench import BenchConfig
+    from dap_led_ros.perception.perception_bench import DEFAULT_LEVELS, BenchConfig
 
     d = BenchConfig()
     p = sub.add_parser("perception-bench", help="detector recall/precision/mAP against darkness, noise, blur",
@@ -41,12 +41,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="score threshold of the reference boxes and of precision/recall (default: %(default)s)")
     p.add_argument("--size", nargs=2, type=int, default=list(d.size), metavar=("W", "H"))
     p.add_argument("--video-stride", type=int, default=d.video_stride, help="every n-th video frame (default: %(default)s)")
+    p.add_argument("--levels", nargs="+", type=int, default=None, metavar="I",
+                   help="run only these conditions of the sweep, by index: " + "; ".join(
+                       f"{i} = {lv.name}" for i, lv in enumerate(DEFAULT_LEVELS)) + " (default: all)")
     p.add_argument("--bootstrap", type=int, default=d.bootstrap, help="bootstrap resamples (default: %(default)s)")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--sheet-frames", type=int, default=d.sheet_frames, help="frames in the contact sheet")
     p.add_argument("--depth-model", type=Path, default=None, help="ONNX monocular depth model to score too")
     p.add_argument("--depth-preset", default="depth-anything",
                    help="input layout of --depth-model: depth-anything | midas-small | dpt (docs/pipeline.md)")
+    p.add_argument("--merge", nargs="+", type=Path, default=None, metavar="JSON",
+                   help="instead of running: one report from perception_bench.json files of runs over "
+                        "different --levels (same frames and settings), e.g. runs on separate cores")
     add_backend_args(p)
     p.set_defaults(func=run)
 
@@ -56,7 +62,39 @@ def _error(message: str) -> int:
     return 2
 
 
+def _write_merged(args: argparse.Namespace) -> int:
+    from dap_led_ros.file_output import OutputError, atomic_output, prepare_folder, write_text
+    from dap_led_ros.perception import perception_bench as pb
+    from dap_led_ros.perception.downstream import json_ready
+
+    parts = []
+    for path in args.merge:
+        try:
+            parts.append(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            return _error(f"cannot read {path}: {exc}")
+    try:
+        merged = pb.merge_results(parts)
+        prepare_folder(args.out_dir, "--out-dir")
+    except (ValueError, KeyError, OutputError) as exc:
+        return _error(f"cannot merge: {exc}")
+    header = [f"Merged from {', '.join(str(p) for p in args.merge)}: "
+              + "; ".join(f"`{c}` ({w:.0f} s)" for c, w in zip(merged["command"], merged["wall_s"]))]
+    report = pb.markdown_report(merged, header)
+    try:
+        write_text(args.out_dir / "perception_bench.md", report, force=True)
+        write_text(args.out_dir / "perception_bench.json", json.dumps(json_ready(merged), indent=2), force=True)
+        with atomic_output(args.out_dir / "perception_bench_plot.png", force=True) as tmp:
+            pb.write_plot(merged, tmp)
+    except (OSError, ValueError) as exc:
+        return results_write_failed(args.out_dir, exc)
+    print(report)
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.merge:
+        return _write_merged(args)
     from dap_led_ros.file_output import OutputError, atomic_output, prepare_folder, write_text
     from dap_led_ros.imaging.image_io import ImageReadError, write_image
     from dap_led_ros.perception import perception_bench as pb
@@ -74,6 +112,10 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         return _error(str(exc))
     restoration = [] if args.restoration in ([], ["none"]) else args.restoration
+    chosen = args.levels if args.levels is not None else range(len(pb.DEFAULT_LEVELS))
+    if any(not 0 <= i < len(pb.DEFAULT_LEVELS) for i in chosen):
+        return _error(f"--levels: indices 0..{len(pb.DEFAULT_LEVELS) - 1}, got {list(chosen)}")
+    levels = [pb.DEFAULT_LEVELS[i] for i in dict.fromkeys(chosen)]
     if args.depth_model is not None and not args.depth_model.is_file():
         return _error(f"--depth-model {args.depth_model} is not a file")
     try:
@@ -106,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
         depth_score = lambda pred, ref: depth_agreement(pred, ref, output, align="scale-shift")  # noqa: E731
     note = lambda s: print(f"[{time.monotonic() - started:6.0f} s] {s}", file=sys.stderr, flush=True)  # noqa: E731
     try:
-        results, sheet = pb.run_bench(frames, pb.DEFAULT_LEVELS, methods, detectors, cfg,
+        results, sheet = pb.run_bench(frames, levels, methods, detectors, cfg,
                                       depth=depth.estimate if depth else None, depth_score=depth_score,
                                       progress=note)
     finally:

@@ -14,8 +14,8 @@ into the frame the detector sees. Matching as in `downstream.match_detections` (
 0.5, greedy by score), on detections down to `ap_floor`: precision and recall count the
 detections >= `score_threshold`; AP@0.5 per class is the all-point interpolated area under the
 precision/recall curve of all detections (VOC 2010+), mAP the mean over the classes with at least
-`map_min_refs` reference boxes (a class with 1-2 boxes would swing it). Confidence intervals: percentile bootstrap, `bootstrap` resamples of the groups with
-replacement (seeded).
+`map_min_refs` reference boxes (a class with 1-2 boxes would swing it). Confidence intervals:
+percentile bootstrap, `bootstrap` resamples of the groups with replacement (seeded).
 """
 from __future__ import annotations
 
@@ -302,6 +302,39 @@ def run_bench(frames: Sequence[BenchFrame], levels: Sequence[NightLevel], method
     return results, [clean_rows, sheet]
 
 
+def _nan_for_none(obj):
+    """A perception_bench.json value back as written: null -> NaN (json_ready's inverse)."""
+    if obj is None:
+        return math.nan
+    if isinstance(obj, dict):
+        return {k: _nan_for_none(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_nan_for_none(v) for v in obj]
+    return obj
+
+
+def merge_results(parts: Sequence[dict]) -> dict:
+    """Runs of the same frames, detectors and settings over different conditions (`--levels`) as
+    one result, conditions in `DEFAULT_LEVELS` order; ValueError when the runs do not match."""
+    if not parts:
+        raise ValueError("nothing to merge")
+    same = ("frames", "groups", "reference_boxes", "reference_classes", "config")
+    for part in parts[1:]:
+        for key in same:
+            if part.get(key) != parts[0].get(key):
+                raise ValueError(f"the runs differ in {key!r}: {part.get(key)} vs {parts[0].get(key)}")
+    levels: dict = {}
+    for part in parts:
+        for name, lvl in _nan_for_none(part["levels"]).items():
+            if name in levels:
+                raise ValueError(f"condition {name!r} is in more than one run")
+            levels[name] = lvl
+    order = [lv.name for lv in DEFAULT_LEVELS]
+    ordered = dict(sorted(levels.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)))
+    return {**parts[0], "levels": ordered, "command": [p.get("command") for p in parts],
+            "wall_s": [p.get("wall_s") for p in parts]}
+
+
 # ---------------------------------------------------------------------------------------------
 # Report
 
@@ -361,7 +394,8 @@ def write_plot(results: dict, path: Path) -> None:
                 err = np.array([[v["value"] - v["lo"], v["hi"] - v["value"]] for v in vals]).T
                 ax.errorbar(x + (k - len(methods) / 2) * 0.06, y, yerr=np.nan_to_num(err), marker="o",
                             capsize=3, label=m, linewidth=1.2, markersize=4)
-            ax.set_xticks(x, [lv.replace(", ", "\n") for lv in levels], fontsize=7)
+            ax.set_xticks(x, [lv.replace(", ", "\n").replace("noise ", "noise\n").replace("defocus ", "defocus\n")
+                              for lv in levels], fontsize=7)
             ax.set_ylim(0, 1)
             ax.set_title(f"{dname}: {'mAP@0.5' if key == 'map50' else key}", fontsize=9)
             ax.grid(alpha=0.3)
