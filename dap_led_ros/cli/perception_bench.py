@@ -63,9 +63,8 @@ def _error(message: str) -> int:
 
 
 def _write_merged(args: argparse.Namespace) -> int:
-    from dap_led_ros.file_output import OutputError, atomic_output, prepare_folder, write_text
+    from dap_led_ros.file_output import OutputError, prepare_folder
     from dap_led_ros.perception import perception_bench as pb
-    from dap_led_ros.perception.downstream import json_ready
 
     parts = []
     for path in args.merge:
@@ -79,28 +78,52 @@ def _write_merged(args: argparse.Namespace) -> int:
     except (ValueError, KeyError, OutputError) as exc:
         return _error(f"cannot merge: {exc}")
     header = [f"Merged from {', '.join(str(p) for p in args.merge)}: "
-              + "; ".join(f"`{c}` ({w:.0f} s)" for c, w in zip(merged["command"], merged["wall_s"]))]
-    report = pb.markdown_report(merged, header)
+              + "; ".join(f"`{c}` ({w:.0f} s)" for c, w in zip(merged["command"], merged["wall_s"])), "",
+              _frames_line(merged)]
+    return _write(args.out_dir, merged, header, None)
+
+
+def _frames_line(results: dict) -> str:
+    from dap_led_ros.perception.night_camera import SensorModel
+
+    cfg, h = results["config"], results["reference_height_px"]
+    return (f"Frames: {results['frames']} inside {cfg['size'][0]}x{cfg['size'][1]} from {results.get('media', 'the media folder')} "
+            f"(bootstrap groups: {results['groups']}); reference box height median {h['median']:.0f} px "
+            f"(10-90 %: {h['p10']:.0f}-{h['p90']:.0f}); score >= {cfg['score_threshold']}, IoU >= "
+            f"{cfg['iou_threshold']}; degradation: perception/night_camera.py {asdict(SensorModel())}.")
+
+
+def _write(out_dir: Path, results: dict, header: list[str], sheet_image: object) -> int:
+    """perception_bench.md, .json, _plot.png (and _sheet.png), each whole or not at all; prints the report."""
+    from dap_led_ros.file_output import atomic_output, write_text
+    from dap_led_ros.imaging.image_io import write_image
+    from dap_led_ros.perception import perception_bench as pb
+    from dap_led_ros.perception.downstream import json_ready
+
+    report = pb.markdown_report(results, header)
     try:
-        write_text(args.out_dir / "perception_bench.md", report, force=True)
-        write_text(args.out_dir / "perception_bench.json", json.dumps(json_ready(merged), indent=2), force=True)
-        with atomic_output(args.out_dir / "perception_bench_plot.png", force=True) as tmp:
-            pb.write_plot(merged, tmp)
+        write_text(out_dir / "perception_bench.md", report, force=True)
+        write_text(out_dir / "perception_bench.json", json.dumps(json_ready(results), indent=2), force=True)
+        with atomic_output(out_dir / "perception_bench_plot.png", force=True) as tmp:
+            pb.write_plot(results, tmp)
+        if sheet_image is not None:
+            write_image(out_dir / "perception_bench_sheet.png", sheet_image, force=True)
     except (OSError, ValueError) as exc:
-        return results_write_failed(args.out_dir, exc)
+        return results_write_failed(out_dir, exc)
     print(report)
+    print(f"wrote {out_dir / 'perception_bench.md'}, .json, _plot.png" + (", _sheet.png" if sheet_image is not None else ""))
     return 0
 
 
 def run(args: argparse.Namespace) -> int:
     if args.merge:
         return _write_merged(args)
-    from dap_led_ros.file_output import OutputError, atomic_output, prepare_folder, write_text
-    from dap_led_ros.imaging.image_io import ImageReadError, write_image
+    from dap_led_ros.file_output import OutputError, prepare_folder
+    from dap_led_ros.imaging.image_io import ImageReadError
     from dap_led_ros.perception import perception_bench as pb
     from dap_led_ros.perception.depth import DepthEstimator, DepthModelError, depth_config_for_preset
     from dap_led_ros.perception.detection import Detector, DetectorConfig, DetectorModelError
-    from dap_led_ros.perception.downstream import depth_agreement, json_ready
+    from dap_led_ros.perception.downstream import depth_agreement
     from dap_led_ros.training.evaluate import auto_exposure, auto_exposure_clahe
 
     started = time.monotonic()
@@ -156,28 +179,9 @@ def run(args: argparse.Namespace) -> int:
             e.close()
     elapsed = time.monotonic() - started
     command = "dap-led " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    results = {**results, "command": command, "wall_s": elapsed, "config": asdict(cfg), "media": str(args.media),
+               "depth_model": str(args.depth_model) if depth else None}
     header = [f"Command: `{command}`", "",
               f"Machine: {platform.machine()}, {platform.processor() or platform.system()}; wall time "
-              f"{elapsed:.0f} s", "",
-              f"Frames: {results['frames']} at {cfg.size[0]}x{cfg.size[1]} from {args.media} "
-              f"(bootstrap groups: {results['groups']}); reference box height median "
-              f"{results['reference_height_px']['median']:.0f} px (10-90 %: "
-              f"{results['reference_height_px']['p10']:.0f}-{results['reference_height_px']['p90']:.0f}); "
-              f"score >= {cfg.score_threshold}, IoU >= {cfg.iou_threshold}; "
-              f"degradation: perception/night_camera.py {asdict(pb.SensorModel())}."]
-    results = {**results, "command": command, "wall_s": elapsed, "config": asdict(cfg),
-               "depth_model": str(args.depth_model) if depth else None}
-    report = pb.markdown_report(results, header)
-    try:
-        write_text(args.out_dir / "perception_bench.md", report, force=True)
-        write_text(args.out_dir / "perception_bench.json", json.dumps(json_ready(results), indent=2), force=True)
-        with atomic_output(args.out_dir / "perception_bench_plot.png", force=True) as tmp:
-            pb.write_plot(results, tmp)
-        image = pb.contact_sheet(sheet, cfg.score_threshold)
-        if image is not None:
-            write_image(args.out_dir / "perception_bench_sheet.png", image, force=True)
-    except (OSError, ValueError) as exc:
-        return results_write_failed(args.out_dir, exc)
-    print(report)
-    print(f"wrote {args.out_dir / 'perception_bench.md'}, .json, _plot.png, _sheet.png in {elapsed:.0f} s")
-    return 0
+              f"{elapsed:.0f} s", "", _frames_line(results)]
+    return _write(args.out_dir, results, header, pb.contact_sheet(sheet, cfg.score_threshold))

@@ -318,6 +318,7 @@ def merge_results(parts: Sequence[dict]) -> dict:
     one result, conditions in `DEFAULT_LEVELS` order; ValueError when the runs do not match."""
     if not parts:
         raise ValueError("nothing to merge")
+    parts = [_nan_for_none(p) for p in parts]
     same = ("frames", "groups", "reference_boxes", "reference_classes", "config")
     for part in parts[1:]:
         for key in same:
@@ -325,7 +326,7 @@ def merge_results(parts: Sequence[dict]) -> dict:
                 raise ValueError(f"the runs differ in {key!r}: {part.get(key)} vs {parts[0].get(key)}")
     levels: dict = {}
     for part in parts:
-        for name, lvl in _nan_for_none(part["levels"]).items():
+        for name, lvl in part["levels"].items():
             if name in levels:
                 raise ValueError(f"condition {name!r} is in more than one run")
             levels[name] = lvl
