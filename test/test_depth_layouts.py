@@ -91,3 +91,16 @@ def test_scale_shift_alignment_forgives_an_affine_disparity_but_median_does_not(
     assert depth_agreement(noisy, ref, "disparity", align="scale-shift")[0] > 0.01
     with pytest.raises(ValueError, match="align must be one of"):
         depth_agreement(pred, ref, align="affine")
+
+
+def test_depth_node_preset_parameter(tmp_path):
+    pytest.importorskip("rclpy")
+    from dap_led_ros.ros.depth_node import DepthNodeConfig
+    from dap_led_ros.ros.params import ConfigError
+
+    model = build_tiny_depth_model(tmp_path / "dyn.onnx")
+    cfg = DepthNodeConfig(model=str(model), preset="dpt", std="0.1, 0.1, 0.1").depth_config()
+    assert (cfg.mean, cfg.std, cfg.default_size) == ([0.5] * 3, [0.5] * 3, 384)  # the preset wins
+    assert DepthEstimator(cfg).input_width == 384
+    with pytest.raises(ConfigError, match="unknown depth preset 'midas'"):
+        DepthNodeConfig(model=str(model), preset="midas").validate()
