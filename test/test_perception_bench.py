@@ -174,3 +174,22 @@ def test_runs_over_different_levels_merge_into_one_report(tmp_path, capsys):
     capsys.readouterr()
     assert main(["perception-bench", "--out-dir", str(tmp_path / "m"), "--merge", parts[0], parts[0]]) == 2
     assert "is in more than one run" in capsys.readouterr().err
+
+
+def test_depth_agreement_is_scored_with_a_depth_model(tmp_path):
+    from tiny_depth_model import build_tiny_depth_model
+
+    media = tmp_path / "media"
+    (media / "photos").mkdir(parents=True)
+    cv2.imwrite(str(media / "photos" / "s__x.png"), _scene(0)[..., ::-1])
+    model = build_tiny_depth_model(tmp_path / "depth.onnx")
+    out = tmp_path / "out"
+    assert main(["perception-bench", "--out-dir", str(out), "--media", str(media), "--restoration", "none",
+                 "--bootstrap", "10", "--threads", "1", "--levels", "0", "--depth-model", str(model),
+                 "--depth-preset", "midas-small"]) == 0
+    depth = json.loads((out / "perception_bench.json").read_text())["levels"]["-5 EV"]["methods"]
+    # the tiny model's map is the frame's brightness: darkening is close to affine on it, so after the
+    # scale-and-shift alignment only the noise is left
+    for m in ("degraded input", "auto-exposure", "auto-exposure + CLAHE"):
+        assert 0.0 < depth[m]["depth"]["absrel"] < 0.1 and 0.9 < depth[m]["depth"]["delta1"] <= 1.0
+    assert "Depth agreement" in (out / "perception_bench.md").read_text()
