@@ -7,3 +7,4 @@ from pathlib import Path
 CHECKOUT = Path(__file__).resolve().parents[1]
 SHARED_DATA = CHECKOUT.parent / "shared" / "data"
 REAL_NIGHT_DIR = SHARED_DATA / "real-night"  # real night frames (no ground truth)
+BENCH_MEDIA_DIR = CHECKOUT / "data" / "bench"  # perception-bench frames (scripts/setup_bench_media.sh)

@@ -41,6 +41,8 @@ ARGUMENTS: dict[str, tuple[str, str]] = {
                                              "compressed transport (<topic>/compressed) are taken beside it"),
     "enhanced_topic": (_DEFAULTS.enhanced_topic, "topic enhance_node publishes and detect/depth read; "
                                                  "its camera_info and <topic>/compressed move along"),
+    "detect_input": (_DEFAULTS.detect_input, "what detect_node reads: enhanced (the restored frames) | "
+                                             "camera (the camera's own; docs/evaluation.md, perception-bench)"),
     "cameras": ("", "several cameras on one enhance_node, e.g. front,rear,left,right (topics under "
                     "<namespace>/<camera>/); detect/depth then run once per camera"),
     "input_transport": ("", "enhance_node input: raw (image_raw) | compressed (image_raw/compressed)"),
@@ -81,7 +83,8 @@ def pipeline_options(values: dict[str, str]) -> object:
     autostart = given("autostart")
     return PipelineOptions(
         nodes=values["nodes"], camera_topic=values["camera_topic"],
-        enhanced_topic=values["enhanced_topic"],
+        enhanced_topic=values["enhanced_topic"], detect_input=values.get("detect_input", "").strip()
+        or _DEFAULTS.detect_input,
         autostart=parse_bool(autostart) if autostart is not None else None,
         input_reliability=given("input_reliability"), input_depth=number("input_depth"),
         output_reliability=given("output_reliability"), output_depth=number("output_depth"),

@@ -501,3 +501,20 @@ def test_multi_camera_launch_topics_line_up(ros: RosHarness, recorded_nodes, tin
         detect_in, detect_out = topics[("detect_node", f"/car/{camera}")]
         assert detect_in == {f"/car/{camera}/enhanced/image"}
         assert f"/car/{camera}/detections/json" in detect_out
+
+
+def test_detect_input_camera_feeds_detect_node_the_camera_frames(recorded_nodes):
+    from dap_led_ros.ros.pipeline import PipelineOptions
+
+    module = load_launch_module()
+    module.node_actions(launch_values(nodes="enhance,detect,depth", detect_input="camera",
+                                      camera_topic="/cam/image_color", params_file=str(PIPELINE_YAML)))
+    remaps = {c["executable"]: c["remappings"] for c in recorded_nodes}
+    assert remaps["detect_node"] == [("enhanced/image", "/cam/image_color")]
+    assert ("enhanced/image", "/cam/image_color") not in remaps["depth_node"]  # depth keeps the restored frames
+    per_camera = plan_nodes(PipelineOptions(cameras="front,rear", detect_input="camera"))
+    assert [(p.kind, p.camera, p.remaps) for p in per_camera if p.kind == "detect"] == [
+        ("detect", "front", [("enhanced/image", "image_raw")]), ("detect", "rear", [("enhanced/image", "image_raw")])]
+    assert [p.remaps for p in plan_nodes(PipelineOptions(detect_input="enhanced")) if p.kind == "detect"] == [[]]
+    with pytest.raises(PipelineError, match="detect_input: one of enhanced, camera; got 'raw'"):
+        plan_nodes(PipelineOptions(detect_input="raw"))

@@ -153,6 +153,7 @@ def test_bad_parameters_exit_with_a_message(tmp_path: Path, ros_domain_id: int):
     (["--params", "{}", "--nodes", "detect"], "must map node names"),
     (["--input-reliability", "sometimes"], "invalid choice: 'sometimes'"),
     (["--autostart", "maybe"], "expected true or false"),
+    (["--detect-input", "raw"], "invalid choice: 'raw'"),
 ])
 def test_bad_options_exit_2_with_a_message(args, message, tmp_path: Path,
                                            capsys):

@@ -15,6 +15,7 @@ COMMANDS: dict[str, str] = {
     "model-info": "dap_led_ros.cli.model_info",
     "train": "dap_led_ros.cli.train",
     "eval": "dap_led_ros.cli.evaluate",
+    "perception-bench": "dap_led_ros.cli.perception_bench",
     "export": "dap_led_ros.cli.export",
     "build-engine": "dap_led_ros.cli.build_engine",
     "bench": "dap_led_ros.cli.bench",

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from dap_led_ros.ros.pipeline import (
+    DETECT_INPUTS,
     ENHANCE_OVERRIDES,
     NODE_KINDS,
     RELIABILITIES,
@@ -48,6 +49,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "(default: %(default)s)")
     p.add_argument("--enhanced-topic", default=d.enhanced_topic,
                    help="topic enhance_node publishes and depth/detect read (default: %(default)s)")
+    p.add_argument("--detect-input", choices=DETECT_INPUTS, default=d.detect_input,
+                   help="what detect_node reads: enhanced (the restored frames) or camera (the camera's "
+                        "own; docs/evaluation.md, perception-bench) (default: %(default)s)")
     p.add_argument("--autostart", type=_bool_arg, default=None,
                    help="true: configure+activate at start; false: wait for a lifecycle manager")
     for side, what in (("input", "subscriptions"), ("output", "publishers")):
@@ -67,7 +71,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def options_from_args(args: argparse.Namespace) -> PipelineOptions:
     return PipelineOptions(
         nodes=args.nodes, camera_topic=args.camera_topic, enhanced_topic=args.enhanced_topic,
-        autostart=args.autostart, input_reliability=args.input_reliability,
+        detect_input=args.detect_input, autostart=args.autostart, input_reliability=args.input_reliability,
         input_depth=args.input_depth, output_reliability=args.output_reliability,
         output_depth=args.output_depth,
         **{name: getattr(args, name) for name in ENHANCE_OVERRIDES})

@@ -33,6 +33,20 @@ INTERPOLATIONS = {"nearest": cv2.INTER_NEAREST, "linear": cv2.INTER_LINEAR,
                   "cubic": cv2.INTER_CUBIC}
 
 
+# Input layouts of the common relative (inverse-depth) models; `depth_config_for_preset` fills a
+# DepthConfig with them. Sizes are the ones the models were trained at (the model's own fixed size wins).
+DEPTH_PRESETS: dict[str, dict[str, Any]] = {
+    # Depth Anything V1/V2 (ViT, patch 14): ImageNet normalisation, 518 px, relative disparity
+    "depth-anything": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "size": 518,
+                       "output": "disparity"},
+    # MiDaS v2.1 small (EfficientNet-Lite3): ImageNet normalisation, 256 px, relative disparity
+    "midas-small": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "size": 256,
+                    "output": "disparity"},
+    # MiDaS v3 DPT-Hybrid / DPT-Large: mean 0.5, std 0.5, 384 px, relative disparity
+    "dpt": {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "size": 384, "output": "disparity"},
+}
+
+
 class DepthModelError(RuntimeError):
     """The depth model cannot be loaded or does not follow the expected contract."""
 
@@ -42,8 +56,9 @@ class DepthConfig:
     model: str = ""                   # ONNX file (required)
     device: str = "cpu"               # cpu | cuda | cuda:N | tensorrt[:N]
     threads: int = 0                  # ONNX Runtime intra-op threads; 0 = library default
-    input_width: int = 0              # 0 = the model's static width, else DEFAULT_INPUT_SIZE
-    input_height: int = 0             # 0 = the model's static height, else DEFAULT_INPUT_SIZE
+    input_width: int = 0              # 0 = the model's static width, else default_size
+    input_height: int = 0             # 0 = the model's static height, else default_size
+    default_size: int = DEFAULT_INPUT_SIZE  # input side when neither input_* nor the model fixes it
     mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])  # ImageNet, RGB
     std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
     output: str = "disparity"         # what the model predicts: disparity (big = near) | depth
@@ -60,6 +75,8 @@ class DepthConfig:
         if self.input_width < 0 or self.input_height < 0:
             raise ValueError(f"input size must be >= 0 (0 = from the model), got "
                              f"{self.input_width}x{self.input_height}")
+        if self.default_size <= 0:
+            raise ValueError(f"default_size must be positive, got {self.default_size}")
         if len(self.mean) != 3 or len(self.std) != 3:
             raise ValueError(f"mean and std need 3 values (R, G, B), got {self.mean} / {self.std}")
         if any(s <= 0 for s in self.std):
@@ -74,6 +91,16 @@ class DepthConfig:
         if self.threads < 0:
             raise ValueError(f"threads must be >= 0, got {self.threads}")
         providers_for(self.device)  # raises for a bad device string
+
+
+def depth_config_for_preset(preset: str, model: str, **settings: Any) -> DepthConfig:
+    """A DepthConfig for `model` with the normalisation, input size and output kind of a preset
+    (`DEPTH_PRESETS`); `settings` are further DepthConfig fields (threads, device, ...)."""
+    if preset not in DEPTH_PRESETS:
+        raise ValueError(f"unknown depth preset {preset!r}; choose from {sorted(DEPTH_PRESETS)}")
+    p = DEPTH_PRESETS[preset]
+    fields = {"mean": list(p["mean"]), "std": list(p["std"]), "output": p["output"], "default_size": p["size"]}
+    return DepthConfig(model=model, **{**fields, **settings})
 
 
 class DepthEstimator:
@@ -97,29 +124,37 @@ class DepthEstimator:
                 f"depth model must have one N x 3 x H x W input, has "
                 f"{[(i.name, i.shape) for i in inputs]}")
         self._input_name = inputs[0].name
-        _, channels, model_h, model_w = inputs[0].shape
+        shape = inputs[0].shape
+        # N x H x W x 3 (TFLite-converted MiDaS) when the last axis, and only it, is 3
+        self._nhwc = static_dim(shape[3]) == 3 and static_dim(shape[1]) != 3
+        channels, model_h, model_w = (shape[3], shape[1], shape[2]) if self._nhwc else shape[1:]
         if static_dim(channels) not in (0, 3):
             raise DepthModelError(f"depth model input has {channels} channels, need 3")
-        self.input_height = self._resolve_size("height", cfg.input_height, static_dim(model_h))
-        self.input_width = self._resolve_size("width", cfg.input_width, static_dim(model_w))
+        if inputs[0].type not in ("tensor(float)", "tensor(float16)"):
+            raise DepthModelError(f"depth model input type {inputs[0].type} is not supported (float or float16)")
+        self._fp16 = inputs[0].type == "tensor(float16)"
+        self.input_height = self._resolve_size("height", cfg.input_height, static_dim(model_h), cfg.default_size)
+        self.input_width = self._resolve_size("width", cfg.input_width, static_dim(model_w), cfg.default_size)
         self._mean = np.asarray(cfg.mean, np.float32) * 255.0
         self._inv_std = 1.0 / (np.asarray(cfg.std, np.float32) * 255.0)
         log.info("depth model %s: input %dx%d, output %s, providers %s", path.name,
                  self.input_width, self.input_height, cfg.output, self.session.get_providers())
 
     @staticmethod
-    def _resolve_size(name: str, configured: int, static: int) -> int:
+    def _resolve_size(name: str, configured: int, static: int, default: int) -> int:
         if configured and static and configured != static:
             raise DepthModelError(f"input_{name} {configured} set, but the model's input "
                                   f"{name} is fixed at {static}")
-        return configured or static or DEFAULT_INPUT_SIZE
+        return configured or static or default
 
     def preprocess(self, rgb: np.ndarray) -> np.ndarray:
-        """H x W x 3 uint8 RGB -> 1 x 3 x h x w float32, resized and normalised."""
+        """H x W x 3 uint8 RGB -> 1 x 3 x h x w (or 1 x h x w x 3) float32, resized and normalised."""
         resized = cv2.resize(rgb, (self.input_width, self.input_height),
                              interpolation=cv2.INTER_CUBIC)
         x = (resized.astype(np.float32) - self._mean) * self._inv_std
-        return np.ascontiguousarray(x.transpose(2, 0, 1)[None])
+        if self._fp16:
+            x = x.astype(np.float16)
+        return np.ascontiguousarray(x[None] if self._nhwc else x.transpose(2, 0, 1)[None])
 
     def estimate(self, rgb: np.ndarray) -> np.ndarray:
         """H x W x 3 uint8 RGB -> H x W float32 map in the model's units, at the frame's size."""

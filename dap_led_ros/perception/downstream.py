@@ -190,13 +190,19 @@ class DetectionTally:
 # Depth agreement
 
 
-def depth_agreement(pred: np.ndarray, ref: np.ndarray, output: str = "disparity",
-                    floor: float = 0.01) -> tuple[float, float]:
-    """(AbsRel, delta < 1.25) of `pred` against `ref` after median scale alignment (module docstring).
+DEPTH_ALIGNMENTS = ("median", "scale-shift")
 
-    output: "disparity" (big = near; compared as 1 / disparity) or "depth". NaN, NaN when no
-    pixel is valid.
+
+def depth_agreement(pred: np.ndarray, ref: np.ndarray, output: str = "disparity",
+                    floor: float = 0.01, align: str = "median") -> tuple[float, float]:
+    """(AbsRel, delta < 1.25) of `pred` against `ref` after alignment (module docstring).
+
+    output: "disparity" (big = near; compared as 1 / disparity) or "depth". align: "median"
+    (one scale: medians equal) or "scale-shift" (least-squares scale and shift in the model's
+    own units, as MiDaS-style relative models are evaluated). NaN, NaN when no pixel is valid.
     """
+    if align not in DEPTH_ALIGNMENTS:
+        raise ValueError(f"align must be one of {DEPTH_ALIGNMENTS}, got {align!r}")
     if pred.shape != ref.shape:
         raise ValueError(f"depth maps differ in shape: {pred.shape} vs {ref.shape}")
     pred, ref = pred.astype(np.float64), ref.astype(np.float64)
@@ -206,8 +212,13 @@ def depth_agreement(pred: np.ndarray, ref: np.ndarray, output: str = "disparity"
     if not valid.any():
         return math.nan, math.nan
     p, r = pred[valid], ref[valid]
-    med = float(np.median(p))
-    p = p * (float(np.median(r)) / med) if med > 0 else np.zeros_like(p)
+    if align == "scale-shift":
+        design = np.stack([p, np.ones_like(p)], axis=1)
+        (scale, shift), *_ = np.linalg.lstsq(design, r, rcond=None)
+        p = scale * p + shift
+    else:
+        med = float(np.median(p))
+        p = p * (float(np.median(r)) / med) if med > 0 else np.zeros_like(p)
     lo = float(r.min()) if output == "disparity" else 1e-6 * float(r.max())
     p = np.maximum(p, lo)  # a disparity below the cap (or a depth <= 0) reads as the cap
     if output == "disparity":

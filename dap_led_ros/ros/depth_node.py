@@ -23,7 +23,7 @@ import numpy as np
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
-from dap_led_ros.perception.depth import DepthConfig, DepthEstimator
+from dap_led_ros.perception.depth import DEPTH_PRESETS, DepthConfig, DepthEstimator, depth_config_for_preset
 from dap_led_ros.ros.camera_info_cache import CameraInfoCache
 from dap_led_ros.ros.lifecycle_base import ManagedImageNode
 from dap_led_ros.ros.list_params import format_list, parse_floats
@@ -50,6 +50,9 @@ class DepthNodeConfig(ManagedNodeConfig):
     device: str = field(default=_DEPTH.device, metadata=param_help("cpu | cuda | cuda:N"))
     threads: int = field(default=_DEPTH.threads, metadata=param_help(
         "ONNX Runtime CPU threads (0: library default)"))
+    preset: str = field(default="", metadata=param_help(
+        "input layout of a common model: " + " | ".join(sorted(DEPTH_PRESETS)) + "; sets mean, std, output and "
+        "the input size of a dynamic-size model (over those parameters); empty: the parameters below"))
     input_width: int = field(default=_DEPTH.input_width, metadata=param_help(
         "network input width (0: the model's fixed width, else 518)"))
     input_height: int = field(default=_DEPTH.input_height, metadata=param_help(
@@ -75,6 +78,10 @@ class DepthNodeConfig(ManagedNodeConfig):
             raise ConfigError(str(exc)) from None
 
     def depth_config(self) -> DepthConfig:
+        if self.preset:
+            return depth_config_for_preset(self.preset, self.model, device=self.device, threads=self.threads,
+                                           input_width=self.input_width, input_height=self.input_height,
+                                           interpolation=self.interpolation, colormap=self.colormap)
         return DepthConfig(model=self.model, device=self.device, threads=self.threads,
                            input_width=self.input_width, input_height=self.input_height,
                            mean=parse_floats("mean", self.mean, 3),

@@ -41,6 +41,9 @@ PARAMS_FILE = "pipeline.yaml"
 CAMERA_TOPIC = "image_raw"          # enhance_node's input (relative to the namespace)
 ENHANCED_TOPIC = "enhanced/image"   # enhance_node's output = depth/detect input
 RELIABILITIES = ("best_effort", "reliable")
+# What detect_node reads: the restored frames, or the camera's own (docs/evaluation.md,
+# perception-bench: restoration did not raise the shipped detector's recall at any darkness measured).
+DETECT_INPUTS = ("enhanced", "camera")
 ENHANCE_OVERRIDES = ("model", "backend", "device", "engine", "cameras", "input_transport")  # enhance_node's
 
 
@@ -80,6 +83,7 @@ class PipelineOptions:
     engine: str | None = None
     cameras: str | None = None   # several cameras on one enhance_node; detect/depth run per camera
     input_transport: str | None = None
+    detect_input: str = "enhanced"  # DETECT_INPUTS: detect_node on the restored or the camera frames
 
     def camera_names(self) -> list[str]:
         return [c.strip().strip("/") for c in (self.cameras or "").split(",") if c.strip().strip("/")]
@@ -137,17 +141,23 @@ def plan_nodes(options: PipelineOptions) -> list[NodePlan]:
     if options.autostart is not None:
         common["autostart"] = options.autostart
     moved = options.enhanced_topic != ENHANCED_TOPIC  # both ends of it move together
+    if options.detect_input not in DETECT_INPUTS:
+        raise PipelineError(f"detect_input: one of {', '.join(DETECT_INPUTS)}; got '{options.detect_input}'")
     cameras = options.camera_names()
     if cameras and (moved or options.camera_topic != CAMERA_TOPIC):
         raise PipelineError("cameras: each camera reads <camera>/image_raw and publishes <camera>/enhanced/image; "
                             "camera_topic and enhanced_topic cannot be moved with several cameras")
     plans = []
     for kind in options.node_kinds():
+        camera_fed = kind == "detect" and options.detect_input == "camera"
         if kind != "enhance" and cameras:  # one detect/depth node per camera, in its namespace
-            plans += [NodePlan(kind, [], dict(common), camera=c) for c in cameras]
+            plans += [NodePlan(kind, [(ENHANCED_TOPIC, CAMERA_TOPIC)] if camera_fed else [], dict(common), camera=c)
+                      for c in cameras]
             continue
         plan = NodePlan(kind, [], dict(common))
-        if moved:
+        if camera_fed:
+            plan.remaps.append((ENHANCED_TOPIC, options.camera_topic))
+        elif moved:
             plan.remaps.append((ENHANCED_TOPIC, options.enhanced_topic))
             if plan.spec.enhanced_camera_info:
                 plan.remaps.append((camera_info_topic(ENHANCED_TOPIC),

@@ -48,6 +48,14 @@ def auto_exposure(rgb: np.ndarray, target: float = 0.18, max_gain: float = 64.0)
     return srgb_encode(lin * gain)
 
 
+def auto_exposure_clahe(rgb: np.ndarray, clip_limit: float = 2.0, tiles: int = 8) -> np.ndarray:
+    """`auto_exposure`, then contrast-limited adaptive histogram equalisation (CLAHE) of the
+    lightness (CIE L*a*b* L channel, `tiles` x `tiles` tiles), colours kept."""
+    lab = cv2.cvtColor(auto_exposure(rgb), cv2.COLOR_RGB2LAB)
+    lab[..., 0] = cv2.createCLAHE(clipLimit=clip_limit, tileGridSize=(tiles, tiles)).apply(lab[..., 0])
+    return cv2.cvtColor(lab, cv2.COLOR_LAB2RGB)
+
+
 @dataclass
 class PairScores:
     psnr: list[float] = field(default_factory=list)
