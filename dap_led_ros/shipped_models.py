@@ -9,6 +9,7 @@ from pathlib import Path
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_CHECKPOINT_NAME = "dapled_tiny"          # the quality default
 REALTIME_CHECKPOINT_NAME = "dapled_tiny_rt"      # the real-time variant (tiny-rt)
+DETECTOR_NAME = "ssd_mobilenet_v2_coco.onnx"     # the default object detector (weights/*.md)
 
 
 def checkpoint_paths(path: str | Path) -> tuple[Path, Path]:
@@ -21,6 +22,11 @@ def checkpoint_paths(path: str | Path) -> tuple[Path, Path]:
 def default_checkpoint() -> Path:
     """The quality model shipped inside the package."""
     return WEIGHTS_DIR / f"{DEFAULT_CHECKPOINT_NAME}.safetensors"
+
+
+def shipped_detector() -> Path:
+    """The object detector shipped inside the package (detect_node's default)."""
+    return WEIGHTS_DIR / DETECTOR_NAME
 
 
 def realtime_checkpoint() -> Path:

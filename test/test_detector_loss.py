@@ -10,12 +10,13 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from dap_led_ros.model import ModelConfig, build_model
-from dap_led_ros.perception.detection import SHIPPED_MODEL
+from dap_led_ros.shipped_models import shipped_detector
 from dap_led_ros.training.detector_loss import (LAYOUTS, DetectorFeatureLoss, DetectorLossError,
                                                 extract_backbone)
 from dap_led_ros.training.losses import LossConfig, compute_losses
 
 torch.set_num_threads(1)
+SHIPPED_MODEL = shipped_detector()
 shipped = pytest.mark.skipif(not SHIPPED_MODEL.is_file(), reason=f"{SHIPPED_MODEL} not installed")
 
 

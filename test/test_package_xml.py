@@ -52,6 +52,7 @@ PIP_ONLY = {
     "safetensors": "safetensors",     # checkpoints, CLIP prior weights
     "open_clip": "open-clip-torch",   # the CLIP degradation prior
     "onnx": "onnx",                   # dap-led export
+    "onnx2torch": "onnx2torch",       # training's detector feature loss (training/detector_loss.py)
     "mcap": "mcap",                   # MCAP bag storage
     "zstandard": "zstandard",         # compressed bag chunks
     "ray": "ray",                     # dap-led bag over many bags (bag/fleet.py)

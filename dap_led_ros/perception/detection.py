@@ -38,10 +38,11 @@ from dap_led_ros.perception.detector_layouts import (
 )
 from dap_led_ros.perception.onnx_models import ModelLoadError, open_session, static_dim
 from dap_led_ros.settings import validated_from_mapping
+from dap_led_ros.shipped_models import shipped_detector
 
 log = logging.getLogger(__name__)
 
-SHIPPED_MODEL = Path(__file__).resolve().parents[1] / "weights" / "ssd_mobilenet_v2_coco.onnx"
+SHIPPED_MODEL = shipped_detector()
 RESIZE_MODES = ("auto", "stretch", "letterbox")
 # Input size when neither the config nor the model fixes it, per layout.
 DEFAULT_INPUT = {"tf-ssd": 300, "yolo": 640, "yolo-end2end": 640, "boxes-scores-labels": 640}

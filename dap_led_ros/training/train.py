@@ -313,10 +313,10 @@ def _detector_loss(cfg: LossConfig, device: torch.device) -> nn.Module | None:
     """The frozen detector's feature loss when the config weighs it (else None)."""
     if cfg.l_detector <= 0:
         return None
-    from dap_led_ros.perception.detection import SHIPPED_MODEL
+    from dap_led_ros.shipped_models import shipped_detector
     from dap_led_ros.training.detector_loss import DetectorFeatureLoss
 
-    path = Path(cfg.detector) if cfg.detector else SHIPPED_MODEL
+    path = Path(cfg.detector) if cfg.detector else shipped_detector()
     return DetectorFeatureLoss(path, cfg.detector_scale, cfg.detector_input, tuple(cfg.detector_features),
                                cfg.detector_range).to(device)
 
