@@ -12,7 +12,7 @@ from onnx import TensorProto, helper, numpy_helper
 from dap_led_ros.model import ModelConfig, build_model
 from dap_led_ros.shipped_models import shipped_detector
 from dap_led_ros.training.detector_loss import (LAYOUTS, DetectorFeatureLoss, DetectorLossError,
-                                                extract_backbone)
+                                                extract_backbone, load_detector)
 from dap_led_ros.training.losses import LossConfig, compute_losses
 
 torch.set_num_threads(1)
@@ -49,8 +49,8 @@ def test_the_shipped_detectors_backbone_equals_onnx_runtime_on_the_same_cut():
     import onnxruntime as ort
 
     layout = LAYOUTS["tf-ssd"]
-    backbone = extract_backbone(SHIPPED_MODEL, layout)
-    model = onnx.shape_inference.infer_shapes(onnx.load(str(SHIPPED_MODEL)))
+    model = load_detector(SHIPPED_MODEL)
+    backbone = extract_backbone(model, layout, SHIPPED_MODEL)
     sub = onnx.utils.Extractor(model).extract_model([layout.input], list(layout.features))
     x = torch.rand(1, 3, 160, 160) * 2 - 1
     with torch.no_grad():

@@ -73,17 +73,26 @@ def backbone_layout(model: object, input_name: str = "", features: tuple[str, ..
     return layout
 
 
-def extract_backbone(path: Path, layout: BackboneLayout) -> nn.Module:
-    """The graph from `layout.input` to `layout.features` as a frozen torch module (eval mode)."""
+def load_detector(path: Path) -> object:
+    """The detector graph (onnx.ModelProto) with its tensors' shapes inferred, read once."""
     import onnx
-    from onnx2torch import convert
 
+    if not path.is_file():
+        raise DetectorLossError(f"detector {path} not found")
     try:
-        model = onnx.shape_inference.infer_shapes(onnx.load(str(path)))
+        return onnx.shape_inference.infer_shapes(onnx.load(str(path)))
     except OSError as exc:
         raise DetectorLossError(f"cannot read the detector {path}: {exc}") from exc
     except Exception as exc:  # noqa: BLE001 - protobuf's DecodeError and friends
         raise DetectorLossError(f"{path} is not an ONNX model: {type(exc).__name__}: {exc}") from exc
+
+
+def extract_backbone(model: object, layout: BackboneLayout, path: Path) -> nn.Module:
+    """The graph (`load_detector(path)`) from `layout.input` to `layout.features` as a frozen torch
+    module (eval mode)."""
+    import onnx
+    from onnx2torch import convert
+
     known = {o for n in model.graph.node for o in n.output} | {i.name for i in model.graph.input}
     missing = [name for name in (layout.input, *layout.features) if name not in known]
     if missing:
@@ -106,18 +115,11 @@ class DetectorFeatureLoss(nn.Module):
     def __init__(self, path: Path, scale: float = 0.5, input_name: str = "",
                  features: tuple[str, ...] = (), input_range: str = "") -> None:
         super().__init__()
-        import onnx
-
-        if not path.is_file():
-            raise DetectorLossError(f"detector {path} not found")
         if not 0.05 <= scale <= 4.0:
             raise DetectorLossError(f"detector_scale must be in [0.05, 4], got {scale}")
-        try:
-            header = onnx.load(str(path), load_external_data=False)
-        except Exception as exc:  # noqa: BLE001 - protobuf's DecodeError, OSError
-            raise DetectorLossError(f"{path} is not an ONNX model: {type(exc).__name__}: {exc}") from exc
-        self.layout = backbone_layout(header, input_name, tuple(features), input_range)
-        self.backbone = extract_backbone(path, self.layout)
+        model = load_detector(path)
+        self.layout = backbone_layout(model, input_name, tuple(features), input_range)
+        self.backbone = extract_backbone(model, self.layout, path)
         self.scale = scale
 
     def train(self, mode: bool = True) -> "DetectorFeatureLoss":
