@@ -41,8 +41,10 @@ ARGUMENTS: dict[str, tuple[str, str]] = {
                                              "compressed transport (<topic>/compressed) are taken beside it"),
     "enhanced_topic": (_DEFAULTS.enhanced_topic, "topic enhance_node publishes and detect/depth read; "
                                                  "its camera_info and <topic>/compressed move along"),
-    "detect_input": (_DEFAULTS.detect_input, "what detect_node reads: enhanced (the restored frames) | "
-                                             "camera (the camera's own; docs/evaluation.md, perception-bench)"),
+    "detect_input": (_DEFAULTS.detect_input, "what detect_node reads: routed (enhance_node's detect/image: "
+                                             "restored only where the frame is dark enough for it to help) | "
+                                             "enhanced (the restored frames) | camera (the camera's own); "
+                                             "docs/evaluation.md, perception-bench"),
     "cameras": ("", "several cameras on one enhance_node, e.g. front,rear,left,right (topics under "
                     "<namespace>/<camera>/); detect/depth then run once per camera"),
     "input_transport": ("", "enhance_node input: raw (image_raw) | compressed (image_raw/compressed)"),

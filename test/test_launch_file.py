@@ -168,7 +168,7 @@ def test_executables_and_params_files_exist(recorded_nodes):
     module.default_params_file = lambda: str(PIPELINE_YAML)  # no ament index here
     module.node_actions(default)
     assert recorded_nodes[-1]["parameters"] == [str(PIPELINE_YAML), {"use_sim_time": False}]
-    assert recorded_nodes[-1]["remappings"] == []
+    assert recorded_nodes[-1]["remappings"] == [("enhanced/image", "detect/image")]  # detect_input routed
     assert recorded_nodes[-1]["ros_arguments"] == ["--log-level", "info"]
     assert recorded_nodes[-1]["respawn"] is False
 
@@ -201,8 +201,9 @@ def test_moved_topics_take_their_compressed_transport_along(recorded_nodes):
         ("image_raw", "/front/image_color"),
         ("image_raw/compressed", "/front/image_color/compressed"),
         ("camera_info", "/front/camera_info")]
-    # detect/depth read the raw enhanced image only: no rule for a topic they never use.
-    assert by_name["detect_node"] == [("enhanced/image", "restored/image")]
+    # detect/depth read the raw enhanced image only: no rule for a topic they never use; detect_node
+    # reads enhance_node's routed output (detect_input routed), which the move leaves where it is.
+    assert by_name["detect_node"] == [("enhanced/image", "detect/image")]
     assert by_name["depth_node"] == [("enhanced/image", "restored/image"),
                                      ("enhanced/camera_info", "restored/camera_info")]
     # image_transport's suffix, as enhance_node names its compressed topics
@@ -340,7 +341,8 @@ def test_remaps_hit_topics_the_nodes_really_use(ros: RosHarness, recorded_nodes,
     assert "/front/image_color/compressed" in topics["enhance_node"][0]
     assert camera_info_topic("/front/image_color") in topics["enhance_node"][0]
     assert enhanced in topics["enhance_node"][1] and f"{enhanced}/compressed" in topics["enhance_node"][1]
-    assert enhanced in topics["detect_node"][0] and enhanced in topics["depth_node"][0]
+    assert f"{NS}/detect/image" in topics["detect_node"][0] and enhanced in topics["depth_node"][0]
+    assert f"{NS}/detect/image" in topics["enhance_node"][1]
     assert camera_info_topic(enhanced) in topics["depth_node"][0]
     assert f"{NS}/detections/json" in topics["detect_node"][1]
     assert f"{NS}/depth/image" in topics["depth_node"][1]
@@ -412,7 +414,7 @@ def test_cameras_start_one_enhance_node_and_a_detect_node_per_camera(recorded_no
     assert [(c["executable"], c["namespace"]) for c in recorded_nodes] == [
         ("enhance_node", "/car"), ("detect_node", "/car/front"), ("detect_node", "/car/rear")]
     assert recorded_nodes[0]["parameters"][1]["cameras"] == "front,rear"
-    assert all(c["remappings"] == [] for c in recorded_nodes)
+    assert [c["remappings"] for c in recorded_nodes] == [[], *[[("enhanced/image", "detect/image")]] * 2]
     # The example params file names its cameras itself: detect_node per camera without the argument.
     recorded_nodes.clear()
     module.node_actions(launch_values(namespace="/car", params_file=str(MULTI_YAML)))
@@ -459,7 +461,8 @@ def test_multi_camera_launch_file_starts_a_detect_node_per_camera(recorded_nodes
     assert recorded_nodes[0]["parameters"] == [str(MULTI_YAML), {"cameras": ",".join(cameras),
                                                                  "use_sim_time": False}]
     assert all(c["parameters"] == [str(MULTI_YAML), {"use_sim_time": False}] for c in recorded_nodes[1:])
-    assert all(c["remappings"] == [] for c in recorded_nodes)  # per camera: the namespace places it
+    # per camera: the namespace places it; detect_node reads the routed output (detect_input routed)
+    assert [c["remappings"] for c in recorded_nodes] == [[], *[[("enhanced/image", "detect/image")]] * 4]
     assert all(c["ros_arguments"] == ["--log-level", "info"] and c["respawn"] is False
                for c in recorded_nodes)
 
@@ -499,7 +502,8 @@ def test_multi_camera_launch_topics_line_up(ros: RosHarness, recorded_nodes, tin
         assert {f"/car/{camera}/enhanced/image", f"/car/{camera}/enhanced/image/compressed",
                 f"/car/{camera}/enhanced/camera_info"} <= enhance_out
         detect_in, detect_out = topics[("detect_node", f"/car/{camera}")]
-        assert detect_in == {f"/car/{camera}/enhanced/image"}
+        assert detect_in == {f"/car/{camera}/detect/image"}  # routed by darkness (the default)
+        assert f"/car/{camera}/detect/image" in enhance_out
         assert f"/car/{camera}/detections/json" in detect_out
 
 
@@ -516,5 +520,19 @@ def test_detect_input_camera_feeds_detect_node_the_camera_frames(recorded_nodes)
     assert [(p.kind, p.camera, p.remaps) for p in per_camera if p.kind == "detect"] == [
         ("detect", "front", [("enhanced/image", "image_raw")]), ("detect", "rear", [("enhanced/image", "image_raw")])]
     assert [p.remaps for p in plan_nodes(PipelineOptions(detect_input="enhanced")) if p.kind == "detect"] == [[]]
-    with pytest.raises(PipelineError, match="detect_input: one of enhanced, camera; got 'raw'"):
+    with pytest.raises(PipelineError, match="detect_input: one of routed, enhanced, camera; got 'raw'"):
         plan_nodes(PipelineOptions(detect_input="raw"))
+
+
+def test_detect_input_routed_is_the_default_and_feeds_detect_node_enhance_nodes_detect_topic(recorded_nodes):
+    from dap_led_ros.ros.pipeline import PipelineOptions
+
+    module = load_launch_module()
+    module.node_actions(launch_values(nodes="enhance,detect,depth", params_file=str(PIPELINE_YAML)))
+    remaps = {c["executable"]: c["remappings"] for c in recorded_nodes}
+    assert remaps["detect_node"] == [("enhanced/image", "detect/image")]
+    assert remaps["depth_node"] == []  # depth keeps the restored frames
+    per_camera = plan_nodes(PipelineOptions(cameras="front,rear"))
+    assert [(p.kind, p.camera, p.remaps) for p in per_camera if p.kind == "detect"] == [
+        ("detect", "front", [("enhanced/image", "detect/image")]),
+        ("detect", "rear", [("enhanced/image", "detect/image")])]

@@ -19,9 +19,13 @@ from dap_led_ros.perception.perception_bench import (
     bench_frames,
     bootstrap_weights,
     interval,
+    last_call_cached,
+    markdown_report,
+    routed,
     run_bench,
     summarise,
 )
+from dap_led_ros.runtime.detect_route import DetectRoute
 
 
 def _scene(seed=0, size=(96, 128)):
@@ -120,6 +124,29 @@ def test_the_sweep_scores_methods_against_the_clean_references():
     assert dark["brighten"]["finder"]["recall"]["value"] == 1.0
     assert dark["brighten"]["finder"]["precision"]["value"] == 1.0
     assert len(sheet[0]) == 1 and len(sheet[1]) == len(levels) * len(methods)
+
+
+def test_a_routed_method_restores_only_dark_frames_and_reuses_the_restoration_computed_for_them():
+    calls = []
+
+    def brighten(x):
+        calls.append(x)
+        return np.clip(x.astype(int) * 8, 0, 255).astype(np.uint8)
+
+    frames = [BenchFrame(f"f{i}", f"g{i % 3}", _scene(i)) for i in range(6)]
+    levels = [NightLevel("mild", 0.5, read_noise=0.0), NightLevel("dark", 8.0)]
+    plain = last_call_cached(brighten)
+    methods = {"input": lambda x: x, "brighten": plain, "brighten routed": routed(plain, DetectRoute(0.15))}
+    results, _ = run_bench(frames, levels, methods, {"finder": _bright_finder},
+                           BenchConfig(bootstrap=20, sheet_frames=0, map_min_refs=1))
+    mild, dark = (results["levels"][k] for k in ("mild", "dark"))
+    assert dark["input_luma"]["p95"] < 0.15 < mild["input_luma"]["p5"]
+    # Bright frames reach the detector as they came, dark ones restored: the better of the two here.
+    assert mild["methods"]["brighten routed"]["finder"] == mild["methods"]["input"]["finder"]
+    assert dark["methods"]["brighten routed"]["finder"] == dark["methods"]["brighten"]["finder"]
+    assert dark["methods"]["brighten routed"]["finder"]["recall"]["value"] == 1.0
+    assert len(calls) == 2 * len(frames)  # once per degraded frame, however many methods reuse it
+    assert "## Mean luma of the degraded input" in markdown_report(results, [])
 
 
 def test_bench_frames_reads_photos_and_says_what_is_missing(tmp_path):

@@ -119,7 +119,7 @@ def test_autostart_false_waits_for_the_lifecycle_manager(ros: RosHarness, params
     proc = start_node(pipeline_command("--params", str(params_file), "--nodes", "detect",
                                        "--autostart", "false"), name="managed")
     n = ros.node
-    pub = n.create_publisher(Image, "enhanced/image", RELIABLE)
+    pub = n.create_publisher(Image, "detect/image", RELIABLE)  # detect_input routed: enhance_node's output
     docs: list[dict] = []
     n.create_subscription(String, "detections/json", lambda m: docs.append(json.loads(m.data)),
                           RELIABLE)

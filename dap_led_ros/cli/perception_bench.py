@@ -156,13 +156,21 @@ def run(args: argparse.Namespace) -> int:
             depth = DepthEstimator(depth_config_for_preset(args.depth_preset, str(args.depth_model),
                                                            threads=args.threads))
         from dap_led_ros.enhancer import Enhancer
+        from dap_led_ros.runtime.detect_route import FROM_MODEL, UNMEASURED, DetectRoute
 
         methods = {"degraded input": lambda x: x, "auto-exposure": auto_exposure,
                    "auto-exposure + CLAHE": auto_exposure_clahe}
+        routed_methods = {}
         for model in restoration:
             e = Enhancer(replace(enhancer_config_from_args(args), model=model))
             enhancers.append(e)
-            methods[f"DAP-LED {model}" if model in SHIPPED_MODELS else f"DAP-LED {Path(model).stem}"] = e.enhance
+            name = f"DAP-LED {model}" if model in SHIPPED_MODELS else f"DAP-LED {Path(model).stem}"
+            methods[name] = pb.last_call_cached(e.enhance)
+            # What detect_input routed feeds the detector with this model (its measured threshold).
+            route = DetectRoute.resolve(FROM_MODEL, e.cfg.model)
+            if route.restore_below < UNMEASURED:
+                routed_methods[f"{name} routed (< {route.restore_below:g})"] = pb.routed(methods[name], route)
+        methods.update(routed_methods)
     except (OutputError, DetectorModelError, DepthModelError, ValueError, RuntimeError, FileNotFoundError) as exc:
         return _error(str(exc))
     depth_score = None

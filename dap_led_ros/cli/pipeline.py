@@ -50,8 +50,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--enhanced-topic", default=d.enhanced_topic,
                    help="topic enhance_node publishes and depth/detect read (default: %(default)s)")
     p.add_argument("--detect-input", choices=DETECT_INPUTS, default=d.detect_input,
-                   help="what detect_node reads: enhanced (the restored frames) or camera (the camera's "
-                        "own; docs/evaluation.md, perception-bench) (default: %(default)s)")
+                   help="what detect_node reads: routed (enhance_node's detect/image: restored only where "
+                        "the frame is dark enough for restoration to help), enhanced (the restored frames) or "
+                        "camera (the camera's own); docs/evaluation.md, perception-bench (default: %(default)s)")
     p.add_argument("--autostart", type=_bool_arg, default=None,
                    help="true: configure+activate at start; false: wait for a lifecycle manager")
     for side, what in (("input", "subscriptions"), ("output", "publishers")):

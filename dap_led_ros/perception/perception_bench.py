@@ -31,6 +31,7 @@ from dap_led_ros.imaging.image_io import read_image
 from dap_led_ros.perception.detection import Detection
 from dap_led_ros.perception.downstream import match_detections
 from dap_led_ros.perception.night_camera import NightLevel, SensorModel, degrade
+from dap_led_ros.runtime.detect_route import DetectRoute, mean_luma
 
 ROAD_CLASSES = ("person", "car", "bicycle", "motorcycle", "bus", "truck", "traffic light", "stop sign", "dog")
 VIDEO_NAME = "vtest.avi"
@@ -230,6 +231,23 @@ def interval(values: np.ndarray) -> dict[str, float]:
     return {"value": float(values[0]), "lo": float(lo), "hi": float(hi)}
 
 
+def routed(restore: Method, route: DetectRoute) -> Method:
+    """What enhance_node's detect/image carries: `restore(x)` where the route restores x, else x."""
+    return lambda x: restore(x) if route.restores(x) else x
+
+
+def last_call_cached(fn: Method) -> Method:
+    """fn, remembering its last input and output: a routed method reuses the restoration the plain
+    method just computed for the same degraded frame (run_bench hands every method the same array)."""
+    last: list = [None, None]
+
+    def call(x: np.ndarray) -> np.ndarray:
+        if last[0] is not x:
+            last[0], last[1] = x, fn(x)
+        return last[1]
+    return call
+
+
 def frame_seed(seed: int, level: int, frame: int) -> np.random.Generator:
     return np.random.default_rng([seed, level, frame])
 
@@ -266,8 +284,10 @@ def run_bench(frames: Sequence[BenchFrame], levels: Sequence[NightLevel], method
     for li, level in enumerate(levels):
         scored = {(m, d): Scored() for m in methods for d in detectors}
         depth_vals: dict[str, list[tuple[float, float]]] = {m: [] for m in methods}
+        lumas = []
         for fi, frame in enumerate(frames):
             low = degrade(frame.rgb, level, frame_seed(cfg.seed, li, fi), sensor)
+            lumas.append(mean_luma(low))
             for mname, method in methods.items():
                 out = method(low)
                 for dname, detect in detectors.items():
@@ -277,7 +297,9 @@ def run_bench(frames: Sequence[BenchFrame], levels: Sequence[NightLevel], method
                         sheet.append((level.name, mname, frame.name, out, dets))
                 if clean_depth is not None and depth_score is not None:
                     depth_vals[mname].append(depth_score(depth(out), clean_depth[fi]))
-        lvl: dict = {"condition": level.describe(), "methods": {}}
+        lvl: dict = {"condition": level.describe(), "methods": {},
+                     "input_luma": {"median": float(np.median(lumas)), "p5": float(np.percentile(lumas, 5)),
+                                    "p95": float(np.percentile(lumas, 95))}}
         for mname in methods:
             lvl["methods"][mname] = {}
             for dname in detectors:
@@ -362,6 +384,12 @@ def markdown_report(results: dict, header: list[str]) -> str:
             for m in methods:
                 r = lvl["methods"][m][dname]
                 lines.append(f"| {lname} | {m} | {_ci(r['recall'])} | {_ci(r['precision'])} | {_ci(r['map50'])} |")
+        lines.append("")
+    lumas = {n: lvl["input_luma"] for n, lvl in results["levels"].items() if "input_luma" in lvl}
+    if lumas:  # what routing by darkness (runtime/detect_route.py) compares with its threshold
+        lines += ["## Mean luma of the degraded input (BT.601, 0-1)", "",
+                  "| condition | median | 5th-95th percentile |", "|---|---|---|"]
+        lines += [f"| {n} | {v['median']:.4f} | {v['p5']:.4f}-{v['p95']:.4f} |" for n, v in lumas.items()]
         lines.append("")
     if "depth" in first_level["methods"][methods[0]]:
         lines += ["## Depth agreement with the clean frame (scale-and-shift aligned per frame)", "",

@@ -2,7 +2,7 @@
 
 Topics are image_transport's: the input on `image_raw` (transport raw) or `image_raw/compressed`
 (transport compressed, sensor_msgs/CompressedImage), the output on `enhanced/image` and, when enabled,
-`enhanced/image/compressed`, all under the camera's prefix ("" for the node's own namespace, "front/"
+`enhanced/image/compressed`, and the detector's `detect/image`, all under the camera's prefix ("" for the node's own namespace, "front/"
 for camera `front` of a multi-camera node).
 
 Lazy: a frame is restored only while some image output has a subscriber. The newest frame that
@@ -21,7 +21,7 @@ from dap_led_ros.ros.diagnostics import matched_publishers
 
 INPUT_TRANSPORTS = ("raw", "compressed")
 COMPRESSED = "/compressed"  # image_transport's topic suffix for the compressed transport
-IMAGE_OUTPUTS = ("image", "compressed", "heatmap")  # pub_<role>: the outputs lazy publishing watches
+IMAGE_OUTPUTS = ("image", "compressed", "heatmap", "detect")  # pub_<role>: the outputs lazy publishing watches
 
 
 class CameraChannel:
@@ -36,6 +36,7 @@ class CameraChannel:
         self.pub_compressed: Any = None
         self.pub_info: Any = None
         self.pub_heatmap: Any = None
+        self.pub_detect: Any = None
         self.sub_input: Any = None
         self.lazy = True
         self._lock = threading.Lock()
@@ -55,6 +56,7 @@ class CameraChannel:
             self._matched: dict[str, int] = {}  # role -> subscribers at its last matched event
         self.lazy_skipped = 0     # frames not restored because nobody subscribed
         self.restored = 0         # frames that went through the network
+        self.detect_camera_frames = 0  # frames detect/image carried as the camera sent them
 
     def input_publishers(self) -> int:
         """Publishers the camera's input subscription has matched (0 while it has none)."""

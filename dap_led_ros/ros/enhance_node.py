@@ -10,6 +10,10 @@ image_transport names them:
                                                                jpeg_quality, png_level)
   out  enhanced/camera_info       sensor_msgs/CameraInfo       with the image's header, beside each image
   out  enhanced/degradation       sensor_msgs/Image            CLIP heatmaps, when publish_heatmap is true
+  out  detect/image               sensor_msgs/Image            for a detector: the restored frame when the
+                                                               camera frame is darker than
+                                                               detect_restore_below, else the camera frame
+                                                               as it came (runtime/detect_route.py)
 With `cameras` (e.g. "front,rear"), every topic above is per camera under `<camera>/`, one model serves
 them all and frames that arrive within `batch_window_ms` go through the backend as one batch.
 Lazy (default): a frame is restored only while someone subscribes to an image output (see camera_channel).
@@ -36,6 +40,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
 from dap_led_ros.enhancer import TILE_MODES, Enhancer, EnhancerConfig
+from dap_led_ros.runtime.detect_route import FROM_MODEL, DetectRoute
 from dap_led_ros.runtime.video_stream import VideoStream
 from dap_led_ros.imaging.compressed_image import (
     CODECS,
@@ -63,6 +68,7 @@ from dap_led_ros.runtime.backends import BACKEND_NAMES
 from dap_led_ros.runtime.backends.base import is_model_file
 
 NODE_NAME = "enhance_node"
+DETECT_TOPIC = "detect/image"  # the detector's input, routed by darkness
 
 
 _CAMERA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*")
@@ -137,6 +143,10 @@ class EnhanceNodeConfig(ManagedNodeConfig, EnhancerParameters):
         "encode and publish a frame on a second thread while the next one is in the network"))
     publish_heatmap: bool = field(default=False, metadata=param_help(
         "publish the CLIP degradation heatmaps on enhanced/degradation (costs a prior pass)"))
+    detect_restore_below: float = field(default=FROM_MODEL, metadata=param_help(
+        "detect/image carries the restored frame when the camera frame's mean luma (0-1) is below this, "
+        "else the camera frame untouched; -1: the model's benchmark-measured value (its YAML; 1 if it "
+        "has none), 0: never restored, 1: always", -1.0, 1.0))
 
     def validate(self) -> None:
         super().validate()
@@ -184,6 +194,7 @@ class _Prepared:
     bigendian: bool
     stamp_ns: int               # the header's stamp and frame_id: where the frame is in its stream
     frame_id: str
+    to_detector: str = ""       # detect/image: "restored", "camera" (published already) or "" (unwatched)
 
 
 class EnhanceNode(ManagedImageNode[EnhanceNodeConfig]):
@@ -193,6 +204,7 @@ class EnhanceNode(ManagedImageNode[EnhanceNodeConfig]):
     def __init__(self, node_name: str = NODE_NAME, **kwargs: Any) -> None:
         self._enhancer: Enhancer | None = None
         self._channels: list[CameraChannel] = []
+        self._route = DetectRoute()
         super().__init__(node_name, **kwargs)
 
     # ------------------------------------------------------------------ lifecycle hooks
@@ -212,6 +224,9 @@ class EnhanceNode(ManagedImageNode[EnhanceNodeConfig]):
                 "build it with `dap-led build-engine` or set build_engine: true")
         self.get_logger().info(f"network: {backend.describe()}")
         self._channels = [CameraChannel(name) for name in cfg.camera_names() or [""]]
+        self._route = DetectRoute.resolve(cfg.detect_restore_below, self._enhancer.cfg.model)
+        self.get_logger().info(f"detect/image: restored below mean luma {self._route.restore_below:g} "
+                               f"({self._route.source}), else the camera frame")
         if cfg.publish_heatmap and not self._enhancer.backend.supports_prior_input:
             self.get_logger().warning(f"publish_heatmap: backend {self._enhancer.backend_name} "
                                       "does not expose heatmaps; enhanced/degradation stays silent")
@@ -272,6 +287,8 @@ class EnhanceNode(ManagedImageNode[EnhanceNodeConfig]):
             ch.pub_heatmap = (self.add_publisher(Image, ch.topic("enhanced/degradation"), cfg,
                                                  on_matched=partial(self._on_matched, ch, "heatmap"))
                               if heatmaps else None)
+            ch.pub_detect = self.add_publisher(Image, ch.topic(DETECT_TOPIC), cfg,
+                                               on_matched=partial(self._on_matched, ch, "detect"))
 
     def create_io(self, cfg: EnhanceNodeConfig) -> None:
         in_type = CompressedImage if cfg.input_transport == "compressed" else Image
@@ -315,6 +332,8 @@ class EnhanceNode(ManagedImageNode[EnhanceNodeConfig]):
         out["lazy"] = cfg.lazy
         out["restored"] = sum(ch.restored for ch in self._channels)
         out["lazy_skipped"] = sum(ch.lazy_skipped for ch in self._channels)
+        out["detect_camera_frames"] = sum(ch.detect_camera_frames for ch in self._channels)
+        out["detect_restore_below"] = f"{self._route.restore_below:g}"
         out["subscribers"] = sum(ch.subscribers() for ch in self._channels)
         if self.multi_camera:
             out["cameras"] = ",".join(ch.name for ch in self._channels)
@@ -351,6 +370,7 @@ class EnhanceNode(ManagedImageNode[EnhanceNodeConfig]):
             stats = per_key.get(ch.name)
             values = {**diagnostics.worker_values(stats), "errors": stats.failed if stats else 0,
                       "restored": ch.restored, "lazy_skipped": ch.lazy_skipped, "subscribers": ch.subscribers(),
+                      "detect_camera_frames": ch.detect_camera_frames,
                       "input": ch.input_topic(self.cfg.input_transport) if self.cfg else "",
                       "input_publishers": ch.input_publishers(),
                       **self._camera_values(enhancer, ch)}
@@ -390,9 +410,13 @@ class EnhanceNode(ManagedImageNode[EnhanceNodeConfig]):
                 prepared = self._decode(frame)
                 ch.pub_image.publish(make_image_msg(prepared.rgb, msg.header, prepared.encoding,
                                                     alpha=prepared.alpha))
+            if ch.wants("detect"):
+                ch.pub_detect.publish(make_image_msg(self._decode(frame).rgb, msg.header, "rgb8"))
         else:
             if ch.wants("image"):
                 ch.pub_image.publish(msg)
+            if ch.wants("detect"):
+                ch.pub_detect.publish(msg)
             if ch.wants("compressed"):
                 prepared = self._decode(frame)
                 ch.pub_compressed.publish(self._compressed_msg(prepared.rgb, prepared.encoding, msg.header))
@@ -424,7 +448,10 @@ class EnhanceNode(ManagedImageNode[EnhanceNodeConfig]):
             if self.divert_if_disabled(frame):
                 continue
             try:
-                ready.append((i, frame, self._decode(frame)))
+                prepared = self._decode(frame)
+                if self._route_to_camera(frame, prepared):
+                    continue  # only the detector watches, and it reads this frame as it came
+                ready.append((i, frame, prepared))
             except Exception as exc:  # noqa: BLE001 - that frame fails, the others go on
                 results[i] = exc
         if not ready:
@@ -444,6 +471,21 @@ class EnhanceNode(ManagedImageNode[EnhanceNodeConfig]):
                 results[i] = exc
         return results
 
+    def _route_to_camera(self, frame: CameraFrame, prepared: _Prepared) -> bool:
+        """detect/image: publish the camera frame there when it is bright enough not to need restoring
+        (prepared.to_detector says which). True when no other output wants the frame restored."""
+        ch = frame.channel
+        if not ch.wants("detect"):
+            return False
+        prepared.to_detector = "restored" if self._route.restores(prepared.rgb) else "camera"
+        if prepared.to_detector == "restored":
+            return False
+        msg = frame.msg
+        ch.pub_detect.publish(msg if isinstance(msg, Image) else
+                              make_image_msg(prepared.rgb, msg.header, prepared.encoding, alpha=prepared.alpha))
+        ch.detect_camera_frames += 1
+        return not any(ch.wants(role) for role in ("image", "compressed", "heatmap"))
+
     def _finish(self, frame: CameraFrame, prepared: _Prepared, restored: Callable[[], np.ndarray]) -> None:
         cfg, enhancer = self.cfg, self._enhancer
         assert cfg is not None and enhancer is not None
@@ -452,12 +494,16 @@ class EnhanceNode(ManagedImageNode[EnhanceNodeConfig]):
         if self.divert_if_disabled(frame):  # switched off during inference
             return
         stages = enhancer.stages
-        if ch.wants("image"):
+        to_detector = prepared.to_detector == "restored" and ch.wants("detect")
+        if ch.wants("image") or to_detector:
             with stages.measure("encode"):
                 out = make_image_msg(rgb, msg.header, prepared.encoding, alpha=prepared.alpha,
                                      bigendian=prepared.bigendian)
             with stages.measure("publish"):
-                ch.pub_image.publish(out)
+                if ch.wants("image"):
+                    ch.pub_image.publish(out)
+                if to_detector:
+                    ch.pub_detect.publish(out)
         if ch.wants("compressed"):
             with stages.measure("compress"):
                 compressed = self._compressed_msg(rgb, prepared.encoding, msg.header)

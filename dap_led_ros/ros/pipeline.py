@@ -41,9 +41,11 @@ PARAMS_FILE = "pipeline.yaml"
 CAMERA_TOPIC = "image_raw"          # enhance_node's input (relative to the namespace)
 ENHANCED_TOPIC = "enhanced/image"   # enhance_node's output = depth/detect input
 RELIABILITIES = ("best_effort", "reliable")
-# What detect_node reads: the restored frames, or the camera's own (docs/evaluation.md,
-# perception-bench: restoration did not raise the shipped detector's recall at any darkness measured).
-DETECT_INPUTS = ("enhanced", "camera")
+DETECT_TOPIC = "detect/image"       # enhance_node's routed output (runtime/detect_route.py)
+# What detect_node reads: routed (enhance_node's detect/image: restored where the perception benchmark
+# showed restoration raises recall, the camera frame elsewhere; docs/evaluation.md), the restored
+# frames always, or the camera's own.
+DETECT_INPUTS = ("routed", "enhanced", "camera")
 ENHANCE_OVERRIDES = ("model", "backend", "device", "engine", "cameras", "input_transport")  # enhance_node's
 
 
@@ -83,7 +85,7 @@ class PipelineOptions:
     engine: str | None = None
     cameras: str | None = None   # several cameras on one enhance_node; detect/depth run per camera
     input_transport: str | None = None
-    detect_input: str = "enhanced"  # DETECT_INPUTS: detect_node on the restored or the camera frames
+    detect_input: str = "routed"  # DETECT_INPUTS: detect_node on the routed, restored or camera frames
 
     def camera_names(self) -> list[str]:
         return [c.strip().strip("/") for c in (self.cameras or "").split(",") if c.strip().strip("/")]
@@ -150,13 +152,16 @@ def plan_nodes(options: PipelineOptions) -> list[NodePlan]:
     plans = []
     for kind in options.node_kinds():
         camera_fed = kind == "detect" and options.detect_input == "camera"
+        routed = kind == "detect" and options.detect_input == "routed"
         if kind != "enhance" and cameras:  # one detect/depth node per camera, in its namespace
-            plans += [NodePlan(kind, [(ENHANCED_TOPIC, CAMERA_TOPIC)] if camera_fed else [], dict(common), camera=c)
-                      for c in cameras]
+            remaps = [(ENHANCED_TOPIC, CAMERA_TOPIC)] if camera_fed else [(ENHANCED_TOPIC, DETECT_TOPIC)] if routed else []
+            plans += [NodePlan(kind, list(remaps), dict(common), camera=c) for c in cameras]
             continue
         plan = NodePlan(kind, [], dict(common))
         if camera_fed:
             plan.remaps.append((ENHANCED_TOPIC, options.camera_topic))
+        elif routed:
+            plan.remaps.append((ENHANCED_TOPIC, DETECT_TOPIC))
         elif moved:
             plan.remaps.append((ENHANCED_TOPIC, options.enhanced_topic))
             if plan.spec.enhanced_camera_info:

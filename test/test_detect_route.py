@@ -1,0 +1,136 @@
+"""detect/image: the detector's input, routed by the frame's darkness (runtime/detect_route.py).
+
+The rule and its thresholds in this process; then enhance_node in a subprocess, driven over real DDS,
+with only detect/image watched: a bright frame comes back byte for byte as the camera sent it and
+skips the network, a dark one comes back restored (the same pixels as the checkpoint run here).
+"""
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
+from std_msgs.msg import Header
+
+from dap_led_ros.enhancer import Enhancer, EnhancerConfig
+from dap_led_ros.ros.diagnostics import values_of
+from dap_led_ros.ros.msg_conversion import image_msg_to_decoded, make_image_msg
+from dap_led_ros.runtime.detect_route import (
+    FROM_MODEL,
+    ROUTE_KEY,
+    UNMEASURED,
+    DetectRoute,
+    mean_luma,
+    model_threshold,
+)
+from dap_led_ros.shipped_models import default_checkpoint, realtime_checkpoint
+
+from conftest import NodeProcess, RosHarness, console_command
+
+NS = "/route"
+DIAG_NAME = "route/enhance_node"
+START_TIMEOUT = 90.0
+THRESHOLD = 0.2
+
+
+def _frame(level: float, seed: int, h: int = 48, w: int = 64) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.clip(rng.normal(level * 255, 12, (h, w, 3)), 0, 255).astype(np.uint8)
+
+
+# ----------------------------------------------------------------------------- the rule
+
+def test_mean_luma_weighs_channels_like_bt601_for_every_dtype():
+    rgb = np.zeros((8, 8, 3), np.uint8)
+    rgb[..., 1] = 255
+    assert mean_luma(rgb) == pytest.approx(0.587, abs=1e-6)
+    assert mean_luma(rgb.astype(np.uint16) * 257) == pytest.approx(0.587, abs=1e-6)
+    assert mean_luma(rgb.astype(np.float32) / 255) == pytest.approx(0.587, abs=1e-6)
+    with pytest.raises(ValueError, match="expected H x W x 3"):
+        mean_luma(np.zeros((8, 8), np.uint8))
+
+
+def test_the_route_follows_the_setting_else_the_models_measured_threshold(tmp_path: Path):
+    dark, bright = _frame(0.05, 1), _frame(0.5, 2)
+    route = DetectRoute.resolve(0.2, None)
+    assert (route.restores(dark), route.restores(bright), route.source) == (True, False, "setting")
+    assert not DetectRoute.resolve(0.0, None).restores(dark)      # never
+    assert DetectRoute.resolve(1.0, None).restores(bright)        # always
+    with pytest.raises(ValueError, match="-1 .* or in \\[0, 1\\]"):
+        DetectRoute.resolve(1.5, None)
+    # The shipped models carry what the perception benchmark measured (docs/evaluation.md).
+    assert model_threshold(default_checkpoint()) == pytest.approx(0.09)
+    assert model_threshold(realtime_checkpoint()) == 0.0
+    assert DetectRoute.resolve(FROM_MODEL, str(realtime_checkpoint())).restore_below == 0.0
+    # A model nobody measured: every frame restored, as before routing existed.
+    (tmp_path / "mine.yaml").write_text(yaml.safe_dump({"model": {}, "extra": {}}))
+    unmeasured = DetectRoute.resolve(FROM_MODEL, tmp_path / "mine.safetensors")
+    assert (unmeasured.restore_below, unmeasured.source.startswith("unmeasured")) == (UNMEASURED, True)
+    assert DetectRoute.resolve(FROM_MODEL, None).restore_below == UNMEASURED
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump({"extra": {ROUTE_KEY: 3}}))
+    with pytest.raises(ValueError, match="must be in \\[0, 1\\]"):
+        model_threshold(tmp_path / "bad.safetensors")
+
+
+# ----------------------------------------------------------------------------- the node
+
+@pytest.fixture(scope="module")
+def node(module_ros: RosHarness, tiny_checkpoint, tmp_path_factory) -> NodeProcess:
+    cmd = console_command("enhance_node", "dap_led_ros.ros.enhance_node") + [
+        "--ros-args", "-r", f"__ns:={NS}", "-p", f"model:={tiny_checkpoint}",
+        "-p", "backend:=torch", "-p", "threads:=1", "-p", "diagnostics_period_s:=0.5",
+        "-p", "temporal:=false", "-p", f"detect_restore_below:={THRESHOLD}"]
+    proc = NodeProcess(cmd, tmp_path_factory.mktemp("route_node") / "node.log")
+    yield proc
+    proc.assert_clean_exit(signal.SIGINT)
+
+
+def test_only_the_detector_watching_bright_frames_pass_untouched_and_dark_ones_come_restored(
+        module_ros: RosHarness, node: NodeProcess, tiny_checkpoint):
+    torch.set_num_threads(1)
+    ros, n = module_ros, module_ros.node
+    got: dict[int, Image] = {}
+    diag: dict[str, str] = {}
+
+    def on_diag(msg: DiagnosticArray) -> None:
+        values = values_of(msg, DIAG_NAME)
+        if values is not None:
+            diag.update(values)
+
+    pub = n.create_publisher(Image, f"{NS}/image_raw", QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+    sub = n.create_subscription(Image, f"{NS}/detect/image", lambda m: got.__setitem__(m.header.stamp.sec, m),
+                                QoSProfile(depth=10))
+    n.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 10)
+    ros.wait_for_subscribers(pub, timeout=START_TIMEOUT)
+    ros.wait_for_publishers(sub, timeout=START_TIMEOUT)
+    ros.wait_node_inputs(DIAG_NAME, timeout=START_TIMEOUT)
+
+    bright = make_image_msg(_frame(0.5, 3)[:, :, ::-1].copy(), Header(stamp=Time(sec=1), frame_id="cam"), "bgr8")
+    dark_rgb = _frame(0.05, 4)
+    dark = make_image_msg(dark_rgb, Header(stamp=Time(sec=2), frame_id="cam"), "rgb8")
+    for msg in (bright, dark):
+        sec = msg.header.stamp.sec
+        pub.publish(msg)
+        ros.spin_until(lambda: sec in got, 60.0, f"detect/image for frame {sec}")
+
+    out = got[1]  # bright: the camera's own message
+    assert (out.header, out.encoding, out.width, out.height, out.step) == \
+        (bright.header, "bgr8", bright.width, bright.height, bright.step)
+    assert bytes(out.data) == bytes(bright.data)
+    out = got[2]  # dark: restored, as the same checkpoint restores it here
+    want = Enhancer(EnhancerConfig(model=str(tiny_checkpoint), backend="torch", threads=1)).enhance(dark_rgb)
+    restored = image_msg_to_decoded(out).rgb
+    assert out.header == dark.header and out.encoding == "rgb8"
+    assert np.abs(restored.astype(int) - want.astype(int)).max() <= 1
+    assert np.abs(restored.astype(int) - dark_rgb.astype(int)).max() > 1  # not the input
+    # Nothing else watched: the bright frame never went through the network.
+    ros.spin_until(lambda: diag.get("restored") == "1" and diag.get("detect_camera_frames") == "1", 30.0,
+                   f"diagnostics counting one restored and one camera frame ({diag})")
+    assert diag["detect_restore_below"] == f"{THRESHOLD:g}"
