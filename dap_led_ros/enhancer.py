@@ -17,6 +17,7 @@ from dap_led_ros.runtime.temporal_fusion import FusionSettings
 from dap_led_ros.runtime.video_stream import DEFAULT_MAX_GAP_S, RestartPolicy, VideoStream
 from dap_led_ros.runtime.tiling import blend_weights, crop_upsampled, plan_tiles
 from dap_led_ros.settings import validated_from_mapping
+from dap_led_ros.shipped_models import default_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -193,6 +194,14 @@ class Enhancer:
         if self.cfg.cache_dir and self.cfg.backend != "torch":
             opts["cache_dir"] = self.cfg.cache_dir
         return opts
+
+    @property
+    def checkpoint(self) -> str | None:
+        """The checkpoint the backend runs (the shipped quality model when none is named); None for
+        an exported graph or engine given without its checkpoint."""
+        if self.cfg.model:
+            return self.cfg.model
+        return str(default_checkpoint()) if self.cfg.engine is None else None
 
     @property
     def backend_name(self) -> str:

@@ -69,6 +69,11 @@ def test_the_route_follows_the_setting_else_the_models_measured_threshold(tmp_pa
     assert model_threshold(default_checkpoint()) == pytest.approx(0.09)
     assert model_threshold(realtime_checkpoint()) == 0.0
     assert DetectRoute.resolve(FROM_MODEL, str(realtime_checkpoint())).restore_below == 0.0
+    # The Enhancer names the checkpoint it runs, the shipped quality model included (model unset).
+    for model, want in (("quality", 0.09), ("realtime", 0.0), (None, 0.09)):
+        e = Enhancer(EnhancerConfig(model=model, backend="torch", threads=1))
+        assert DetectRoute.resolve(FROM_MODEL, e.checkpoint).restore_below == pytest.approx(want), model
+        e.close()
     # A model nobody measured: every frame restored, as before routing existed.
     (tmp_path / "mine.yaml").write_text(yaml.safe_dump({"model": {}, "extra": {}}))
     unmeasured = DetectRoute.resolve(FROM_MODEL, tmp_path / "mine.safetensors")

@@ -167,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
             name = f"DAP-LED {model}" if model in SHIPPED_MODELS else f"DAP-LED {Path(model).stem}"
             methods[name] = pb.last_call_cached(e.enhance)
             # What detect_input routed feeds the detector with this model (its measured threshold).
-            route = DetectRoute.resolve(FROM_MODEL, e.cfg.model)
+            route = DetectRoute.resolve(FROM_MODEL, e.checkpoint)
             if route.restore_below < UNMEASURED:
                 routed_methods[f"{name} routed (< {route.restore_below:g})"] = pb.routed(methods[name], route)
         methods.update(routed_methods)

@@ -224,7 +224,7 @@ class EnhanceNode(ManagedImageNode[EnhanceNodeConfig]):
                 "build it with `dap-led build-engine` or set build_engine: true")
         self.get_logger().info(f"network: {backend.describe()}")
         self._channels = [CameraChannel(name) for name in cfg.camera_names() or [""]]
-        self._route = DetectRoute.resolve(cfg.detect_restore_below, self._enhancer.cfg.model)
+        self._route = DetectRoute.resolve(cfg.detect_restore_below, self._enhancer.checkpoint)
         self.get_logger().info(f"detect/image: restored below mean luma {self._route.restore_below:g} "
                                f"({self._route.source}), else the camera frame")
         if cfg.publish_heatmap and not self._enhancer.backend.supports_prior_input:
