@@ -12,6 +12,7 @@ from dap_led_ros.cli import main
 from dap_led_ros.perception.detection import Detection
 from dap_led_ros.perception.night_camera import NightLevel, SensorModel, degrade, pillbox
 from dap_led_ros.perception.perception_bench import (
+    DEFAULT_LEVELS,
     BenchConfig,
     BenchFrame,
     Scored,
@@ -147,6 +148,21 @@ def test_a_routed_method_restores_only_dark_frames_and_reuses_the_restoration_co
     assert dark["methods"]["brighten routed"]["finder"]["recall"]["value"] == 1.0
     assert len(calls) == 2 * len(frames)  # once per degraded frame, however many methods reuse it
     assert "## Mean luma of the degraded input" in markdown_report(results, [])
+
+
+def test_a_part_of_the_sweep_degrades_each_frame_as_the_whole_sweep_does():
+    frames = [BenchFrame(f"f{i}", f"g{i % 3}", _scene(i)) for i in range(3)]
+    def degraded(levels):
+        out = []
+        method = lambda x: (out.append(x.tobytes()), x)[1]  # noqa: E731
+        run_bench(frames, levels, {"input": method}, {"finder": _bright_finder},
+                  BenchConfig(bootstrap=10, sheet_frames=0, map_min_refs=1))
+        return out
+
+    whole = degraded(list(DEFAULT_LEVELS))
+    part = degraded([DEFAULT_LEVELS[2], DEFAULT_LEVELS[4]])
+    n = len(frames)
+    assert part == whole[2 * n:3 * n] + whole[4 * n:5 * n]
 
 
 def test_bench_frames_reads_photos_and_says_what_is_missing(tmp_path):

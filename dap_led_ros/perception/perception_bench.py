@@ -248,6 +248,12 @@ def last_call_cached(fn: Method) -> Method:
     return call
 
 
+def level_seed_index(level: NightLevel, position: int) -> int:
+    """A default condition's index in DEFAULT_LEVELS (so `--levels 2 3` degrades each frame exactly as
+    the whole sweep does, and runs over parts merge into the same figures); else after them."""
+    return DEFAULT_LEVELS.index(level) if level in DEFAULT_LEVELS else len(DEFAULT_LEVELS) + position
+
+
 def frame_seed(seed: int, level: int, frame: int) -> np.random.Generator:
     return np.random.default_rng([seed, level, frame])
 
@@ -286,7 +292,7 @@ def run_bench(frames: Sequence[BenchFrame], levels: Sequence[NightLevel], method
         depth_vals: dict[str, list[tuple[float, float]]] = {m: [] for m in methods}
         lumas = []
         for fi, frame in enumerate(frames):
-            low = degrade(frame.rgb, level, frame_seed(cfg.seed, li, fi), sensor)
+            low = degrade(frame.rgb, level, frame_seed(cfg.seed, level_seed_index(level, li), fi), sensor)
             lumas.append(mean_luma(low))
             for mname, method in methods.items():
                 out = method(low)
