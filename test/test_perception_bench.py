@@ -147,7 +147,16 @@ def test_a_routed_method_restores_only_dark_frames_and_reuses_the_restoration_co
     assert dark["methods"]["brighten routed"]["finder"] == dark["methods"]["brighten"]["finder"]
     assert dark["methods"]["brighten routed"]["finder"]["recall"]["value"] == 1.0
     assert len(calls) == 2 * len(frames)  # once per degraded frame, however many methods reuse it
-    assert "## Mean luma of the degraded input" in markdown_report(results, [])
+    # Paired differences: every later method against every earlier one, over the same resamples.
+    gain = dark["differences"]["finder"]["brighten - input"]["recall"]
+    assert (gain["value"], gain["lo"], gain["hi"]) == (1.0, 1.0, 1.0)
+    same = dark["differences"]["finder"]["brighten routed - brighten"]["recall"]
+    assert (same["value"], same["lo"], same["hi"]) == (0.0, 0.0, 0.0)
+    assert set(mild["differences"]["finder"]) == {"brighten - input", "brighten routed - input",
+                                                  "brighten routed - brighten"}
+    report = markdown_report(results, [])
+    assert "## Mean luma of the degraded input" in report
+    assert "| dark | brighten | 1.000 [1.000, 1.000] |" in report
 
 
 def test_a_part_of_the_sweep_degrades_each_frame_as_the_whole_sweep_does():

@@ -231,6 +231,22 @@ def interval(values: np.ndarray) -> dict[str, float]:
     return {"value": float(values[0]), "lo": float(lo), "hi": float(hi)}
 
 
+def paired_differences(rows: dict[tuple[str, str], dict[str, np.ndarray]], methods: list[str],
+                       detectors: list[str]) -> dict:
+    """For every detector and pair of methods (a listed after b): a - b of recall, precision and
+    mAP, point estimate and 95 % interval over the same bootstrap resamples (paired: both methods
+    saw the same frames in each resample, so the interval is that of the difference itself)."""
+    out: dict = {}
+    for dname in detectors:
+        out[dname] = {}
+        for i, a in enumerate(methods):
+            for b in methods[:i]:
+                ra, rb = rows[a, dname], rows[b, dname]
+                with np.errstate(invalid="ignore"):
+                    out[dname][f"{a} - {b}"] = {k: interval(ra[k] - rb[k]) for k in ra}
+    return out
+
+
 def routed(restore: Method, route: DetectRoute) -> Method:
     """What enhance_node's detect/image carries: `restore(x)` where the route restores x, else x."""
     return lambda x: restore(x) if route.restores(x) else x
@@ -306,16 +322,18 @@ def run_bench(frames: Sequence[BenchFrame], levels: Sequence[NightLevel], method
         lvl: dict = {"condition": level.describe(), "methods": {},
                      "input_luma": {"median": float(np.median(lumas)), "p5": float(np.percentile(lumas, 5)),
                                     "p95": float(np.percentile(lumas, 95))}}
+        rows: dict[tuple[str, str], dict[str, np.ndarray]] = {}
         for mname in methods:
             lvl["methods"][mname] = {}
             for dname in detectors:
-                s = summarise(scored[mname, dname], ref_counts[dname], frame_group, weights, cfg.score_threshold,
-                              cfg.map_min_refs)
-                lvl["methods"][mname][dname] = {k: interval(v) for k, v in s.items()}
+                rows[mname, dname] = summarise(scored[mname, dname], ref_counts[dname], frame_group, weights,
+                                               cfg.score_threshold, cfg.map_min_refs)
+                lvl["methods"][mname][dname] = {k: interval(v) for k, v in rows[mname, dname].items()}
             if clean_depth is not None:
                 vals = np.asarray(depth_vals[mname], np.float64)
                 lvl["methods"][mname]["depth"] = {"absrel": float(np.nanmean(vals[:, 0])),
                                                   "delta1": float(np.nanmean(vals[:, 1]))}
+        lvl["differences"] = paired_differences(rows, list(methods), list(detectors))
         results["levels"][level.name] = lvl
         progress(f"{level.name}: " + "; ".join(
             f"{m} recall {lvl['methods'][m][next(iter(detectors))]['recall']['value']:.3f}" for m in methods))
@@ -390,6 +408,20 @@ def markdown_report(results: dict, header: list[str]) -> str:
             for m in methods:
                 r = lvl["methods"][m][dname]
                 lines.append(f"| {lname} | {m} | {_ci(r['recall'])} | {_ci(r['precision'])} | {_ci(r['map50'])} |")
+        lines.append("")
+    for dname in detectors:
+        diffs = {n: lvl["differences"][dname] for n, lvl in results["levels"].items() if "differences" in lvl}
+        if not diffs:
+            continue
+        base = methods[0]
+        lines += [f"## {dname}: gain over {base}, paired (each resample scores both on the same frames)", "",
+                  "| condition | method | recall gain [95 % CI] | precision change [95 % CI] | mAP@0.5 change [95 % CI] |",
+                  "|---|---|---|---|---|"]
+        for lname, d in diffs.items():
+            for m in methods[1:]:
+                r = d.get(f"{m} - {base}")
+                if r is not None:
+                    lines.append(f"| {lname} | {m} | {_ci(r['recall'])} | {_ci(r['precision'])} | {_ci(r['map50'])} |")
         lines.append("")
     lumas = {n: lvl["input_luma"] for n, lvl in results["levels"].items() if "input_luma" in lvl}
     if lumas:  # what routing by darkness (runtime/detect_route.py) compares with its threshold
