@@ -66,11 +66,11 @@ def test_the_route_follows_the_setting_else_the_models_measured_threshold(tmp_pa
     with pytest.raises(ValueError, match="-1 .* or in \\[0, 1\\]"):
         DetectRoute.resolve(1.5, None)
     # The shipped models carry what the perception benchmark measured (docs/evaluation.md).
-    assert model_threshold(default_checkpoint()) == pytest.approx(0.09)
+    assert model_threshold(default_checkpoint()) == pytest.approx(0.14)
     assert model_threshold(realtime_checkpoint()) == 0.0
     assert DetectRoute.resolve(FROM_MODEL, str(realtime_checkpoint())).restore_below == 0.0
     # The Enhancer names the checkpoint it runs, the shipped quality model included (model unset).
-    for model, want in (("quality", 0.09), ("realtime", 0.0), (None, 0.09)):
+    for model, want in (("quality", 0.14), ("realtime", 0.0), (None, 0.14)):
         e = Enhancer(EnhancerConfig(model=model, backend="torch", threads=1))
         assert DetectRoute.resolve(FROM_MODEL, e.checkpoint).restore_below == pytest.approx(want), model
         e.close()

@@ -1,8 +1,8 @@
 """Which frame a detector reads, the restored one or the camera's own, decided by the frame's darkness.
 
 The perception benchmark (`dap-led perception-bench`, docs/evaluation.md) measured where restoration
-raises the shipped detector's recall: the quality model helps below about -6.5 EV (input recall under
-0.5) and not above it; the real-time model helps at no darkness level. Each shipped model records
+raises the shipped detector's recall (paired intervals): the quality model from -6 EV down and not at
+-5 EV; the real-time model at no darkness level. Each shipped model records
 the mean luma (BT.601, 0-1, of the camera frame) below which its restored frame is the better one
 as `extra.detect_restore_below` in its YAML; a frame at or above it goes to the detector as the
 camera sent it (and, when nothing else watches the restored output, skips the network).
