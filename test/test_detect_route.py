@@ -79,6 +79,10 @@ def test_the_route_follows_the_setting_else_the_models_measured_threshold(tmp_pa
     unmeasured = DetectRoute.resolve(FROM_MODEL, tmp_path / "mine.safetensors")
     assert (unmeasured.restore_below, unmeasured.source.startswith("unmeasured")) == (UNMEASURED, True)
     assert DetectRoute.resolve(FROM_MODEL, None).restore_below == UNMEASURED
+    # Hysteresis: a restored stream stays restored up to 10 % above the threshold.
+    at = np.full((8, 8, 3), round(0.2 * 1.05 * 255), np.uint8)  # 5 % above 0.2
+    assert not route.restores(at) and route.restores(at, restoring=True)
+    assert not route.restores(np.full((8, 8, 3), round(0.2 * 1.15 * 255), np.uint8), restoring=True)
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump({"extra": {ROUTE_KEY: 3}}))
     with pytest.raises(ValueError, match="must be in \\[0, 1\\]"):
         model_threshold(tmp_path / "bad.safetensors")
@@ -139,3 +143,18 @@ def test_only_the_detector_watching_bright_frames_pass_untouched_and_dark_ones_c
     ros.spin_until(lambda: diag.get("restored") == "1" and diag.get("detect_camera_frames") == "1", 30.0,
                    f"diagnostics counting one restored and one camera frame ({diag})")
     assert diag["detect_restore_below"] == f"{THRESHOLD:g}"
+
+    # With the restored output watched too, a bright frame goes through the network for it and
+    # detect/image still carries the camera's frame.
+    enhanced: dict[int, Image] = {}
+    esub = n.create_subscription(Image, f"{NS}/enhanced/image", lambda m: enhanced.__setitem__(m.header.stamp.sec, m),
+                                 QoSProfile(depth=10))
+    ros.wait_for_publishers(esub, timeout=START_TIMEOUT)
+    ros.spin_until(lambda: diag.get("subscribers") == "2", 30.0, f"the node counting both subscribers ({diag})")
+    bright2 = make_image_msg(_frame(0.5, 5), Header(stamp=Time(sec=3), frame_id="cam"), "rgb8")
+    pub.publish(bright2)
+    ros.spin_until(lambda: 3 in got and 3 in enhanced, 60.0, "detect/image and enhanced/image for frame 3")
+    assert bytes(got[3].data) == bytes(bright2.data)
+    assert bytes(enhanced[3].data) != bytes(bright2.data)
+    ros.spin_until(lambda: diag.get("restored") == "2" and diag.get("detect_camera_frames") == "2", 30.0,
+                   f"diagnostics counting two restored and two camera frames ({diag})")

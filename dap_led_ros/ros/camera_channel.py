@@ -57,6 +57,7 @@ class CameraChannel:
         self.lazy_skipped = 0     # frames not restored because nobody subscribed
         self.restored = 0         # frames that went through the network
         self.detect_camera_frames = 0  # frames detect/image carried as the camera sent them
+        self.detect_restoring = False  # detect/image's last frame was the restored one (hysteresis)
 
     def input_publishers(self) -> int:
         """Publishers the camera's input subscription has matched (0 while it has none)."""

@@ -194,7 +194,7 @@ class _Prepared:
     bigendian: bool
     stamp_ns: int               # the header's stamp and frame_id: where the frame is in its stream
     frame_id: str
-    to_detector: str = ""       # detect/image: "restored", "camera" (published already) or "" (unwatched)
+    to_detector: str = ""       # detect/image: "restored", "camera" or "" (not watched)
 
 
 class EnhanceNode(ManagedImageNode[EnhanceNodeConfig]):
@@ -449,8 +449,11 @@ class EnhanceNode(ManagedImageNode[EnhanceNodeConfig]):
                 continue
             try:
                 prepared = self._decode(frame)
-                if self._route_to_camera(frame, prepared):
-                    continue  # only the detector watches, and it reads this frame as it came
+                if self._route_detector(frame, prepared) == "camera" and not self._restoration_wanted(frame.channel):
+                    # Only the detector watches, and it reads this frame as it came: no network.
+                    send = partial(self._publish_detect_camera, frame, prepared)
+                    results[i] = send if cfg.overlap else send()
+                    continue
                 ready.append((i, frame, prepared))
             except Exception as exc:  # noqa: BLE001 - that frame fails, the others go on
                 results[i] = exc
@@ -471,20 +474,27 @@ class EnhanceNode(ManagedImageNode[EnhanceNodeConfig]):
                 results[i] = exc
         return results
 
-    def _route_to_camera(self, frame: CameraFrame, prepared: _Prepared) -> bool:
-        """detect/image: publish the camera frame there when it is bright enough not to need restoring
-        (prepared.to_detector says which). True when no other output wants the frame restored."""
+    def _route_detector(self, frame: CameraFrame, prepared: _Prepared) -> str:
+        """detect/image: which frame the detector reads ("restored", "camera"; "" when unwatched),
+        kept in prepared.to_detector and, for the hysteresis, in the camera's channel."""
         ch = frame.channel
-        if not ch.wants("detect"):
-            return False
-        prepared.to_detector = "restored" if self._route.restores(prepared.rgb) else "camera"
-        if prepared.to_detector == "restored":
-            return False
-        msg = frame.msg
-        ch.pub_detect.publish(msg if isinstance(msg, Image) else
-                              make_image_msg(prepared.rgb, msg.header, prepared.encoding, alpha=prepared.alpha))
+        if ch.wants("detect"):
+            ch.detect_restoring = self._route.restores(prepared.rgb, ch.detect_restoring)
+            prepared.to_detector = "restored" if ch.detect_restoring else "camera"
+        return prepared.to_detector
+
+    @staticmethod
+    def _restoration_wanted(ch: CameraChannel) -> bool:
+        return any(ch.wants(role) for role in ("image", "compressed", "heatmap"))
+
+    def _publish_detect_camera(self, frame: CameraFrame, prepared: _Prepared) -> None:
+        """The camera's own frame on detect/image (a compressed input decoded to Image), in frame
+        order with the restored ones: on the second stage when `overlap` is on, like them."""
+        ch, msg = frame.channel, frame.msg
+        if isinstance(msg, CompressedImage):
+            msg = make_image_msg(prepared.rgb, msg.header, prepared.encoding, alpha=prepared.alpha)
+        ch.pub_detect.publish(msg)
         ch.detect_camera_frames += 1
-        return not any(ch.wants(role) for role in ("image", "compressed", "heatmap"))
 
     def _finish(self, frame: CameraFrame, prepared: _Prepared, restored: Callable[[], np.ndarray]) -> None:
         cfg, enhancer = self.cfg, self._enhancer
@@ -494,6 +504,8 @@ class EnhanceNode(ManagedImageNode[EnhanceNodeConfig]):
         if self.divert_if_disabled(frame):  # switched off during inference
             return
         stages = enhancer.stages
+        if prepared.to_detector == "camera" and ch.wants("detect"):
+            self._publish_detect_camera(frame, prepared)
         to_detector = prepared.to_detector == "restored" and ch.wants("detect")
         if ch.wants("image") or to_detector:
             with stages.measure("encode"):

@@ -18,6 +18,7 @@ import yaml
 from dap_led_ros.shipped_models import checkpoint_paths
 
 ROUTE_KEY = "detect_restore_below"   # the checkpoint YAML's `extra` entry
+HYSTERESIS = 0.1                      # a stream that is restored stays so up to 10 % above the threshold
 FROM_MODEL = -1.0                     # a setting that defers to the model's measured threshold
 UNMEASURED = 1.0                      # a model without one: every frame restored (as before routing)
 _LUMA = np.asarray([0.299, 0.587, 0.114], np.float32)
@@ -69,10 +70,13 @@ class DetectRoute:
             return cls(UNMEASURED, "unmeasured model: every frame restored")
         return cls(measured, f"model {Path(str(checkpoint)).stem}")
 
-    def restores(self, rgb: np.ndarray) -> bool:
-        """Whether the detector should read this camera frame restored."""
+    def restores(self, rgb: np.ndarray, restoring: bool = False) -> bool:
+        """Whether the detector should read this camera frame restored. `restoring`: the stream's
+        previous frame was; it then stays restored up to HYSTERESIS above the threshold, so a scene
+        whose brightness sits at the threshold does not switch the detector's input every frame."""
         if self.restore_below >= 1.0:
             return True
         if self.restore_below <= 0.0:
             return False
-        return mean_luma(rgb) < self.restore_below
+        limit = self.restore_below * (1.0 + HYSTERESIS) if restoring else self.restore_below
+        return mean_luma(rgb) < limit
