@@ -20,6 +20,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
 from dap_led_ros.enhancer import Enhancer, EnhancerConfig
+from dap_led_ros.imaging.luma import mean_luma
 from dap_led_ros.ros.diagnostics import values_of
 from dap_led_ros.ros.msg_conversion import image_msg_to_decoded, make_image_msg
 from dap_led_ros.runtime.detect_route import (
@@ -27,7 +28,6 @@ from dap_led_ros.runtime.detect_route import (
     ROUTE_KEY,
     UNMEASURED,
     DetectRoute,
-    mean_luma,
     model_threshold,
 )
 from dap_led_ros.shipped_models import default_checkpoint, realtime_checkpoint

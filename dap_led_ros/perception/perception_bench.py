@@ -28,10 +28,11 @@ import cv2
 import numpy as np
 
 from dap_led_ros.imaging.image_io import read_image
+from dap_led_ros.imaging.luma import mean_luma
 from dap_led_ros.perception.detection import Detection
 from dap_led_ros.perception.downstream import match_detections
 from dap_led_ros.perception.night_camera import NightLevel, SensorModel, degrade
-from dap_led_ros.runtime.detect_route import DetectRoute, mean_luma
+from dap_led_ros.runtime.detect_route import DetectRoute
 
 ROAD_CLASSES = ("person", "car", "bicycle", "motorcycle", "bus", "truck", "traffic light", "stop sign", "dog")
 VIDEO_NAME = "vtest.avi"

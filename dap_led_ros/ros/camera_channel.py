@@ -21,7 +21,8 @@ from dap_led_ros.ros.diagnostics import matched_publishers
 
 INPUT_TRANSPORTS = ("raw", "compressed")
 COMPRESSED = "/compressed"  # image_transport's topic suffix for the compressed transport
-IMAGE_OUTPUTS = ("image", "compressed", "heatmap", "detect")  # pub_<role>: the outputs lazy publishing watches
+RESTORED_OUTPUTS = ("image", "compressed", "heatmap")  # pub_<role>: the outputs made from the restored frame
+IMAGE_OUTPUTS = (*RESTORED_OUTPUTS, "detect")  # the outputs lazy publishing watches (detect: restored or camera)
 
 
 class CameraChannel:
@@ -83,6 +84,10 @@ class CameraChannel:
     def wants(self, role: str) -> bool:
         """Whether to publish output `role`: it exists and, when lazy, someone subscribes."""
         return getattr(self, f"pub_{role}") is not None and (not self.lazy or self.count(role) > 0)
+
+    def wants_restored(self) -> bool:
+        """Whether an output made from the restored frame is published now."""
+        return any(self.wants(role) for role in RESTORED_OUTPUTS)
 
     def subscribers(self) -> int:
         """Subscribers of the image outputs (raw, compressed, heatmaps)."""

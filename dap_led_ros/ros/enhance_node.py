@@ -406,12 +406,12 @@ class EnhanceNode(ManagedImageNode[EnhanceNodeConfig]):
         if isinstance(msg, CompressedImage):
             if ch.wants("compressed"):
                 ch.pub_compressed.publish(msg)
-            if ch.wants("image"):
-                prepared = self._decode(frame)
-                ch.pub_image.publish(make_image_msg(prepared.rgb, msg.header, prepared.encoding,
-                                                    alpha=prepared.alpha))
-            if ch.wants("detect"):
-                ch.pub_detect.publish(make_image_msg(self._decode(frame).rgb, msg.header, "rgb8"))
+            if ch.wants("image") or ch.wants("detect"):
+                image = self._as_image(frame)  # decoded once for both
+                if ch.wants("image"):
+                    ch.pub_image.publish(image)
+                if ch.wants("detect"):
+                    ch.pub_detect.publish(image)
         else:
             if ch.wants("image"):
                 ch.pub_image.publish(msg)
@@ -421,6 +421,14 @@ class EnhanceNode(ManagedImageNode[EnhanceNodeConfig]):
                 prepared = self._decode(frame)
                 ch.pub_compressed.publish(self._compressed_msg(prepared.rgb, prepared.encoding, msg.header))
         self._publish_camera_info(ch, msg.header)
+
+    def _as_image(self, frame: CameraFrame, prepared: _Prepared | None = None) -> Image:
+        """The camera's frame as sensor_msgs/Image: its own message, or a compressed one decoded."""
+        msg = frame.msg
+        if isinstance(msg, Image):
+            return msg
+        prepared = prepared or self._decode(frame)
+        return make_image_msg(prepared.rgb, msg.header, prepared.encoding, alpha=prepared.alpha)
 
     def _decode(self, frame: CameraFrame) -> _Prepared:
         cfg, enhancer = self.cfg, self._enhancer
@@ -449,7 +457,7 @@ class EnhanceNode(ManagedImageNode[EnhanceNodeConfig]):
                 continue
             try:
                 prepared = self._decode(frame)
-                if self._route_detector(frame, prepared) == "camera" and not self._restoration_wanted(frame.channel):
+                if self._route_detector(frame, prepared) == "camera" and not frame.channel.wants_restored():
                     # Only the detector watches, and it reads this frame as it came: no network.
                     send = partial(self._publish_detect_camera, frame, prepared)
                     results[i] = send if cfg.overlap else send()
@@ -483,17 +491,11 @@ class EnhanceNode(ManagedImageNode[EnhanceNodeConfig]):
             prepared.to_detector = "restored" if ch.detect_restoring else "camera"
         return prepared.to_detector
 
-    @staticmethod
-    def _restoration_wanted(ch: CameraChannel) -> bool:
-        return any(ch.wants(role) for role in ("image", "compressed", "heatmap"))
-
     def _publish_detect_camera(self, frame: CameraFrame, prepared: _Prepared) -> None:
         """The camera's own frame on detect/image (a compressed input decoded to Image), in frame
         order with the restored ones: on the second stage when `overlap` is on, like them."""
-        ch, msg = frame.channel, frame.msg
-        if isinstance(msg, CompressedImage):
-            msg = make_image_msg(prepared.rgb, msg.header, prepared.encoding, alpha=prepared.alpha)
-        ch.pub_detect.publish(msg)
+        ch = frame.channel
+        ch.pub_detect.publish(self._as_image(frame, prepared))
         ch.detect_camera_frames += 1
 
     def _finish(self, frame: CameraFrame, prepared: _Prepared, restored: Callable[[], np.ndarray]) -> None:

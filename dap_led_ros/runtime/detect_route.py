@@ -15,23 +15,13 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from dap_led_ros.imaging.luma import mean_luma
 from dap_led_ros.shipped_models import checkpoint_paths
 
 ROUTE_KEY = "detect_restore_below"   # the checkpoint YAML's `extra` entry
 HYSTERESIS = 0.1                      # a stream that is restored stays so up to 10 % above the threshold
 FROM_MODEL = -1.0                     # a setting that defers to the model's measured threshold
 UNMEASURED = 1.0                      # a model without one: every frame restored (as before routing)
-_LUMA = np.asarray([0.299, 0.587, 0.114], np.float32)
-_STRIDE = 4                           # every 4th row and column: 1/16 of the pixels, same mean to ~1e-3
-
-
-def mean_luma(rgb: np.ndarray) -> float:
-    """Mean BT.601 luma of an H x W x 3 RGB frame (uint8, uint16 or float in 0-1), in 0-1."""
-    if rgb.ndim != 3 or rgb.shape[2] < 3:
-        raise ValueError(f"mean_luma: expected H x W x 3 RGB, got shape {rgb.shape}")
-    sample = rgb[::_STRIDE, ::_STRIDE, :3].astype(np.float32)
-    scale = float(np.iinfo(rgb.dtype).max) if np.issubdtype(rgb.dtype, np.integer) else 1.0
-    return float((sample @ _LUMA).mean() / scale)
 
 
 def model_threshold(checkpoint: str | Path | None) -> float | None:

@@ -20,7 +20,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-_LUMA_601 = np.array([0.299, 0.587, 0.114], np.float32)
+from dap_led_ros.imaging.luma import BT601
+
+_LUMA_601 = np.asarray(BT601, np.float32)
 _THUMB = (32, 24)
 LEVEL_JUMP = 0.15        # relative level change followed at once by the exposure smoothing
 MAX_LEVEL_GAIN = 1.25    # the smoothing's gain stays within [1 / this, this]

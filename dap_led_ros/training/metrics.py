@@ -41,7 +41,9 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 
-_LUMA_601 = np.array([0.299, 0.587, 0.114], dtype=np.float64)
+from dap_led_ros.imaging.luma import BT601
+
+_LUMA_601 = np.asarray(BT601, dtype=np.float64)
 
 
 def as_float(img: np.ndarray) -> np.ndarray:

@@ -25,11 +25,12 @@ from typing import Callable, Iterable
 import cv2
 import numpy as np
 
+from dap_led_ros.imaging.luma import BT601
 from dap_led_ros.training.metrics import mean_psnr, psnr, ssim
 from dap_led_ros.training.video_sequences import VideoSequence
 
 Method = Callable[[np.ndarray], np.ndarray]
-_GREY = np.array([0.299, 0.587, 0.114], np.float32)
+_GREY = np.asarray(BT601, np.float32)
 
 
 def clean_flows(clean: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
