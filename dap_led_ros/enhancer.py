@@ -11,6 +11,7 @@ import numpy as np
 
 from dap_led_ros.runtime.backends import Backend, BackendError, backend_model, create_backend, resolve_device
 from dap_led_ros.runtime.backends.base import is_model_file
+from dap_led_ros.runtime.burst_merge import BurstSettings
 from dap_led_ros.runtime.prior_cache import PriorCache
 from dap_led_ros.runtime.stage_timing import StageTimes
 from dap_led_ros.runtime.temporal_fusion import FusionSettings
@@ -83,6 +84,17 @@ class EnhancerConfig:
     temporal_max_gap_s: float = field(default=DEFAULT_MAX_GAP_S, metadata=_help(
         "restart the history when consecutive stamps are further apart than this (s); also when "
         "the stamp goes back or the frame_id changes"))
+    # Burst: a stream's *input* frames are aligned and merged before the network (noise averaged
+    # where frames agree within the sensor noise, `runtime/burst_merge.py`); stills are untouched.
+    burst: bool = field(default=False, metadata=_help(
+        "merge each video stream's aligned input frames before the network, where they agree within "
+        "the frame's own noise level (less noise for the network to remove); false: the network "
+        "sees each frame as it came"))
+    burst_frames: int = field(default=BurstSettings.frames, metadata=_help(
+        "burst: running mean over at most this many input frames (1..64)"))
+    burst_reject: float = field(default=BurstSettings.reject, metadata=_help(
+        "burst: local disagreement, in standard deviations of the noise-only difference, above which "
+        "an earlier frame starts to drop out (gone at twice this) (0.5..20)"))
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> "EnhancerConfig":
@@ -99,12 +111,16 @@ class EnhancerConfig:
         if self.tile_mode not in TILE_MODES:
             raise ValueError(f"tile_mode must be one of {', '.join(TILE_MODES)}, got {self.tile_mode!r}")
         self.fusion_settings().validate()
+        self.burst_settings().validate()
         if not 0.001 <= self.temporal_max_gap_s <= 3600.0:
             raise ValueError(f"temporal_max_gap_s must be in [0.001, 3600], got {self.temporal_max_gap_s}")
 
     def fusion_settings(self) -> FusionSettings:
         return FusionSettings(frames=self.temporal_frames, flow_side=self.temporal_flow_side, cut=self.temporal_cut,
                               tolerance=self.temporal_tolerance, exposure_smoothing=self.exposure_smoothing)
+
+    def burst_settings(self) -> BurstSettings:
+        return BurstSettings(frames=self.burst_frames, reject=self.burst_reject)
 
 
 def _glibc():
@@ -141,7 +157,9 @@ def release_free_memory() -> None:
 
 
 def to_input(rgb: np.ndarray) -> np.ndarray:
-    """H x W x 3 uint8 -> 1 x 3 x H x W float32 in [0, 1]."""
+    """H x W x 3 uint8 (or float32 in [0, 1], a merged burst) -> 1 x 3 x H x W float32 in [0, 1]."""
+    if rgb.dtype == np.float32:
+        return np.ascontiguousarray(rgb.transpose(2, 0, 1)[None])
     return (rgb.astype(np.float32) * (1.0 / 255.0)).transpose(2, 0, 1)[None]
 
 
@@ -228,7 +246,8 @@ class Enhancer:
         if stream is None:
             policy = RestartPolicy(round(self.cfg.temporal_max_gap_s * 1e9), clock)
             fusion = self.cfg.fusion_settings() if self.cfg.temporal else None
-            stream = self._streams[name] = VideoStream(self, name, fusion, self._new_prior_cache(), policy)
+            burst = self.cfg.burst_settings() if self.cfg.burst else None
+            stream = self._streams[name] = VideoStream(self, name, fusion, self._new_prior_cache(), policy, burst)
         return stream
 
     def close_stream(self, name: str) -> None:
@@ -269,7 +288,8 @@ class Enhancer:
         its `max_batch` per call), others one by one, larger ones in tiles. Frame i belongs to
         `streams[i]` (None: a still) at `stamps[i]` / `frame_ids[i]`; frames enter their streams in
         list order once every network call succeeded (a failed call leaves every stream as it was),
-        and each stream's callables must be called in that order. A batch skips heatmap reuse."""
+        and each stream's callables must be called in that order. A batch skips heatmap reuse.
+        A stream with `burst` on hands the network its merged input instead of the frame."""
         n = len(frames)
         streams = streams if streams is not None else [None] * n
         stamps = stamps if stamps is not None else [None] * n
@@ -279,6 +299,30 @@ class Enhancer:
                              f"{len(frame_ids)} frame_ids")
         for f in frames:
             self._check(f)
+        merging = [s for s in streams if s is not None and s.merges]
+        if merging:
+            saved = [s.input_state() for s in merging]
+            try:
+                return self._restore_deferred(self._merged(frames, streams, stamps, frame_ids),
+                                              streams, stamps, frame_ids)
+            except BaseException:
+                for s, state in zip(merging, saved):
+                    s.restore_input_state(state)
+                raise
+        return self._restore_deferred(frames, streams, stamps, frame_ids)
+
+    @staticmethod
+    def _merged(frames: list[np.ndarray], streams: list[VideoStream | None], stamps: list[int | None],
+                frame_ids: list[str]) -> list[np.ndarray]:
+        """Each frame, or its stream's merged burst (float32) where the stream merges its input."""
+        with_input = []
+        for f, stream, stamp, frame_id in zip(frames, streams, stamps, frame_ids):
+            with_input.append(stream.merge_input(f, stamp, frame_id) if stream is not None and stream.merges else f)
+        return with_input
+
+    def _restore_deferred(self, frames: list[np.ndarray], streams: list[VideoStream | None],
+                          stamps: list[int | None], frame_ids: list[str]) -> list[Callable[[], np.ndarray]]:
+        n = len(frames)
         outputs: list[tuple[str, np.ndarray] | None] = [None] * n  # ("chw" | "rgb8", array)
         groups: dict[tuple[int, ...], list[int]] = {}
         for i, f in enumerate(frames):

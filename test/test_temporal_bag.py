@@ -182,3 +182,23 @@ def test_cli_fuses_by_default_and_no_temporal_restores_frame_by_frame(tmp_path, 
     for out in ("plain", "fused"):
         assert [m for m in read_all(tmp_path / out) if m[0] not in OUT.values()] == read_all(src)
     assert tree_hash(src) == before
+
+
+def test_cli_burst_merges_each_topics_input_and_reports_it(tmp_path, stills, capsys):
+    frames = drive({FRONT: list(range(0, 600, 100)), REAR: list(range(50, 650, 100))})
+    src = tmp_path / "in"
+    write_bag(src, frames)
+    before = tree_hash(src)
+    assert cli_main(["bag", str(src), str(tmp_path / "burst"), "--no-temporal", "--burst", "--batch", "2",
+                     *CLI_MODEL]) == 0
+    report = capsys.readouterr().out
+    assert "burst: on" in report and "temporal fusion: on" not in report
+    for topic in (FRONT, REAR):
+        single = [stills.enhance(rgb) for _, rgb in frames[topic]]
+        merged = outputs(tmp_path / "burst", topic)
+        assert len(merged) == 6
+        np.testing.assert_array_equal(merged[0], single[0])  # the first frame of a topic stands alone
+        # the topic's own earlier frames (not the other topic's) steady its later ones
+        assert steadiness(merged[2:]) < 0.8 * steadiness(single[2:]), (steadiness(merged[2:]), steadiness(single[2:]))
+    assert [m for m in read_all(tmp_path / "burst") if m[0] not in OUT.values()] == read_all(src)
+    assert tree_hash(src) == before

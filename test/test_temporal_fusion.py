@@ -220,12 +220,16 @@ def test_eval_video_command(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     assert "| DAP-LED + temporal fusion |" in r.stdout and "ground truth (clean frames)" in r.stdout
     results = json.loads((out / "video.json").read_text())
-    assert set(results["rows"]) == {"auto-exposure", "DAP-LED frame by frame", "DAP-LED + temporal fusion"}
+    assert set(results["rows"]) == {"auto-exposure", "DAP-LED frame by frame", "DAP-LED + temporal fusion",
+                                    "DAP-LED burst", "DAP-LED burst + temporal fusion"}
+    assert set(results["gains"]) == {"DAP-LED burst", "DAP-LED burst + temporal fusion"}
+    assert results["rows"]["DAP-LED burst"]["frames"] == 3
     assert results["rows"]["DAP-LED frame by frame"]["frames"] == 3
     assert 0 < results["fusion"]["cost_share"] < 10
     assert (out / "contact_sheet_video.png").stat().st_size > 0 and (out / "video_plot.png").stat().st_size > 0
     assert len(results["level_traces"]["ground truth"]) == 3
     assert results["averaging_bound"]["draws"] == 2 and "Averaging bound" in r.stdout
+    assert np.isfinite(results["averaging_bound"]["input_gain_db"]) and "averaged *before* the network" in r.stdout
     bad = subprocess.run([sys.executable, "-m", "dap_led_ros.cli", "eval", "--video", "--video-frames", "1",
                           "--out-dir", str(tmp_path / "bad")], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "--video-frames >= 2" in bad.stderr

@@ -184,3 +184,24 @@ def test_a_bad_temporal_value_fails_configure_with_the_reason(ros: RosHarness, s
     node.wait_for_output("configure failed: temporal_frames must be in [1, 64], got 0", timeout=START_TIMEOUT)
     assert ros.settled_lifecycle_state("/temporal_bad/enhance_node") == "unconfigured"
     node.assert_clean_exit()
+
+
+def test_burst_merges_the_input_before_the_network(ros: RosHarness, start_node):
+    burst, off = "/burst_on", "/burst_off"
+    nodes = {burst: start_node(enhance_node_cmd(burst, *REALTIME, "temporal:=false", "burst:=true"), name="burst"),
+             off: start_node(enhance_node_cmd(off, *REALTIME, "temporal:=false"), name="plain")}
+    cams = Cameras(ros, [burst, off])
+    for ns in (burst, off):
+        cams.wait_ready(ns)
+    frames = static_scene(12)
+    outs = [cams.round_trip(rgb, 100 * S + k * 100_000_000) for k, rgb in enumerate(frames[:8])]
+    merged, single = [o[burst] for o in outs], [o[off] for o in outs]
+    assert np.array_equal(merged[0], single[0])  # the first frame has no burst behind it
+    assert steadiness(merged[2:]) < 0.75 * steadiness(single[2:]), (steadiness(merged[2:]), steadiness(single[2:]))
+    diag = cams.wait_diag(burst, "frames_out", "8")
+    assert float(diag["burst_weight"]) > 0.3 and "temporal_weight" not in diag
+    assert "burst_weight" not in cams.wait_diag(off, "state", "active")
+    got = cams.round_trip(frames[8], 50 * S, "cam")  # the stamp went back: the burst restarts
+    assert np.array_equal(got[burst], got[off])
+    for node in nodes.values():
+        node.assert_clean_exit()

@@ -86,6 +86,7 @@ class BagSummary:
     untouched: dict[str, str] = field(default_factory=dict)          # image-typed topic -> why not enhanced
     failures: list[FrameFailure] = field(default_factory=list)
     temporal: bool = False                                           # frames fused per topic
+    burst: bool = False                                              # input frames merged per topic
     history_restarts: Counter = field(default_factory=Counter)       # input topic -> time jumps that restarted it
     fusion_weight: dict[str, float] = field(default_factory=dict)    # input topic -> history weight in its last frame
     copied: Counter = field(default_factory=Counter)     # input topic -> messages copied
@@ -110,6 +111,8 @@ class BagSummary:
                          + (f" (temporal history restarted {restarts}x on a time jump)" if restarts else ""))
         if self.temporal:
             lines.append("  temporal fusion: on, one history per topic (--no-temporal: each frame on its own)")
+        if self.burst:
+            lines.append("  burst: on, each topic's aligned input frames merged before the network")
         for src, dst in self.camera_info_map.items():
             lines.append(f"  {src} -> {dst}: copied")
         for topic, why in self.untouched.items():
@@ -199,7 +202,7 @@ class _EnhancedSink:
                     except (ValueError, RuntimeError) as exc:
                         out.append(exc)
         finally:
-            if self.enhancer.cfg.temporal:
+            if self.enhancer.cfg.temporal or self.enhancer.cfg.burst:
                 for stream in set(streams):
                     if stream.restarts:
                         self.summary.history_restarts[stream.name] = stream.restarts
@@ -326,7 +329,7 @@ def _convert(bag: PreparedBag, out: Path, storage: str, enhancer: Enhancer, opti
     mapping = plan.images
     summary = BagSummary(output=out, storage=storage, topic_map=dict(mapping),
                          camera_info_map=dict(plan.camera_infos), untouched=dict(plan.untouched),
-                         temporal=enhancer.cfg.temporal)
+                         temporal=enhancer.cfg.temporal, burst=enhancer.cfg.burst)
     summary.notes += reader.warnings
     total = sum(n for (name, _), n in expected.items() if name in mapping)
     writer = BagWriter(out, _output_settings(reader, storage))

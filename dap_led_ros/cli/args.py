@@ -66,6 +66,14 @@ def add_backend_args(p: argparse.ArgumentParser) -> None:
                    help=about["tile_mode"] + " (default: %(default)s)")
 
 
+def add_burst_arg(p: argparse.ArgumentParser) -> None:
+    """--burst, for the commands that restore video streams."""
+    from dap_led_ros.enhancer import EnhancerConfig
+
+    about = {f.name: f.metadata["help"] for f in dataclasses.fields(EnhancerConfig)}
+    p.add_argument("--burst", action="store_true", default=EnhancerConfig.burst, help=about["burst"])
+
+
 def enhancer_config_from_args(args: argparse.Namespace) -> EnhancerConfig:
     from dap_led_ros.enhancer import EnhancerConfig
 

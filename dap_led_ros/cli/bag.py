@@ -10,7 +10,7 @@ from dap_led_ros.bag.bag_enhance import BagEnhanceOptions, enhance_prepared, pre
 from dap_led_ros.bag.bag_errors import BagError, BagWriteError, write_failure_cause
 from dap_led_ros.bag.bag_io import STORAGES
 from dap_led_ros.bag.frames import CompressionSettings
-from dap_led_ros.cli.args import add_backend_args, enhancer_config_from_args, enhancer_from_args
+from dap_led_ros.cli.args import add_backend_args, add_burst_arg, enhancer_config_from_args, enhancer_from_args
 
 EXIT_WRITE_FAILED = 3  # OUT could not be stored (disk full, file too large, I/O error); no OUT left
 
@@ -52,6 +52,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-temporal", action="store_true",
                    help="restore every frame on its own (default: fuse each frame with its topic's previous ones, "
                         "aligned by optical flow, where they agree: steadier video)")
+    add_burst_arg(p)
     p.add_argument("--ray-address", default=None, metavar="ADDRESS",
                    help="fleet: run on this Ray cluster (e.g. ray://head:10001 or head:6379) instead of an embedded "
                         "local Ray; the bags and OUT must be on storage every node sees")
@@ -82,7 +83,8 @@ def run_fleet(args: argparse.Namespace) -> int:
     settings = fleet.FleetSettings(
         options=BagEnhanceOptions(topics=args.topics, storage=args.storage, batch=args.batch, force=args.force,
                                   compression=CompressionSettings(args.jpeg_quality, args.png_level)),
-        enhancer=dataclasses.replace(enhancer_config_from_args(args), temporal=not args.no_temporal),
+        enhancer=dataclasses.replace(enhancer_config_from_args(args), temporal=not args.no_temporal,
+                                     burst=args.burst),
         workers=args.workers, ray_address=args.ray_address)
     try:
         report = fleet.run_fleet(fleet.plan_fleet(args.input, args.output, settings), settings)
@@ -101,7 +103,7 @@ def run_one(args: argparse.Namespace) -> int:
     except BagError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    enhancer = enhancer_from_args(args, temporal=not args.no_temporal)
+    enhancer = enhancer_from_args(args, temporal=not args.no_temporal, burst=args.burst)
     if enhancer is None:
         bag.close()
         return 2

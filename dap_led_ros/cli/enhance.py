@@ -10,7 +10,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from dap_led_ros.cli.args import add_backend_args, enhancer_from_args
+from dap_led_ros.cli.args import add_backend_args, add_burst_arg, enhancer_from_args
 from dap_led_ros.file_output import OutputError, existing, os_error_text, same_file
 from dap_led_ros.imaging.image_io import (
     contact_sheet,
@@ -48,6 +48,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--temporal", action="store_true",
                    help="the images are consecutive frames of one video (in path order): fuse each restored "
                         "frame with the previous ones (as the node does; a frame that fails restarts the history)")
+    add_burst_arg(p)
     add_backend_args(p)
     p.set_defaults(func=run)
 
@@ -182,15 +183,15 @@ def run(args: argparse.Namespace) -> int:
         return 2
     for path, reason in todo.skipped:
         print(f"skipped {path}: {reason}", file=sys.stderr)
-    enhancer = enhancer_from_args(args, temporal=args.temporal)
+    enhancer = enhancer_from_args(args, temporal=args.temporal, burst=args.burst)
     if enhancer is None:
         return 2
     failed: list[str] = []
     sheet_error = None
     sheet = []
     jobs = todo.jobs
-    # --temporal: the frames are one video stream; a frame that fails splits it, so the frames after
-    # it start a new history (a new segment, which the stream sees as a new frame_id).
+    # --temporal / --burst: the frames are one video stream; a frame that fails splits it, so the
+    # frames after it start a new history (a new segment, which the stream sees as a new frame_id).
     video = enhancer.stream("frames")
     segment = 0
     try:
@@ -200,7 +201,7 @@ def run(args: argparse.Namespace) -> int:
                 if img.bit_depth > 8:
                     tqdm.write(f"warning: {src}: {img.bit_depth}-bit input processed at 8 bits; "
                                f"{dst} is 8-bit", file=sys.stderr)
-                out = video.enhance(img.rgb, frame_id=f"segment {segment}") if args.temporal \
+                out = video.enhance(img.rgb, frame_id=f"segment {segment}") if args.temporal or args.burst \
                     else enhancer.enhance(img.rgb)
                 write_image(dst, out, alpha=img.alpha, grayscale=img.grayscale, force=args.force)
             except Exception as exc:  # noqa: BLE001 - one bad image must not stop the others

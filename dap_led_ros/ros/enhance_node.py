@@ -83,6 +83,8 @@ _ENHANCER_RANGES: dict[str, tuple[float, float, str]] = {
     "prior_every": (1, 10_000, ""),
     "prior_change": (0.0, 1.0, ""),
     "temporal_max_gap_s": (0.001, 3600.0, ""),
+    "burst_frames": (1, 64, ""),
+    "burst_reject": (0.5, 20.0, ""),
 }
 
 
@@ -357,6 +359,8 @@ class EnhanceNode(ManagedImageNode[EnhanceNodeConfig]):
             out["temporal_cuts"] = stream.cuts if stream else 0
             out["temporal_resets"] = stream.restarts if stream else 0
             out["temporal_last_reset"] = stream.last_restart if stream else ""
+        if enhancer.cfg.burst:
+            out["burst_weight"] = f"{stream.burst_weight if stream else 0.0:.3f}"
         return out
 
     def extra_statuses(self) -> list[diagnostics.Status]:

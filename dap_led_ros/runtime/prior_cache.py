@@ -17,9 +17,11 @@ THUMB_SIZE = (32, 24)  # width, height
 
 
 def frame_signature(rgb: np.ndarray) -> np.ndarray:
-    """A small grey thumbnail in [0, 1] that follows exposure and scene content."""
+    """A small grey thumbnail in [0, 1] that follows exposure and scene content (of a uint8 frame,
+    or a float32 one in [0, 1])."""
     grey = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
-    return cv2.resize(grey, THUMB_SIZE, interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+    thumb = cv2.resize(grey, THUMB_SIZE, interpolation=cv2.INTER_AREA).astype(np.float32)
+    return thumb if rgb.dtype == np.float32 else thumb / 255.0
 
 
 class PriorCache:

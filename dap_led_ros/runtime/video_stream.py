@@ -6,6 +6,8 @@ A `VideoStream` owns what restoring consecutive frames needs and nobody else tou
 - the restart policy (`RestartPolicy`): the history restarts before a frame whose stamp went back
   or jumped by more than `max_gap_ns`, or whose frame_id changed (counted in `restarts`); the
   fusion itself restarts on a scene cut or a size change (counted in `cuts`),
+- the burst of input frames (`BurstMerge`, while the enhancer's `burst` is on): merged before the
+  network, restarted by the same policy (checked as each frame enters the network) and by scene cuts,
 - counters that survive a restart (`restarts`, `cuts`, `last_restart`).
 
 Frames enter in order: `admit` decides at once whether the history restarts before the frame (the
@@ -22,6 +24,7 @@ from typing import Protocol
 
 import numpy as np
 
+from dap_led_ros.runtime.burst_merge import BurstMerge, BurstSettings
 from dap_led_ros.runtime.prior_cache import PriorCache
 from dap_led_ros.runtime.temporal_fusion import FusionSettings, TemporalFusion
 
@@ -69,7 +72,7 @@ class VideoStream:
     """A stream's fusion history, heatmap cache, restart policy and counters (thread-safe)."""
 
     def __init__(self, enhancer: Restorer, name: str, fusion: FusionSettings | None,
-                 prior: PriorCache, policy: RestartPolicy) -> None:
+                 prior: PriorCache, policy: RestartPolicy, burst: BurstSettings | None = None) -> None:
         self.name = name
         self.policy = policy
         self.prior = prior
@@ -81,6 +84,11 @@ class VideoStream:
         self.restarts = 0         # history restarts the policy called for (time, frame_id)
         self.last_restart = ""    # the reason of the latest one
         self._cuts_before = 0     # scene cuts of the histories before the current one
+        # The input burst (None: the network sees each frame as it came) and the position of the
+        # last frame merged into it; touched only where frames enter the network, in order.
+        self._burst = BurstMerge(burst) if burst is not None else None
+        self._burst_last: tuple[int | None, str] | None = None
+        self._burst_lock = threading.Lock()
 
     # ---------------------------------------------------------------- restoring
 
@@ -124,6 +132,32 @@ class VideoStream:
     def fuses(self) -> bool:
         return self._settings is not None
 
+    @property
+    def merges(self) -> bool:
+        """Whether this stream merges its input frames before the network (burst)."""
+        return self._burst is not None
+
+    def merge_input(self, rgb: np.ndarray, stamp_ns: int | None = None, frame_id: str = "") -> np.ndarray:
+        """H x W x 3 uint8 -> the burst merged up to this frame (H x W x 3 float32 sRGB in [0, 1]),
+        restarted first when the restart policy calls for it."""
+        assert self._burst is not None, "burst is off for this stream"
+        with self._burst_lock:
+            if self.policy.reason(self._burst_last, stamp_ns, frame_id):
+                self._burst.reset()
+            self._burst_last = (stamp_ns, frame_id)
+            return self._burst.merge(rgb)
+
+    def input_state(self) -> tuple:
+        """The burst's state, to put back with `restore_input_state` when a network call fails."""
+        with self._burst_lock:
+            return self._burst_last, self._burst.state() if self._burst is not None else None
+
+    def restore_input_state(self, state: tuple) -> None:
+        with self._burst_lock:
+            self._burst_last = state[0]
+            if self._burst is not None:
+                self._burst.set_state(state[1])
+
     # ---------------------------------------------------------------- state
 
     def restart(self) -> None:
@@ -132,6 +166,10 @@ class VideoStream:
         with self._lock:
             self._drop_history()
             self._last = None
+        with self._burst_lock:
+            if self._burst is not None:
+                self._burst.reset()
+            self._burst_last = None
 
     def _drop_history(self) -> None:
         if self._fusion is not None:
@@ -148,6 +186,11 @@ class VideoStream:
         """Scene cuts the fusion found, over every history of this stream."""
         fusion = self._fusion
         return self._cuts_before + (fusion.resets if fusion is not None else 0)
+
+    @property
+    def burst_weight(self) -> float:
+        """The earlier frames' share in the last merged input (0 without a burst)."""
+        return self._burst.last_weight if self._burst is not None else 0.0
 
     @property
     def weight(self) -> float:
