@@ -35,13 +35,3 @@ def srgb_encode(lin: np.ndarray) -> np.ndarray:
 
 
 
-
-_ENCODE_FLOAT_LUT = (_linear_to_srgb(np.arange(_ENCODE_STEPS + 1, dtype=np.float64) / _ENCODE_STEPS)
-                     ).astype(np.float32)
-
-
-def srgb_encode_float(lin: np.ndarray) -> np.ndarray:
-    """float linear light (clipped to [0, 1]) -> float32 sRGB in [0, 1], through the same
-    1/65535 steps as `srgb_encode` but without the 8-bit rounding."""
-    idx = (np.clip(lin, 0.0, 1.0) * _ENCODE_STEPS + 0.5).astype(np.uint16)
-    return _ENCODE_FLOAT_LUT[idx]
