@@ -195,6 +195,11 @@ def test_sequences_are_seeded_and_move():
     again = one.redraw(1, 0)  # the same frame with other noise
     assert not np.array_equal(again, one.degraded[1])
     assert abs(float(again.mean()) - float(one.degraded[1].mean())) < 2
+    # without sensor noise: the same level, and the mean of many draws comes closer to it than one draw
+    free = one.noise_free(1).astype(float)
+    draws = [one.redraw(1, k).astype(float) for k in range(8)]
+    assert abs(free.mean() - np.mean(draws)) < 2
+    assert np.abs(np.mean(draws, axis=0) - free).mean() < 0.7 * np.abs(draws[0] - free).mean()
     with pytest.raises(ValueError, match="at least 2 frames"):
         SequenceConfig(frames=1).validate()
 
@@ -230,6 +235,7 @@ def test_eval_video_command(tmp_path):
     assert len(results["level_traces"]["ground truth"]) == 3
     assert results["averaging_bound"]["draws"] == 2 and "Averaging bound" in r.stdout
     assert np.isfinite(results["averaging_bound"]["input_gain_db"]) and "averaged *before* the network" in r.stdout
+    assert np.isfinite(results["averaging_bound"]["noise_free_gain_db"]) and "without any sensor noise" in r.stdout
     bad = subprocess.run([sys.executable, "-m", "dap_led_ros.cli", "eval", "--video", "--video-frames", "1",
                           "--out-dir", str(tmp_path / "bad")], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "--video-frames >= 2" in bad.stderr

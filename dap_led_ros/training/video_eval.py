@@ -82,15 +82,16 @@ def _mean8(frames: list[np.ndarray]) -> np.ndarray:
     return np.clip(np.mean([f.astype(np.float64) for f in frames], axis=0) + 0.5, 0, 255).astype(np.uint8)
 
 
-def averaging_bound(seq: VideoSequence, method: Method, draws: int) -> tuple[float, float, float]:
+def averaging_bound(seq: VideoSequence, method: Method, draws: int) -> tuple[float, float, float, float]:
     """(PSNR of one output, PSNR of the mean of `draws` outputs, PSNR of the output of the mean of
-    `draws` inputs) of the middle frame degraded with independent noise draws: what a perfectly
-    aligned average of restored frames, or of input frames, could reach."""
+    `draws` inputs, PSNR of the output of the noise-free input) of the middle frame degraded with
+    independent noise draws: what a perfectly aligned average of restored frames, or of input
+    frames, could reach, and what removing every bit of noise before the network would."""
     t = len(seq.clean) // 2
     inputs = [seq.redraw(t, k) for k in range(draws)]
     outs = [method(x) for x in inputs]
     return (float(np.mean([psnr(o, seq.clean[t]) for o in outs])), psnr(_mean8(outs), seq.clean[t]),
-            psnr(method(_mean8(inputs)), seq.clean[t]))
+            psnr(method(_mean8(inputs)), seq.clean[t]), psnr(method(seq.noise_free(t)), seq.clean[t]))
 
 
 def score_sequences(sequences: Iterable[VideoSequence], methods: dict[str, Callable[[], Method]],
@@ -101,13 +102,14 @@ def score_sequences(sequences: Iterable[VideoSequence], methods: dict[str, Calla
     rows = {name: _Rows() for name in methods}
     truth = _Rows()
     names = []
-    one, many, merged = [], [], []
+    one, many, merged, free = [], [], [], []
     for seq in sequences:
         if bound is not None:
-            a, b, c = averaging_bound(seq, *bound)
+            a, b, c, d = averaging_bound(seq, *bound)
             one.append(a)
             many.append(b)
             merged.append(c)
+            free.append(d)
         names.append(seq.name)
         flows = clean_flows(seq.clean)
         lv, we = flicker(seq.clean, flows)
@@ -146,7 +148,9 @@ def score_sequences(sequences: Iterable[VideoSequence], methods: dict[str, Calla
         out["averaging_bound"] = {"draws": bound[1], "one_psnr": mean_psnr(one), "mean_psnr": mean_psnr(many),
                                   "gain_db": mean_psnr(many) - mean_psnr(one),
                                   "input_mean_psnr": mean_psnr(merged),
-                                  "input_gain_db": mean_psnr(merged) - mean_psnr(one)}
+                                  "input_gain_db": mean_psnr(merged) - mean_psnr(one),
+                                  "noise_free_psnr": mean_psnr(free),
+                                  "noise_free_gain_db": mean_psnr(free) - mean_psnr(one)}
     return out
 
 
@@ -183,7 +187,9 @@ def video_report(results: dict, command: str) -> str:
                       f"{ab['mean_psnr']:.2f} dB against {ab['one_psnr']:.2f} dB for one output "
                       f"(**{ab['gain_db']:+.2f} dB**): the most any average of restored frames can add here. "
                       f"The same draws averaged *before* the network (a perfect burst merge) and restored: "
-                      f"{_f(ab.get('input_mean_psnr', math.nan))} dB (**{ab.get('input_gain_db', math.nan):+.2f} dB**)."]
+                      f"{_f(ab.get('input_mean_psnr', math.nan))} dB (**{ab.get('input_gain_db', math.nan):+.2f} dB**); "
+                      f"the frame without any sensor noise (blur, darkness and JPEG kept) restored: "
+                      f"{_f(ab.get('noise_free_psnr', math.nan))} dB ({ab.get('noise_free_gain_db', math.nan):+.2f} dB)."]
     lines += ["", "Level change: mean |mean grey level(t) - (t-1)|; warped error: mean |frame(t) - "
                   "frame(t-1) warped by the clean frames' flow|, both 0-255, (x) = times the clean frames' figure."]
     return "\n".join(lines) + "\n"

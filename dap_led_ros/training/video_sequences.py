@@ -65,6 +65,12 @@ class VideoSequence:
         """Frame t degraded again with the k-th other noise draw (the same scene, blur and exposure)."""
         return synthesize(self.clean[t], self.params, np.random.default_rng((*self.noise_seed, t, 1000 + k))).low
 
+    def noise_free(self, t: int) -> np.ndarray:
+        """Frame t degraded without sensor noise (the same blur, exposure and JPEG): what infinitely
+        many perfectly merged frames would show the network."""
+        params = replace(self.params, shot_gain=0.0, read_noise=0.0, sensor=None)
+        return synthesize(self.clean[t], params, np.random.default_rng((*self.noise_seed, t, 999))).low
+
 
 def held_out_photos() -> list:
     """Photo references no training run sees: the validation split, then the Debian held-out share."""
