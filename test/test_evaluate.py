@@ -119,7 +119,7 @@ def test_eval_command_on_a_paired_folder_writes_the_table(tmp_path):
     assert well["identity"]["psnr"] == float("inf") and well["identity"]["level_shift_max"] == 0.0
     assert well["DAP-LED"]["n"] == well["identity"]["n"] >= 2 and np.isfinite(well["DAP-LED"]["psnr"])
     assert "## Well-exposed frames: held-out clean photos (64x48)" in table
-    for name in ("eval_plot.png", "contact_sheet_pairs.png", "contact_sheet_real.png"):
+    for name in ("eval_plot.png", "contact_sheet_pairs.png", "contact_sheet_real.png", "contact_sheet_real_detail.png"):
         assert cv2.imread(str(out / name)) is not None
 
 

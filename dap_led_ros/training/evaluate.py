@@ -29,6 +29,7 @@ import numpy as np
 from dap_led_ros.file_output import atomic_output, write_text
 from dap_led_ros.imaging.image_io import ImageReadError, list_images, read_image, write_image
 from dap_led_ros.imaging.srgb import srgb_decode, srgb_encode
+from dap_led_ros.training.detail_sheet import detail_sheet
 from dap_led_ros.training.metrics import NoReferenceFigures, mean_psnr, no_reference, psnr, psnr_level_fitted, ssim
 from dap_led_ros.training.validation_sets import ValidationSource, load_set
 
@@ -351,6 +352,8 @@ def write_results(out_dir: Path, report: str, results: dict, sheets: dict[str, l
     for name, samples in sheets.items():
         if samples:
             write_image(out_dir / f"contact_sheet_{name}.png", grid_sheet(samples, columns), force=True)
+    if sheets.get("real"):  # blur is judged on details: enlarged crops where the frames have edges
+        write_image(out_dir / "contact_sheet_real_detail.png", detail_sheet(sheets["real"], columns), force=True)
 
 
 def cpu_count() -> int:
