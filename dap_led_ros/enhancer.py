@@ -12,6 +12,7 @@ import numpy as np
 from dap_led_ros.runtime.backends import Backend, BackendError, backend_model, create_backend, resolve_device
 from dap_led_ros.runtime.backends.base import is_model_file
 from dap_led_ros.runtime.burst_merge import BurstSettings
+from dap_led_ros.runtime.exposure import ExposureRule, ExposureSettings
 from dap_led_ros.runtime.prior_cache import PriorCache
 from dap_led_ros.runtime.stage_timing import StageTimes
 from dap_led_ros.runtime.temporal_fusion import FusionSettings
@@ -80,7 +81,8 @@ class EnhancerConfig:
     temporal_flow_side: int = field(default=FusionSettings.flow_side, metadata=_help(
         "longest side (px) of the luma the optical flow is computed on (32..4096)"))
     exposure_smoothing: float = field(default=FusionSettings.exposure_smoothing, metadata=_help(
-        "share of a brightness change the output follows at once, (0, 1]; 1: no smoothing"))
+        "share of a brightness change the output follows at once, (0, 1]; 1: no smoothing (on a "
+        "stream also the share of a change of the target_level gain)"))
     temporal_max_gap_s: float = field(default=DEFAULT_MAX_GAP_S, metadata=_help(
         "restart the history when consecutive stamps are further apart than this (s); also when "
         "the stamp goes back or the frame_id changes"))
@@ -95,6 +97,14 @@ class EnhancerConfig:
     burst_reject: float = field(default=BurstSettings.reject, metadata=_help(
         "burst: local disagreement, in standard deviations of the noise-only difference, above which "
         "an earlier frame starts to drop out (gone at twice this) (0.5..20)"))
+    # Exposure rule (`runtime/exposure.py`): the output's mean level moved to a target by one gain
+    # in linear light, after fusion; 0 keeps the network's level (its learned scene prior).
+    target_level: float = field(default=ExposureSettings.target_level, metadata=_help(
+        "mean BT.601 luma (sRGB, 0-1) the output is moved to by one gain in linear light (gain within "
+        "1/8..8, steadied on a stream by exposure_smoothing); 0: the network's own level, else (0.02, 0.9]"))
+    target_strength: float = field(default=ExposureSettings.strength, metadata=_help(
+        "how far towards target_level, in log gain, [0, 1]: 1 all the way, 0.5 the geometric middle of "
+        "the network's level and the target, 0 the network's level"))
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> "EnhancerConfig":
@@ -112,6 +122,7 @@ class EnhancerConfig:
             raise ValueError(f"tile_mode must be one of {', '.join(TILE_MODES)}, got {self.tile_mode!r}")
         self.fusion_settings().validate()
         self.burst_settings().validate()
+        self.exposure_settings().validate()
         if not 0.001 <= self.temporal_max_gap_s <= 3600.0:
             raise ValueError(f"temporal_max_gap_s must be in [0.001, 3600], got {self.temporal_max_gap_s}")
 
@@ -121,6 +132,9 @@ class EnhancerConfig:
 
     def burst_settings(self) -> BurstSettings:
         return BurstSettings(frames=self.burst_frames, reject=self.burst_reject)
+    def exposure_settings(self) -> ExposureSettings:
+        return ExposureSettings(target_level=self.target_level, strength=self.target_strength,
+                                smoothing=self.exposure_smoothing)
 
 
 def _glibc():
@@ -198,6 +212,7 @@ class Enhancer:
         self.prior_cache = self._new_prior_cache()
         self._last_hw: tuple[int, int] | None = None
         self._streams: dict[str, VideoStream] = {}
+        self.exposure = ExposureRule(self.cfg.exposure_settings())
 
     def _backend_options(self) -> dict[str, Any]:
         opts: dict[str, Any] = {}
@@ -372,16 +387,26 @@ class Enhancer:
                     hwc = out.transpose(1, 2, 0) if kind == "chw" else out.astype(np.float32) * (1.0 / 255.0)
                     with self.stages.measure("temporal"):
                         fused = stream.fuse(hwc)
+                    if self.exposure.active:
+                        return self._exposed(fused, stream)
                     with self.stages.measure("convert_out"):
                         # Rounded as to_rgb8 rounds (half up): a restarted stream's frame is the
                         # byte-identical frame the unfused path gives (convertScaleAbs rounds half
                         # to even, which bf16 outputs hit).
                         return np.clip(fused * 255.0 + 0.5, 0, 255).astype(np.uint8)
+            if self.exposure.active:
+                return self._exposed(out.transpose(1, 2, 0) if kind == "chw" else out, stream)
             if kind == "rgb8":
                 return out
             with self.stages.measure("convert_out"):
                 return to_rgb8(out)
         return finish
+
+    def _exposed(self, hwc: np.ndarray, stream: VideoStream | None) -> np.ndarray:
+        """The exposure rule on a restored frame (float 0-1 or uint8), to uint8; a stream's gain is
+        steadied by its own state."""
+        with self.stages.measure("exposure"):
+            return self.exposure.expose_rgb8(hwc, stream.exposure if stream is not None else None)
 
     def _exact_backend(self) -> Backend | None:
         if not self._exact_tried:

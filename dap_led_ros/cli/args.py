@@ -64,6 +64,12 @@ def add_backend_args(p: argparse.ArgumentParser) -> None:
                    help=about["tile_overlap"] + " (default: %(default)s)")
     p.add_argument("--tile-mode", choices=TILE_MODES, default=d.tile_mode,
                    help=about["tile_mode"] + " (default: %(default)s)")
+    p.add_argument("--target-level", type=float, default=d.target_level,
+                   help=about["target_level"] + " (default: %(default)s)")
+    p.add_argument("--target-strength", type=float, default=d.target_strength,
+                   help=about["target_strength"] + " (default: %(default)s)")
+    p.add_argument("--exposure-smoothing", type=float, default=d.exposure_smoothing,
+                   help=about["exposure_smoothing"] + " (default: %(default)s)")
 
 
 def add_burst_arg(p: argparse.ArgumentParser) -> None:
@@ -80,7 +86,9 @@ def enhancer_config_from_args(args: argparse.Namespace) -> EnhancerConfig:
     return EnhancerConfig(model=args.model, backend=args.backend, device=args.device, engine=args.engine,
                           engine_config=args.engine_config, cache_dir=args.cache_dir, build_engine=args.build_engine,
                           threads=args.threads, tile_max_pixels=args.tile_max_pixels, tile_size=args.tile_size,
-                          tile_overlap=args.tile_overlap, tile_mode=args.tile_mode)
+                          tile_overlap=args.tile_overlap, tile_mode=args.tile_mode,
+                          target_level=args.target_level, target_strength=args.target_strength,
+                          exposure_smoothing=args.exposure_smoothing)
 
 
 def enhancer_from_args(args: argparse.Namespace, **settings: object) -> Enhancer | None:

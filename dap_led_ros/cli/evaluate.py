@@ -10,7 +10,7 @@ from pathlib import Path
 
 from dap_led_ros.cli.args import add_backend_args, enhancer_config_from_args, results_write_failed
 from dap_led_ros.cli.evaluate_video import add_video_args, run_video
-from dap_led_ros.enhancer import Enhancer
+from dap_led_ros.enhancer import Enhancer, EnhancerConfig
 from dap_led_ros.file_output import OutputError, prepare_folder
 from dap_led_ros.imaging.image_io import ImageReadError
 from dap_led_ros.perception.detection import DetectorConfig
@@ -84,16 +84,27 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _methods(args: argparse.Namespace) -> tuple[dict[str, Method], list[Enhancer]]:
+    """The rows and the Enhancers to close. With --target-level, "DAP-LED" keeps the network's own
+    level and a row "DAP-LED, target level L" (on the same backend) applies the exposure rule."""
     cfg = enhancer_config_from_args(args)
-    model = Enhancer(cfg)
+    model = Enhancer(replace(cfg, target_level=0.0))
     methods: dict[str, Method] = {"identity": lambda x: x, "auto-exposure": auto_exposure}
     enhancers = [model]
     if args.ablation:
-        abl = Enhancer(replace(cfg, model=str(args.ablation), engine=None))
+        abl = Enhancer(replace(cfg, model=str(args.ablation), engine=None, target_level=0.0))
         enhancers.append(abl)
         methods["ablation (use_prior=false)"] = abl.enhance
     methods["DAP-LED"] = model.enhance
+    if cfg.target_level > 0:
+        ruled = Enhancer(replace(cfg, model=model.cfg.model, engine=model.cfg.engine), backend=model.backend)
+        methods[target_row(cfg)] = ruled.enhance  # not closed: its backend is the model's
     return methods, enhancers
+
+
+def target_row(cfg: EnhancerConfig) -> str:
+    """The row name of the exposure rule's output."""
+    strength = f", strength {cfg.target_strength:g}" if cfg.target_strength < 1 else ""
+    return f"DAP-LED, target level {cfg.target_level:g}{strength}"
 
 
 def _set_options(args: argparse.Namespace, real: Path | None) -> SetOptions:

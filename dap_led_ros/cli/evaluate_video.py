@@ -96,6 +96,11 @@ def run_video(args: argparse.Namespace) -> int:
     results["what"] = (f"{args.video_count} synthetic sequences x {args.video_frames} frames at {w}x{h} "
                        f"(seed {args.video_seed}, noise gain {args.video_noise_gain:g}); backend {backend_text}, "
                        f"{cpu_count()} CPU cores")
+    if enhancer.exposure.active:  # both DAP-LED rows carry the rule: a still's gain, a stream's steadied one
+        results["what"] += (f"; DAP-LED rows with the exposure rule: target level {cfg.target_level:g}, strength "
+                            f"{cfg.target_strength:g}, smoothing {cfg.exposure_smoothing:g}")
+        results["exposure_rule"] = {"target_level": cfg.target_level, "target_strength": cfg.target_strength,
+                                    "exposure_smoothing": cfg.exposure_smoothing}
     report = video_report(results, "dap-led " + " ".join(shlex.quote(x) for x in sys.argv[1:]))
     out = args.out_dir
     try:

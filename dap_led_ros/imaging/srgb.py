@@ -4,20 +4,22 @@ from __future__ import annotations
 import numpy as np
 
 
-def _srgb_to_linear(v: np.ndarray) -> np.ndarray:
+def srgb_to_linear(v: np.ndarray) -> np.ndarray:
+    """Float sRGB values (0-1) -> linear light, exact."""
     return np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4)
 
 
-def _linear_to_srgb(v: np.ndarray) -> np.ndarray:
+def linear_to_srgb(v: np.ndarray) -> np.ndarray:
+    """Float linear light (0-1) -> sRGB values, exact."""
     return np.where(v <= 0.0031308, v * 12.92, 1.055 * np.power(v, 1.0 / 2.4) - 0.055)
 
 
-_DECODE_LUT = _srgb_to_linear(np.arange(256, dtype=np.float64) / 255.0).astype(np.float32)
+_DECODE_LUT = srgb_to_linear(np.arange(256, dtype=np.float64) / 255.0).astype(np.float32)
 _ENCODE_STEPS = 65535  # linear values are quantised to 1/65535 before the 8-bit lookup
 
 
 _ENCODE_LUT = np.round(
-    _linear_to_srgb(np.arange(_ENCODE_STEPS + 1, dtype=np.float64) / _ENCODE_STEPS) * 255.0
+    linear_to_srgb(np.arange(_ENCODE_STEPS + 1, dtype=np.float64) / _ENCODE_STEPS) * 255.0
 ).astype(np.uint8)
 
 

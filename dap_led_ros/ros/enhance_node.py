@@ -85,6 +85,8 @@ _ENHANCER_RANGES: dict[str, tuple[float, float, str]] = {
     "temporal_max_gap_s": (0.001, 3600.0, ""),
     "burst_frames": (1, 64, ""),
     "burst_reject": (0.5, 20.0, ""),
+    "target_level": (0.0, 0.9, "0 = the network's own level, else above 0.02"),
+    "target_strength": (0.0, 1.0, ""),
 }
 
 

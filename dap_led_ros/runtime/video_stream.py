@@ -3,6 +3,7 @@
 A `VideoStream` owns what restoring consecutive frames needs and nobody else touches:
 - the fusion history (`TemporalFusion`, while the enhancer's `temporal` is on),
 - the CCM heatmap cache (`PriorCache`),
+- the exposure rule's steadied gain (`ExposureState`, used while the enhancer's `target_level` is set),
 - the restart policy (`RestartPolicy`): the history restarts before a frame whose stamp went back
   or jumped by more than `max_gap_ns`, or whose frame_id changed (counted in `restarts`); the
   fusion itself restarts on a scene cut or a size change (counted in `cuts`),
@@ -25,6 +26,7 @@ from typing import Protocol
 import numpy as np
 
 from dap_led_ros.runtime.burst_merge import BurstMerge, BurstSettings
+from dap_led_ros.runtime.exposure import ExposureState
 from dap_led_ros.runtime.prior_cache import PriorCache
 from dap_led_ros.runtime.temporal_fusion import FusionSettings, TemporalFusion
 
@@ -69,7 +71,7 @@ class RestartPolicy:
 
 
 class VideoStream:
-    """A stream's fusion history, heatmap cache, restart policy and counters (thread-safe)."""
+    """A stream's fusion history, exposure gain, heatmap cache, restart policy and counters (thread-safe)."""
 
     def __init__(self, enhancer: Restorer, name: str, fusion: FusionSettings | None,
                  prior: PriorCache, policy: RestartPolicy, burst: BurstSettings | None = None) -> None:
@@ -79,6 +81,7 @@ class VideoStream:
         self._enhancer = enhancer
         self._settings = fusion  # None: restored frames are not fused (the enhancer's temporal off)
         self._fusion: TemporalFusion | None = None
+        self.exposure = ExposureState()  # the exposure rule's gain, steadied over this stream's frames
         self._last: tuple[int | None, str] | None = None  # (stamp, frame_id) of the last frame admitted
         self._lock = threading.Lock()
         self.restarts = 0         # history restarts the policy called for (time, frame_id)
@@ -172,6 +175,7 @@ class VideoStream:
             self._burst_last = None
 
     def _drop_history(self) -> None:
+        self.exposure.reset()
         if self._fusion is not None:
             self._cuts_before += self._fusion.resets
         self._fusion = None

@@ -30,7 +30,15 @@ from dap_led_ros.file_output import atomic_output, write_text
 from dap_led_ros.imaging.image_io import ImageReadError, list_images, read_image, write_image
 from dap_led_ros.imaging.srgb import srgb_decode, srgb_encode
 from dap_led_ros.training.detail_sheet import detail_sheet
-from dap_led_ros.training.metrics import NoReferenceFigures, mean_psnr, no_reference, psnr, psnr_level_fitted, ssim
+from dap_led_ros.training.metrics import (
+    NoReferenceFigures,
+    level_error,
+    mean_psnr,
+    no_reference,
+    psnr,
+    psnr_level_fitted,
+    ssim,
+)
 from dap_led_ros.training.validation_sets import ValidationSource, load_set
 
 log = logging.getLogger(__name__)
@@ -62,12 +70,14 @@ class PairScores:
     psnr: list[float] = field(default_factory=list)
     psnr_fit: list[float] = field(default_factory=list)  # level fitted to the ground truth
     ssim: list[float] = field(default_factory=list)
+    level: list[float] = field(default_factory=list)  # mean luma(output) - mean luma(ground truth), 0-255
     seconds: list[float] = field(default_factory=list)
 
     def add(self, out: np.ndarray, gt: np.ndarray, seconds: float) -> None:
         self.psnr.append(psnr(out, gt))
         self.psnr_fit.append(psnr_level_fitted(out, gt))
         self.ssim.append(ssim(out, gt))
+        self.level.append(level_error(out, gt))
         self.seconds.append(seconds)
 
     def summary(self) -> dict[str, float]:
@@ -75,6 +85,7 @@ class PairScores:
         # ranked a model that hands clean frames back untouched below one that nearly does).
         return {"psnr": mean_psnr(self.psnr), "psnr_level_fitted": mean_psnr(self.psnr_fit),
                 "ssim": float(np.mean(self.ssim)),
+                "exposure_error": float(np.mean(np.abs(self.level))), "exposure_bias": float(np.mean(self.level)),
                 "n": len(self.psnr), "ms_per_frame": 1000 * float(np.mean(self.seconds))}
 
 
@@ -271,6 +282,7 @@ def markdown_report(results: dict, command: str) -> str:
         lines += ["PSNR level-fitted: each output scaled by one gain per colour channel in linear light "
                   "(least squares against the ground truth) before scoring: the error left when brightness and "
                   "white balance are not counted.", ""]
+        lines += exposure_table(results["paired"])
     cross = [t for t in results["paired"] if t.startswith("Cross-model split")]
     if len(cross) == 2:
         lines += ["## Cross-model split (development metric)", "",
@@ -307,6 +319,24 @@ def markdown_report(results: dict, command: str) -> str:
                   "curve, blind to pixel noise; lower = blurrier); fine detail: the same at full resolution "
                   "(noise included). See dap_led_ros/training/metrics.py.", ""]
     return "\n".join(lines)
+
+
+def exposure_table(paired: dict[str, dict[str, dict]]) -> list[str]:
+    """Markdown lines: the exposure error and bias of every method on every paired set (none when
+    the rows carry no exposure figures, e.g. results of an older run)."""
+    sets = {t: rows for t, rows in paired.items() if any("exposure_error" in r for r in rows.values())}
+    if not sets:
+        return []
+    methods = list(dict.fromkeys(m for rows in sets.values() for m in rows))
+    lines = ["## Exposure (the output's mean level against the ground truth's)", "",
+             "| method | " + " | ".join(sets) + " |", "|---" * (len(sets) + 1) + "|"]
+    for m in methods:
+        cells = [f"{r[m]['exposure_error']:.1f} ({r[m]['exposure_bias']:+.1f})" if "exposure_error" in r.get(m, {})
+                 else "" for r in sets.values()]
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return lines + ["", "Exposure error: mean over frames of |mean BT.601 luma(output) - mean luma(ground truth)| "
+                        "in grey levels (0-255); in brackets its signed mean (> 0: too bright, < 0: too dark). "
+                        "The exposure rule: docs/evaluation.md.", ""]
 
 
 def write_plot(results: dict, path: Path) -> None:

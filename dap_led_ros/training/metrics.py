@@ -7,6 +7,8 @@ in [0, 1]:
   colour channel in linear light (least squares), then sRGB again. A wrong brightness or white
   balance costs nothing here; noise, blur and lost detail do. Beside `psnr`, it separates the
   exposure decision from the restoration.
+- `level_error`: the exposure error, mean BT.601 luma of the output minus the ground truth's, in
+  grey levels 0-255 (> 0: too bright); `dap-led eval` reports its mean absolute value and its mean.
 - `mean_psnr`: the mean over frames with each frame capped at `PSNR_CAP_DB` (60 dB), so a frame
   restored exactly (an identity pair handed back untouched) counts as a perfect frame instead of
   being infinite or left out.
@@ -41,7 +43,7 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 
-from dap_led_ros.imaging.luma import BT601
+from dap_led_ros.imaging.luma import BT601, mean_luma
 
 _LUMA_601 = np.asarray(BT601, dtype=np.float64)
 
@@ -84,6 +86,12 @@ def level_fit(out: np.ndarray, gt: np.ndarray) -> np.ndarray:
 def psnr_level_fitted(out: np.ndarray, gt: np.ndarray) -> float:
     """PSNR of `out` after `level_fit` (uint8 sRGB frames)."""
     return psnr(level_fit(out, gt), gt)
+
+
+def level_error(out: np.ndarray, gt: np.ndarray) -> float:
+    """Mean BT.601 luma of `out` minus that of `gt` (every pixel), in grey levels 0-255."""
+    _check_pair(out, gt)
+    return 255.0 * (mean_luma(out, stride=1) - mean_luma(gt, stride=1))
 
 
 # Per-frame PSNR cap for set means: at 8 bits, 60 dB is an RMS error of 1/4 grey level.

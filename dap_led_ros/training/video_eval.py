@@ -10,6 +10,8 @@ noise per frame) and every method it reports
   warped error: mean |frame(t) - frame(t-1) warped onto t| (0-255) over the pixels whose flow
   stays inside the frame, the flow computed once on the clean frames (DIS, medium preset) and
   used for every method, so the figure scores the method and not its flow;
+- the exposure error: mean |mean luma(output) - mean luma(clean frame)| (0-255) and its signed
+  mean, as `dap-led eval` reports it for stills (`metrics.level_error`),
 - the time per frame, and for temporal fusion the fusion stage's time against the network's.
 Methods: classical auto-exposure, DAP-LED frame by frame, DAP-LED with temporal fusion (the
 Enhancer's `temporal` path, the one the node and the bag tool run), and burst restoration (the
@@ -27,7 +29,7 @@ import cv2
 import numpy as np
 
 from dap_led_ros.imaging.luma import BT601
-from dap_led_ros.training.metrics import mean_psnr, psnr, ssim
+from dap_led_ros.training.metrics import level_error, mean_psnr, psnr, ssim
 from dap_led_ros.training.video_sequences import VideoSequence
 
 Method = Callable[[np.ndarray], np.ndarray]
@@ -69,12 +71,14 @@ class _Rows:
     level: list[float] = field(default_factory=list)       # per sequence
     trace: list[float] = field(default_factory=list)       # mean grey level per frame, first sequence
     warped: list[float] = field(default_factory=list)
+    exposure: list[float] = field(default_factory=list)    # level_error per frame
     seconds: list[float] = field(default_factory=list)
 
     def summary(self) -> dict[str, float]:
         return {"psnr": mean_psnr(self.psnr), "ssim": float(np.mean(self.ssim)),
                 "object_rmse": math.sqrt(sum(self.object_se) / max(1, self.object_px)),
                 "level_change": float(np.mean(self.level)), "warped_error": float(np.mean(self.warped)),
+                "exposure_error": float(np.mean(np.abs(self.exposure))), "exposure_bias": float(np.mean(self.exposure)),
                 "ms_per_frame": 1000 * float(np.mean(self.seconds)), "frames": len(self.psnr)}
 
 
@@ -129,6 +133,7 @@ def score_sequences(sequences: Iterable[VideoSequence], methods: dict[str, Calla
                 r.seconds.append(time.perf_counter() - t)
                 r.psnr.append(psnr(out, gt))
                 r.ssim.append(ssim(out, gt))
+                r.exposure.append(level_error(out, gt))
                 d = out[mask].astype(np.float64) - gt[mask].astype(np.float64)
                 r.object_se.append(float((d * d).sum()))
                 r.object_px += d.size
@@ -162,15 +167,15 @@ def video_report(results: dict, command: str) -> str:
     """Markdown: the table, the ground truth's flicker, the fusion's gain and cost."""
     gt = results["ground_truth"]
     lines = [f"# Video evaluation\n\n`{command}`\n", f"{results['what']}\n",
-             "| method | PSNR | SSIM | moving object RMSE | level change | warped error | ms/frame |",
-             "|---|---|---|---|---|---|---|"]
+             "| method | PSNR | SSIM | moving object RMSE | level change | warped error | exposure error (bias) "
+             "| ms/frame |", "|---|---|---|---|---|---|---|---|"]
     for name, r in results["rows"].items():
         lines.append(f"| {name} | {_f(r['psnr'])} | {_f(r['ssim'], 4)} | {_f(r['object_rmse'])} | "
                      f"{_f(r['level_change'], 3)} ({_f(r['level_change'] / gt['level_change'])}x) | "
                      f"{_f(r['warped_error'], 3)} ({_f(r['warped_error'] / gt['warped_error'])}x) | "
-                     f"{_f(r['ms_per_frame'], 1)} |")
+                     f"{_f(r['exposure_error'], 1)} ({r['exposure_bias']:+.1f}) | {_f(r['ms_per_frame'], 1)} |")
     lines.append(f"| ground truth (clean frames) | | | | {_f(gt['level_change'], 3)} | "
-                 f"{_f(gt['warped_error'], 3)} | |")
+                 f"{_f(gt['warped_error'], 3)} | | |")
     gain = results.get("fusion")
     if gain:
         lines += ["", f"Temporal fusion vs frame by frame: **{gain['psnr_gain_db']:+.2f} dB** PSNR, "
@@ -191,7 +196,8 @@ def video_report(results: dict, command: str) -> str:
                       f"the frame without any sensor noise (blur, darkness and JPEG kept) restored: "
                       f"{_f(ab.get('noise_free_psnr', math.nan))} dB ({ab.get('noise_free_gain_db', math.nan):+.2f} dB)."]
     lines += ["", "Level change: mean |mean grey level(t) - (t-1)|; warped error: mean |frame(t) - "
-                  "frame(t-1) warped by the clean frames' flow|, both 0-255, (x) = times the clean frames' figure."]
+                  "frame(t-1) warped by the clean frames' flow|, both 0-255, (x) = times the clean frames' figure; "
+                  "exposure error: mean |mean luma(output) - mean luma(clean frame)| (0-255), signed mean in brackets."]
     return "\n".join(lines) + "\n"
 
 
