@@ -126,3 +126,30 @@ def test_held_out_path_follows_the_camera_share():
     from dap_led_ros.training.loaders import ValidationSet
 
     assert [ValidationSet.held_out_key(s) for s in (0.0, 1.0, 0.5)] == ["xcam", "xsyn", None]
+
+
+def test_default_share_mixes_the_default_degradations_into_a_night_campaign(monkeypatch):
+    from dap_led_ros.training.config import DataConfig
+
+    calls = _spy(monkeypatch)
+    photos = [np.full((80, 96, 3), 110 + 20 * k, np.uint8) for k in range(3)]
+    night, default = synthesis_config("night"), synthesis_config("default")
+    mixed = datasets.SyntheticPairs(photos, night, crop=(32, 32), length=40, seed=5,
+                                    alternate=(default, camera_config("default")), alternate_share=0.5)
+    for i in range(len(mixed)):
+        mixed[i]
+    noise = ["calibrated" if p.sensor is not None else "legacy" for p in calls["synthesize"]]
+    assert 10 < noise.count("legacy") < 30 and 10 < noise.count("calibrated") < 30
+    # share 0 draws nothing more: the night stream is the one a plain night dataset gives
+    plain = datasets.SyntheticPairs(photos, night, crop=(32, 32), length=3, seed=5)
+    zero = datasets.SyntheticPairs(photos, night, crop=(32, 32), length=3, seed=5,
+                                   alternate=(default, camera_config("default")), alternate_share=0.0)
+    for i in range(3):
+        assert torch.equal(plain[i]["low"], zero[i]["low"])
+    with pytest.raises(ValueError, match="alternate_share"):
+        datasets.SyntheticPairs(photos, night, crop=(32, 32), alternate_share=0.3)
+    with pytest.raises(ValueError, match="default_share"):
+        DataConfig(default_share=0.5).validate()
+    with pytest.raises(ValueError, match="default_share"):
+        DataConfig(degradations="night", default_share=1.5).validate()
+    DataConfig(degradations="night", default_share=0.5).validate()

@@ -32,6 +32,9 @@ class DataConfig:
     cross_seed: int = 2718
     # Degradation preset under `synthesis` / `camera` (degradation_presets: default | night).
     degradations: str = "default"
+    # Share of the training pairs made with the `default` preset instead (under the same overrides),
+    # when `degradations` is another one: fine-tuning on new degradations without forgetting the old.
+    default_share: float = 0.0
     lolblur_root: str | None = None      # LOL-Blur folder (low_blur_noise/, high_sharp_scaled/)
     lolblur_split: str | None = None     # "train" when the root holds train/ and test/
 
@@ -46,6 +49,10 @@ class DataConfig:
 
         if self.degradations not in PRESETS:
             raise ValueError(f"data.degradations must be one of {sorted(PRESETS)}, got {self.degradations!r}")
+        if not 0.0 <= self.default_share <= 1.0:
+            raise ValueError(f"data.default_share must be in [0, 1], got {self.default_share}")
+        if self.default_share > 0 and self.degradations == "default":
+            raise ValueError("data.default_share needs data.degradations other than 'default'")
         if len(self.val_size) != 2 or min(self.val_size) < 16:
             raise ValueError(f"data.val_size must be [height, width] >= 16, got {self.val_size}")
 

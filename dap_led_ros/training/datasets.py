@@ -107,6 +107,8 @@ class SyntheticPairs(Dataset):
         max_photo_side: int | None = 1280,
         camera: CameraConfig | None = None,
         camera_share: float = 0.0,
+        alternate: tuple[SynthesisConfig, CameraConfig] | None = None,
+        alternate_share: float = 0.0,
     ) -> None:
         if crop is not None and resize_to is not None:
             raise ValueError("give either crop or resize_to, not both")
@@ -119,12 +121,20 @@ class SyntheticPairs(Dataset):
             raise ValueError(f"scale_range must be 0 < low <= high, got {scale_range}")
         if not 0.0 <= camera_share <= 1.0:
             raise ValueError(f"camera_share must be in [0, 1], got {camera_share}")
+        if not 0.0 <= alternate_share <= 1.0 or (alternate_share > 0 and alternate is None):
+            raise ValueError(f"alternate_share must be in [0, 1] and needs `alternate`, got {alternate_share}")
         self.pool = _PhotoPool(photos, max_photo_side)
         self.cfg = cfg or SynthesisConfig()
         self.cfg.validate()
         self.camera = camera or CameraConfig()
         self.camera.validate()
         self.camera_share = float(camera_share)
+        # A second pair of degradation settings (both paths) for this share of the pairs: e.g. the
+        # default degradations beside the night ones, so fine-tuning keeps what was learnt on them.
+        self.alternate = alternate
+        self.alternate_share = float(alternate_share)
+        for c in alternate or ():
+            c.validate()
         self.crop = tuple(crop) if crop is not None else None
         self.resize_to = tuple(resize_to) if resize_to is not None else None
         self.length = int(length)
@@ -177,10 +187,13 @@ class SyntheticPairs(Dataset):
             raise IndexError(f"index {index} out of range for {self.length} items")
         rng = np.random.default_rng((self.seed, self.epoch, index))
         clean, name = self._frame(rng, index)
+        synth, camera = self.cfg, self.camera
+        if self.alternate is not None and self.alternate_share > 0 and rng.random() < self.alternate_share:
+            synth, camera = self.alternate  # drawn only with a share, so other streams stay as they were
         if self.camera_share > 0 and (self.camera_share == 1.0 or rng.random() < self.camera_share):
-            pair = synthesize_camera(clean, sample_camera_params(rng, self.camera), rng, self.camera.label_rule)
+            pair = synthesize_camera(clean, sample_camera_params(rng, camera), rng, camera.label_rule)
         else:
-            pair = synthesize(clean, sample_params(rng, self.cfg), rng, self.cfg.label_rule)
+            pair = synthesize(clean, sample_params(rng, synth), rng, synth.label_rule)
         return {
             "low": to_tensor(pair.low),
             "high": to_tensor(pair.high),

@@ -44,13 +44,16 @@ def build_train_dataset(cfg: TrainConfig, grids: tuple[int, ...]) -> tuple[Datas
         raise ValueError("no clean training photos found (install scikit-image and mvtb-data)")
     ds = SyntheticPairs(pool.train, synthesis_config(d.degradations, d.synthesis), crop=(d.crop, d.crop),
                         length=d.epoch_length, seed=cfg.seed, augment=True, grids=grids,
-                        camera=camera_config(d.degradations, d.camera), camera_share=d.camera_share)
+                        camera=camera_config(d.degradations, d.camera), camera_share=d.camera_share,
+                        alternate=(synthesis_config("default", d.synthesis), camera_config("default", d.camera))
+                        if d.default_share > 0 else None, alternate_share=d.default_share)
     n_debian = sum(1 for r in pool.train if r.pool == "debian")
     paths = (f"{1 - d.camera_share:.0%} LOL-Blur-like (training.synthesis), "
              f"{d.camera_share:.0%} RAW-domain camera model (training.camera_synthesis)")
     desc = (f"synthetic pairs ({paths}) from {len(pool.train)} offline clean photos ({n_debian} from Debian "
             f"packages; {len(pool.val)} + {len(pool.val2)} held out for the two validation sets, split seed "
-            f"{d.split_seed}), {d.crop}px crops" + (f", {d.degradations} degradations" if d.degradations != "default" else ""))
+            f"{d.split_seed}), {d.crop}px crops" + (f", {d.degradations} degradations" if d.degradations != "default" else "")
+            + (f" ({d.default_share:.0%} default)" if d.default_share > 0 else ""))
     return ds, desc
 
 
