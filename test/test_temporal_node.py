@@ -1,7 +1,8 @@
 """enhance_node with temporal fusion: the parameters, the history-restart rule, and real nodes
 (subprocesses, the shipped real-time model on ONNX Runtime, one thread) fed one static scene with
 fresh noise per frame over real DDS: fused output is steadier than frame by frame, a jump of the
-stream or a deactivation restarts the history, a bad value fails configure."""
+stream or a deactivation restarts the history, a bad value fails configure; the burst and the
+exposure rule (`target_level`) in real nodes."""
 from __future__ import annotations
 
 import numpy as np
@@ -15,6 +16,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
 from dap_led_ros.enhancer import EnhancerConfig
+from dap_led_ros.imaging.luma import mean_luma
 from dap_led_ros.ros.diagnostics import values_of
 from dap_led_ros.ros.enhance_node import EnhanceNodeConfig
 from dap_led_ros.runtime.video_stream import RestartPolicy
@@ -204,4 +206,24 @@ def test_burst_merges_the_input_before_the_network(ros: RosHarness, start_node):
     got = cams.round_trip(frames[8], 50 * S, "cam")  # the stamp went back: the burst restarts
     assert np.array_equal(got[burst], got[off])
     for node in nodes.values():
+        node.assert_clean_exit()
+
+
+def test_the_exposure_rule_pins_a_cameras_level_and_a_bad_target_fails_configure(ros: RosHarness, start_node):
+    ruled, own = "/target_on", "/target_off"
+    nodes = {ruled: start_node(enhance_node_cmd(ruled, *REALTIME, "target_level:=0.45"), name="ruled"),
+             own: start_node(enhance_node_cmd(own, *REALTIME), name="own")}
+    cams = Cameras(ros, [ruled, own])
+    for ns in (ruled, own):
+        cams.wait_ready(ns)
+    frames = static_scene(4)
+    outs = [cams.round_trip(rgb, 100 * S + k * 100_000_000) for k, rgb in enumerate(frames)]
+    levels = [255 * mean_luma(o[ruled], stride=1) for o in outs]
+    assert all(abs(v - 0.45 * 255) < 3.0 for v in levels), levels  # the same scene: the steadied gain holds it
+    assert abs(255 * mean_luma(outs[0][own], stride=1) - 0.45 * 255) > 5.0  # the network's own level differs
+    bad = start_node(enhance_node_cmd("/target_bad", *REALTIME, "target_level:=0.01"), name="bad_target")
+    bad.wait_for_output("target_level must be 0 (the network's own level) or in (0.02, 0.9], got 0.01",
+                        timeout=START_TIMEOUT)
+    assert ros.settled_lifecycle_state("/target_bad/enhance_node") == "unconfigured"
+    for node in (*nodes.values(), bad):
         node.assert_clean_exit()
