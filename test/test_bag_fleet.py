@@ -23,7 +23,8 @@ from dap_led_ros.bag.bag_enhance import BagEnhanceOptions, enhance_bag
 from dap_led_ros.cli import main as cli_main
 from dap_led_ros.enhancer import Enhancer, EnhancerConfig
 
-pytestmark = pytest.mark.timeout(300)
+# Three Ray clusters start in one test below; on 2 starved cores one took 142 s to run its first bag.
+pytestmark = pytest.mark.timeout(600)
 
 RAY_CPUS = 2
 # Ray's dashboard and runtime-env agents outlive a SIGKILLed driver by about a minute (until their
@@ -181,7 +182,7 @@ def test_killed_runs_resume_without_redoing_finished_bags(tmp_path, checkpoint, 
     log1 = (tmp_path / "run1.log").open("w")
     proc = subprocess.Popen(cmd, stdout=log1, stderr=subprocess.STDOUT)
     try:
-        _wait_for(lambda: _finished(out) or proc.poll() is not None, 120, "a first finished bag")
+        _wait_for(lambda: _finished(out) or proc.poll() is not None, 240, "a first finished bag")
         ray_procs = _descendants(proc.pid)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
@@ -202,7 +203,7 @@ def test_killed_runs_resume_without_redoing_finished_bags(tmp_path, checkpoint, 
     # SIGTERM: the driver cancels, shuts Ray down and exits 143; the earlier bags were skipped
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
-        _wait_for(lambda: len(_finished(out)) > len(first) or proc.poll() is not None, 120, "one more bag")
+        _wait_for(lambda: len(_finished(out)) > len(first) or proc.poll() is not None, 240, "one more bag")
         ray_procs = _descendants(proc.pid)
         proc.send_signal(signal.SIGTERM)
         stdout, _ = proc.communicate(timeout=60)
