@@ -161,6 +161,18 @@ def test_init_from_loads_weights_and_rejects_another_network(tmp_path):
             assert dst.state_dict()[name].shape[0 if name.startswith("out") else 1] == 48
         else:
             torch.testing.assert_close(dst.state_dict()[name], p, msg=name)
+    # A grown network (noise conditioning, wide context, more latent blocks) keeps every trained
+    # weight (the added parts start as the identity; test_model_growth.py checks the output).
+    grown = {**gated, "noise_conditioning": True, "context_kernel": 5, "blocks": [1, 1, 1, 3]}
+    train(_cfg(steps=1, model=grown, init_from=str(tmp_path / "d" / "last.safetensors"),
+               optim={"warmup_steps": 0, "lr": 1e-12}, ema_decay=0.0), tmp_path / "h", progress=False)
+    dst, dst_cfg, _ = load_checkpoint(tmp_path / "h" / "last")
+    assert dst_cfg.noise_conditioning and dst_cfg.context_kernel == 5 and dst_cfg.blocks == (1, 1, 1, 3)
+    for name, p in src.state_dict().items():
+        torch.testing.assert_close(dst.state_dict()[name], p, msg=name)
+    with pytest.raises(ValueError, match="different network.*noise conditioning"):
+        train(_cfg(steps=1, model=gated, init_from=str(tmp_path / "h" / "last.safetensors")), tmp_path / "i",
+              progress=False)
 
 
 def test_ema_weights_are_validated_saved_and_resumed_exactly(tmp_path):

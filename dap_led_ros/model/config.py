@@ -68,6 +68,12 @@ class ModelConfig:
     # A learned gate on the residual: sigmoid(1x1 conv of the latent), upsampled to the output.
     # Frames (or regions) that need no help can switch the correction off as a whole.
     residual_gate: bool = False
+    # Noise-level conditioning: the frame's own noise level and brightness per level
+    # (model/conditioning.py), added to each encoder level's input through a zero-initialised conv.
+    noise_conditioning: bool = False
+    # Wide context: a k x k depth-wise block (0 = off) after the encoders of levels 1 and 2 and before
+    # the latent, so the low-resolution levels span a long blur (k=7: 56 px at level 2 with stem 2).
+    context_kernel: int = 0
     prior: PriorConfig = field(default_factory=PriorConfig)
 
     @staticmethod
@@ -100,6 +106,10 @@ class ModelConfig:
             raise ValueError(f"model.stem_unshuffle must be 1, 2 or 4, got {self.stem_unshuffle}")
         if len(self.blocks) != 4 or len(self.heads) != 4 or len(self.block_kinds) != 4:
             raise ValueError("model.blocks, model.heads and model.block_kinds need 4 entries (one per level)")
+        if self.context_kernel and (self.context_kernel < 3 or self.context_kernel % 2 == 0):
+            raise ValueError(f"model.context_kernel must be 0 or an odd size >= 3, got {self.context_kernel}")
+        if any(n < 0 for n in self.blocks):
+            raise ValueError(f"model.blocks entries must be >= 0, got {list(self.blocks)}")
         bad = [k for k in self.block_kinds if k not in ("attention", "conv")]
         if bad:
             raise ValueError(f"model.block_kinds entries must be 'attention' or 'conv', got {bad}")

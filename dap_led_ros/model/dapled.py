@@ -7,6 +7,7 @@ from torch import nn
 
 from dap_led_ros.model.blocks import BlockStack, Downsample, Upsample
 from dap_led_ros.model.clip_prior import CLIPPrior
+from dap_led_ros.model.conditioning import NoiseEmbedding, WideContext, noise_level_maps
 from dap_led_ros.model.config import ModelConfig
 
 PAD_MULTIPLE = 8  # three 2x downsamplings (times the stem's unshuffle factor)
@@ -31,6 +32,10 @@ class DAPLED(nn.Module):
         # Encoder: the heatmap features are added to each level's input.
         self.enc_prior = nn.ModuleList(nn.Conv2d(pc, d, 1) for d in dims) if pc else None
         kinds = cfg.block_kinds
+        self.noise_embed = nn.ModuleList(NoiseEmbedding(d) for d in dims) if cfg.noise_conditioning else None
+        # Wide context after the encoders of levels 1 and 2 and at the latent's input (level 3).
+        self.context = (nn.ModuleList(WideContext(d, cfg.context_kernel) for d in dims[1:])
+                        if cfg.context_kernel else None)
         self.encoders = nn.ModuleList(BlockStack(n, d, h, e, kind=k)
                                       for n, d, h, k in zip(cfg.blocks[:3], dims, cfg.heads, kinds))
         self.downs = nn.ModuleList(Downsample(d) for d in dims[:3])
@@ -88,16 +93,26 @@ class DAPLED(nn.Module):
 
     def restore_residual(self, x: torch.Tensor, feats: list[torch.Tensor | None]) -> torch.Tensor:
         """The residual for a padded input `x`, given its per-level degradation features."""
+        noise = (noise_level_maps(x, [self.cfg.stem_unshuffle * 2**lvl for lvl in range(4)])
+                 if self.noise_embed is not None else None)
         f = self.embed(x)
         skips = []
         for lvl in range(3):
             if self.enc_prior is not None and feats[lvl] is not None:
                 f = f + self.enc_prior[lvl](feats[lvl])
+            if noise is not None:
+                f = self.noise_embed[lvl](f, noise[lvl])
             f = self.encoders[lvl](f)
+            if self.context is not None and lvl >= 1:
+                f = self.context[lvl - 1](f)
             skips.append(f)
             f = self.downs[lvl](f)
         if self.enc_prior is not None and feats[3] is not None:
             f = f + self.enc_prior[3](feats[3])
+        if noise is not None:
+            f = self.noise_embed[3](f, noise[3])
+        if self.context is not None:
+            f = self.context[2](f)
         f = self.latent(f, feats[3])
         gate = torch.sigmoid(self.gate(f)) if self.gate is not None else None
         for i, lvl in enumerate((2, 1, 0)):

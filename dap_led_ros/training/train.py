@@ -37,7 +37,7 @@ from tqdm import tqdm
 from dap_led_ros.checkpoint import load_checkpoint, read_checkpoint_config, save_checkpoint
 from dap_led_ros.file_output import write_text
 from dap_led_ros.model import DAPLED, ModelConfig, build_model
-from dap_led_ros.model.stem_transfer import transfer_stem
+from dap_led_ros.model.growth import load_grown
 from dap_led_ros.training.config import OptimConfig, TrainConfig
 from dap_led_ros.training.distributed import DistInfo, ResumableSampler, init_distributed, pick_device
 from dap_led_ros.training.loaders import ValidationSet, build_train_dataset, collate, worker_init
@@ -291,22 +291,14 @@ def _train(cfg: TrainConfig, out: Path, resume: Path | None, stop_after: int | N
 
 
 def _init_weights(model: DAPLED, mcfg: ModelConfig, path: Path) -> None:
-    """The checkpoint's weights; a network that only adds the residual gate keeps its fresh gate,
-    one with another stem factor (e.g. the real-time variant from the quality one) gets the stem
-    and output convs refolded (model/stem_transfer.py). The variant name may differ."""
+    """The checkpoint's weights. The config's network may be the checkpoint's grown (model/growth.py:
+    a residual gate, noise conditioning, wide context or blocks added, each starting as the identity;
+    another stem factor refolded). The variant name may differ."""
     src, src_cfg, _ = load_checkpoint(path)
-    a, b = src_cfg.to_dict(), mcfg.to_dict()
-    for d in (a, b):
-        d.pop("variant")
-    src_gate, dst_gate = a.pop("residual_gate"), b.pop("residual_gate")
-    src_stem, dst_stem = a.pop("stem_unshuffle"), b.pop("stem_unshuffle")
-    adds_gate = dst_gate and not src_gate
-    if a != b or (src_gate and not dst_gate):
-        raise ValueError(f"init_from checkpoint {path} is a different network than the config's model")
-    state = transfer_stem(src.state_dict(), src_stem, dst_stem)
-    missing, unexpected = model.load_state_dict(state, strict=not adds_gate)
-    if unexpected or any(not k.startswith("gate.") for k in missing):
-        raise ValueError(f"init_from checkpoint {path} does not fit the model: {missing + unexpected}")
+    try:
+        load_grown(model, mcfg, src.state_dict(), src_cfg)
+    except ValueError as exc:
+        raise ValueError(f"init_from checkpoint {path} is a different network than the config's model: {exc}") from exc
 
 
 def _detector_loss(cfg: LossConfig, device: torch.device) -> nn.Module | None:
