@@ -26,10 +26,14 @@ def noise_level_maps(x: torch.Tensor, factors: list[int]) -> list[torch.Tensor]:
     Fixed arithmetic, no weights: local, so tiles with a halo see what the whole frame sees."""
     y = x.mean(dim=1, keepdim=True)
     residual = (y - F.avg_pool2d(y, 3, stride=1, padding=1, count_include_pad=False)).abs()
-    out = []
-    for f in factors:
-        sigma = F.avg_pool2d(residual, f, stride=f) * _ABS_TO_SIGMA
-        level = F.avg_pool2d(y, f, stride=f).clamp_min(0.0)
+    both = torch.cat([residual, y], dim=1)
+    out, done = [], 1
+    for f in factors:  # each level pooled from the one before (the same means, less full-size work)
+        if f % done:
+            raise ValueError(f"level factors must each divide the next, got {factors}")
+        both = F.avg_pool2d(both, f // done, stride=f // done) if f > done else both
+        done = f
+        sigma, level = both[:, :1] * _ABS_TO_SIGMA, both[:, 1:].clamp_min(0.0)
         out.append(torch.cat([(torch.log(sigma + _LOG_FLOOR) + 4.0) / 3.0, torch.sqrt(level)], dim=1))
     return out
 
