@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 import yaml
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from dap_led_ros.file_output import atomic_output, write_text
@@ -29,6 +30,13 @@ def save_checkpoint(model: DAPLED, cfg: ModelConfig, path: str | Path,
     doc = {"model": cfg.to_dict(), "extra": extra or {}}
     write_text(meta, yaml.safe_dump(doc, sort_keys=False), force=True)
     return weights
+
+
+def checkpoint_keys(path: str | Path) -> list[str]:
+    """The parameter names a checkpoint's safetensors file holds (read from its header only)."""
+    weights, _ = checkpoint_paths(path)
+    with safe_open(str(weights), framework="pt") as f:
+        return list(f.keys())
 
 
 def read_checkpoint_config(path: str | Path) -> tuple[ModelConfig, dict[str, Any]]:

@@ -304,3 +304,21 @@ def test_resume_or_start_continues_the_same_command(tmp_path):
     log = _log(tmp_path / "run")
     assert [r["step"] for r in log if r.get("event") == "resume"] == [2]
     assert max(r["step"] for r in log) == 4
+
+
+def test_carried_lr_ratio_zero_trains_only_what_growth_added(tmp_path):
+    train(_cfg(steps=1), tmp_path / "a", progress=False)
+    grown = {**TINY["model"], "noise_conditioning": True, "context_kernel": 3, "blocks": [1, 1, 1, 3]}
+    src, _, _ = load_checkpoint(tmp_path / "a" / "last")
+    train(_cfg(steps=3, model=grown, init_from=str(tmp_path / "a" / "last.safetensors"),
+               optim={"warmup_steps": 0, "lr": 1e-2, "carried_lr_ratio": 0.0}, ema_decay=0.0),
+          tmp_path / "b", progress=False)
+    dst, _, _ = load_checkpoint(tmp_path / "b" / "last")
+    before = src.state_dict()
+    for name, p in dst.state_dict().items():
+        if name in before:
+            torch.testing.assert_close(p, before[name], msg=name)
+    moved = [n for n, p in dst.state_dict().items() if n.startswith(("noise_embed.", "context.")) and p.abs().sum() > 0]
+    assert moved, "the added parts did not train"
+    with pytest.raises(ValueError, match="carried_lr_ratio"):
+        _cfg(optim={"carried_lr_ratio": 1.5}).validate()

@@ -65,8 +65,13 @@ class OptimConfig:
     weight_decay: float = 1e-4
     betas: tuple[float, float] = (0.9, 0.99)
     grad_clip: float = 0.5               # max gradient norm of the backbone and of the prior (0 = off)
+    # With init_from: the learning rate of the weights carried over from the checkpoint, as a
+    # fraction of `lr` (the parts a grown network adds always train at `lr`; 0 freezes the rest).
+    carried_lr_ratio: float = 1.0
 
     def validate(self) -> None:
+        if not 0.0 <= self.carried_lr_ratio <= 1.0:
+            raise ValueError(f"optim.carried_lr_ratio must be in [0, 1], got {self.carried_lr_ratio}")
         if self.lr <= 0 or not 0 <= self.min_lr_ratio <= 1 or self.warmup_steps < 0:
             raise ValueError("optim: need lr > 0, 0 <= min_lr_ratio <= 1, warmup_steps >= 0")
 

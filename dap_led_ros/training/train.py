@@ -34,7 +34,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from dap_led_ros.checkpoint import load_checkpoint, read_checkpoint_config, save_checkpoint
+from dap_led_ros.checkpoint import checkpoint_keys, load_checkpoint, read_checkpoint_config, save_checkpoint
 from dap_led_ros.file_output import write_text
 from dap_led_ros.model import DAPLED, ModelConfig, build_model
 from dap_led_ros.model.growth import load_grown
@@ -102,7 +102,7 @@ class _Run:
         self.model = build_model(self.mcfg).to(device)
         self.grids = tuple(self.mcfg.prior.grids) if self.mcfg.use_prior else (1,)
         self.dataset, self.data_desc = build_train_dataset(cfg, self.grids)
-        self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.optim.lr, betas=tuple(cfg.optim.betas),
+        self.opt = torch.optim.AdamW(_param_groups(self.model, cfg), lr=cfg.optim.lr, betas=tuple(cfg.optim.betas),
                                      weight_decay=cfg.optim.weight_decay)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: lr_factor(s, cfg.optim, cfg.steps))
         self.use_amp = cfg.amp and device.type == "cuda"
@@ -288,6 +288,18 @@ def _train(cfg: TrainConfig, out: Path, resume: Path | None, stop_after: int | N
                 break
     bar.close()
     return {"step": run.step, "best_psnr": run.best, **row}
+
+
+def _param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
+    """One group at `lr`; with init_from and `carried_lr_ratio` < 1, the weights the checkpoint holds
+    in a second group at that fraction (the parts a grown network adds keep the full rate)."""
+    params = list(model.named_parameters())
+    ratio = cfg.optim.carried_lr_ratio
+    if not cfg.init_from or ratio == 1.0:
+        return [{"params": [p for _, p in params]}]
+    carried = set(checkpoint_keys(Path(cfg.init_from)))
+    return [{"params": [p for n, p in params if n not in carried]},
+            {"params": [p for n, p in params if n in carried], "lr": cfg.optim.lr * ratio}]
 
 
 def _init_weights(model: DAPLED, mcfg: ModelConfig, path: Path) -> None:
