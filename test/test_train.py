@@ -322,3 +322,18 @@ def test_carried_lr_ratio_zero_trains_only_what_growth_added(tmp_path):
     assert moved, "the added parts did not train"
     with pytest.raises(ValueError, match="carried_lr_ratio"):
         _cfg(optim={"carried_lr_ratio": 1.5}).validate()
+
+
+def test_every_training_config_in_the_package_validates():
+    """Each config/train_*.yaml parses and validates; an init_from outside runs/ (the scratch folder of
+    the early cycles' chains, run by run) is a checkpoint in the repository."""
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    configs = sorted((root / "config").glob("train_*.yaml"))
+    assert len(configs) > 10
+    for path in configs:
+        cfg = TrainConfig.from_dict(yaml.safe_load(path.read_text()))
+        cfg.validate()
+        if cfg.init_from and not cfg.init_from.startswith("runs/"):
+            assert (root / cfg.init_from).is_file(), f"{path.name}: init_from {cfg.init_from} is not in the repository"
