@@ -21,7 +21,7 @@ _LOG_FLOOR = 1e-3
 
 def noise_level_maps(x: torch.Tensor, factors: list[int]) -> list[torch.Tensor]:
     """Per-level (B x 2 x H/f x W/f) maps of the frame's own noise: the local noise standard
-    deviation estimated from the high-pass residual of the luma (log, scaled to about [-1, 1]) and
+    deviation estimated from the high-pass residual of the channel mean (log, scaled to about [-1, 1]) and
     the local brightness (square root). `x` is the padded input, its sides multiples of every factor.
     Fixed arithmetic, no weights: local, so tiles with a halo see what the whole frame sees."""
     y = x.mean(dim=1, keepdim=True)
