@@ -8,7 +8,6 @@ fastest runtime (OpenVINO bf16 here) on a quiet machine; pause training runs fir
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 
@@ -24,6 +23,7 @@ def main() -> int:
     args = p.parse_args()
 
     from dap_led_ros.runtime.backends import create_backend
+    from dap_led_ros.runtime.bench import infer_times_ms
 
     w, h = (int(v) for v in args.size.split("x"))
     x = (np.random.default_rng(0).random((1, 3, h, w), dtype=np.float32) * 0.2)
@@ -34,10 +34,7 @@ def main() -> int:
             b.infer(x)
     for _ in range(args.rounds):  # interleaved, so a slow spell of the machine hits every model
         for m, b in backends.items():
-            for _ in range(args.iters):
-                t0 = time.perf_counter()
-                b.infer(x)
-                times[m].append(1000 * (time.perf_counter() - t0))
+            times[m] += infer_times_ms(b, x, args.iters)
     for m, t in times.items():
         print(f"{m}: {args.backend} {args.threads} threads {args.size}: p50 {np.percentile(t, 50):.1f} ms, "
               f"p90 {np.percentile(t, 90):.1f} ms ({len(t)} runs)")

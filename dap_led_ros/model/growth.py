@@ -15,7 +15,7 @@ from dap_led_ros.model.blocks import BlockStack, GatedConvBlock, TransformerBloc
 from dap_led_ros.model.config import ModelConfig
 from dap_led_ros.model.stem_transfer import transfer_stem
 
-# Settings a grown network may change, and the parameter prefixes its added modules own.
+# The parameter prefixes of the modules a grown network adds, and the settings it may change.
 _ADDED_PREFIXES = ("gate.", "noise_embed.", "context.")
 _GROWABLE = ("variant", "residual_gate", "stem_unshuffle", "noise_conditioning", "context_kernel",
              "blocks", "refinement_blocks")
@@ -47,10 +47,6 @@ def _make_identity(block: nn.Module) -> None:
             block.proj.weight.zero_()
 
 
-def _stacks(model: nn.Module) -> dict[str, BlockStack]:
-    return {name: m for name, m in model.named_modules() if isinstance(m, BlockStack)}
-
-
 def load_grown(model: nn.Module, dst: ModelConfig, state: dict[str, torch.Tensor], src: ModelConfig) -> list[str]:
     """Load `state` (a network of `src`) into `model` (built from `dst`); the added parts start as
     the identity. Returns the added parameter names. ValueError when `dst` is not `src` grown."""
@@ -62,7 +58,8 @@ def load_grown(model: nn.Module, dst: ModelConfig, state: dict[str, torch.Tensor
     if unexpected:
         raise ValueError(f"checkpoint weights the model has no place for: {unexpected[:8]}")
     grown_blocks = set()
-    for name, stack in _stacks(model).items():
+    stacks = ((name, m) for name, m in model.named_modules() if isinstance(m, BlockStack))
+    for name, stack in stacks:
         for i, block in enumerate(stack.blocks):
             prefix = f"{name}.blocks.{i}."
             if any(k.startswith(prefix) for k in missing):

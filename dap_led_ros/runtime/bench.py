@@ -108,16 +108,21 @@ class PeakMemory:
         return torch.cuda.max_memory_allocated() / 2**20
 
 
-def measure(backend: Backend, x: np.ndarray, iters: int, warmup: int, memory: PeakMemory) -> dict[str, float]:
-    memory.reset()
-    for _ in range(warmup):
-        backend.infer(x)
+def infer_times_ms(backend: Backend, x: np.ndarray, iters: int) -> list[float]:
+    """Wall time of `iters` calls of `backend.infer(x)`, one by one, in ms."""
     times = []
     for _ in range(iters):
         t0 = time.perf_counter()
         backend.infer(x)
-        times.append(time.perf_counter() - t0)
-    ms = np.array(times) * 1000.0
+        times.append(1000.0 * (time.perf_counter() - t0))
+    return times
+
+
+def measure(backend: Backend, x: np.ndarray, iters: int, warmup: int, memory: PeakMemory) -> dict[str, float]:
+    memory.reset()
+    for _ in range(warmup):
+        backend.infer(x)
+    ms = np.array(infer_times_ms(backend, x, iters))
     return {"min_ms": float(ms.min()), "p50_ms": float(np.percentile(ms, 50)),
             "p95_ms": float(np.percentile(ms, 95)), "mean_ms": float(ms.mean()),
             "fps": float(1000.0 / ms.mean()) * x.shape[0],
