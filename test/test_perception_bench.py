@@ -245,3 +245,35 @@ def test_depth_agreement_is_scored_with_a_depth_model(tmp_path):
     for m in ("degraded input", "auto-exposure", "auto-exposure + CLAHE"):
         assert 0.0 < depth[m]["depth"]["absrel"] < 0.1 and 0.9 < depth[m]["depth"]["delta1"] <= 1.0
     assert "Depth agreement" in (out / "perception_bench.md").read_text()
+
+
+def test_the_media_folders_second_detector_and_depth_model_are_scored_by_default(tmp_path):
+    """setup_bench_media.sh puts the second detector and FastDepth in media/models/; the command
+    then scores both detectors (the shipped one first) and depth without being told."""
+    from tiny_depth_model import build_tiny_depth_model
+    from tiny_detectors import yolo_model
+
+    media = tmp_path / "media"
+    (media / "photos").mkdir(parents=True)
+    (media / "models").mkdir()
+    cv2.imwrite(str(media / "photos" / "s__x.png"), _scene(0)[..., ::-1])
+    rows = np.array([[[8, 8, 40, 40, 0.9, 0]]], np.float32)  # one person, end-to-end rows
+    yolo_model(media / "models" / "centernet_mbv3_coco.onnx", rows, names={0: "person"}, end2end=True)
+    build_tiny_depth_model(media / "models" / "fastdepth_7.onnx")
+    out = tmp_path / "out"
+    assert main(["perception-bench", "--out-dir", str(out), "--media", str(media), "--restoration", "none",
+                 "--bootstrap", "10", "--threads", "1", "--levels", "0"]) == 0
+    data = json.loads((out / "perception_bench.json").read_text())
+    methods = data["levels"]["-5 EV"]["methods"]["degraded input"]
+    assert [k for k in methods if k != "depth"] == ["ssd_mobilenet_v2_coco.onnx (tf-ssd, 300x300)",
+                                                    "centernet_mbv3_coco.onnx (yolo-end2end, 64x64)"]
+    assert "depth" in methods and data["depth_model"].endswith("fastdepth_7.onnx")
+    report = (out / "perception_bench.md").read_text()
+    assert "centernet_mbv3_coco.onnx" in report
+    # --no-depth and an explicit detector list leave the defaults out
+    assert main(["perception-bench", "--out-dir", str(out), "--media", str(media), "--restoration", "none",
+                 "--bootstrap", "10", "--threads", "1", "--levels", "0", "--no-depth",
+                 "--detector-model", "shipped"]) == 0
+    data = json.loads((out / "perception_bench.json").read_text())
+    assert list(data["levels"]["-5 EV"]["methods"]["degraded input"]) == ["ssd_mobilenet_v2_coco.onnx (tf-ssd, 300x300)"]
+    assert data["depth_model"] is None

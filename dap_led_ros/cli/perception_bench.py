@@ -12,10 +12,23 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from dap_led_ros.cli.args import add_backend_args, enhancer_config_from_args, results_write_failed
-from dap_led_ros.workspace import BENCH_MEDIA_DIR
+from dap_led_ros.workspace import BENCH_DEPTH_MODEL, BENCH_MEDIA_DIR, SECOND_DETECTOR
 
 _LIBRARY = importlib.import_module("dap_led_ros.perception.perception_bench")
 SHIPPED_MODELS = ("quality", "realtime")
+SHIPPED_DETECTOR = "shipped"  # --detector-model alias of the shipped SSD-MobileNet-v2 COCO
+
+
+def default_detectors(media: Path) -> list[str]:
+    """The shipped detector, and the second, independent one where setup put it beside the frames."""
+    second = media / SECOND_DETECTOR.relative_to(BENCH_MEDIA_DIR)
+    return [SHIPPED_DETECTOR] + ([str(second)] if second.is_file() else [])
+
+
+def default_depth_model(media: Path) -> Path | None:
+    """FastDepth where scripts/setup_bench_media.sh put it beside the frames, else none."""
+    path = media / BENCH_DEPTH_MODEL.relative_to(BENCH_MEDIA_DIR)
+    return path if path.is_file() else None
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -35,8 +48,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="restoration models to score: quality, realtime or checkpoint paths; none for the "
                         "baselines only (default: %(default)s)")
     p.add_argument("--detector-model", action="append", default=None, metavar="ONNX",
-                   help="an ONNX detector (any layout `dap-led detect` reads), repeatable; "
-                        "default: the shipped SSD-MobileNet-v2 COCO")
+                   help=f"an ONNX detector (any layout `dap-led detect` reads) or '{SHIPPED_DETECTOR}' "
+                        f"(SSD-MobileNet-v2 COCO), repeatable; default: {SHIPPED_DETECTOR} and the "
+                        f"second detector (MobileNetV3-CenterNet) where scripts/setup_bench_media.sh "
+                        f"put it in the media folder's models/")
     p.add_argument("--score", type=float, default=d.score_threshold,
                    help="score threshold of the reference boxes and of precision/recall (default: %(default)s)")
     p.add_argument("--size", nargs=2, type=int, default=list(d.size), metavar=("W", "H"))
@@ -47,9 +62,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bootstrap", type=int, default=d.bootstrap, help="bootstrap resamples (default: %(default)s)")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--sheet-frames", type=int, default=d.sheet_frames, help="frames in the contact sheet")
-    p.add_argument("--depth-model", type=Path, default=None, help="ONNX monocular depth model to score too")
-    p.add_argument("--depth-preset", default="depth-anything",
-                   help="input layout of --depth-model: depth-anything | midas-small | dpt (docs/pipeline.md)")
+    p.add_argument("--depth-model", type=Path, default=None,
+                   help="ONNX monocular depth model to score too (default: FastDepth from "
+                        "scripts/setup_bench_media.sh where it is in the media folder's models/)")
+    p.add_argument("--no-depth", action="store_true", help="score no depth model")
+    p.add_argument("--depth-preset", default=None,
+                   help="input layout of --depth-model: depth-anything | midas-small | dpt | fastdepth "
+                        "(docs/pipeline.md; default: fastdepth for the default model, else depth-anything)")
     p.add_argument("--merge", nargs="+", type=Path, default=None, metavar="JSON",
                    help="instead of running: one report from perception_bench.json files of runs over "
                         "different --levels (same frames and settings), e.g. runs on separate cores")
@@ -139,6 +158,12 @@ def run(args: argparse.Namespace) -> int:
     if any(not 0 <= i < len(pb.DEFAULT_LEVELS) for i in chosen):
         return _error(f"--levels: indices 0..{len(pb.DEFAULT_LEVELS) - 1}, got {list(chosen)}")
     levels = [pb.DEFAULT_LEVELS[i] for i in dict.fromkeys(chosen)]
+    if args.no_depth:
+        args.depth_model = None
+    elif args.depth_model is None:
+        args.depth_model = default_depth_model(args.media)
+        args.depth_preset = args.depth_preset or ("fastdepth" if args.depth_model else None)
+    args.depth_preset = args.depth_preset or "depth-anything"
     if args.depth_model is not None and not args.depth_model.is_file():
         return _error(f"--depth-model {args.depth_model} is not a file")
     try:
@@ -149,7 +174,8 @@ def run(args: argparse.Namespace) -> int:
     enhancers = []
     try:
         prepare_folder(args.out_dir, "--out-dir")
-        for model in args.detector_model or [""]:
+        for model in args.detector_model or default_detectors(args.media):
+            model = "" if model == SHIPPED_DETECTOR else model
             det = Detector(DetectorConfig(model=model, score_threshold=cfg.ap_floor, threads=args.threads))
             detectors[det.describe()] = det.detect
         if args.depth_model is not None:

@@ -33,7 +33,7 @@ INTERPOLATIONS = {"nearest": cv2.INTER_NEAREST, "linear": cv2.INTER_LINEAR,
                   "cubic": cv2.INTER_CUBIC}
 
 
-# Input layouts of the common relative (inverse-depth) models; `depth_config_for_preset` fills a
+# Input layouts of the common relative (inverse-depth) models and of FastDepth (metric); `depth_config_for_preset` fills a
 # DepthConfig with them. Sizes are the ones the models were trained at (the model's own fixed size wins).
 DEPTH_PRESETS: dict[str, dict[str, Any]] = {
     # Depth Anything V1/V2 (ViT, patch 14): ImageNet normalisation, 518 px, relative disparity
@@ -44,6 +44,8 @@ DEPTH_PRESETS: dict[str, dict[str, Any]] = {
                     "output": "disparity"},
     # MiDaS v3 DPT-Hybrid / DPT-Large: mean 0.5, std 0.5, 384 px, relative disparity
     "dpt": {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "size": 384, "output": "disparity"},
+    # FastDepth (MobileNet + NNConv5, NYU Depth v2): RGB in 0..1, 224 px, metric depth (metres)
+    "fastdepth": {"mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0], "size": 224, "output": "depth"},
 }
 
 

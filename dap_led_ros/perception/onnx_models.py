@@ -45,6 +45,7 @@ def open_session(path: Path, device: str, threads: int, what: str) -> Any:
         raise ModelLoadError(f"device {device!r} asked for, but this ONNX Runtime has no {wanted} "
                              f"({ort.get_available_providers()})")
     options = ort.SessionOptions()
+    options.log_severity_level = 3  # errors only: exporters' unused initialisers are not the user's problem
     if threads:
         options.intra_op_num_threads = threads
     try:
