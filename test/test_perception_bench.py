@@ -138,8 +138,17 @@ def test_a_routed_method_restores_only_dark_frames_and_reuses_the_restoration_co
     levels = [NightLevel("mild", 0.5, read_noise=0.0), NightLevel("dark", 8.0)]
     plain = last_call_cached(brighten)
     methods = {"input": lambda x: x, "brighten": plain, "brighten routed": routed(plain, DetectRoute(0.15))}
-    results, _ = run_bench(frames, levels, methods, {"finder": _bright_finder},
+    seen = []
+
+    def finder(rgb):
+        seen.append(rgb)
+        return _bright_finder(rgb)
+
+    results, _ = run_bench(frames, levels, methods, {"finder": finder},
                            BenchConfig(bootstrap=20, sheet_frames=0, map_min_refs=1))
+    # the detector reads each distinct frame once: the clean one, then per level the input and the
+    # restoration (the routed method hands back one of the two)
+    assert len(seen) == len(frames) + len(levels) * len(frames) * 2
     mild, dark = (results["levels"][k] for k in ("mild", "dark"))
     assert dark["input_luma"]["p95"] < 0.15 < mild["input_luma"]["p5"]
     # Bright frames reach the detector as they came, dark ones restored: the better of the two here.
@@ -277,3 +286,61 @@ def test_the_media_folders_second_detector_and_depth_model_are_scored_by_default
     data = json.loads((out / "perception_bench.json").read_text())
     assert list(data["levels"]["-5 EV"]["methods"]["degraded input"]) == ["ssd_mobilenet_v2_coco.onnx (tf-ssd, 300x300)"]
     assert data["depth_model"] is None
+
+
+def _level(luma, gains):
+    """A result level as run_bench writes it, with only what routing reads: paired recall gains."""
+    ci = lambda v: {"value": v, "lo": v - 0.02, "hi": v + 0.02}  # noqa: E731
+    return {"input_luma": {"median": luma, "p5": luma * 0.9, "p95": luma * 1.1},
+            "methods": {"degraded input": {"det": {}}, "DAP-LED quality": {"det": {}},
+                        "DAP-LED quality routed (< 0.14)": {"det": {}}},
+            "differences": {"det": {f"{m} - degraded input": {"recall": ci(g)} for m, g in gains.items()}}}
+
+
+def test_the_routing_threshold_lies_between_the_brightest_level_restoration_helps_at_and_the_next():
+    from dap_led_ros.perception.perception_bench import routing_thresholds
+
+    def route(g5, g6, g7, g8, read_noise=-0.5):
+        levels = {"-5 EV": _level(0.167, {"DAP-LED quality": g5}), "-6 EV": _level(0.112, {"DAP-LED quality": g6}),
+                  "-7 EV": _level(0.073, {"DAP-LED quality": g7}), "-8 EV": _level(0.04, {"DAP-LED quality": g8}),
+                  "-6 EV, read noise 12 e-": _level(0.112, {"DAP-LED quality": read_noise})}
+        for lvl in levels.values():  # the routed method is what the route does, not a restorer to route
+            lvl["differences"]["det"]["DAP-LED quality routed (< 0.14) - degraded input"] = {"recall": {"value": 0, "lo": -1, "hi": 1}}
+        return routing_thresholds({"levels": levels})["det"]
+
+    r = route(-0.03, 0.06, 0.14, 0.12)
+    assert list(r) == ["DAP-LED quality"]  # routed rows are not routed again
+    assert r["DAP-LED quality"]["threshold"] == round((0.112 + 0.167) / 2, 3)
+    assert r["DAP-LED quality"]["helps_at"] == ["-8 EV", "-7 EV", "-6 EV"]
+    assert route(0.1, 0.1, 0.1, 0.1)["DAP-LED quality"]["threshold"] == round(0.167 * 1.1, 3)  # everywhere
+    assert route(0.1, 0.1, 0.1, 0.0)["DAP-LED quality"]["threshold"] == 0.0   # not at the darkest: never
+    # a gain at -6 EV with a loss at -7 EV between does not count: every darker level must help
+    assert route(-0.1, 0.1, 0.0, 0.1)["DAP-LED quality"]["threshold"] == round((0.04 + 0.073) / 2, 3)
+    assert routing_thresholds({"levels": {"-7 EV": _level(0.07, {"DAP-LED quality": 0.1})}}) == {}
+
+
+def test_jobs_split_the_conditions_over_processes_and_merge_them_into_one_report(tmp_path, capsys):
+    from dap_led_ros.cli.perception_bench import _without
+
+    assert _without(["-v", "perception-bench", "--levels", "1", "2", "--out-dir=x", "--jobs", "2", "--seed", "3"],
+                    {"--levels", "--out-dir", "--jobs"}) == ["-v", "perception-bench", "--seed", "3"]
+    media = tmp_path / "media"
+    (media / "photos").mkdir(parents=True)
+    cv2.imwrite(str(media / "photos" / "s__x.png"), _scene(0)[..., ::-1])
+    out = tmp_path / "out"
+    common = ["--media", str(media), "--restoration", "none", "--bootstrap", "10", "--sheet-frames", "0"]
+    assert main(["perception-bench", "--out-dir", str(out), "--levels", "4", "0", "5", "--jobs", "2",
+                 "--threads", "2", *common]) == 0
+    merged = json.loads((out / "perception_bench.json").read_text())
+    assert list(merged["levels"]) == ["-5 EV", "-6 EV, read noise 12 e-", "-6 EV, defocus 2 px"]
+    assert sorted(p.name for p in (out / "parts").iterdir()) == ["levels_0", "levels_4_5"]
+    assert all("--threads 1" in c for c in merged["command"]) and "--jobs 2" in merged["jobs_command"]
+    # the same conditions in one process give the same figures
+    single = tmp_path / "single"
+    assert main(["perception-bench", "--out-dir", str(single), "--levels", "0", "4", "5", "--threads", "1",
+                 *common]) == 0
+    alone = json.loads((single / "perception_bench.json").read_text())
+    assert merged["levels"] == alone["levels"]
+    capsys.readouterr()
+    assert main(["perception-bench", "--out-dir", str(out), "--jobs", "0", *common]) == 2
+    assert "--jobs must be >= 1" in capsys.readouterr().err

@@ -69,6 +69,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--depth-preset", default=None,
                    help="input layout of --depth-model: depth-anything | midas-small | dpt | fastdepth "
                         "(docs/pipeline.md; default: fastdepth for the default model, else depth-anything)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="worker processes, the conditions split among them (each with --threads / jobs "
+                        "threads, at least 1), then one report; parts and their sheets in OUT_DIR/parts/ "
+                        "(default: %(default)s)")
     p.add_argument("--merge", nargs="+", type=Path, default=None, metavar="JSON",
                    help="instead of running: one report from perception_bench.json files of runs over "
                         "different --levels (same frames and settings), e.g. runs on separate cores")
@@ -81,7 +85,7 @@ def _error(message: str) -> int:
     return 2
 
 
-def _write_merged(args: argparse.Namespace) -> int:
+def _write_merged(args: argparse.Namespace, wall_s: float | None = None) -> int:
     from dap_led_ros.file_output import OutputError, prepare_folder
     from dap_led_ros.perception import perception_bench as pb
 
@@ -97,9 +101,55 @@ def _write_merged(args: argparse.Namespace) -> int:
     except (ValueError, KeyError, OutputError) as exc:
         return _error(f"cannot merge: {exc}")
     header = [f"Merged from {', '.join(str(p) for p in args.merge)}: "
-              + "; ".join(f"`{c}` ({w:.0f} s)" for c, w in zip(merged["command"], merged["wall_s"])), "",
-              _frames_line(merged)]
+              + "; ".join(f"`{c}` ({w:.0f} s)" for c, w in zip(merged["command"], merged["wall_s"])), ""]
+    if wall_s is not None:
+        command = "dap-led " + " ".join(shlex.quote(a) for a in args.argv)
+        header += [f"Command: `{command}` ({args.jobs} processes); machine: {platform.machine()}; wall time "
+                   f"{wall_s:.0f} s (the contact sheets are the parts')", ""]
+        merged = {**merged, "jobs_command": command, "jobs_wall_s": wall_s}
+    header.append(_frames_line(merged))
     return _write(args.out_dir, merged, header, None)
+
+
+def _without(argv: list[str], options: set[str]) -> list[str]:
+    """argv less the given options and their values (this command has no positional arguments)."""
+    out: list[str] = []
+    dropping = False
+    for token in argv:
+        if dropping and not token.startswith("-"):
+            continue
+        dropping = False
+        if token.split("=", 1)[0] in options:
+            dropping = "=" not in token
+            continue
+        out.append(token)
+    return out
+
+
+def _run_jobs(args: argparse.Namespace, chosen: list[int]) -> int:
+    """The conditions split over `args.jobs` processes of this command, then merged into one report."""
+    import subprocess
+
+    from dap_led_ros.file_output import OutputError, prepare_folder
+
+    try:
+        prepare_folder(args.out_dir, "--out-dir")
+    except OutputError as exc:
+        return _error(str(exc))
+    jobs = min(args.jobs, len(chosen))
+    shares = [chosen[k::jobs] for k in range(jobs)]
+    threads = str(max(1, args.threads // jobs))
+    base = _without(args.argv, {"--jobs", "--levels", "--out-dir", "--threads"})
+    parts = [args.out_dir / "parts" / ("levels_" + "_".join(map(str, share))) for share in shares]
+    started = time.monotonic()
+    procs = [subprocess.Popen([sys.executable, "-m", "dap_led_ros.cli", *base, "--levels", *map(str, share),
+                               "--out-dir", str(part), "--threads", threads], stdout=subprocess.DEVNULL)
+             for share, part in zip(shares, parts)]
+    codes = [proc.wait() for proc in procs]
+    if any(codes):
+        return _error(f"a worker failed (exit status {codes}); its report is above")
+    args.merge = [part / "perception_bench.json" for part in parts]
+    return _write_merged(args, wall_s=time.monotonic() - started)
 
 
 def _frames_line(results: dict) -> str:
@@ -119,6 +169,7 @@ def _write(out_dir: Path, results: dict, header: list[str], sheet_image: object)
     from dap_led_ros.perception import perception_bench as pb
     from dap_led_ros.perception.downstream import json_ready
 
+    results = {**results, "routing": pb.routing_thresholds(results)}
     report = pb.markdown_report(results, header)
     try:
         write_text(out_dir / "perception_bench.md", report, force=True)
@@ -158,6 +209,10 @@ def run(args: argparse.Namespace) -> int:
     if any(not 0 <= i < len(pb.DEFAULT_LEVELS) for i in chosen):
         return _error(f"--levels: indices 0..{len(pb.DEFAULT_LEVELS) - 1}, got {list(chosen)}")
     levels = [pb.DEFAULT_LEVELS[i] for i in dict.fromkeys(chosen)]
+    if args.jobs < 1:
+        return _error(f"--jobs must be >= 1, got {args.jobs}")
+    if args.jobs > 1 and len(levels) > 1:
+        return _run_jobs(args, list(dict.fromkeys(chosen)))
     if args.no_depth:
         args.depth_model = None
     elif args.depth_model is None:

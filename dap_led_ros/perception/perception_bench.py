@@ -311,15 +311,24 @@ def run_bench(frames: Sequence[BenchFrame], levels: Sequence[NightLevel], method
         for fi, frame in enumerate(frames):
             low = degrade(frame.rgb, level, frame_seed(cfg.seed, level_seed_index(level, li), fi), sensor)
             lumas.append(mean_luma(low))
+            # A routed method hands back the very array another method did (the input or the
+            # restoration): its detections and depth are that method's, not computed again.
+            seen: dict[int, tuple[np.ndarray, dict[str, list[Detection]], tuple[float, float] | None]] = {}
             for mname, method in methods.items():
                 out = method(low)
-                for dname, detect in detectors.items():
-                    dets = [d for d in detect(out) if d.label in classes]
+                if id(out) not in seen:
+                    found = {dname: [d for d in detect(out) if d.label in classes]
+                             for dname, detect in detectors.items()}
+                    agreement = (depth_score(depth(out), clean_depth[fi])
+                                 if clean_depth is not None and depth_score is not None else None)
+                    seen[id(out)] = (out, found, agreement)  # `out` kept alive: its id stays unique
+                _, found, agreement = seen[id(out)]
+                for dname, dets in found.items():
                     scored[mname, dname].add(fi, classes, refs[dname][fi], dets, cfg.iou_threshold)
                     if fi in sheet_idx and dname == next(iter(detectors)):
                         sheet.append((level.name, mname, frame.name, out, dets))
-                if clean_depth is not None and depth_score is not None:
-                    depth_vals[mname].append(depth_score(depth(out), clean_depth[fi]))
+                if agreement is not None:
+                    depth_vals[mname].append(agreement)
         lvl: dict = {"condition": level.describe(), "methods": {},
                      "input_luma": {"median": float(np.median(lumas)), "p5": float(np.percentile(lumas, 5)),
                                     "p95": float(np.percentile(lumas, 95))}}
@@ -383,6 +392,46 @@ def merge_results(parts: Sequence[dict]) -> dict:
             "wall_s": [p.get("wall_s") for p in parts]}
 
 
+BASELINES = ("degraded input", "auto-exposure", "auto-exposure + CLAHE")
+_PLAIN_DARKNESS = {lv.name for lv in DEFAULT_LEVELS
+                   if lv.read_noise == NightLevel(lv.name, lv.ev).read_noise and lv.defocus == 0}
+
+
+def routing_thresholds(results: dict, baseline: str = BASELINES[0]) -> dict:
+    """Per detector and restoration method, the `detect_restore_below` (runtime/detect_route.py)
+    that this run supports: restoration must raise recall over the camera frame (paired 95 %
+    interval above zero) at a darkness level and at every darker one. The darkness-only levels
+    (no extra read noise or blur) are ordered by their input's median luma; the threshold lies
+    midway between the brightest level where restoration helps and the next brighter one; 0 (never
+    restore) when it does not help at the darkest; above the brightest level's luma (95th
+    percentile) when it helps at every level. Needs at least two darkness levels in the run."""
+    plain = sorted(((n, lvl) for n, lvl in results["levels"].items()
+                    if n in _PLAIN_DARKNESS and "differences" in lvl and "input_luma" in lvl),
+                   key=lambda kv: kv[1]["input_luma"]["median"])
+    if len(plain) < 2:
+        return {}
+    first = plain[0][1]["methods"]
+    restorers = [m for m in first if m not in BASELINES and " routed (" not in m]
+    detectors = [d for d in first[baseline] if d != "depth"]
+    out: dict = {}
+    for dname in detectors:
+        out[dname] = {}
+        for m in restorers:
+            gains = [lvl["differences"][dname][f"{m} - {baseline}"]["recall"] for _, lvl in plain]
+            helps = [g["lo"] > 0 for g in gains]
+            j = next((i for i, h in enumerate(helps) if not h), len(helps))  # levels 0..j-1 all help
+            lumas = [lvl["input_luma"] for _, lvl in plain]
+            if j == 0:
+                threshold = 0.0
+            elif j == len(plain):
+                threshold = lumas[-1]["p95"]
+            else:
+                threshold = (lumas[j - 1]["median"] + lumas[j]["median"]) / 2
+            out[dname][m] = {"threshold": round(threshold, 3), "helps_at": [n for (n, _), h in zip(plain, helps[:j]) if h],
+                             "gains": {n: g for (n, _), g in zip(plain, gains)}, "helps_everywhere": j == len(plain)}
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # Report
 
@@ -423,6 +472,18 @@ def markdown_report(results: dict, header: list[str]) -> str:
                 r = d.get(f"{m} - {base}")
                 if r is not None:
                     lines.append(f"| {lname} | {m} | {_ci(r['recall'])} | {_ci(r['precision'])} | {_ci(r['map50'])} |")
+        lines.append("")
+    routes = results.get("routing") or routing_thresholds(results)
+    if any(routes.values()):
+        lines += ["## Routing threshold this run supports (`detect_restore_below`, mean luma of the camera frame)",
+                  "", "Restored below it: the recall gain over the degraded input is above zero (paired 95 % "
+                  "interval) at that darkness and every darker one.", "",
+                  "| detector | restoration | recall gain per darkness level [95 % CI] | threshold |", "|---|---|---|---|"]
+        for dname, per_model in routes.items():
+            for m, r in per_model.items():
+                gains = "; ".join(f"{n} {_ci(g)}" for n, g in r["gains"].items())
+                bound = ">= " if r["helps_everywhere"] else ""
+                lines.append(f"| {dname} | {m} | {gains} | {bound}{r['threshold']:.3f} |")
         lines.append("")
     lumas = {n: lvl["input_luma"] for n, lvl in results["levels"].items() if "input_luma" in lvl}
     if lumas:  # what routing by darkness (runtime/detect_route.py) compares with its threshold
