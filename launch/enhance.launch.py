@@ -56,6 +56,8 @@ ARGUMENTS: dict[str, tuple[str, str]] = {
     "backend": ("", "enhance_node backend: auto | torch | onnxruntime | tensorrt"),
     "device": ("", "enhance_node device: cpu | cuda | cuda:N"),
     "engine": ("", "enhance_node ONNX model / TensorRT engine path"),
+    "detector_model": ("", "detect_node ONNX detector (empty: the params file's; the shipped SSD); "
+                           "enhance_node routes detect/image by the threshold measured for it"),
     "depth_model": ("", "depth_node ONNX model (required when depth runs)"),
     "input_reliability": ("", "QoS of the nodes' subscriptions: best_effort | reliable"),
     "input_depth": ("", "QoS queue depth of the nodes' subscriptions"),
@@ -91,7 +93,8 @@ def pipeline_options(values: dict[str, str]) -> object:
         input_reliability=given("input_reliability"), input_depth=number("input_depth"),
         output_reliability=given("output_reliability"), output_depth=number("output_depth"),
         model=given("model"), backend=given("backend"), device=given("device"),
-        engine=given("engine"), cameras=given("cameras"), input_transport=given("input_transport"))
+        engine=given("engine"), cameras=given("cameras"), input_transport=given("input_transport"),
+        detector_model=given("detector_model"))
 
 
 def _flag(values: dict[str, str], name: str) -> bool:
@@ -144,13 +147,13 @@ def node_actions(values: dict[str, str]) -> list[object]:
     """One launch_ros LifecycleNode per planned node."""
     from launch_ros.actions import LifecycleNode
 
-    from dap_led_ros.ros.pipeline import plan_nodes, with_file_cameras
+    from dap_led_ros.ros.pipeline import plan_nodes, with_file_settings
 
     params_file = values.get("params_file") or default_params_file()
     process = process_options(values)
     use_sim_time = _flag(values, "use_sim_time")
     actions = []
-    options = with_file_cameras(pipeline_options(values), Path(params_file), values.get("namespace", ""))
+    options = with_file_settings(pipeline_options(values), Path(params_file), values.get("namespace", ""))
     for plan in plan_nodes(options):
         overrides = dict(plan.overrides)
         if plan.kind == "depth" and values.get("depth_model"):

@@ -47,12 +47,12 @@ def default_params_file() -> str:
 
 def node_actions(values: dict[str, str]) -> list[object]:
     """enhance.launch.py's LifecycleNodes, with this file's params file; refuses a single camera."""
-    from dap_led_ros.ros.pipeline import PipelineError, with_file_cameras
+    from dap_led_ros.ros.pipeline import PipelineError, with_file_settings
 
     values = {**{name: _ENHANCE.ARGUMENTS[name][0] for name in FIXED}, **values,
               "params_file": values.get("params_file") or default_params_file()}
     namespace = values.get("namespace", "")
-    options = with_file_cameras(_ENHANCE.pipeline_options(values), Path(values["params_file"]), namespace)
+    options = with_file_settings(_ENHANCE.pipeline_options(values), Path(values["params_file"]), namespace)
     if not options.camera_names():
         raise PipelineError(f"multi_camera.launch.py: no cameras: pass cameras:=front,rear,... or a "
                             f"params_file whose enhance_node sets cameras ({values['params_file']} does "

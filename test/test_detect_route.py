@@ -24,6 +24,7 @@ from dap_led_ros.imaging.luma import mean_luma
 from dap_led_ros.ros.diagnostics import values_of
 from dap_led_ros.ros.msg_conversion import image_msg_to_decoded, make_image_msg
 from dap_led_ros.runtime.detect_route import (
+    BY_DETECTOR_KEY,
     FROM_MODEL,
     ROUTE_KEY,
     UNMEASURED,
@@ -66,8 +67,8 @@ def test_the_route_follows_the_setting_else_the_models_measured_threshold(tmp_pa
     with pytest.raises(ValueError, match="-1 .* or in \\[0, 1\\]"):
         DetectRoute.resolve(1.5, None)
     # The shipped models carry what the perception benchmark measured (docs/evaluation.md).
-    assert model_threshold(default_checkpoint()) == pytest.approx(0.14)
-    assert model_threshold(realtime_checkpoint()) == 0.0
+    assert model_threshold(default_checkpoint())[0] == pytest.approx(0.14)
+    assert model_threshold(realtime_checkpoint())[0] == 0.0
     assert DetectRoute.resolve(FROM_MODEL, str(realtime_checkpoint())).restore_below == 0.0
     # The Enhancer names the checkpoint it runs, the shipped quality model included (model unset).
     for model, want in (("quality", 0.14), ("realtime", 0.0), (None, 0.14)):
@@ -86,6 +87,32 @@ def test_the_route_follows_the_setting_else_the_models_measured_threshold(tmp_pa
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump({"extra": {ROUTE_KEY: 3}}))
     with pytest.raises(ValueError, match="must be in \\[0, 1\\]"):
         model_threshold(tmp_path / "bad.safetensors")
+
+
+def test_the_threshold_belongs_to_the_model_and_the_detector_reading_its_frames(tmp_path: Path):
+    # The shipped quality model: SSD gains from -6 EV down, the independent CenterNet nowhere.
+    q = default_checkpoint()
+    assert DetectRoute.resolve(FROM_MODEL, q).restore_below == pytest.approx(0.14)
+    assert DetectRoute.resolve(FROM_MODEL, q, "").restore_below == pytest.approx(0.14)
+    assert DetectRoute.resolve(FROM_MODEL, q, "/opt/ssd_mobilenet_v2_coco.onnx").restore_below == pytest.approx(0.14)
+    centernet = DetectRoute.resolve(FROM_MODEL, q, "data/bench/models/centernet_mbv3_coco.onnx")
+    assert (centernet.restore_below, centernet.source) == (0.0, "model dapled_tiny, detector centernet_mbv3_coco")
+    # A detector nobody measured: restored only where restoration helped every detector measured.
+    mine = DetectRoute.resolve(FROM_MODEL, q, "/home/me/yolo11n.onnx")
+    assert mine.restore_below == 0.0 and "yolo11n unmeasured: the lowest measured threshold (centernet_mbv3_coco)" in mine.source
+    # the node's own setting wins whatever the detector
+    assert DetectRoute.resolve(0.3, q, "/home/me/yolo11n.onnx").restore_below == 0.3
+    (tmp_path / "m.yaml").write_text(yaml.safe_dump({"extra": {ROUTE_KEY: 0.1, BY_DETECTOR_KEY: {"a": 0.05, "b": 0.2}}}))
+    assert model_threshold(tmp_path / "m.safetensors", "x/b.onnx") == (0.2, "model m, detector b")
+    assert model_threshold(tmp_path / "m.safetensors", "c.onnx")[0] == 0.05
+    (tmp_path / "n.yaml").write_text(yaml.safe_dump({"extra": {BY_DETECTOR_KEY: {"a": 0.2}}}))
+    assert model_threshold(tmp_path / "n.safetensors")[0] == 0.2  # only another detector measured
+    (tmp_path / "bad2.yaml").write_text(yaml.safe_dump({"extra": {BY_DETECTOR_KEY: [0.1]}}))
+    with pytest.raises(ValueError, match="must map detector names"):
+        model_threshold(tmp_path / "bad2.safetensors")
+    (tmp_path / "bad3.yaml").write_text(yaml.safe_dump({"extra": {BY_DETECTOR_KEY: {"a": -0.5}}}))
+    with pytest.raises(ValueError, match="by_detector.a must be in"):
+        model_threshold(tmp_path / "bad3.safetensors")
 
 
 # ----------------------------------------------------------------------------- the node

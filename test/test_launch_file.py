@@ -536,3 +536,30 @@ def test_detect_input_routed_is_the_default_and_feeds_detect_node_enhance_nodes_
     assert [(p.kind, p.camera, p.remaps) for p in per_camera if p.kind == "detect"] == [
         ("detect", "front", [("enhanced/image", "detect/image")]),
         ("detect", "rear", [("enhanced/image", "detect/image")])]
+
+
+def test_the_detector_model_reaches_detect_node_and_enhance_nodes_routing(recorded_nodes, tmp_path):
+    """enhance_node routes detect/image by the threshold measured for the detector reading it."""
+    from dap_led_ros.ros.pipeline import PipelineOptions
+
+    module = load_launch_module()
+    module.node_actions(launch_values(nodes="enhance,detect", detector_model="/models/yolo11n.onnx",
+                                      params_file=str(PIPELINE_YAML)))
+    params = {c["executable"]: c["parameters"][1] for c in recorded_nodes}
+    assert params["detect_node"]["model"] == "/models/yolo11n.onnx"
+    assert params["enhance_node"]["detector_model"] == "/models/yolo11n.onnx"
+    # Set in the params file only: enhance_node is told too.
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("/**/detect_node:\n  ros__parameters:\n    model: /models/centernet_mbv3_coco.onnx\n")
+    recorded_nodes.clear()
+    module.node_actions(launch_values(nodes="enhance,detect", params_file=str(mine)))
+    params = {c["executable"]: c["parameters"][1] for c in recorded_nodes}
+    assert params["enhance_node"]["detector_model"] == "/models/centernet_mbv3_coco.onnx"
+    # Neither: nothing set, the shipped detector's threshold applies; without detect_node, not told.
+    recorded_nodes.clear()
+    module.node_actions(launch_values(nodes="enhance,detect", params_file=str(PIPELINE_YAML)))
+    assert all("detector_model" not in c["parameters"][1] for c in recorded_nodes)
+    per_camera = plan_nodes(PipelineOptions(cameras="front,rear", detector_model="d.onnx"))
+    assert [p.overrides.get("model") for p in per_camera if p.kind == "detect"] == ["d.onnx", "d.onnx"]
+    assert [p.overrides.get("detector_model") for p in plan_nodes(PipelineOptions(
+        nodes="enhance", detector_model="d.onnx"))] == [None]

@@ -18,7 +18,7 @@ from dap_led_ros.ros.pipeline import (
     parse_bool,
     plan_nodes,
     run_pipeline,
-    with_file_cameras,
+    with_file_settings,
 )
 
 _LIBRARY = importlib.import_module("dap_led_ros.ros.pipeline")  # its docstring is the command's description
@@ -53,6 +53,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="what detect_node reads: routed (enhance_node's detect/image: restored only where "
                         "the frame is dark enough for restoration to help), enhanced (the restored frames) or "
                         "camera (the camera's own); docs/evaluation.md, perception-bench (default: %(default)s)")
+    p.add_argument("--detector-model", default=None, metavar="ONNX",
+                   help="detect_node's ONNX detector (default: the params file's, else the shipped SSD); "
+                        "enhance_node routes detect/image by the threshold measured for it")
     p.add_argument("--autostart", type=_bool_arg, default=None,
                    help="true: configure+activate at start; false: wait for a lifecycle manager")
     for side, what in (("input", "subscriptions"), ("output", "publishers")):
@@ -74,7 +77,7 @@ def options_from_args(args: argparse.Namespace) -> PipelineOptions:
         nodes=args.nodes, camera_topic=args.camera_topic, enhanced_topic=args.enhanced_topic,
         detect_input=args.detect_input, autostart=args.autostart, input_reliability=args.input_reliability,
         input_depth=args.input_depth, output_reliability=args.output_reliability,
-        output_depth=args.output_depth,
+        output_depth=args.output_depth, detector_model=args.detector_model,
         **{name: getattr(args, name) for name in ENHANCE_OVERRIDES})
 
 
@@ -82,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         params = args.params if args.params is not None else default_params_file()
         check_params_file(params)  # missing, not UTF-8, not YAML, not a mapping: named as such
-        plans = plan_nodes(with_file_cameras(options_from_args(args), params, args.namespace))
+        plans = plan_nodes(with_file_settings(options_from_args(args), params, args.namespace))
     except (PipelineError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -151,6 +151,10 @@ class EnhanceNodeConfig(ManagedNodeConfig, EnhancerParameters):
         "detect/image carries the restored frame when the camera frame's mean luma (0-1) is below this, "
         "else the camera frame untouched; -1: the model's benchmark-measured value (its YAML; 1 if it "
         "has none), 0: never restored, 1: always", -1.0, 1.0))
+    detector_model: str = field(default="", metadata=param_help(
+        "the detector that reads detect/image (detect_node's model; '' = the shipped SSD-MobileNet-v2): "
+        "with detect_restore_below -1, the model's threshold measured for that detector; one measured "
+        "for none gets the lowest the model records (the pipeline and launch file set it)"))
 
     def validate(self) -> None:
         super().validate()
@@ -228,7 +232,7 @@ class EnhanceNode(ManagedImageNode[EnhanceNodeConfig]):
                 "build it with `dap-led build-engine` or set build_engine: true")
         self.get_logger().info(f"network: {backend.describe()}")
         self._channels = [CameraChannel(name) for name in cfg.camera_names() or [""]]
-        self._route = DetectRoute.resolve(cfg.detect_restore_below, self._enhancer.checkpoint)
+        self._route = DetectRoute.resolve(cfg.detect_restore_below, self._enhancer.checkpoint, cfg.detector_model)
         self.get_logger().info(f"detect/image: restored below mean luma {self._route.restore_below:g} "
                                f"({self._route.source}), else the camera frame")
         if cfg.publish_heatmap and not self._enhancer.backend.supports_prior_input:

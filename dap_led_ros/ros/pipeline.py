@@ -86,6 +86,7 @@ class PipelineOptions:
     cameras: str | None = None   # several cameras on one enhance_node; detect/depth run per camera
     input_transport: str | None = None
     detect_input: str = "routed"  # DETECT_INPUTS: detect_node on the routed, restored or camera frames
+    detector_model: str | None = None  # detect_node's model, told to enhance_node (its routing threshold)
 
     def camera_names(self) -> list[str]:
         return [c.strip().strip("/") for c in (self.cameras or "").split(",") if c.strip().strip("/")]
@@ -153,11 +154,14 @@ def plan_nodes(options: PipelineOptions) -> list[NodePlan]:
     for kind in options.node_kinds():
         camera_fed = kind == "detect" and options.detect_input == "camera"
         routed = kind == "detect" and options.detect_input == "routed"
+        settings = dict(common)
+        if kind == "detect" and options.detector_model is not None:
+            settings["model"] = options.detector_model
         if kind != "enhance" and cameras:  # one detect/depth node per camera, in its namespace
             remaps = [(ENHANCED_TOPIC, CAMERA_TOPIC)] if camera_fed else [(ENHANCED_TOPIC, DETECT_TOPIC)] if routed else []
-            plans += [NodePlan(kind, list(remaps), dict(common), camera=c) for c in cameras]
+            plans += [NodePlan(kind, list(remaps), dict(settings), camera=c) for c in cameras]
             continue
-        plan = NodePlan(kind, [], dict(common))
+        plan = NodePlan(kind, [], settings)
         if camera_fed:
             plan.remaps.append((ENHANCED_TOPIC, options.camera_topic))
         elif routed:
@@ -174,6 +178,8 @@ def plan_nodes(options: PipelineOptions) -> list[NodePlan]:
                                  camera_info_topic(options.camera_topic))]
             plan.overrides.update({name: getattr(options, name) for name in ENHANCE_OVERRIDES
                                    if getattr(options, name) is not None})
+            if options.detector_model is not None and "detect" in options.node_kinds():
+                plan.overrides["detector_model"] = options.detector_model
         plans.append(plan)
     return plans
 
@@ -196,20 +202,26 @@ def default_params_file() -> Path:
                         f"pass --params")
 
 
-def with_file_cameras(options: PipelineOptions, params: Path, namespace: str = "") -> PipelineOptions:
-    """`options`, with enhance_node's `cameras` from the params file when the options leave it open,
-    so that detect/depth are planned per camera either way."""
-    if options.cameras is not None:
-        return options
+def with_file_settings(options: PipelineOptions, params: Path, namespace: str = "") -> PipelineOptions:
+    """`options`, with what the params file says where the options leave it open: enhance_node's
+    `cameras` (detect/depth are planned per camera either way) and detect_node's `model` (enhance_node
+    routes detect/image by the threshold measured for that detector)."""
     from dataclasses import replace
 
     from dap_led_ros.ros.params import ConfigError, read_params_file
 
     try:
-        cameras = read_params_file(params, NODE_KINDS["enhance"].node_name, namespace).get("cameras")
+        if options.cameras is None:
+            cameras = read_params_file(params, NODE_KINDS["enhance"].node_name, namespace).get("cameras")
+            if isinstance(cameras, str) and cameras.strip():
+                options = replace(options, cameras=cameras)
+        if options.detector_model is None:
+            model = read_params_file(params, NODE_KINDS["detect"].node_name, namespace).get("model")
+            if isinstance(model, str) and model.strip():
+                options = replace(options, detector_model=model.strip())
     except ConfigError as exc:
         raise PipelineError(str(exc)) from None
-    return replace(options, cameras=cameras) if isinstance(cameras, str) and cameras.strip() else options
+    return options
 
 
 def check_params_file(path: Path) -> None:

@@ -1,11 +1,15 @@
 """Which frame a detector reads, the restored one or the camera's own, decided by the frame's darkness.
 
 The perception benchmark (`dap-led perception-bench`, docs/evaluation.md) measured where restoration
-raises the shipped detector's recall (paired intervals): the quality model from -6 EV down and not at
--5 EV; the real-time model at no darkness level. Each shipped model records
-the mean luma (BT.601, 0-1, of the camera frame) below which its restored frame is the better one
-as `extra.detect_restore_below` in its YAML; a frame at or above it goes to the detector as the
-camera sent it (and, when nothing else watches the restored output, skips the network).
+raises a detector's recall (paired intervals). For the shipped detector (SSD-MobileNet-v2): the
+quality model from -6 EV down and not at -5 EV; the real-time model at no darkness level. For a
+second, independent detector (MobileNetV3-CenterNet): neither model at any level. So the threshold
+belongs to the pair. Each shipped model records the mean luma (BT.601, 0-1, of the camera frame)
+below which its restored frame is the better one: `extra.detect_restore_below` for the shipped
+detector, `extra.detect_restore_below_by_detector` ({detector file stem: threshold}) for others.
+A detector nobody measured gets the lowest threshold measured for any detector: restored only where
+restoration helped every detector measured. A frame at or above the threshold goes to the detector
+as the camera sent it (and, when nothing else watches the restored output, skips the network).
 """
 from __future__ import annotations
 
@@ -18,27 +22,51 @@ import yaml
 from dap_led_ros.imaging.luma import mean_luma
 from dap_led_ros.shipped_models import checkpoint_paths
 
-ROUTE_KEY = "detect_restore_below"   # the checkpoint YAML's `extra` entry
+ROUTE_KEY = "detect_restore_below"   # the checkpoint YAML's `extra` entry (the shipped detector)
+BY_DETECTOR_KEY = "detect_restore_below_by_detector"  # {detector file stem: threshold}, other detectors
+SHIPPED_DETECTOR_STEM = "ssd_mobilenet_v2_coco"
 HYSTERESIS = 0.1                      # a stream that is restored stays so up to 10 % above the threshold
 FROM_MODEL = -1.0                     # a setting that defers to the model's measured threshold
 UNMEASURED = 1.0                      # a model without one: every frame restored (as before routing)
 
 
-def model_threshold(checkpoint: str | Path | None) -> float | None:
-    """The threshold a checkpoint's YAML records (None: no YAML, or not measured)."""
+def _checked(value: object, where: str) -> float:
+    value = float(value)  # type: ignore[arg-type]
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{where} must be in [0, 1], got {value}")
+    return value
+
+
+def detector_key(detector: str | Path | None) -> str:
+    """The name thresholds are recorded under: the detector file's stem ("" = the shipped one)."""
+    return Path(str(detector)).stem if detector else SHIPPED_DETECTOR_STEM
+
+
+def model_threshold(checkpoint: str | Path | None, detector: str | Path | None = "") -> tuple[float, str] | None:
+    """The threshold a checkpoint's YAML records for `detector` ("" = the shipped detector), and
+    whence; None: no YAML, or nothing measured."""
     if not checkpoint:
         return None
     _, config = checkpoint_paths(checkpoint)
     if not config.is_file():
         return None
-    doc = yaml.safe_load(config.read_text()) or {}
-    value = (doc.get("extra") or {}).get(ROUTE_KEY)
-    if value is None:
+    extra = (yaml.safe_load(config.read_text()) or {}).get("extra") or {}
+    measured: dict[str, float] = {}
+    if extra.get(ROUTE_KEY) is not None:
+        measured[SHIPPED_DETECTOR_STEM] = _checked(extra[ROUTE_KEY], f"{config}: extra.{ROUTE_KEY}")
+    others = extra.get(BY_DETECTOR_KEY) or {}
+    if not isinstance(others, dict):
+        raise ValueError(f"{config}: extra.{BY_DETECTOR_KEY} must map detector names to thresholds")
+    for name, value in others.items():
+        measured[str(name)] = _checked(value, f"{config}: extra.{BY_DETECTOR_KEY}.{name}")
+    if not measured:
         return None
-    value = float(value)
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{config}: extra.{ROUTE_KEY} must be in [0, 1], got {value}")
-    return value
+    key = detector_key(detector)
+    if key in measured:
+        return measured[key], f"model {Path(str(checkpoint)).stem}, detector {key}"
+    lowest = min(measured, key=measured.__getitem__)
+    return measured[lowest], (f"model {Path(str(checkpoint)).stem}, detector {key} unmeasured: the lowest "
+                              f"measured threshold ({lowest})")
 
 
 @dataclass(frozen=True)
@@ -49,16 +77,18 @@ class DetectRoute:
     source: str = "default"   # where the threshold came from (logs, diagnostics)
 
     @classmethod
-    def resolve(cls, setting: float, checkpoint: str | Path | None) -> "DetectRoute":
-        """A node's setting (FROM_MODEL or a value in 0-1) with the model's measured threshold."""
+    def resolve(cls, setting: float, checkpoint: str | Path | None,
+                detector: str | Path | None = "") -> "DetectRoute":
+        """A node's setting (FROM_MODEL or a value in 0-1), else the model's threshold measured for
+        the detector that reads detect/image ("" = the shipped one)."""
         if setting >= 0.0:
             if setting > 1.0:
                 raise ValueError(f"{ROUTE_KEY} must be -1 (the model's) or in [0, 1], got {setting}")
             return cls(setting, "setting")
-        measured = model_threshold(checkpoint)
+        measured = model_threshold(checkpoint, detector)
         if measured is None:
             return cls(UNMEASURED, "unmeasured model: every frame restored")
-        return cls(measured, f"model {Path(str(checkpoint)).stem}")
+        return cls(*measured)
 
     def restores(self, rgb: np.ndarray, restoring: bool = False) -> bool:
         """Whether the detector should read this camera frame restored. `restoring`: the stream's
