@@ -8,7 +8,8 @@ CHECKOUT = Path(__file__).resolve().parents[1]
 SHARED_DATA = CHECKOUT.parent / "shared" / "data"
 REAL_NIGHT_DIR = SHARED_DATA / "real-night"  # real night frames (no ground truth)
 BENCH_MEDIA_DIR = CHECKOUT / "data" / "bench"  # perception-bench frames (scripts/setup_bench_media.sh)
-BENCH_DEPTH_MODEL = BENCH_MEDIA_DIR / "models" / "fastdepth_7.onnx"  # FastDepth (the same script)
-# The perception benchmark's second, independent detector: MobileNetV3-CenterNet COCO, converted
-# from TF.js (scripts/setup_second_detector.sh).
-SECOND_DETECTOR = BENCH_MEDIA_DIR / "models" / "centernet_mbv3_coco.onnx"
+# Inside a media folder (the same script puts them there): the perception benchmark's depth model,
+# FastDepth, and its second, independent detector, MobileNetV3-CenterNet COCO converted from TF.js
+# (scripts/setup_second_detector.sh).
+BENCH_DEPTH_MODEL = Path("models") / "fastdepth_7.onnx"
+SECOND_DETECTOR = Path("models") / "centernet_mbv3_coco.onnx"

@@ -21,13 +21,13 @@ SHIPPED_DETECTOR = "shipped"  # --detector-model alias of the shipped SSD-Mobile
 
 def default_detectors(media: Path) -> list[str]:
     """The shipped detector, and the second, independent one where setup put it beside the frames."""
-    second = media / SECOND_DETECTOR.relative_to(BENCH_MEDIA_DIR)
+    second = media / SECOND_DETECTOR
     return [SHIPPED_DETECTOR] + ([str(second)] if second.is_file() else [])
 
 
 def default_depth_model(media: Path) -> Path | None:
     """FastDepth where scripts/setup_bench_media.sh put it beside the frames, else none."""
-    path = media / BENCH_DEPTH_MODEL.relative_to(BENCH_MEDIA_DIR)
+    path = media / BENCH_DEPTH_MODEL
     return path if path.is_file() else None
 
 

@@ -413,6 +413,7 @@ def routing_thresholds(results: dict, baseline: str = BASELINES[0]) -> dict:
     first = plain[0][1]["methods"]
     restorers = [m for m in first if m not in BASELINES and " routed (" not in m]
     detectors = [d for d in first[baseline] if d != "depth"]
+    lumas = [lvl["input_luma"] for _, lvl in plain]
     out: dict = {}
     for dname in detectors:
         out[dname] = {}
@@ -420,14 +421,13 @@ def routing_thresholds(results: dict, baseline: str = BASELINES[0]) -> dict:
             gains = [lvl["differences"][dname][f"{m} - {baseline}"]["recall"] for _, lvl in plain]
             helps = [g["lo"] > 0 for g in gains]
             j = next((i for i, h in enumerate(helps) if not h), len(helps))  # levels 0..j-1 all help
-            lumas = [lvl["input_luma"] for _, lvl in plain]
             if j == 0:
                 threshold = 0.0
             elif j == len(plain):
                 threshold = lumas[-1]["p95"]
             else:
                 threshold = (lumas[j - 1]["median"] + lumas[j]["median"]) / 2
-            out[dname][m] = {"threshold": round(threshold, 3), "helps_at": [n for (n, _), h in zip(plain, helps[:j]) if h],
+            out[dname][m] = {"threshold": round(threshold, 3), "helps_at": [n for n, _ in plain[:j]],
                              "gains": {n: g for (n, _), g in zip(plain, gains)}, "helps_everywhere": j == len(plain)}
     return out
 

@@ -20,11 +20,11 @@ import numpy as np
 import yaml
 
 from dap_led_ros.imaging.luma import mean_luma
-from dap_led_ros.shipped_models import checkpoint_paths
+from dap_led_ros.shipped_models import checkpoint_paths, shipped_detector
 
 ROUTE_KEY = "detect_restore_below"   # the checkpoint YAML's `extra` entry (the shipped detector)
 BY_DETECTOR_KEY = "detect_restore_below_by_detector"  # {detector file stem: threshold}, other detectors
-SHIPPED_DETECTOR_STEM = "ssd_mobilenet_v2_coco"
+SHIPPED_DETECTOR_STEM = shipped_detector().stem
 HYSTERESIS = 0.1                      # a stream that is restored stays so up to 10 % above the threshold
 FROM_MODEL = -1.0                     # a setting that defers to the model's measured threshold
 UNMEASURED = 1.0                      # a model without one: every frame restored (as before routing)
