@@ -25,6 +25,8 @@ COMMANDS: dict[str, str] = {
     "replay": "dap_led_ros.cli.replay",
     "demo": "dap_led_ros.cli.demo",
     "pipeline": "dap_led_ros.cli.pipeline",
+    "average-weights": "dap_led_ros.cli.average_weights",
+    "ship-check": "dap_led_ros.cli.ship_check",
 }
 
 
