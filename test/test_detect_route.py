@@ -2,7 +2,8 @@
 
 The rule and its thresholds in this process; then enhance_node in a subprocess, driven over real DDS,
 with only detect/image watched: a bright frame comes back byte for byte as the camera sent it and
-skips the network, a dark one comes back restored (the same pixels as the checkpoint run here).
+skips the network, a dark one comes back restored (the same pixels as the checkpoint run here) at
+the detector's own level, while enhanced/image keeps the network's.
 """
 from __future__ import annotations
 
@@ -28,7 +29,10 @@ from dap_led_ros.runtime.detect_route import (
     FROM_MODEL,
     ROUTE_KEY,
     UNMEASURED,
+    TARGET_KEY,
     DetectRoute,
+    for_detector,
+    model_target_level,
     model_threshold,
 )
 from dap_led_ros.shipped_models import default_checkpoint, realtime_checkpoint
@@ -39,6 +43,7 @@ NS = "/route"
 DIAG_NAME = "route/enhance_node"
 START_TIMEOUT = 90.0
 THRESHOLD = 0.2
+DETECT_LEVEL = 0.45
 
 
 def _frame(level: float, seed: int, h: int = 48, w: int = 64) -> np.ndarray:
@@ -115,6 +120,31 @@ def test_the_threshold_belongs_to_the_model_and_the_detector_reading_its_frames(
         model_threshold(tmp_path / "bad3.safetensors")
 
 
+def test_restored_frames_reach_the_detector_at_the_level_the_thresholds_were_measured_at(tmp_path: Path):
+    (tmp_path / "m.yaml").write_text(yaml.safe_dump({"extra": {ROUTE_KEY: 0.14, TARGET_KEY: 0.45}}))
+    ckpt = tmp_path / "m.safetensors"
+    assert model_target_level(ckpt) == 0.45
+    route = DetectRoute.resolve(FROM_MODEL, ckpt)
+    assert (route.restore_below, route.target_level) == (0.14, 0.45)
+    assert "at mean luma 0.45" in route.describe()
+    assert DetectRoute.resolve(FROM_MODEL, ckpt, "", 0.0).rule() is None      # the network's own level
+    assert DetectRoute.resolve(0.3, ckpt, "", 0.3).target_level == 0.3       # settings win
+    assert model_target_level(None) == 0.0 and DetectRoute.resolve(FROM_MODEL, None).rule() is None
+    with pytest.raises(ValueError, match="target_level"):
+        DetectRoute.resolve(FROM_MODEL, ckpt, "", 0.95)
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump({"extra": {TARGET_KEY: 0.01}}))
+    with pytest.raises(ValueError, match="target_level"):
+        model_target_level(tmp_path / "bad.safetensors")
+    # the level: one gain, white balance kept; uint8 stays uint8, float stays float
+    dark = _frame(0.25, 1)  # within the rule's 8x gain of the level
+    rule = route.rule()
+    out = for_detector(rule, dark)
+    assert out.dtype == np.uint8 and mean_luma(out) == pytest.approx(0.45, abs=0.01)
+    assert for_detector(None, dark) is dark
+    f = for_detector(rule, dark.astype(np.float32) / 255)
+    assert f.dtype == np.float32 and mean_luma(f) == pytest.approx(0.45, abs=0.01)
+
+
 # ----------------------------------------------------------------------------- the node
 
 @pytest.fixture(scope="module")
@@ -122,7 +152,8 @@ def node(module_ros: RosHarness, tiny_checkpoint, tmp_path_factory) -> NodeProce
     cmd = console_command("enhance_node", "dap_led_ros.ros.enhance_node") + [
         "--ros-args", "-r", f"__ns:={NS}", "-p", f"model:={tiny_checkpoint}",
         "-p", "backend:=torch", "-p", "threads:=1", "-p", "diagnostics_period_s:=0.5",
-        "-p", "temporal:=false", "-p", f"detect_restore_below:={THRESHOLD}"]
+        "-p", "temporal:=false", "-p", f"detect_restore_below:={THRESHOLD}",
+        "-p", f"detect_target_level:={DETECT_LEVEL}"]
     proc = NodeProcess(cmd, tmp_path_factory.mktemp("route_node") / "node.log")
     yield proc
     proc.assert_clean_exit(signal.SIGINT)
@@ -160,16 +191,19 @@ def test_only_the_detector_watching_bright_frames_pass_untouched_and_dark_ones_c
     assert (out.header, out.encoding, out.width, out.height, out.step) == \
         (bright.header, "bgr8", bright.width, bright.height, bright.step)
     assert bytes(out.data) == bytes(bright.data)
-    out = got[2]  # dark: restored, as the same checkpoint restores it here
-    want = Enhancer(EnhancerConfig(model=str(tiny_checkpoint), backend="torch", threads=1)).enhance(dark_rgb)
+    out = got[2]  # dark: restored, as the same checkpoint restores it here, at the detector's level
+    enhancer = Enhancer(EnhancerConfig(model=str(tiny_checkpoint), backend="torch", threads=1))
+    want = enhancer.enhance(dark_rgb)
+    rule = DetectRoute(THRESHOLD, target_level=DETECT_LEVEL).rule()
     restored = image_msg_to_decoded(out).rgb
     assert out.header == dark.header and out.encoding == "rgb8"
-    assert np.abs(restored.astype(int) - want.astype(int)).max() <= 1
+    assert np.abs(restored.astype(int) - for_detector(rule, want).astype(int)).max() <= 2
+    assert mean_luma(restored) > mean_luma(want) + 0.05  # brighter (the random network's frame needs the 8x cap)
     assert np.abs(restored.astype(int) - dark_rgb.astype(int)).max() > 1  # not the input
     # Nothing else watched: the bright frame never went through the network.
     ros.spin_until(lambda: diag.get("restored") == "1" and diag.get("detect_camera_frames") == "1", 30.0,
                    f"diagnostics counting one restored and one camera frame ({diag})")
-    assert diag["detect_restore_below"] == f"{THRESHOLD:g}"
+    assert diag["detect_restore_below"] == f"{THRESHOLD:g}" and diag["detect_target_level"] == f"{DETECT_LEVEL:g}"
 
     # With the restored output watched too, a bright frame goes through the network for it and
     # detect/image still carries the camera's frame.
@@ -185,3 +219,12 @@ def test_only_the_detector_watching_bright_frames_pass_untouched_and_dark_ones_c
     assert bytes(enhanced[3].data) != bytes(bright2.data)
     ros.spin_until(lambda: diag.get("restored") == "2" and diag.get("detect_camera_frames") == "2", 30.0,
                    f"diagnostics counting two restored and two camera frames ({diag})")
+    # A dark frame with both watched: enhanced/image at the network's level, detect/image at the detector's.
+    dark2_rgb = _frame(0.04, 6)
+    pub.publish(make_image_msg(dark2_rgb, Header(stamp=Time(sec=4), frame_id="cam"), "rgb8"))
+    ros.spin_until(lambda: 4 in got and 4 in enhanced, 60.0, "detect/image and enhanced/image for frame 4")
+    network = image_msg_to_decoded(enhanced[4]).rgb
+    assert np.abs(network.astype(int) - enhancer.enhance(dark2_rgb).astype(int)).max() <= 1
+    detect = image_msg_to_decoded(got[4]).rgb
+    assert np.abs(detect.astype(int) - for_detector(rule, network).astype(int)).max() <= 2
+    assert mean_luma(detect) > mean_luma(network) + 0.05

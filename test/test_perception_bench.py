@@ -168,6 +168,17 @@ def test_a_routed_method_restores_only_dark_frames_and_reuses_the_restoration_co
     assert "| dark | brighten | 1.000 [1.000, 1.000] |" in report
 
 
+def test_a_routed_method_with_a_detector_level_hands_the_detector_the_restored_frame_at_that_level():
+    from dap_led_ros.imaging.luma import mean_luma
+
+    dim = lambda x: (x.astype(np.float32) * 0.8).astype(np.uint8)  # noqa: E731  a "restoration" too dark
+    method = routed(dim, DetectRoute(0.3, target_level=0.4))
+    dark, bright = _scene(0) // 3, _scene(1)
+    assert mean_luma(dark) < 0.3 <= mean_luma(bright)
+    assert mean_luma(method(dark)) == pytest.approx(0.4, abs=0.01)
+    assert method(bright) is bright
+
+
 def test_a_part_of_the_sweep_degrades_each_frame_as_the_whole_sweep_does():
     frames = [BenchFrame(f"f{i}", f"g{i % 3}", _scene(i)) for i in range(3)]
     def degraded(levels):

@@ -250,7 +250,8 @@ def run(args: argparse.Namespace) -> int:
             # What detect_input routed feeds the detector with this model (its measured threshold).
             route = DetectRoute.resolve(FROM_MODEL, e.checkpoint)
             if route.restore_below < UNMEASURED:
-                routed_methods[f"{name} routed (< {route.restore_below:g})"] = pb.routed(methods[name], route)
+                level = f", level {route.target_level:g}" if route.target_level > 0 else ""
+                routed_methods[f"{name} routed (< {route.restore_below:g}{level})"] = pb.routed(methods[name], route)
         methods.update(routed_methods)
     except (OutputError, DetectorModelError, DepthModelError, ValueError, RuntimeError, FileNotFoundError) as exc:
         return _error(str(exc))

@@ -32,7 +32,7 @@ from dap_led_ros.imaging.luma import mean_luma
 from dap_led_ros.perception.detection import Detection
 from dap_led_ros.perception.downstream import match_detections
 from dap_led_ros.perception.night_camera import NightLevel, SensorModel, degrade
-from dap_led_ros.runtime.detect_route import DetectRoute
+from dap_led_ros.runtime.detect_route import DetectRoute, for_detector
 
 ROAD_CLASSES = ("person", "car", "bicycle", "motorcycle", "bus", "truck", "traffic light", "stop sign", "dog")
 VIDEO_NAME = "vtest.avi"
@@ -249,8 +249,10 @@ def paired_differences(rows: dict[tuple[str, str], dict[str, np.ndarray]], metho
 
 
 def routed(restore: Method, route: DetectRoute) -> Method:
-    """What enhance_node's detect/image carries: `restore(x)` where the route restores x, else x."""
-    return lambda x: restore(x) if route.restores(x) else x
+    """What enhance_node's detect/image carries: `restore(x)` (at the route's detector level, if it
+    has one) where the route restores x, else x."""
+    rule = route.rule()
+    return lambda x: for_detector(rule, restore(x)) if route.restores(x) else x
 
 
 def last_call_cached(fn: Method) -> Method:

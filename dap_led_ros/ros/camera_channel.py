@@ -18,6 +18,7 @@ from typing import Any
 
 from dap_led_ros.ros.camera_info_cache import CameraInfoCache
 from dap_led_ros.ros.diagnostics import matched_publishers
+from dap_led_ros.runtime.exposure import ExposureState
 
 INPUT_TRANSPORTS = ("raw", "compressed")
 COMPRESSED = "/compressed"  # image_transport's topic suffix for the compressed transport
@@ -59,6 +60,7 @@ class CameraChannel:
         self.restored = 0         # frames that went through the network
         self.detect_camera_frames = 0  # frames detect/image carried as the camera sent them
         self.detect_restoring = False  # detect/image's last frame was the restored one (hysteresis)
+        self.detect_exposure = ExposureState()  # the detector-facing level's steadied gain
 
     def input_publishers(self) -> int:
         """Publishers the camera's input subscription has matched (0 while it has none)."""

@@ -40,7 +40,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
 from dap_led_ros.enhancer import TILE_MODES, Enhancer, EnhancerConfig
-from dap_led_ros.runtime.detect_route import FROM_MODEL, DetectRoute
+from dap_led_ros.runtime.detect_route import FROM_MODEL, DetectRoute, for_detector
 from dap_led_ros.runtime.video_stream import VideoStream
 from dap_led_ros.imaging.compressed_image import (
     CODECS,
@@ -155,6 +155,10 @@ class EnhanceNodeConfig(ManagedNodeConfig, EnhancerParameters):
         "the detector that reads detect/image (detect_node's model; '' = the shipped SSD-MobileNet-v2): "
         "with detect_restore_below -1, the model's threshold measured for that detector; one measured "
         "for none gets the lowest the model records (the pipeline and launch file set it)"))
+    detect_target_level: float = field(default=FROM_MODEL, metadata=param_help(
+        "restored frames reach detect/image at this mean luma (0-0.9, the exposure rule; enhanced/image "
+        "keeps the network's level); -1: the level the model's routing thresholds were measured at "
+        "(its YAML; 0 if none), 0: the network's own level", -1.0, 0.9))
 
     def validate(self) -> None:
         super().validate()
@@ -213,6 +217,7 @@ class EnhanceNode(ManagedImageNode[EnhanceNodeConfig]):
         self._enhancer: Enhancer | None = None
         self._channels: list[CameraChannel] = []
         self._route = DetectRoute()
+        self._detect_rule = None
         super().__init__(node_name, **kwargs)
 
     # ------------------------------------------------------------------ lifecycle hooks
@@ -232,9 +237,10 @@ class EnhanceNode(ManagedImageNode[EnhanceNodeConfig]):
                 "build it with `dap-led build-engine` or set build_engine: true")
         self.get_logger().info(f"network: {backend.describe()}")
         self._channels = [CameraChannel(name) for name in cfg.camera_names() or [""]]
-        self._route = DetectRoute.resolve(cfg.detect_restore_below, self._enhancer.checkpoint, cfg.detector_model)
-        self.get_logger().info(f"detect/image: restored below mean luma {self._route.restore_below:g} "
-                               f"({self._route.source}), else the camera frame")
+        self._route = DetectRoute.resolve(cfg.detect_restore_below, self._enhancer.checkpoint, cfg.detector_model,
+                                          cfg.detect_target_level)
+        self._detect_rule = self._route.rule()
+        self.get_logger().info(f"detect/image: {self._route.describe()}")
         if cfg.publish_heatmap and not self._enhancer.backend.supports_prior_input:
             self.get_logger().warning(f"publish_heatmap: backend {self._enhancer.backend_name} "
                                       "does not expose heatmaps; enhanced/degradation stays silent")
@@ -342,6 +348,7 @@ class EnhanceNode(ManagedImageNode[EnhanceNodeConfig]):
         out["lazy_skipped"] = sum(ch.lazy_skipped for ch in self._channels)
         out["detect_camera_frames"] = sum(ch.detect_camera_frames for ch in self._channels)
         out["detect_restore_below"] = f"{self._route.restore_below:g}"
+        out["detect_target_level"] = f"{self._route.target_level:g}"
         out["subscribers"] = sum(ch.subscribers() for ch in self._channels)
         if self.multi_camera:
             out["cameras"] = ",".join(ch.name for ch in self._channels)
@@ -497,7 +504,10 @@ class EnhanceNode(ManagedImageNode[EnhanceNodeConfig]):
         kept in prepared.to_detector and, for the hysteresis, in the camera's channel."""
         ch = frame.channel
         if ch.wants("detect"):
-            ch.detect_restoring = self._route.restores(prepared.rgb, ch.detect_restoring)
+            was = ch.detect_restoring
+            ch.detect_restoring = self._route.restores(prepared.rgb, was)
+            if ch.detect_restoring and not was:  # a new stretch of restored frames: the level afresh
+                ch.detect_exposure.reset()
             prepared.to_detector = "restored" if ch.detect_restoring else "camera"
         return prepared.to_detector
 
@@ -523,11 +533,15 @@ class EnhanceNode(ManagedImageNode[EnhanceNodeConfig]):
             with stages.measure("encode"):
                 out = make_image_msg(rgb, msg.header, prepared.encoding, alpha=prepared.alpha,
                                      bigendian=prepared.bigendian)
+                detect_out = out
+                if to_detector and self._detect_rule is not None:  # the detector's own level
+                    detect_out = make_image_msg(for_detector(self._detect_rule, rgb, ch.detect_exposure), msg.header,
+                                                prepared.encoding, alpha=prepared.alpha, bigendian=prepared.bigendian)
             with stages.measure("publish"):
                 if ch.wants("image"):
                     ch.pub_image.publish(out)
                 if to_detector:
-                    ch.pub_detect.publish(out)
+                    ch.pub_detect.publish(detect_out)
         if ch.wants("compressed"):
             with stages.measure("compress"):
                 compressed = self._compressed_msg(rgb, prepared.encoding, msg.header)

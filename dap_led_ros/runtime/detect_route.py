@@ -10,6 +10,11 @@ detector, `extra.detect_restore_below_by_detector` ({detector file stem: thresho
 A detector nobody measured gets the lowest threshold measured for any detector: restored only where
 restoration helped every detector measured. A frame at or above the threshold goes to the detector
 as the camera sent it (and, when nothing else watches the restored output, skips the network).
+
+A restored frame may reach the detector at a level of its own: `extra.detect_target_level` (the
+exposure rule of runtime/exposure.py, one gain in linear light to that mean luma, steadied per
+stream) applies to detect/image only; enhanced/image keeps the network's level. The thresholds a
+YAML records were measured with that level applied.
 """
 from __future__ import annotations
 
@@ -20,10 +25,12 @@ import numpy as np
 import yaml
 
 from dap_led_ros.imaging.luma import mean_luma
+from dap_led_ros.runtime.exposure import ExposureRule, ExposureSettings, ExposureState
 from dap_led_ros.shipped_models import checkpoint_paths, shipped_detector
 
 ROUTE_KEY = "detect_restore_below"   # the checkpoint YAML's `extra` entry (the shipped detector)
 BY_DETECTOR_KEY = "detect_restore_below_by_detector"  # {detector file stem: threshold}, other detectors
+TARGET_KEY = "detect_target_level"    # the detector's level for restored frames (0: the network's own)
 SHIPPED_DETECTOR_STEM = shipped_detector().stem
 HYSTERESIS = 0.1                      # a stream that is restored stays so up to 10 % above the threshold
 FROM_MODEL = -1.0                     # a setting that defers to the model's measured threshold
@@ -42,15 +49,32 @@ def detector_key(detector: str | Path | None) -> str:
     return Path(str(detector)).stem if detector else SHIPPED_DETECTOR_STEM
 
 
+def _model_extra(checkpoint: str | Path | None) -> tuple[Path | None, dict]:
+    """(the checkpoint's YAML, its `extra`), or (None, {}) without one."""
+    if not checkpoint:
+        return None, {}
+    _, config = checkpoint_paths(checkpoint)
+    if not config.is_file():
+        return None, {}
+    return config, (yaml.safe_load(config.read_text()) or {}).get("extra") or {}
+
+
+def model_target_level(checkpoint: str | Path | None) -> float:
+    """The detector-facing level a checkpoint's YAML records (0: none, the network's own level)."""
+    config, extra = _model_extra(checkpoint)
+    if config is None or extra.get(TARGET_KEY) is None:
+        return 0.0
+    value = _checked(extra[TARGET_KEY], f"{config}: extra.{TARGET_KEY}")
+    ExposureSettings(target_level=value).validate()
+    return value
+
+
 def model_threshold(checkpoint: str | Path | None, detector: str | Path | None = "") -> tuple[float, str] | None:
     """The threshold a checkpoint's YAML records for `detector` ("" = the shipped detector), and
     whence; None: no YAML, or nothing measured."""
-    if not checkpoint:
+    config, extra = _model_extra(checkpoint)
+    if config is None:
         return None
-    _, config = checkpoint_paths(checkpoint)
-    if not config.is_file():
-        return None
-    extra = (yaml.safe_load(config.read_text()) or {}).get("extra") or {}
     measured: dict[str, float] = {}
     if extra.get(ROUTE_KEY) is not None:
         measured[SHIPPED_DETECTOR_STEM] = _checked(extra[ROUTE_KEY], f"{config}: extra.{ROUTE_KEY}")
@@ -75,20 +99,34 @@ class DetectRoute:
 
     restore_below: float = UNMEASURED
     source: str = "default"   # where the threshold came from (logs, diagnostics)
+    target_level: float = 0.0  # restored frames reach the detector at this mean luma (0: as restored)
 
     @classmethod
     def resolve(cls, setting: float, checkpoint: str | Path | None,
-                detector: str | Path | None = "") -> "DetectRoute":
-        """A node's setting (FROM_MODEL or a value in 0-1), else the model's threshold measured for
-        the detector that reads detect/image ("" = the shipped one)."""
+                detector: str | Path | None = "", target_setting: float = FROM_MODEL) -> "DetectRoute":
+        """A node's settings (FROM_MODEL or a value), else the model's: the threshold measured for
+        the detector that reads detect/image ("" = the shipped one) and the level it was measured at."""
+        if target_setting >= 0.0:
+            ExposureSettings(target_level=target_setting).validate()
+            target = target_setting
+        else:
+            target = model_target_level(checkpoint)
         if setting >= 0.0:
             if setting > 1.0:
                 raise ValueError(f"{ROUTE_KEY} must be -1 (the model's) or in [0, 1], got {setting}")
-            return cls(setting, "setting")
+            return cls(setting, "setting", target)
         measured = model_threshold(checkpoint, detector)
         if measured is None:
-            return cls(UNMEASURED, "unmeasured model: every frame restored")
-        return cls(*measured)
+            return cls(UNMEASURED, "unmeasured model: every frame restored", target)
+        return cls(*measured, target)
+
+    def rule(self) -> ExposureRule | None:
+        """The exposure rule restored frames get on their way to the detector (None: none)."""
+        return ExposureRule(ExposureSettings(target_level=self.target_level)) if self.target_level > 0 else None
+
+    def describe(self) -> str:
+        level = f", at mean luma {self.target_level:g}" if self.target_level > 0 else ""
+        return f"restored below mean luma {self.restore_below:g} ({self.source}){level}, else the camera frame"
 
     def restores(self, rgb: np.ndarray, restoring: bool = False) -> bool:
         """Whether the detector should read this camera frame restored. `restoring`: the stream's
@@ -100,3 +138,12 @@ class DetectRoute:
             return False
         limit = self.restore_below * (1.0 + HYSTERESIS) if restoring else self.restore_below
         return mean_luma(rgb) < limit
+
+
+def for_detector(rule: ExposureRule | None, restored: np.ndarray, state: ExposureState | None = None) -> np.ndarray:
+    """A restored frame as the detector gets it: at the route's level (same dtype), or as it is."""
+    if rule is None:
+        return restored
+    if restored.dtype == np.uint8:
+        return rule.expose_rgb8(restored, state)
+    return rule.expose(restored, state).astype(restored.dtype, copy=False)
