@@ -73,10 +73,12 @@ def test_the_route_follows_the_setting_else_the_models_measured_threshold(tmp_pa
         DetectRoute.resolve(1.5, None)
     # The shipped models carry what the perception benchmark measured (docs/evaluation.md).
     assert model_threshold(default_checkpoint())[0] == pytest.approx(0.14)
-    assert model_threshold(realtime_checkpoint())[0] == 0.0
-    assert DetectRoute.resolve(FROM_MODEL, str(realtime_checkpoint())).restore_below == 0.0
+    assert model_threshold(realtime_checkpoint())[0] == pytest.approx(0.059)
+    rt = DetectRoute.resolve(FROM_MODEL, str(realtime_checkpoint()))
+    assert (rt.restore_below, rt.target_level) == (pytest.approx(0.059), 0.45)  # measured at that level
+    assert model_target_level(default_checkpoint()) == 0.45
     # The Enhancer names the checkpoint it runs, the shipped quality model included (model unset).
-    for model, want in (("quality", 0.14), ("realtime", 0.0), (None, 0.14)):
+    for model, want in (("quality", 0.14), ("realtime", 0.059), (None, 0.14)):
         e = Enhancer(EnhancerConfig(model=model, backend="torch", threads=1))
         assert DetectRoute.resolve(FROM_MODEL, e.checkpoint).restore_below == pytest.approx(want), model
         e.close()

@@ -66,6 +66,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="ONNX monocular depth model to score too (default: FastDepth from "
                         "scripts/setup_bench_media.sh where it is in the media folder's models/)")
     p.add_argument("--no-depth", action="store_true", help="score no depth model")
+    p.add_argument("--network-level", action="store_true",
+                   help="score each restoration at the network's own level; by default a model whose YAML "
+                        "records a detector level (detect_target_level) is scored as detect/image carries "
+                        "it, at that level (an explicit --target-level replaces both)")
     p.add_argument("--depth-preset", default=None,
                    help="input layout of --depth-model: depth-anything | midas-small | dpt | fastdepth "
                         "(docs/pipeline.md; default: fastdepth for the default model, else depth-anything)")
@@ -237,21 +241,29 @@ def run(args: argparse.Namespace) -> int:
             depth = DepthEstimator(depth_config_for_preset(args.depth_preset, str(args.depth_model),
                                                            threads=args.threads))
         from dap_led_ros.enhancer import Enhancer
-        from dap_led_ros.runtime.detect_route import FROM_MODEL, UNMEASURED, DetectRoute
+        from dap_led_ros.runtime.detect_route import FROM_MODEL, UNMEASURED, DetectRoute, for_detector
 
         methods = {"degraded input": lambda x: x, "auto-exposure": auto_exposure,
                    "auto-exposure + CLAHE": auto_exposure_clahe}
         routed_methods = {}
+        explicit_level = args.target_level > 0
         for model in restoration:
             e = Enhancer(replace(enhancer_config_from_args(args), model=model))
             enhancers.append(e)
             name = f"DAP-LED {model}" if model in SHIPPED_MODELS else f"DAP-LED {Path(model).stem}"
-            methods[name] = pb.last_call_cached(e.enhance)
-            # What detect_input routed feeds the detector with this model (its measured threshold).
+            # What detect_input routed feeds the detector with this model: its measured threshold,
+            # restored frames at the level it records (scored so at every condition, unless told not to).
             route = DetectRoute.resolve(FROM_MODEL, e.checkpoint)
+            rule = None if explicit_level or args.network_level else route.rule()
+            if rule is None:
+                methods[name] = pb.last_call_cached(e.enhance)
+            else:
+                name += f" (level {route.target_level:g})"
+                methods[name] = pb.last_call_cached(lambda x, e=e, rule=rule: for_detector(rule, e.enhance(x)))
             if route.restore_below < UNMEASURED:
-                level = f", level {route.target_level:g}" if route.target_level > 0 else ""
-                routed_methods[f"{name} routed (< {route.restore_below:g}{level})"] = pb.routed(methods[name], route)
+                # the plain row already carries the level (or the user's): routed reuses its arrays
+                routed_methods[f"{name} routed (< {route.restore_below:g})"] = pb.routed(
+                    methods[name], replace(route, target_level=0.0))
         methods.update(routed_methods)
     except (OutputError, DetectorModelError, DepthModelError, ValueError, RuntimeError, FileNotFoundError) as exc:
         return _error(str(exc))
