@@ -53,6 +53,16 @@ def read_checkpoint_config(path: str | Path) -> tuple[ModelConfig, dict[str, Any
     return cfg, dict(doc.get("extra") or {})
 
 
+def campaign_record(extra: dict[str, Any]) -> dict[str, Any]:
+    """The campaign record of a checkpoint's `extra` (steps and hours before it); one without a
+    record counts its own `step` with unknown hours (0)."""
+    rec = extra.get("campaign")
+    if isinstance(rec, dict) and "cumulative_steps" in rec:
+        return {"cumulative_steps": int(rec["cumulative_steps"]),
+                "cumulative_hours": float(rec.get("cumulative_hours", 0.0)), "runs": list(rec.get("runs", []))}
+    return {"cumulative_steps": int(extra.get("step", 0)), "cumulative_hours": 0.0, "runs": []}
+
+
 def load_checkpoint(path: str | Path | None = None, device: str | torch.device = "cpu"
                     ) -> tuple[DAPLED, ModelConfig, dict[str, Any]]:
     """Build the network from the YAML and load the safetensors weights (strict)."""

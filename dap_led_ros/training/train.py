@@ -34,7 +34,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from dap_led_ros.checkpoint import checkpoint_keys, load_checkpoint, read_checkpoint_config, save_checkpoint
+from dap_led_ros.checkpoint import campaign_record, checkpoint_keys, load_checkpoint, read_checkpoint_config, save_checkpoint
 from dap_led_ros.file_output import write_text
 from dap_led_ros.model import DAPLED, ModelConfig, build_model
 from dap_led_ros.model.growth import load_grown
@@ -326,14 +326,8 @@ def _detector_loss(cfg: LossConfig, device: torch.device) -> nn.Module | None:
 
 
 def _campaign_of(path: Path) -> dict[str, Any]:
-    """The campaign record of a checkpoint (steps and hours before it); a checkpoint without one
-    counts its own `step` with unknown hours (0)."""
-    _, extra = read_checkpoint_config(path)
-    rec = extra.get("campaign")
-    if isinstance(rec, dict) and "cumulative_steps" in rec:
-        return {"cumulative_steps": int(rec["cumulative_steps"]),
-                "cumulative_hours": float(rec.get("cumulative_hours", 0.0)), "runs": list(rec.get("runs", []))}
-    return {"cumulative_steps": int(extra.get("step", 0)), "cumulative_hours": 0.0, "runs": []}
+    """The campaign record of a checkpoint (steps and hours before it)."""
+    return campaign_record(read_checkpoint_config(path)[1])
 
 
 def _append_log(path: Path, row: dict[str, Any]) -> None:

@@ -11,27 +11,19 @@ from typing import Any, Sequence
 
 import torch
 
-from dap_led_ros.checkpoint import CheckpointError, checkpoint_paths, load_checkpoint, read_checkpoint_config, save_checkpoint
-
-
-def _campaign(extra: dict[str, Any]) -> dict[str, Any]:
-    rec = extra.get("campaign")
-    if isinstance(rec, dict) and "cumulative_steps" in rec:
-        return rec
-    return {"cumulative_steps": int(extra.get("step", 0)), "cumulative_hours": 0.0, "runs": []}
+from dap_led_ros.checkpoint import CheckpointError, campaign_record, checkpoint_paths, load_checkpoint, save_checkpoint
 
 
 def joint_campaign(extras: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """The union of the ingredients' training runs, each counted once, summed."""
     runs: list[dict[str, Any]] = []
     for extra in extras:
-        for run in _campaign(extra).get("runs", []):
+        for run in campaign_record(extra)["runs"]:
             if run not in runs:
                 runs.append(dict(run))
     if not runs:  # no run lists: the largest single record
-        best = max((_campaign(e) for e in extras), key=lambda r: int(r["cumulative_steps"]))
-        return {"cumulative_steps": int(best["cumulative_steps"]),
-                "cumulative_hours": float(best.get("cumulative_hours", 0.0)), "runs": []}
+        best = max((campaign_record(e) for e in extras), key=lambda r: r["cumulative_steps"])
+        return {**best, "runs": []}
     return {"cumulative_steps": sum(int(r.get("steps", 0)) for r in runs),
             "cumulative_hours": round(sum(float(r.get("hours", 0.0)) for r in runs), 3),
             "runs": runs}
@@ -49,17 +41,16 @@ def average_checkpoints(paths: Sequence[str | Path], weights: Sequence[float] | 
     if any(x < 0 for x in w) or sum(w) <= 0:
         raise CheckpointError(f"weights must be >= 0 with a positive sum, got {w}")
     w = [x / sum(w) for x in w]
-    first_cfg, _ = read_checkpoint_config(paths[0])
-    for p in paths[1:]:
-        cfg, _ = read_checkpoint_config(p)
-        if cfg.to_dict() != first_cfg.to_dict():
-            raise CheckpointError(f"{p} holds another network than {paths[0]}: only checkpoints of one "
-                                  "configuration can be averaged")
-    model, cfg, _ = load_checkpoint(paths[0])
+    model, cfg = None, None
     total: dict[str, torch.Tensor] = {}
     extras: list[dict[str, Any]] = []
     for p, wi in zip(paths, w):
-        m, _, extra = load_checkpoint(p)
+        m, c, extra = load_checkpoint(p)
+        if model is None:
+            model, cfg = m, c
+        elif c.to_dict() != cfg.to_dict():
+            raise CheckpointError(f"{p} holds another network than {paths[0]}: only checkpoints of one "
+                                  "configuration can be averaged")
         extras.append(extra)
         for k, v in m.state_dict().items():
             if not v.is_floating_point():  # counters and the like: the first checkpoint's
